@@ -1,0 +1,1 @@
+"""The execution layer: onnxruntime/torch/TVM runners and compilation. The only place that imports tvm."""

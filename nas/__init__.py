@@ -1,0 +1,39 @@
+"""hwnas public API. Torch-backed parts (supernets) load on first use, so ``import nas`` is fast."""
+
+from __future__ import annotations
+
+from search_spaces import (
+    ArchConfig,
+    Choice,
+    InvalidArchError,
+    LayerSpec,
+    NASError,
+    SearchSpace,
+    UnknownSpaceError,
+    get_space,
+    list_spaces,
+    register_space,
+)
+
+_LAZY = {
+    "create_supernet": "supernets",
+    "list_supernets": "supernets",
+    "register_supernet": "supernets",
+    "recalibrate_bn": "supernets",
+    "count_macs_params": "supernets",
+    "Supernet": "supernets",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nas' has no attribute {name!r}")
+
+
+__all__ = [
+    "ArchConfig", "Choice", "InvalidArchError", "LayerSpec", "NASError", "SearchSpace", "UnknownSpaceError",
+    "get_space", "list_spaces", "register_space", *_LAZY,
+]

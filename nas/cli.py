@@ -1,0 +1,117 @@
+"""The ``nas`` command line. User errors print one line and exit with code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from search_spaces import NASError, get_space, list_spaces
+
+EXIT_USAGE = 2
+
+
+class CLIInputError(NASError, ValueError):
+    """A command-line value is malformed (bad JSON, unreadable file)."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def load_arch_json(text: str) -> dict:
+    """Parse ``--arch``: a JSON object, or ``@PATH`` to read one from a file."""
+    source = "--arch"
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise CLIInputError(f"cannot read --arch file {str(path)!r}: {err.strerror or err}") from None
+        source = f"--arch file {str(path)!r}"
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CLIInputError(f"{source} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    if not isinstance(obj, dict):
+        raise CLIInputError(f"{source} must be a JSON object like {{\"ks\": [...], ...}}, got {type(obj).__name__}")
+    return obj
+
+
+def cmd_spaces(args: argparse.Namespace) -> int:
+    for name in list_spaces():
+        space = get_space(name)
+        print(f"{name}\tversion {space.version}\t{len(space.params)} settings\t{space.size:.3g} raw configs")
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from nas.describe import describe_arch, render_text
+
+    space = get_space(args.space)
+    arch = space.parse(load_arch_json(args.arch))
+    info = describe_arch(space, arch)
+    print(json.dumps(info, indent=2) if args.json else render_text(info))
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    space = get_space(args.space)
+    rng = np.random.default_rng(args.seed)
+    for _ in range(args.n):
+        print(space.sample(rng).to_json())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nas", description="hwnas: hardware-aware neural architecture search")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("spaces", help="list the registered search spaces")
+    p.set_defaults(func=cmd_spaces)
+
+    p = sub.add_parser("describe", help="MACs, params, peak memory and layer table of one architecture")
+    p.add_argument("space", help="a registered space (see `nas spaces`)")
+    p.add_argument("--arch", required=True,
+                   help='JSON object or @FILE: {"ks": [...], "e": [...], "d": [...], "r": R} or {param: value}')
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser("sample", help="random architectures as JSON lines")
+    p.add_argument("space", help="a registered space (see `nas spaces`)")
+    p.add_argument("-n", type=_positive_int, default=1, help="how many (default 1)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=cmd_sample)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except NASError as err:
+        print(f"nas {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # e.g. `nas sample ... | head`
+        sys.stderr.close()
+        return 0

@@ -1,0 +1,76 @@
+"""What ``nas describe`` reports about one architecture: a plain dict and its text rendering."""
+
+from __future__ import annotations
+
+from hw_profiles import layer_macs, layer_params, macs, params, peak_activation_bytes
+from search_spaces import ArchConfig, SearchSpace
+
+
+def describe_arch(space: SearchSpace, arch: ArchConfig) -> dict:
+    """arch_id, MACs, params, input shape, peak activation bytes (fp32, int8) and the layer table.
+
+    ``macs``/``params`` are exact integers computed from ``space.layers(arch)``.
+    """
+    arch = space.validate(arch)
+    rows = space.layers(arch)
+    table = []
+    for i, layer in enumerate(rows):
+        row = {"index": i, **layer.to_dict(), "macs": layer_macs(layer), "params": layer_params(layer)}
+        table.append(row)
+    channels, height, width = space.input_shape(arch)
+    return {
+        "space": space.name,
+        "space_version": space.version,
+        "arch_id": arch.arch_id,
+        "arch": arch.to_dict(),
+        "resolution": [height, width],
+        "input_shape": [1, channels, height, width],
+        "macs": macs(rows),
+        "params": params(rows),
+        "peak_activation_bytes": {"fp32": peak_activation_bytes(rows, 4), "int8": peak_activation_bytes(rows, 1)},
+        "layers": table,
+    }
+
+
+def _si(value: int) -> str:
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:.2f} {suffix}"
+    return str(value)
+
+
+def _mib(n_bytes: int) -> str:
+    return f"{n_bytes:,} B ({n_bytes / 2**20:.2f} MiB)"
+
+
+def render_text(info: dict) -> str:
+    """A human-readable report of :func:`describe_arch`'s dict."""
+    peak = info["peak_activation_bytes"]
+    _, channels, height, width = info["input_shape"]
+    lines = [
+        f"space       {info['space']} (version {info['space_version']})",
+        f"arch_id     {info['arch_id']}",
+        f"resolution  {height}x{width} (input 1x{channels}x{height}x{width})",
+        f"macs        {info['macs']:,} ({_si(info['macs'])})",
+        f"params      {info['params']:,} ({_si(info['params'])})",
+        f"peak activation memory (batch 1, largest live input+output+residual set)",
+        f"            fp32 {_mib(peak['fp32'])}",
+        f"            int8 {_mib(peak['int8'])}",
+        "",
+    ]
+    header = ("#", "block", "op", "in", "out", "k", "s", "groups", "in_hw", "out_hw", "act", "se", "res",
+              "macs", "params")
+    body = []
+    for row in info["layers"]:
+        body.append((
+            str(row["index"]), row["block"], row["op"], str(row["in_channels"]), str(row["out_channels"]),
+            str(row["kernel"]), str(row["stride"]), str(row["groups"]), "x".join(map(str, row["in_hw"])),
+            "x".join(map(str, row["out_hw"])), row["act"], str(row["se_channels"]) if row["se"] else "-",
+            "yes" if row["residual"] else "-", f"{row['macs']:,}", f"{row['params']:,}",
+        ))
+    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
+    numeric = {0, 3, 4, 5, 6, 7, 13, 14}
+    for cells in [header, *body]:
+        lines.append("  ".join(c.rjust(w) if i in numeric else c.ljust(w)
+                               for i, (c, w) in enumerate(zip(cells, widths))).rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Accuracy and latency predictors (fit/predict). Arrives with the search issue."""

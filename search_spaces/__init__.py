@@ -1,0 +1,25 @@
+"""Search spaces: settings, architectures and layer tables. numpy only, never torch."""
+
+from search_spaces.arch import ArchConfig
+from search_spaces.choice import Choice
+from search_spaces.errors import (
+    DuplicateNameError,
+    InvalidArchError,
+    NASError,
+    NoLayerIRError,
+    UnknownNameError,
+    UnknownSpaceError,
+)
+from search_spaces.layers import ACTIVATIONS, OPS, LayerSpec
+from search_spaces.mobilenet_v3 import MobileNetV3Space, StageSpec, make_divisible, ofa_mbv3, tiny_mbv3
+from search_spaces.registry import get_space, list_spaces, register_space
+from search_spaces.space import SearchSpace
+
+register_space("ofa_mbv3", ofa_mbv3)
+register_space("tiny_mbv3", tiny_mbv3)
+
+__all__ = [
+    "ACTIVATIONS", "OPS", "ArchConfig", "Choice", "DuplicateNameError", "InvalidArchError", "LayerSpec",
+    "MobileNetV3Space", "NASError", "NoLayerIRError", "SearchSpace", "StageSpec", "UnknownNameError",
+    "UnknownSpaceError", "get_space", "list_spaces", "make_divisible", "ofa_mbv3", "register_space", "tiny_mbv3",
+]

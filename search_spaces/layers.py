@@ -1,0 +1,76 @@
+"""``LayerSpec``: one row of a network's layer table. Plain data, no torch.
+
+Every analytic cost model, latency table and predictor feature reads these rows, and the
+module a supernet extracts must agree with them exactly (same MACs, same params).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+OPS = ("conv", "pwconv", "dwconv", "gap", "linear")
+"""Op kinds: dense k×k conv, 1×1 conv, depthwise conv, global average pool, fully connected."""
+
+ACTIVATIONS = ("none", "relu", "hswish")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One op of the network, in execution order.
+
+    Shapes are NCHW with batch 1. ``in_hw`` is the input height and width; padding is
+    ``kernel // 2`` ("same" padding as in OFA). ``se_channels > 0`` means a squeeze-excite
+    module (reduce 1×1 conv with bias → ReLU → expand 1×1 conv with bias → h-sigmoid, then a
+    channel-wise multiply) acts on this op's output after its activation. ``residual`` marks the
+    last op of a block whose output is added to that block's input. ``bn`` is a BatchNorm with
+    affine parameters after the op; ``bias`` is the op's own bias.
+    """
+
+    op: str
+    in_channels: int
+    out_channels: int
+    kernel: int
+    stride: int
+    groups: int
+    in_hw: tuple[int, int]
+    act: str = "none"
+    se_channels: int = 0
+    residual: bool = False
+    bias: bool = False
+    bn: bool = False
+    block: str = ""
+
+    def __post_init__(self) -> None:
+        if self.op not in OPS:
+            raise ValueError(f"LayerSpec.op={self.op!r} is not one of {list(OPS)}")
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"LayerSpec.act={self.act!r} is not one of {list(ACTIVATIONS)}")
+        for name in ("in_channels", "out_channels", "kernel", "stride", "groups"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"LayerSpec.{name} must be a positive int, got {value!r}")
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(
+                f"LayerSpec.groups={self.groups} must divide in_channels={self.in_channels} "
+                f"and out_channels={self.out_channels}"
+            )
+
+    @property
+    def se(self) -> bool:
+        return self.se_channels > 0
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        """Output height and width (1×1 for ``gap`` and ``linear``)."""
+        if self.op in ("gap", "linear"):
+            return (1, 1)
+        pad = self.kernel // 2
+        return tuple((size + 2 * pad - self.kernel) // self.stride + 1 for size in self.in_hw)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict, with the derived ``out_hw`` and ``se`` added."""
+        row = asdict(self)
+        row["in_hw"] = list(self.in_hw)
+        row["out_hw"] = list(self.out_hw)
+        row["se"] = self.se
+        return row

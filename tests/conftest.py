@@ -1,0 +1,30 @@
+"""Shared fixtures. Everything is seeded; nothing downloads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from supernets import create_supernet
+
+
+@pytest.fixture(scope="session")
+def supernet_cache():
+    """One supernet per name per test session (building ofa_mbv3 costs ~0.3 s).
+
+    Tests that change weights must call ``enliven`` (which re-randomises what they depend on) or
+    build their own supernet.
+    """
+    cache: dict[str, object] = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = create_supernet(name, seed=0)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
