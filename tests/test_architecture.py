@@ -1,0 +1,27 @@
+"""The rooms of DESIGN.md: import rules (import-linter) and a fast, torch-free search_spaces."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_linter_contracts_hold():
+    lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
+    assert lint, "import-linter is not installed; install hwnas[dev]"
+    run = subprocess.run([lint, "--config", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "broken" in run.stdout and "0 broken" in run.stdout, run.stdout
+
+
+def test_search_spaces_and_cli_describe_do_not_import_torch():
+    code = (
+        "import sys, nas, search_spaces, hw_profiles, nas.cli, nas.describe; "
+        "bad = [m for m in ('torch', 'tvm', 'onnx') if m in sys.modules]; assert not bad, bad"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
