@@ -48,11 +48,15 @@ def load_arch_json(text: str) -> dict:
             text = path.read_text(encoding="utf-8")
         except OSError as err:
             raise CLIInputError(f"cannot read --arch file {str(path)!r}: {err.strerror or err}") from None
+        except UnicodeDecodeError:
+            raise CLIInputError(f"--arch file {str(path)!r} is not UTF-8 text; expected a JSON object") from None
         source = f"--arch file {str(path)!r}"
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as err:
         raise CLIInputError(f"{source} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    except RecursionError:
+        raise CLIInputError(f"{source} is nested too deeply to be an architecture; expected a flat JSON object") from None
     if not isinstance(obj, dict):
         raise CLIInputError(f"{source} must be a JSON object like {{\"ks\": [...], ...}}, got {type(obj).__name__}")
     return obj

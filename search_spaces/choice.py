@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Union
 
@@ -37,6 +38,8 @@ class Choice:
                     f"Choice {name!r}: option {opt!r} is a {type(opt).__name__}; "
                     "options must be int, float, str or bool"
                 )
+            if isinstance(opt, float) and not math.isfinite(opt):
+                raise ValueError(f"Choice {name!r}: option {opt!r} is not a finite number (JSON has no NaN/inf)")
         for i, opt in enumerate(opts):
             if any(_same(opt, other) for other in opts[:i]):
                 raise ValueError(f"Choice {name!r}: option {opt!r} appears twice in {list(opts)!r}")

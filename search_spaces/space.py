@@ -97,7 +97,8 @@ class SearchSpace:
         for p, (_, value) in zip(self.params, arch.items):
             if not p.contains(value):
                 raise InvalidArchError(f"space {self.name!r}: {p.name}={value!r} is not one of {list(p.options)!r}")
-        return arch
+        fresh = self._make([value for _, value in arch.items])
+        return arch if fresh.arch_id == arch.arch_id else fresh  # a hand-built or stale id is replaced
 
     def sample(self, rng: np.random.Generator) -> ArchConfig:
         """A uniformly random architecture, canonicalised. ``rng`` is the only randomness used."""
@@ -121,9 +122,13 @@ class SearchSpace:
             )
         values = []
         for p, code in zip(self.params, codes.tolist()):
-            if code != int(code) or not 0 <= int(code) < len(p):
-                raise InvalidArchError(f"space {self.name!r}: code {code!r} for {p.name} is outside 0..{len(p) - 1}")
-            values.append(p.options[int(code)])
+            if isinstance(code, float) and code.is_integer():
+                code = int(code)  # whole-number floats, as some pymoo operators return
+            if isinstance(code, bool) or not isinstance(code, int) or not 0 <= code < len(p):
+                raise InvalidArchError(
+                    f"space {self.name!r}: code {code!r} for {p.name} must be an integer in 0..{len(p) - 1}"
+                )
+            values.append(p.options[code])
         return self._make(values)
 
     # --------------------------------------------------------------- canonical form

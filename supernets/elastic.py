@@ -20,7 +20,7 @@ class ElasticConv2d(nn.Module):
     def __init__(self, max_in: int, max_out: int, *, kernel: int = 1, stride: int = 1, bias: bool = False) -> None:
         super().__init__()
         self.kernel, self.stride = kernel, stride
-        self.weight = nn.Parameter(torch.empty(max_out, max_in, kernel, kernel))
+        self.weight = nn.Parameter(torch.zeros(max_out, max_in, kernel, kernel))  # the owner initialises
         self.bias = nn.Parameter(torch.zeros(max_out)) if bias else None
 
     def active_weight(self, in_channels: int, out_channels: int) -> torch.Tensor:
@@ -46,7 +46,7 @@ class ElasticDepthwiseConv2d(nn.Module):
         self.kernel_sizes = tuple(sorted(set(kernel_sizes)))
         self.max_kernel = self.kernel_sizes[-1]
         self.stride = stride
-        self.weight = nn.Parameter(torch.empty(max_channels, 1, self.max_kernel, self.max_kernel))
+        self.weight = nn.Parameter(torch.zeros(max_channels, 1, self.max_kernel, self.max_kernel))
         self.transforms = nn.ParameterDict({
             self._key(big, small): nn.Parameter(torch.eye(small * small))
             for small, big in zip(self.kernel_sizes, self.kernel_sizes[1:])

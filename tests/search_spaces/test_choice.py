@@ -92,11 +92,6 @@ def test_value_outside_options_is_rejected_with_the_valid_options(options, value
         choice.index(value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG search_spaces/choice.py:34-42: float('nan') is accepted as an option although it is "
-    "no JSON scalar and can never be looked up (index(nan) fails, [nan, nan] passes the duplicate check)",
-)
 def test_nan_option_is_rejected():
     # Consequence today: SearchSpace("s", [Choice("x", [nan, 1.0])]).sample(default_rng(1)) draws
     # code 0, and canonicalize -> validate raises InvalidArchError "x=nan is not one of [nan, 1.0]".

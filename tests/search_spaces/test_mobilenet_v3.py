@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hw_profiles import analytic
-from search_spaces import InvalidArchError, MobileNetV3Space, get_space, make_divisible
+from search_spaces import InvalidArchError, MobileNetV3Space, StageSpec, get_space, make_divisible
 
 # name -> (block slots, stages, depth choices, resolutions)
 EXPECTED = {
@@ -240,9 +240,9 @@ def test_largest_ofa_layer_table_head_and_tail(ofa):
     assert rows[-1].out_hw == (1, 1)
 
 
-# Computed once with hw_profiles.analytic on this layer table and hard-coded here; the same
-# numbers are cross-checked against OFA's reference counter (and the extracted torch modules)
-# in the contract tests elsewhere.
+# Computed once with hw_profiles.analytic on this layer table and hard-coded here. They are
+# cross-checked against OFA's own reference counter elsewhere (test_ofa_reference_counts.py and its
+# data/ofa_reference_counts.jsonl: OFA's float32 sum gives 566_170_688 for the largest).
 @pytest.mark.parametrize(
     ("which", "expected_macs", "expected_params"),
     [("largest", 566_170_656, 7_664_760), ("smallest", 41_476_224, 3_410_792)],
@@ -282,6 +282,17 @@ def test_residual_only_where_stride_1_and_widths_match(space):
             n_residual += expected
         # Each stage's first block changes width (or stride), every later block is residual.
         assert n_residual == sum(arch[f"d_{s}"] - 1 for s in range(5))
+
+
+def test_strided_block_that_keeps_its_width_is_not_residual():
+    # Neither built-in space has one (their strided stages all widen), so build a space that does.
+    space = MobileNetV3Space(
+        name="flat", stages=[StageSpec(16, 2, 2, "relu", False), StageSpec(16, 2, 1, "relu", False)],
+        kernel_sizes=[3], expand_ratios=[3], depths=[2], resolutions=[32], stem_width=16,
+        first_block_width=16, final_expand_width=32, last_channel=64, num_classes=10, in_channels=3,
+    )
+    projects = [rows[2] for rows in blocks_of(space.layers(space.largest())).values()]
+    assert [p.residual for p in projects] == [False, True, True, True]
 
 
 @pytest.mark.parametrize("r", EXPECTED["ofa_mbv3"][3])

@@ -72,6 +72,8 @@ def test_elastic_batchnorm_updates_only_the_active_prefix():
 
 def test_elastic_se_hidden_width_follows_input_channels():
     se = ElasticSqueezeExcite(96)
+    for i, p in enumerate(se.parameters()):
+        torch.nn.init.normal_(p, generator=torch.Generator().manual_seed(i))
     assert se.reduce.weight.shape[0] == se_channels(96) == 24
     x = _seeded(1, 72, 5, 5)
     y = se(x)
