@@ -22,6 +22,7 @@ _LAZY = {
     "recalibrate_bn": "supernets",
     "count_macs_params": "supernets",
     "Supernet": "supernets",
+    "load_ofa_state_dict": "supernets",
 }
 
 

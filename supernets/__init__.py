@@ -5,6 +5,7 @@ from supernets.base import Supernet
 from supernets.bn import recalibrate_bn
 from supernets.counting import count_macs_params
 from supernets.mbv3 import OFAMobileNetV3Supernet
+from supernets.ofa_checkpoint import CheckpointMismatchError, load_ofa_state_dict
 from supernets.registry import UnknownSupernetError, create_supernet, list_supernets, register_supernet
 
 
@@ -26,6 +27,6 @@ register_supernet("ofa_mbv3", ofa_mbv3_supernet)
 register_supernet("tiny_mbv3", tiny_mbv3_supernet)
 
 __all__ = [
-    "OFAMobileNetV3Supernet", "Supernet", "UnknownSupernetError", "count_macs_params", "create_supernet",
+    "CheckpointMismatchError", "OFAMobileNetV3Supernet", "load_ofa_state_dict", "Supernet", "UnknownSupernetError", "count_macs_params", "create_supernet",
     "list_supernets", "ofa_mbv3_supernet", "recalibrate_bn", "register_supernet", "tiny_mbv3_supernet",
 ]
