@@ -19,24 +19,19 @@ class CLIInputError(NASError, ValueError):
     """A command-line value is malformed (bad JSON, unreadable file)."""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _int_at_least(minimum: int):
+    """An argparse type: an integer >= ``minimum``."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+    return parse
 
 
 def load_arch_json(text: str) -> dict:
@@ -103,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="random architectures as JSON lines")
     p.add_argument("space", help="a registered space (see `nas spaces`)")
-    p.add_argument("-n", type=_positive_int, default=1, help="how many (default 1)")
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+    p.add_argument("-n", type=_int_at_least(1), default=1, help="how many (default 1)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_sample)
     return parser
 

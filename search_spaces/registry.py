@@ -1,31 +1,58 @@
-"""The registry of search spaces: name → factory. Factories are cheap and do no I/O."""
+"""Name → factory registries (one per kind: spaces, supernets, profiles, searchers).
+
+Factories are cheap and do no I/O; nothing heavy is registered at import time. A taken name
+raises ``DuplicateNameError``; an unknown name raises the registry's error listing valid names.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Generic, TypeVar
 
-from search_spaces.errors import DuplicateNameError, UnknownSpaceError
+from search_spaces.errors import DuplicateNameError, UnknownNameError, UnknownSpaceError
 from search_spaces.space import SearchSpace
 
-SpaceFactory = Callable[..., SearchSpace]
-_FACTORIES: dict[str, SpaceFactory] = {}
+T = TypeVar("T")
 
 
-def register_space(name: str, factory: SpaceFactory) -> None:
+class Registry(Generic[T]):
+    """Factories of one kind (``kind`` names it in messages, e.g. "space")."""
+
+    def __init__(self, kind: str, unknown_error: type[UnknownNameError] = UnknownNameError) -> None:
+        self.kind = kind
+        self.unknown_error = unknown_error
+        self._factories: dict[str, Callable[..., T]] = {}
+
+    def register(self, name: str, factory: Callable[..., T]) -> None:
+        if name in self._factories:
+            raise DuplicateNameError(f"a {self.kind} named {name!r} is already registered")
+        self._factories[name] = factory
+
+    def create(self, name: str, **kwargs) -> T:
+        """A new instance from the factory registered as ``name``; keyword options go to it."""
+        try:
+            factory = self._factories[name]
+        except KeyError:
+            raise self.unknown_error(
+                f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(self.names())}"
+            ) from None
+        return factory(**kwargs)
+
+    def names(self) -> list[str]:
+        return sorted(self._factories)
+
+
+SPACES: Registry[SearchSpace] = Registry("space", UnknownSpaceError)
+
+
+def register_space(name: str, factory: Callable[..., SearchSpace]) -> None:
     """Register ``factory(**kwargs) -> SearchSpace`` under ``name``; a taken name raises."""
-    if name in _FACTORIES:
-        raise DuplicateNameError(f"a search space named {name!r} is already registered")
-    _FACTORIES[name] = factory
+    SPACES.register(name, factory)
 
 
 def get_space(name: str, **kwargs) -> SearchSpace:
     """A new instance of the registered space ``name`` (keyword options go to its factory)."""
-    try:
-        factory = _FACTORIES[name]
-    except KeyError:
-        raise UnknownSpaceError(f"unknown space {name!r}; known spaces: {', '.join(list_spaces())}") from None
-    return factory(**kwargs)
+    return SPACES.create(name, **kwargs)
 
 
 def list_spaces() -> list[str]:
-    return sorted(_FACTORIES)
+    return SPACES.names()

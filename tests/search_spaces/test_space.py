@@ -258,7 +258,7 @@ def test_bare_space_has_no_layer_table(space, method):
 @pytest.fixture
 def isolated_registry(monkeypatch):
     """A copy of the registry, so registering in a test leaves the real one untouched."""
-    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
+    monkeypatch.setattr(registry.SPACES, "_factories", dict(registry.SPACES._factories))
 
 
 def test_get_space_unknown_name_lists_the_registered_spaces():
