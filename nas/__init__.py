@@ -23,6 +23,10 @@ _LAZY = {
     "count_macs_params": "supernets",
     "Supernet": "supernets",
     "load_ofa_state_dict": "supernets",
+    "load_data": "nas.data",
+    "list_datasets": "nas.data",
+    "DataSource": "nas.data",
+    "DataError": "nas.data",
 }
 
 

@@ -82,6 +82,30 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from nas.train import train
+    from nas.train_config import TrainConfig
+
+    config = TrainConfig.from_toml(Path(args.config)) if args.config else TrainConfig()
+    config = config.with_overrides(
+        space=args.space, data=args.data, strategy=args.strategy, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, seed=args.seed, steps_per_epoch=args.steps_per_epoch)
+    train(config, out=Path(args.out), resume=args.resume, progress=not args.no_progress)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from nas.evaluation import evaluate_checkpoint
+
+    result = evaluate_checkpoint(Path(args.checkpoint), load_arch_json(args.arch), data=args.data)
+    if args.json:
+        print(json.dumps({"top1": result.top1, "loss": result.loss, "n": result.n,
+                          "bn_recalibrated": result.bn_recalibrated}))
+    else:
+        print(f"top1 {result.top1:.2%}  loss {result.loss:.4f}  ({result.n} images, BN recalibrated)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nas", description="hwnas: hardware-aware neural architecture search")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -101,6 +125,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=_int_at_least(1), default=1, help="how many (default 1)")
     p.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("train", help="train a once-for-all supernet (also under torchrun for several processes)")
+    p.add_argument("config", nargs="?", help="TOML file with a [train] table; flags override it")
+    p.add_argument("--space", help="supernet/space name (default tiny_mbv3)")
+    p.add_argument("--data", help="mnist-mini (default, embedded), cifar10:PATH or imagefolder:PATH")
+    p.add_argument("--strategy", choices=["sandwich", "ps"], help="sandwich rule or progressive shrinking")
+    p.add_argument("--epochs", type=_int_at_least(1))
+    p.add_argument("--batch-size", type=_int_at_least(1))
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=_int_at_least(0))
+    p.add_argument("--steps-per-epoch", type=_int_at_least(0), help="cap on steps per epoch (0: full pass)")
+    p.add_argument("--out", required=True, help="output directory (checkpoint, logs)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="top-1 accuracy of one subnet of a trained supernet (BN recalibrated)")
+    p.add_argument("--checkpoint", required=True, help="a `nas train` output directory or its checkpoint.pt")
+    p.add_argument("--arch", required=True, help="JSON object or @FILE, as for `describe`")
+    p.add_argument("--data", help="dataset to evaluate on (default: the one it was trained on)")
+    p.add_argument("--json", action="store_true", help='print {"top1": ..., "loss": ...}')
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

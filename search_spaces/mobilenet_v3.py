@@ -142,6 +142,26 @@ class MobileNetV3Space(SearchSpace):
         """Every setting at its minimum."""
         return self.canonicalize(self.decode([0] * len(self.params)))
 
+    ELASTIC_DIMS = ("ks", "e", "d", "r")
+
+    def sample_elastic(self, rng, dims) -> ArchConfig:
+        """A random canonical arch in which only the settings of ``dims`` (a subset of
+        ``ELASTIC_DIMS``: kernel, expand ratio, depth, resolution) vary; the rest are at their
+        maximum. Progressive shrinking uses it to open one dimension at a time."""
+        dims = set(dims)
+        unknown = dims - set(self.ELASTIC_DIMS)
+        if unknown:
+            raise ValueError(f"unknown elastic dims {sorted(unknown)}; valid: {list(self.ELASTIC_DIMS)}")
+        codes = self.encode(self.sample(rng))
+        for i, p in enumerate(self.params):
+            if p.name.split("_")[0] not in dims:
+                codes[i] = len(p) - 1
+        return self.canonicalize(self.decode(codes))
+
+    def with_resolution(self, arch: ArchConfig, resolution: int) -> ArchConfig:
+        """``arch`` with its input resolution replaced."""
+        return self.parse({**self.validate(arch).to_dict(), "r": resolution})
+
     def slot_range(self, stage: int) -> range:
         start = sum(s.max_depth for s in self.stages[:stage])
         return range(start, start + self.stages[stage].max_depth)

@@ -1,0 +1,37 @@
+"""``evaluate_checkpoint``: accuracy of one subnet of a trained supernet (``nas eval``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from nas.data import load_data
+from nas.distributed import init_distributed
+from nas.train import build_supernet
+from nas.train_config import TrainConfig
+from supernets.checkpoint import load_checkpoint
+from supernets.evaluate import EvalCache, EvalResult, evaluate
+
+CACHE_NAME = "eval_cache.json"
+
+
+def evaluate_checkpoint(checkpoint: Path, arch_obj, *, data: str | None = None) -> EvalResult:
+    """Load ``checkpoint`` (a training directory or its file), parse ``arch_obj`` in its space and
+    evaluate it with BN recalibration. Results are cached next to the checkpoint, keyed by the
+    checkpoint's SHA-256, the data and the ``arch_id``."""
+    torch.set_flush_denormal(True)  # as in training: denormal activations are slow on CPUs
+    state = load_checkpoint(checkpoint)
+    config = TrainConfig.from_dict(state["meta"]["config"], source=str(checkpoint))
+    if data is not None:
+        config = config.with_overrides(data=data)
+    source = load_data(config.data, seed=config.seed, val_fraction=config.val_fraction, image_size=config.image_size)
+    device = init_distributed().device
+    supernet = build_supernet(config, source).to(device)
+    supernet.load_state_dict(state["model"])
+    arch = supernet.space.parse(arch_obj)
+    directory = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    cache = EvalCache(checkpoint_hash=state["sha256"], data=source.name, path=directory / CACHE_NAME)
+    return evaluate(supernet, arch, source.val_batches(batch_size=config.eval_batch_size),
+                    calib_batches=source.calib_batches(batch_size=config.batch_size, seed=config.seed),
+                    n_calib_batches=config.calib_batches, cache=cache, device=device)
