@@ -10,7 +10,7 @@ from nas.data import load_data
 from nas.distributed import init_distributed
 from nas.train import build_supernet
 from nas.train_config import TrainConfig
-from supernets.checkpoint import load_checkpoint
+from supernets.checkpoint import CheckpointError, load_checkpoint
 from supernets.evaluate import EvalCache, EvalResult, evaluate
 
 CACHE_NAME = "eval_cache.json"
@@ -28,7 +28,12 @@ def evaluate_checkpoint(checkpoint: Path, arch_obj, *, data: str | None = None) 
     source = load_data(config.data, seed=config.seed, val_fraction=config.val_fraction, image_size=config.image_size)
     device = init_distributed().device
     supernet = build_supernet(config, source).to(device)
-    supernet.load_state_dict(state["model"])
+    try:
+        supernet.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{checkpoint}: weights do not fit {config.space} on {source.name} "
+                              f"({source.num_classes} classes, {source.in_channels} channels): "
+                              f"{str(err).splitlines()[-1].strip()}") from None
     arch = supernet.space.parse(arch_obj)
     directory = checkpoint if checkpoint.is_dir() else checkpoint.parent
     cache = EvalCache(checkpoint_hash=state["sha256"], data=source.name, path=directory / CACHE_NAME)

@@ -81,7 +81,9 @@ class TrainConfig:
             if expected is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if not isinstance(value, expected) or isinstance(value, bool) != isinstance(default, bool):
-                raise ConfigError(f"{source}: {key} must be a {expected.__name__}, got {value!r}")
+                kind = {int: "an integer", float: "a number", str: "a string", tuple: "a list",
+                        bool: "true or false"}.get(expected, expected.__name__)
+                raise ConfigError(f"{source}: {key} must be {kind}, got {value!r}")
             values[key] = value
         return cls(**values)
 
