@@ -69,8 +69,21 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
     space = get_space(args.space)
     arch = space.parse(load_arch_json(args.arch))
-    info = describe_arch(space, arch)
+    info = describe_arch(space, arch, devices=args.device or ())
     print(json.dumps(info, indent=2) if args.json else render_text(info))
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from hw_profiles import get_profile, list_profiles
+
+    profiles = [get_profile(name) for name in list_profiles()]
+    if args.json:
+        print(json.dumps([{"name": p.name, "version": p.version, "kind": p.kind, "description": p.description}
+                          for p in profiles], indent=2))
+    else:
+        for p in profiles:
+            print(f"{p.name:<12} {p.kind:<5} v{p.version:<3} {p.description}")
     return 0
 
 
@@ -118,7 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", required=True,
                    help='JSON object or @FILE: {"ks": [...], "e": [...], "d": [...], "r": R} or {param: value}')
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.add_argument("--device", action="append", metavar="PROFILE",
+                   help="add this device's metrics with provenance (repeatable; see `nas devices`)")
     p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser("devices", help="list the device profiles")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("sample", help="random architectures as JSON lines")
     p.add_argument("space", help="a registered space (see `nas spaces`)")

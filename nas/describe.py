@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from hw_profiles import layer_macs, layer_params, macs, params, peak_activation_bytes
+from typing import Sequence
+
+from hw_profiles import cost_model_for, get_profile, layer_macs, layer_params, macs, params, peak_activation_bytes
 from search_spaces import ArchConfig, SearchSpace
 
 
-def describe_arch(space: SearchSpace, arch: ArchConfig) -> dict:
-    """arch_id, MACs, params, input shape, peak activation bytes (fp32, int8) and the layer table.
+def describe_arch(space: SearchSpace, arch: ArchConfig, devices: Sequence[str] = ()) -> dict:
+    """arch_id, MACs, params, input shape, peak activation bytes (fp32, int8), the layer table, and
+    for each device profile its metrics with provenance under ``devices[PROFILE][METRIC]``.
 
     ``macs``/``params`` are exact integers computed from ``space.layers(arch)``.
     """
@@ -29,6 +32,8 @@ def describe_arch(space: SearchSpace, arch: ArchConfig) -> dict:
         "params": params(rows),
         "peak_activation_bytes": {"fp32": peak_activation_bytes(rows, 4), "int8": peak_activation_bytes(rows, 1)},
         "layers": table,
+        "devices": {name: {metric: m.to_dict() for metric, m in cost_model_for(get_profile(name)).metrics(rows).items()}
+                    for name in devices},
     }
 
 
@@ -56,8 +61,13 @@ def render_text(info: dict) -> str:
         f"peak activation memory (batch 1, largest live input+output+residual set)",
         f"            fp32 {_mib(peak['fp32'])}",
         f"            int8 {_mib(peak['int8'])}",
-        "",
     ]
+    for device, metrics in info["devices"].items():
+        lines.append(f"device      {device}")
+        for name, m in metrics.items():
+            spread = f" ± {m['spread']:.3g} (IQR)" if m["spread"] is not None else ""
+            lines.append(f"            {name:<22} {m['value']:>12.4g} {m['unit']:<5}{spread}  [{m['source']}, {m['profile']}]")
+    lines.append("")
     header = ("#", "block", "op", "in", "out", "k", "s", "groups", "in_hw", "out_hw", "act", "se", "res",
               "macs", "params")
     body = []

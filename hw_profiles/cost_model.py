@@ -1,0 +1,50 @@
+"""``CostModel``: device metrics of one network from its layer table.
+
+Contract: ``metrics(layers)`` is a pure function of the ``LayerSpec`` rows (no I/O, no torch),
+returns ``{metric name: Metric}`` with units in the names (``latency_ms``, ``peak_sram_kb``…) and
+every ``Metric`` tagged ``estimated`` with ``profile.ref``. Per-layer work is cached per distinct
+``LayerSpec`` so that search can call it thousands of times a second.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from hw_profiles.metric import Metric
+from hw_profiles.profile import Profile
+from search_spaces import LayerSpec, NASError
+
+
+class CostModel:
+    kind = ""
+
+    def __init__(self, profile: Profile) -> None:
+        if profile.kind != self.kind:
+            raise ValueError(f"{type(self).__name__} needs a {self.kind} profile, got {profile.ref} ({profile.kind})")
+        self.profile = profile
+
+    def metrics(self, layers: Sequence[LayerSpec]) -> dict[str, Metric]:
+        raise NotImplementedError
+
+    def _estimate(self, value: float, unit: str) -> Metric:
+        return Metric(value=float(value), unit=unit, source="estimated", profile=self.profile.ref)
+
+
+class MeasurementRequiredError(NASError, RuntimeError):
+    """The profile's numbers come from measuring on the device, which this call cannot do."""
+
+
+_MODELS = {"gpu": ("hw_profiles.gpu", "GpuRooflineModel"), "mcu": ("hw_profiles.mcu", "McuCostModel"),
+           "fpga": ("hw_profiles.fpga", "FpgaCostModel")}
+
+
+def cost_model_for(profile: Profile) -> CostModel:
+    """The analytic cost model for ``profile``'s kind."""
+    import importlib
+
+    if profile.kind not in _MODELS:
+        raise MeasurementRequiredError(
+            f"{profile.ref} is a {profile.kind} profile: its latency is measured on the device, not estimated "
+            "(measured cost models are not built yet; use a gpu, mcu or fpga profile)")
+    module, name = _MODELS[profile.kind]
+    return getattr(importlib.import_module(module), name)(profile)

@@ -1,0 +1,59 @@
+"""GPU roofline estimate: per layer max(FLOPs / effective peak, bytes / effective bandwidth)
+plus a launch overhead per kernel. Used where no GPU is present to measure on."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Sequence
+
+from hw_profiles.analytic import layer_macs
+from hw_profiles.cost_model import CostModel
+from hw_profiles.metric import Metric
+from hw_profiles.profile import GpuSpec, Profile
+from search_spaces import LayerSpec
+
+BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}
+
+
+def layer_kernels(layer: LayerSpec) -> int:
+    """Kernels one row launches: the op (BN and activation fused), SE's pool/reduce/expand/scale,
+    and the residual add."""
+    return 1 + (4 if layer.se else 0) + (1 if layer.residual else 0)
+
+
+def layer_bytes(layer: LayerSpec, element_bytes: int) -> int:
+    """Activation reads and writes plus weight reads, at batch 1."""
+    oh, ow = layer.out_hw
+    activations = layer.in_channels * layer.in_hw[0] * layer.in_hw[1] + layer.out_channels * oh * ow
+    if layer.residual:
+        activations += layer.out_channels * oh * ow  # the add reads the block input
+    weights = 0 if layer.op == "gap" else layer.in_channels // layer.groups * layer.kernel ** 2 * layer.out_channels
+    return (activations + weights) * element_bytes
+
+
+class GpuRooflineModel(CostModel):
+    """Estimated batch-1 latency on a GPU profile (``precision`` defaults to the profile's)."""
+
+    kind = "gpu"
+
+    def __init__(self, profile: Profile, *, precision: str | None = None) -> None:
+        super().__init__(profile)
+        spec: GpuSpec = profile.spec
+        self.precision = precision or spec.default_precision
+        if self.precision not in spec.peak_flops or self.precision not in BYTES_PER_ELEMENT:
+            raise ValueError(f"precision {self.precision!r} not in {profile.ref}'s peak_flops {sorted(spec.peak_flops)}")
+        self._flops_per_s = spec.peak_flops[self.precision] * spec.compute_efficiency
+        self._bytes_per_s = spec.memory_bandwidth_bytes_per_s * spec.memory_efficiency
+        self._layer_seconds = lru_cache(maxsize=65536)(self._seconds)
+
+    def _seconds(self, layer: LayerSpec) -> float:
+        compute = 2 * layer_macs(layer) / self._flops_per_s
+        memory = layer_bytes(layer, BYTES_PER_ELEMENT[self.precision]) / self._bytes_per_s
+        return max(compute, memory) + layer_kernels(layer) * self.profile.spec.launch_overhead_s
+
+    def layer_latency_s(self, layer: LayerSpec) -> float:
+        return self._layer_seconds(layer)
+
+    def metrics(self, layers: Sequence[LayerSpec]) -> dict[str, Metric]:
+        seconds = sum(self._layer_seconds(layer) for layer in layers)
+        return {"latency_ms": self._estimate(seconds * 1e3, "ms")}

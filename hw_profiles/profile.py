@@ -1,0 +1,185 @@
+"""Device profiles: versioned TOML data (``hw_profiles/profiles/*.toml``) and their schema.
+
+A profile file has top-level ``name``, ``version``, ``kind`` (cpu | gpu | mcu | fpga),
+``description``, one table named after its kind holding that kind's spec, and a ``[sources]``
+table saying where each coefficient comes from. A file that breaks the schema gets a one-line
+``ProfileError`` naming the file, the key and the expected type.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Union
+
+from search_spaces import NASError, UnknownNameError
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+
+
+class ProfileError(NASError, ValueError):
+    """A profile file is missing, unreadable or breaks the schema."""
+
+
+class UnknownProfileError(UnknownNameError):
+    """No profile with that name; the message lists the known ones."""
+
+
+@dataclass(frozen=True)
+class CpuSpec:
+    """A CPU measured through ``kernels`` (onnxruntime by default, or tvm or torch)."""
+
+    backend: str = "onnxruntime"
+    threads: int = 0  # 0: every core
+    target: str = "llvm"  # TVM target kind for builds on this CPU
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    """Roofline coefficients; measured with CUDA where the GPU is present."""
+
+    peak_flops: Mapping[str, float]  # per precision: "fp32", "fp16", "int8" (FLOP/s, MAC = 2 FLOP)
+    memory_bandwidth_bytes_per_s: float
+    launch_overhead_s: float  # per kernel
+    compute_efficiency: float  # fraction of peak a conv kernel reaches (effective peak)
+    memory_efficiency: float  # fraction of peak bandwidth reached
+    default_precision: str = "fp16"
+
+
+@dataclass(frozen=True)
+class McuSpec:
+    """A microcontroller running int8 kernels (CMSIS-NN-like)."""
+
+    core: str
+    clock_hz: float
+    sram_bytes: int
+    flash_bytes: int
+    macs_per_cycle: Mapping[str, float]  # per op kind: conv, pwconv, dwconv, linear
+    runtime_flash_bytes: int  # inference runtime + kernels + graph, besides the weights
+    runtime_sram_bytes: int  # stack, runtime state, scratch buffers, besides activations
+    per_layer_overhead_cycles: float
+    elementwise_cycles_per_element: float  # pooling, residual adds, SE scaling
+
+
+@dataclass(frozen=True)
+class FpgaSpec:
+    """An accelerator template on an FPGA: the explicit parameters co-exploration will search."""
+
+    device: str
+    dsp_total: int
+    bram18k_total: int
+    pe_rows: int  # parallel output channels
+    pe_cols: int  # parallel input channels (or kernel taps for depthwise)
+    bit_width: int
+    clock_hz: float
+    ddr_bandwidth_bytes_per_s: float
+    input_buffer_bytes: int
+    weight_buffer_bytes: int
+    output_buffer_bytes: int
+    macs_per_dsp: int  # int8 packs 2 MACs in one DSP48E2
+    per_layer_overhead_cycles: float
+    energy_pj_per_mac: float
+    energy_pj_per_dram_byte: float
+    static_power_w: float
+
+
+SPECS = {"cpu": CpuSpec, "gpu": GpuSpec, "mcu": McuSpec, "fpga": FpgaSpec}
+Spec = Union[CpuSpec, GpuSpec, McuSpec, FpgaSpec]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    version: str
+    kind: str
+    description: str
+    spec: Spec
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        """``name@version``: the provenance tag every metric of this profile carries."""
+        return f"{self.name}@{self.version}"
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string"}
+
+
+def _check(value, annotation, where: str):
+    """``value`` converted to ``annotation`` (int, float, str, Mapping[str, float]) or ProfileError."""
+    if typing.get_origin(annotation) in (collections.abc.Mapping, dict):
+        if not isinstance(value, dict):
+            raise ProfileError(f"{where} must be a table of numbers, got {value!r}")
+        return types.MappingProxyType({k: _check(v, float, f"{where}.{k}") for k, v in value.items()})
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, annotation) and not isinstance(value, bool):
+        return value
+    raise ProfileError(f"{where} must be {_TYPE_WORDS.get(annotation, annotation)}, got {value!r}")
+
+
+def parse_profile(blob: dict, *, source: str) -> Profile:
+    """Validate a parsed TOML document against the schema (see the module docstring)."""
+    header = {}
+    for key in ("name", "version", "kind", "description"):
+        if key not in blob:
+            raise ProfileError(f"{source}: missing key {key!r} (a string)")
+        header[key] = _check(blob[key], str, f"{source}: {key}")
+    kind = header["kind"]
+    if kind not in SPECS:
+        raise ProfileError(f"{source}: kind={kind!r} is not one of {list(SPECS)}")
+    table = blob.get(kind)
+    if not isinstance(table, dict):
+        raise ProfileError(f"{source}: missing table [{kind}] with the {kind} spec")
+    spec_cls = SPECS[kind]
+    hints = typing.get_type_hints(spec_cls)
+    known = {f.name for f in dataclasses.fields(spec_cls)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ProfileError(f"{source}: unknown key(s) {unknown} in [{kind}]; valid: {', '.join(sorted(known))}")
+    values = {}
+    for f in dataclasses.fields(spec_cls):
+        if f.name not in table:
+            if f.default is dataclasses.MISSING:
+                raise ProfileError(f"{source}: missing key {kind}.{f.name} ({_TYPE_WORDS.get(hints[f.name], 'a table')})")
+            continue
+        values[f.name] = _check(table[f.name], hints[f.name], f"{source}: {kind}.{f.name}")
+    sources = blob.get("sources", {})
+    if not isinstance(sources, dict) or not all(isinstance(v, str) for v in sources.values()):
+        raise ProfileError(f"{source}: [sources] must map coefficient names to strings")
+    extra = sorted(set(blob) - {"name", "version", "kind", "description", kind, "sources"})
+    if extra:
+        raise ProfileError(f"{source}: unknown top-level key(s) {extra}")
+    return Profile(spec=spec_cls(**values), sources=types.MappingProxyType(dict(sources)), **header)
+
+
+def load_profile_file(path: Path) -> Profile:
+    try:
+        blob = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ProfileError(f"cannot read profile {str(path)!r}: {err.strerror or err}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ProfileError(f"profile {str(path)!r} is not valid TOML: {err}") from None
+    return parse_profile(blob, source=Path(path).name)
+
+
+def list_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+
+
+def get_profile(name: str) -> Profile:
+    """The shipped profile ``name``, or a profile file given by path (``*.toml``)."""
+    if name.endswith(".toml"):
+        return load_profile_file(Path(name))
+    path = PROFILE_DIR / f"{name}.toml"
+    if not path.exists():
+        raise UnknownProfileError(f"unknown device profile {name!r}; known profiles: {', '.join(list_profiles())}")
+    profile = load_profile_file(path)
+    if profile.name != name:
+        raise ProfileError(f"{path.name}: name={profile.name!r} must equal the file name {name!r}")
+    return profile
