@@ -53,7 +53,8 @@ class GpuSpec:
 
 @dataclass(frozen=True)
 class McuSpec:
-    """A microcontroller running int8 kernels (CMSIS-NN-like)."""
+    """A microcontroller running int8 kernels (CMSIS-NN-like). Units: Hz, bytes, cycles; every
+    op kind's rate must be positive (SE's 1x1 convs run at the ``linear`` rate). ``hw_profiles.mcu``."""
 
     core: str
     clock_hz: float
@@ -75,9 +76,9 @@ class FpgaSpec:
     bram18k_total: int
     pe_rows: int  # parallel output channels
     pe_cols: int  # parallel input channels (or kernel taps for depthwise)
-    bit_width: int
+    bit_width: int  # bits per weight and activation element (8: int8)
     clock_hz: float
-    ddr_bandwidth_bytes_per_s: float
+    ddr_bandwidth_bytes_per_s: float  # effective (sustained) off-chip bandwidth, not the peak
     input_buffer_bytes: int
     weight_buffer_bytes: int
     output_buffer_bytes: int

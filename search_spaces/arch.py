@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Iterator, Mapping
 
 from search_spaces.choice import Scalar
@@ -30,11 +31,15 @@ class ArchConfig:
     items: tuple[tuple[str, Scalar], ...]
     arch_id: str = field(compare=False)
 
+    @cached_property
+    def _values(self) -> dict[str, Scalar]:
+        return dict(self.items)
+
     def __getitem__(self, name: str) -> Scalar:
-        for key, value in self.items:
-            if key == name:
-                return value
-        raise KeyError(f"{name!r} is not a setting of space {self.space!r}")
+        try:
+            return self._values[name]
+        except KeyError:
+            raise KeyError(f"{name!r} is not a setting of space {self.space!r}") from None
 
     def __iter__(self) -> Iterator[str]:
         return (key for key, _ in self.items)

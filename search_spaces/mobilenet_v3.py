@@ -13,6 +13,7 @@ i-th block slot (stage-major), ``d_<s>`` per stage and ``r``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Mapping, Sequence
 
 from search_spaces.arch import ArchConfig
@@ -248,15 +249,7 @@ class MobileNetV3Space(SearchSpace):
                       residual=self.stem_width == self.first_block_width, block="block0"),
         ]
         for b in self.active_blocks(arch):
-            name = f"stage{b.stage + 1}.block{b.index}"
-            out_hw = (conv_out(b.in_hw[0], b.kernel, b.stride),) * 2
-            rows += [
-                LayerSpec("pwconv", b.in_channels, b.mid_channels, 1, 1, 1, b.in_hw, b.act, bn=True, block=name),
-                LayerSpec("dwconv", b.mid_channels, b.mid_channels, b.kernel, b.stride, b.mid_channels, b.in_hw,
-                          b.act, se_channels=b.se_channels, bn=True, block=name),
-                LayerSpec("pwconv", b.mid_channels, b.out_channels, 1, 1, 1, out_hw, "none",
-                          residual=b.residual, bn=True, block=name),
-            ]
+            rows += _block_rows(b)
         feat = rows[-1].out_channels
         last_hw = rows[-1].out_hw
         rows += [
@@ -269,6 +262,20 @@ class MobileNetV3Space(SearchSpace):
                       block="classifier"),
         ]
         return rows
+
+
+@lru_cache(maxsize=16384)
+def _block_rows(b: ActiveBlock) -> tuple[LayerSpec, ...]:
+    """The three rows of one inverted-residual block (cached: search builds many tables)."""
+    name = f"stage{b.stage + 1}.block{b.index}"
+    out_hw = (conv_out(b.in_hw[0], b.kernel, b.stride),) * 2
+    return (
+        LayerSpec("pwconv", b.in_channels, b.mid_channels, 1, 1, 1, b.in_hw, b.act, bn=True, block=name),
+        LayerSpec("dwconv", b.mid_channels, b.mid_channels, b.kernel, b.stride, b.mid_channels, b.in_hw,
+                  b.act, se_channels=b.se_channels, bn=True, block=name),
+        LayerSpec("pwconv", b.mid_channels, b.out_channels, 1, 1, 1, out_hw, "none",
+                  residual=b.residual, bn=True, block=name),
+    )
 
 
 def ofa_mbv3(*, num_classes: int = 1000, in_channels: int = 3) -> MobileNetV3Space:

@@ -38,6 +38,7 @@ class SearchSpace:
         self.version = str(version)
         self.params: tuple[Choice, ...] = params
         self._index = {p.name: i for i, p in enumerate(params)}
+        self._validated: dict[ArchConfig, ArchConfig] = {}  # memo: search validates the same archs often
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, version={self.version!r}, n_params={len(self.params)})"
@@ -90,6 +91,9 @@ class SearchSpace:
         """Return ``arch`` as a checked ``ArchConfig`` of this space, or raise ``InvalidArchError``."""
         if not isinstance(arch, ArchConfig):
             return self.parse(arch)
+        checked = self._validated.get(arch)
+        if checked is not None:
+            return arch if checked.arch_id == arch.arch_id else checked
         if arch.space != self.name:
             raise InvalidArchError(f"architecture belongs to space {arch.space!r}, not {self.name!r}")
         if tuple(k for k, _ in arch.items) != self.names:
@@ -98,6 +102,9 @@ class SearchSpace:
             if not p.contains(value):
                 raise InvalidArchError(f"space {self.name!r}: {p.name}={value!r} is not one of {list(p.options)!r}")
         fresh = self._make([value for _, value in arch.items])
+        if len(self._validated) >= 65536:
+            self._validated.clear()
+        self._validated[fresh] = fresh
         return arch if fresh.arch_id == arch.arch_id else fresh  # a hand-built or stale id is replaced
 
     def sample(self, rng: np.random.Generator) -> ArchConfig:

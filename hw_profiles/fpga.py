@@ -1,0 +1,242 @@
+"""Analytic cost model of an int8 CNN accelerator template on an FPGA.
+
+The template (``FpgaSpec``; its knobs are what accelerator co-exploration searches):
+
+- a **weight-stationary PE array** of ``pe_rows`` × ``pe_cols`` MAC units at ``clock_hz``. Each row
+  is a dot-product unit: it holds ``pe_cols`` weights of one output channel and reduces ``pe_cols``
+  inputs per cycle. ``macs_per_dsp`` MACs share one DSP (two int8 MACs per DSP48E2);
+- on-chip **input, weight and output buffers** (BRAM18K blocks of 2,304 bytes, rounded up per
+  buffer), and DDR behind them at ``ddr_bandwidth_bytes_per_s`` (effective, not peak).
+
+Rows run one after another (batch 1). Per row, ``cycles = max(compute, memory) + per_layer_overhead``:
+DMA is double-buffered, so transfers overlap compute, and the overhead covers setup, the first
+DDR access and pipeline fill/drain.
+
+**Compute: what is unrolled.** Only output channels (over rows) and the reduction (over
+columns); output pixels run one per cycle. Dense conv / pwconv / linear flatten the reduction to
+``cin_per_group·k²`` (im2col): ``groups · ⌈cout_g/pe_rows⌉ · ⌈cin_g·k²/pe_cols⌉ · OH·OW``.
+Depthwise (one input channel per output channel) maps ``pe_rows`` *channels* onto the rows, each
+row reading its own channel's k×k window from a line buffer, and the **k² taps** onto the columns:
+``⌈C/pe_rows⌉ · ⌈k²/pe_cols⌉ · OH·OW``. Only k² of the ``pe_cols`` lanes work: 9/32 = 28% for 3×3
+on 32 columns, 49/64 = 77% for 7×7 (two passes); the per-row windows assume a line buffer that feeds
+every row its own channel. ``layer_report`` shows this as ``utilisation`` = MACs / (compute cycles × PEs);
+``effective_utilisation`` divides by all the row's cycles instead (memory stalls, overhead).
+
+**Elementwise work** runs on a post-processing vector unit of ``pe_rows`` lanes, serially after the
+row: ``gap`` costs ⌈C·H·W/pe_rows⌉ cycles. SE (on the dwconv row) adds its two FCs on the array
+(⌈m/pe_rows⌉·⌈C/pe_cols⌉ + ⌈C/pe_rows⌉·⌈m/pe_cols⌉), one scale pass ⌈C·OH·OW/pe_rows⌉, and 2·C·m
+weight bytes (the squeeze is accumulated while the output is written). Residual adds are fused into
+the output pipeline: they cost no cycles, only the DDR read of the block input.
+
+**Off-chip traffic** (``bit_width`` bits per element; biases and BN are folded and ignored):
+
+- weights: read once per row (buffers are reused across rows, so nothing stays resident);
+- feature maps: rows form a chain (a row's input is the previous row's output). A map that fits
+  both the output buffer (where it is produced) and the input buffer (the two swap roles,
+  ping-pong) **stays on chip**: it is never written or read. The network input and output always
+  cross DDR. A bigger map is written by its producer and read by its consumer;
+- tiling reuse: output-channel tiles are the outer loop, and the weights are split into
+  ⌈weight bytes / weight_buffer⌉ chunks. If neither the whole input fits its buffer nor the whole
+  weight set fits its buffer, the input is streamed from DDR once **per weight chunk**;
+  otherwise once;
+- a residual add reads the block input (the row's output shape) from DDR; when that map would
+  have stayed on chip, its spill write is charged here too (×2).
+
+Energy is ``(MACs·energy_pj_per_mac + DRAM bytes·energy_pj_per_dram_byte)·1e-9 + static_power_w ·
+latency`` in mJ. Resources: ``dsp = ⌈pe_rows·pe_cols / macs_per_dsp⌉``, ``bram18k`` = the three
+buffers, each rounded up to 2,304-byte blocks (the raw 18 Kbit; byte-wide ports use 2,048, and
+bank partitioning for ``pe_cols``-wide reads is ignored); a template over budget gives
+``feasible`` 0. UltraRAM and LUTs are not modelled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from math import ceil
+from typing import NamedTuple, Sequence
+
+from hw_profiles.analytic import layer_macs
+from hw_profiles.cost_model import CostModel
+from hw_profiles.metric import Metric
+from hw_profiles.profile import FpgaSpec, Profile
+from search_spaces import LayerSpec
+
+BRAM18K_BYTES = 18 * 1024 // 8  # 2,304
+TEMPLATE_FIELDS = ("pe_rows", "pe_cols", "bit_width", "clock_hz", "input_buffer_bytes", "weight_buffer_bytes",
+                   "output_buffer_bytes", "macs_per_dsp", "per_layer_overhead_cycles")
+"""The accelerator's own knobs; the rest of ``FpgaSpec`` describes the device and board."""
+
+_POSITIVE_INTS = ("dsp_total", "bram18k_total", "pe_rows", "pe_cols", "bit_width", "input_buffer_bytes",
+                  "weight_buffer_bytes", "output_buffer_bytes", "macs_per_dsp")
+_NON_NEGATIVE = ("per_layer_overhead_cycles", "energy_pj_per_mac", "energy_pj_per_dram_byte", "static_power_w")
+_CACHE_LIMIT = 200_000
+
+
+@dataclass(frozen=True)
+class FpgaResources:
+    """What a template needs against what the device has."""
+
+    dsp: int
+    bram18k: int
+    dsp_total: int
+    bram18k_total: int
+
+    @property
+    def feasible(self) -> bool:
+        return self.dsp <= self.dsp_total and self.bram18k <= self.bram18k_total
+
+
+class LayerCost(NamedTuple):
+    macs: int
+    compute_cycles: int
+    memory_cycles: float
+    cycles: float  # max(compute, memory) + overhead
+    dram_bytes: float
+
+
+class FpgaCostModel(CostModel):
+    """Estimated latency, energy and resources of the profile's accelerator template (see module doc)."""
+
+    kind = "fpga"
+
+    def __init__(self, profile: Profile) -> None:
+        super().__init__(profile)
+        spec: FpgaSpec = profile.spec
+        for name in _POSITIVE_INTS:
+            value = getattr(spec, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"FpgaSpec.{name} must be a positive int, got {value!r}")
+        for name in ("clock_hz", "ddr_bandwidth_bytes_per_s"):
+            if not getattr(spec, name) > 0:
+                raise ValueError(f"FpgaSpec.{name} must be > 0, got {getattr(spec, name)!r}")
+        for name in _NON_NEGATIVE:
+            if not getattr(spec, name) >= 0:
+                raise ValueError(f"FpgaSpec.{name} must be >= 0, got {getattr(spec, name)!r}")
+        self.spec = spec
+        self._bytes_per_element = spec.bit_width / 8
+        self._bytes_per_cycle = spec.ddr_bandwidth_bytes_per_s / spec.clock_hz
+        self._on_chip_limit = min(spec.input_buffer_bytes, spec.output_buffer_bytes)
+        self._caches: tuple[dict, ...] = ({}, {}, {}, {})  # by edge: 1 = network input, 2 = network output
+        self._resources = self._count_resources()
+
+    # ------------------------------------------------------------------ template
+    def with_template(self, **changes) -> "FpgaCostModel":
+        """A model of the same device with ``FpgaSpec`` fields changed (e.g. ``pe_rows=64``). Its
+        profile version gains the changes (``zcu104@1+pe_rows=64``), so metrics say which template
+        they belong to."""
+        valid = {f.name for f in dataclasses.fields(FpgaSpec)}
+        unknown = sorted(set(changes) - valid)
+        if unknown:
+            raise ValueError(f"unknown FpgaSpec field(s) {unknown}; valid: {', '.join(sorted(valid))}")
+        if not changes:
+            return type(self)(self.profile)
+        tag = ",".join(f"{k}={v}" for k, v in sorted(changes.items()))
+        profile = dataclasses.replace(self.profile, spec=dataclasses.replace(self.spec, **changes),
+                                      version=f"{self.profile.version}+{tag}")
+        return type(self)(profile)
+
+    def _count_resources(self) -> FpgaResources:
+        s = self.spec
+        brams = sum(ceil(b / BRAM18K_BYTES) for b in (s.input_buffer_bytes, s.weight_buffer_bytes,
+                                                       s.output_buffer_bytes))
+        return FpgaResources(dsp=ceil(s.pe_rows * s.pe_cols / s.macs_per_dsp), bram18k=brams,
+                             dsp_total=s.dsp_total, bram18k_total=s.bram18k_total)
+
+    def resources(self) -> FpgaResources:
+        return self._resources
+
+    # ------------------------------------------------------------------ per row
+    def _fits_on_chip(self, nbytes: float) -> bool:
+        return nbytes <= self._on_chip_limit
+
+    def layer_cost(self, layer: LayerSpec, edge: int = 0) -> LayerCost:
+        """One row's cost; ``edge`` bit 1: its input is the network input, bit 2: its output is the
+        network output (both always cross DDR). Cached per distinct row."""
+        cache = self._caches[edge]
+        cost = cache.get(layer)
+        if cost is None:
+            if len(cache) > _CACHE_LIMIT:
+                cache.clear()
+            cost = cache[layer] = self._compute_cost(layer, edge)
+        return cost
+
+    def _compute_cost(self, layer: LayerSpec, edge: int) -> LayerCost:
+        s = self.spec
+        rows, cols = s.pe_rows, s.pe_cols
+        oh, ow = layer.out_hw
+        pixels = oh * ow
+        in_elems = layer.in_channels * layer.in_hw[0] * layer.in_hw[1]
+        out_elems = layer.out_channels * pixels
+        k2 = layer.kernel * layer.kernel
+        if layer.op == "gap":
+            compute, weights = ceil(in_elems / rows), 0
+        else:
+            cin_g, cout_g = layer.in_channels // layer.groups, layer.out_channels // layer.groups
+            if cin_g == 1:  # depthwise: channels on rows, k*k taps on columns
+                compute = ceil(layer.out_channels / rows) * ceil(k2 / cols) * pixels
+            else:
+                compute = layer.groups * ceil(cout_g / rows) * ceil(cin_g * k2 / cols) * pixels
+            weights = cin_g * k2 * layer.out_channels
+        se_weights = 0
+        if layer.se:
+            c, m = layer.out_channels, layer.se_channels
+            compute += ceil(m / rows) * ceil(c / cols) + ceil(c / rows) * ceil(m / cols) + ceil(out_elems / rows)
+            se_weights = 2 * c * m
+        bpe = self._bytes_per_element
+        in_bytes, out_bytes, w_bytes = in_elems * bpe, out_elems * bpe, weights * bpe
+        dram = w_bytes + se_weights * bpe
+        if edge & 1 or not self._fits_on_chip(in_bytes):
+            refetch = 1
+            if in_bytes > s.input_buffer_bytes and w_bytes > s.weight_buffer_bytes:
+                refetch = ceil(w_bytes / s.weight_buffer_bytes)
+            dram += in_bytes * refetch
+        out_on_chip = self._fits_on_chip(out_bytes)
+        if edge & 2 or not out_on_chip:
+            dram += out_bytes
+        if layer.residual:
+            dram += out_bytes * (2 if out_on_chip else 1)
+        memory = dram / self._bytes_per_cycle
+        return LayerCost(macs=layer_macs(layer), compute_cycles=compute, memory_cycles=memory,
+                         cycles=max(compute, memory) + s.per_layer_overhead_cycles, dram_bytes=dram)
+
+    def _costs(self, layers: Sequence[LayerSpec]) -> list[LayerCost]:
+        last = len(layers) - 1
+        return [self.layer_cost(layer, (i == 0) | ((i == last) << 1)) for i, layer in enumerate(layers)]
+
+    # ------------------------------------------------------------------ results
+    def layer_report(self, layers: Sequence[LayerSpec]) -> list[dict]:
+        """Per row: op, block, macs, compute_cycles, memory_cycles, cycles, dram_bytes, bound
+        ("compute" or "memory"), utilisation (MACs / (compute cycles × PEs): how well the mapping
+        fills the array) and effective_utilisation (MACs / (all the row's cycles × PEs))."""
+        pes = self.spec.pe_rows * self.spec.pe_cols
+        report = []
+        for layer, cost in zip(layers, self._costs(layers)):
+            report.append({
+                "op": layer.op, "block": layer.block, "macs": cost.macs,
+                "compute_cycles": cost.compute_cycles, "memory_cycles": cost.memory_cycles,
+                "cycles": cost.cycles, "dram_bytes": cost.dram_bytes,
+                "bound": "compute" if cost.compute_cycles >= cost.memory_cycles else "memory",
+                "utilisation": cost.macs / (cost.compute_cycles * pes) if cost.compute_cycles else 0.0,
+                "effective_utilisation": cost.macs / (cost.cycles * pes) if cost.cycles else 0.0,
+            })
+        return report
+
+    def metrics(self, layers: Sequence[LayerSpec]) -> dict[str, Metric]:
+        s = self.spec
+        macs = cycles = dram = 0.0
+        for cost in self._costs(layers):
+            macs += cost.macs
+            cycles += cost.cycles
+            dram += cost.dram_bytes
+        latency_ms = cycles / s.clock_hz * 1e3
+        energy_mj = (macs * s.energy_pj_per_mac + dram * s.energy_pj_per_dram_byte) * 1e-9 \
+            + s.static_power_w * latency_ms
+        res = self._resources
+        return {
+            "latency_ms": self._estimate(latency_ms, "ms"),
+            "energy_mj": self._estimate(energy_mj, "mJ"),
+            "dsp": self._estimate(res.dsp, "DSP"),
+            "bram18k": self._estimate(res.bram18k, "BRAM18K"),
+            "feasible": self._estimate(1.0 if res.feasible else 0.0, "bool"),
+        }
