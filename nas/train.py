@@ -9,6 +9,7 @@ every epoch's randomness derives from (seed, epoch) only.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from itertools import islice
@@ -95,7 +96,7 @@ class _Log:
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps({"event": event, "time": round(time.time(), 3), **fields}) + "\n")
         if console:
-            tqdm.write(console)
+            tqdm.write(console, file=sys.stderr)  # stdout stays free for results
 
 
 def _prepare_out(out: Path, config: TrainConfig, resume: bool) -> dict | None:
@@ -161,11 +162,15 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
 
     ctx.barrier()
 
+    logged_stages: set[str] = set()
+
     def on_stage_start(stage: Stage) -> None:
         if isinstance(strategy, ProgressiveShrinking) and stage.name != "full" and strategy.teacher is None:
             strategy.set_teacher(_teacher(supernet, out, ctx))
-        log.event("stage", f"stage {stage.name}: steps {stage.start}-{stage.end}", stage=stage.name,
-                  start=stage.start, end=stage.end)
+        if stage.name not in logged_stages:  # also runs at every epoch start; log each stage once per process
+            logged_stages.add(stage.name)
+            log.event("stage", f"stage {stage.name}: steps {stage.start}-{stage.end}", stage=stage.name,
+                      start=stage.start, end=stage.end)
 
     bar = tqdm(total=steps * config.epochs, initial=global_step, unit="step", desc="train",
                disable=not (progress and ctx.is_main), dynamic_ncols=True)
