@@ -10,13 +10,13 @@ STAMP := $(VENV)/.hwnas-installed
 
 install: $(STAMP)
 
-# torch first: a local CPU wheel if pip finds one (no index), else the CUDA build from PyPI on
-# machines with an NVIDIA driver, else the CPU build from PyTorch's CPU index. Never a CUDA
-# download on a CPU-only machine.
+# torch first: a local wheel if pip's find-links has one (installed with --no-index, then its
+# dependencies from the index), else the CUDA build from PyPI on machines with an NVIDIA driver,
+# else the CPU build from PyTorch's CPU index. Never a CUDA download on a CPU-only machine.
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null \
-	  || $(PIP) install --no-index "$(TORCH)" 2>/dev/null \
+	  || { $(PIP) install --no-index --no-deps "$(TORCH)" 2>/dev/null && $(PIP) install "$(TORCH)"; } \
 	  || { if command -v nvidia-smi >/dev/null 2>&1; then $(PIP) install "$(TORCH)"; \
 	       else $(PIP) install "$(TORCH)" --index-url https://download.pytorch.org/whl/cpu; fi; }
 	$(PIP) install -e ".[dev]"

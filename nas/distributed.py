@@ -48,6 +48,7 @@ def init_distributed() -> DistContext:
 
 def shutdown_distributed(ctx: DistContext) -> None:
     if ctx.distributed and dist.is_initialized():
+        dist.barrier()  # no rank tears down its connections while another still uses them
         dist.destroy_process_group()
 
 
