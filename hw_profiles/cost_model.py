@@ -39,12 +39,15 @@ _MODELS = {"gpu": ("hw_profiles.gpu", "GpuRooflineModel"), "mcu": ("hw_profiles.
 
 
 def cost_model_for(profile: Profile) -> CostModel:
-    """The analytic cost model for ``profile``'s kind."""
+    """The analytic cost model for ``profile``'s kind. CPU profiles are measured, not estimated:
+    they raise :class:`MeasurementRequiredError`; build ``hw_profiles.measured.MeasuredCostModel``
+    with a build function instead."""
     import importlib
 
     if profile.kind not in _MODELS:
         raise MeasurementRequiredError(
-            f"{profile.ref} is a {profile.kind} profile: its latency is measured on the device, not estimated "
-            "(measured cost models are not built yet; use a gpu, mcu or fpga profile)")
+            f"{profile.ref} is a {profile.kind} profile: its latency is measured on the device, not estimated; "
+            "use hw_profiles.measured.MeasuredCostModel(profile, build=..., input_shape=...).measure(arch) "
+            "(`nas describe --device` does this)")
     module, name = _MODELS[profile.kind]
     return getattr(importlib.import_module(module), name)(profile)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from hw_profiles import cost_model_for, get_profile, layer_macs, layer_params, macs, params, peak_activation_bytes
+from hw_profiles import MeasuredCostModel, Profile, cost_model_for, get_profile, layer_macs, layer_params, macs, params, peak_activation_bytes
 from search_spaces import ArchConfig, SearchSpace
 
 
 def describe_arch(space: SearchSpace, arch: ArchConfig, devices: Sequence[str] = ()) -> dict:
     """arch_id, MACs, params, input shape, peak activation bytes (fp32, int8), the layer table, and
-    for each device profile its metrics with provenance under ``devices[PROFILE][METRIC]``.
+    for each device profile its metrics with provenance under ``devices[PROFILE][METRIC]``: estimated
+    from the layer table (gpu, mcu, fpga), or measured on this host for cpu profiles (seconds; torch).
 
     ``macs``/``params`` are exact integers computed from ``space.layers(arch)``.
     """
@@ -32,9 +33,21 @@ def describe_arch(space: SearchSpace, arch: ArchConfig, devices: Sequence[str] =
         "params": params(rows),
         "peak_activation_bytes": {"fp32": peak_activation_bytes(rows, 4), "int8": peak_activation_bytes(rows, 1)},
         "layers": table,
-        "devices": {name: {metric: m.to_dict() for metric, m in cost_model_for(get_profile(name)).metrics(rows).items()}
+        "devices": {name: {metric: m.to_dict() for metric, m in _device_metrics(space, arch, rows, get_profile(name)).items()}
                     for name in devices},
     }
+
+
+def _device_metrics(space: SearchSpace, arch: ArchConfig, rows, profile: Profile) -> dict:
+    """Estimated metrics from the layer table, or, for cpu profiles, latency measured on this host
+    on the subnet extracted from a freshly initialised supernet (weights do not change latency)."""
+    if profile.kind != "cpu":
+        return cost_model_for(profile).metrics(rows)
+    from supernets import create_supernet  # torch: only when a cpu device is asked for
+
+    supernet = create_supernet(space.name, num_classes=space.num_classes, in_channels=space.in_channels, seed=0)
+    model = MeasuredCostModel(profile, build=supernet.extract, input_shape=lambda a: (1, *space.input_shape(a)))
+    return model.measure(arch)
 
 
 def _si(value: int) -> str:

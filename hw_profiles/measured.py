@@ -1,0 +1,79 @@
+"""``MeasuredCostModel``: CPU latency measured on this host through ``kernels``.
+
+Contract: built from a ``cpu`` profile, a ``build`` function ``ArchConfig -> nn.Module`` (e.g. a
+supernet's ``extract``; ``nas`` passes it in, since ``hw_profiles`` never imports ``supernets``)
+and an ``input_shape`` function ``ArchConfig -> tuple`` giving the full input shape, batch
+included (e.g. ``(1, C, H, W)``). ``measure(arch)`` builds the module, makes a runner for the
+profile's ``CpuSpec.backend`` with ``CpuSpec.threads`` threads (0: ``os.cpu_count()``), times it
+with :func:`kernels.timing.measure` and returns ``{"latency_ms": Metric}`` tagged ``measured``,
+with the median as value, the IQR (ms) as spread and ``profile.ref``. It does I/O (temp ONNX
+files) and takes seconds, so search must call it after cheap constraints. ``metrics(layers)``
+cannot measure a layer table and raises :class:`MeasurementRequiredError`. ``kernels`` (and so
+torch) is imported lazily: ``import hw_profiles`` stays torch-free. Kernel failures become
+:class:`MeasurementFailedError` (a ``NASError``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Sequence
+
+from hw_profiles.cost_model import CostModel, MeasurementRequiredError
+from hw_profiles.metric import Metric
+from hw_profiles.profile import Profile
+from search_spaces import ArchConfig, LayerSpec, NASError
+
+
+class MeasurementFailedError(NASError, RuntimeError):
+    """Building, exporting or running the network on the profile's backend failed."""
+
+
+class MeasuredCostModel(CostModel):
+    kind = "cpu"
+
+    def __init__(self, profile: Profile, *, build: Callable[[ArchConfig], object],
+                 input_shape: Callable[[ArchConfig], tuple], warmup: int = 5, repeats: int = 30,
+                 seed: int = 0) -> None:
+        super().__init__(profile)
+        if not callable(build):
+            raise ValueError(f"build must be a callable ArchConfig -> nn.Module, got {build!r}")
+        if not callable(input_shape):
+            raise ValueError(f"input_shape must be a callable ArchConfig -> tuple, got {input_shape!r}")
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+            raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+            raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+        self.build, self.input_shape = build, input_shape
+        self.warmup, self.repeats, self.seed = warmup, repeats, seed
+
+    @property
+    def backend(self) -> str:
+        return self.profile.spec.backend
+
+    @property
+    def threads(self) -> int:
+        return self.profile.spec.threads or (os.cpu_count() or 1)
+
+    def metrics(self, layers: Sequence[LayerSpec]) -> dict[str, Metric]:
+        raise MeasurementRequiredError(
+            f"{self.profile.ref} is measured: a layer table cannot be run; build the network and use "
+            "MeasuredCostModel.measure(arch)")
+
+    def measure(self, arch: ArchConfig) -> dict[str, Metric]:
+        """Build ``arch``, time one batch on the profile's backend; ``{"latency_ms": Metric}``."""
+        import torch
+
+        from kernels import KernelError, measure
+        from kernels.runners import make_runner
+
+        shape = tuple(int(n) for n in self.input_shape(arch))
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(self.seed))
+        try:
+            module = self.build(arch).eval()
+            runner = make_runner(self.backend, module, x, threads=self.threads)
+            timing = measure({self.backend: runner}, warmup=self.warmup, repeats=self.repeats,
+                             threads=self.threads)[self.backend]
+        except KernelError as err:
+            raise MeasurementFailedError(f"measuring on {self.profile.ref} ({self.backend}) failed: {err}") from err
+        return {"latency_ms": Metric(value=timing.median_ms, unit="ms", source="measured",
+                                     profile=self.profile.ref, spread=timing.iqr_ms)}

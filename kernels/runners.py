@@ -1,0 +1,116 @@
+"""Runners: one module on one CPU backend, ready to time.
+
+Contract: a runner is built once from an ``nn.Module`` and an example input (a torch tensor) and
+owns its copy of that input. ``runner()`` runs one inference on the stored example input (what
+:func:`kernels.timing.measure` times); ``runner.run(x)`` takes a float32 numpy array and returns
+the logits as numpy. ``threads`` (>= 1) is the intra-op thread count; ``backend`` names it.
+``OrtRunner`` exports to ONNX (static shape, :func:`kernels.onnx_export.export_onnx`) in a
+temporary folder and runs onnxruntime's CPU provider, one inter-op thread, all graph optimisations.
+``TorchRunner`` runs the module in eval mode under ``torch.inference_mode``; note that
+``torch.set_num_threads`` is process-wide, so a call that needs another count sets it and
+restores the caller's count afterwards (no cost when they already agree).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from kernels.errors import KernelError
+from kernels.onnx_export import INPUT_NAME, export_onnx
+
+BACKENDS = ("onnxruntime", "torch")
+
+
+def _check_threads(threads) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+    return threads
+
+
+class Runner:
+    backend = ""
+
+    def __call__(self) -> object:
+        raise NotImplementedError
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class OrtRunner(Runner):
+    backend = "onnxruntime"
+
+    def __init__(self, module, example_input, *, threads: int, opset: int = 17, spin: bool = True) -> None:
+        self.threads = _check_threads(threads)
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise KernelError("the onnxruntime backend needs onnxruntime: pip install onnxruntime") from None
+        with tempfile.TemporaryDirectory(prefix="hwnas-ort-") as tmp:
+            path = export_onnx(module, example_input, Path(tmp) / "model.onnx", opset=opset)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            if not spin:  # idle ORT threads otherwise busy-wait and slow down whatever runs next
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            try:
+                self.session = ort.InferenceSession(str(path), sess_options=options,
+                                                    providers=["CPUExecutionProvider"])
+            except Exception as err:  # noqa: BLE001
+                raise KernelError(f"onnxruntime session creation failed: {err}") from err
+        self._feed = {INPUT_NAME: example_input.detach().cpu().numpy().astype(np.float32)}
+
+    def __call__(self) -> object:
+        return self.session.run(None, self._feed)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+class TorchRunner(Runner):
+    backend = "torch"
+
+    def __init__(self, module, example_input, *, threads: int) -> None:
+        import torch
+
+        self.threads = _check_threads(threads)
+        self._torch = torch
+        self.module = module.eval()
+        self._x = example_input.detach().clone()
+
+    def _forward(self, x):
+        torch = self._torch
+        before = torch.get_num_threads()
+        if before == self.threads:
+            with torch.inference_mode():
+                return self.module(x)
+        torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                return self.module(x)
+        finally:
+            torch.set_num_threads(before)
+
+    def __call__(self) -> object:
+        return self._forward(self._x)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        x = self._torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        return self._forward(x).numpy()
+
+
+def make_runner(backend: str, module, example_input, *, threads: int, spin: bool = True) -> Runner:
+    """A runner for ``backend`` in ``BACKENDS``; "tvm" is not available yet. ``spin=False`` stops
+    onnxruntime's idle threads busy-waiting: use it when timing several backends interleaved."""
+    if backend == "onnxruntime":
+        return OrtRunner(module, example_input, threads=threads, spin=spin)
+    if backend == "torch":
+        return TorchRunner(module, example_input, threads=threads)
+    if backend == "tvm":
+        raise KernelError("the tvm backend is not available yet: TVM runners arrive with the TVM export issue; "
+                          f"use one of {list(BACKENDS)}")
+    raise KernelError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")

@@ -1,0 +1,81 @@
+"""One timing protocol for every backend.
+
+Contract: ``measure(fns, warmup=, repeats=, threads=)`` calls every callable ``warmup`` times,
+then runs ``repeats`` rounds; each round calls every callable once, in the order of ``fns``
+(round-robin, interleaved), so that backends compared side by side share the same machine noise.
+Each call is timed with ``time.perf_counter_ns``. The result per name is a :class:`Timing` in
+seconds: median, IQR (p75 - p25), p10 and p90 over the ``repeats`` samples. ``threads`` is only
+recorded (the callables own their thread settings); ``backend`` defaults to the dict key.
+Caveat: interleaved multi-threaded backends disturb each other through idle threads that busy-wait
+(onnxruntime's pool, torch's OpenMP pool); build onnxruntime runners with ``spin=False`` for
+side-by-side runs, and time one backend alone for absolute numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock statistics of one callable, in seconds."""
+
+    median_s: float
+    iqr_s: float
+    p10_s: float
+    p90_s: float
+    repeats: int
+    warmup: int
+    threads: int
+    backend: str
+
+    @property
+    def median_ms(self) -> float:
+        return self.median_s * 1e3
+
+    @property
+    def iqr_ms(self) -> float:
+        return self.iqr_s * 1e3
+
+
+def summarize(samples_s, *, warmup: int, threads: int, backend: str) -> Timing:
+    """Statistics of raw samples (seconds)."""
+    a = np.asarray(samples_s, dtype=np.float64)
+    if a.ndim != 1 or a.size == 0:
+        raise ValueError(f"samples must be a non-empty 1-D sequence, got shape {a.shape}")
+    p10, p25, p50, p75, p90 = np.percentile(a, [10, 25, 50, 75, 90])
+    return Timing(median_s=float(p50), iqr_s=float(p75 - p25), p10_s=float(p10), p90_s=float(p90),
+                  repeats=int(a.size), warmup=warmup, threads=threads, backend=backend)
+
+
+def measure(fns: Mapping[str, Callable[[], object]], *, warmup: int = 5, repeats: int = 30,
+            threads: int) -> dict[str, Timing]:
+    """Time each callable with interleaved repeats; returns ``{name: Timing}`` in ``fns`` order."""
+    if not isinstance(fns, Mapping) or not fns:
+        raise ValueError(f"fns must be a non-empty mapping name -> callable, got {fns!r}")
+    for name, fn in fns.items():
+        if not callable(fn):
+            raise ValueError(f"fns[{name!r}] is not callable: {fn!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+    names = list(fns)
+    for name in names:
+        for _ in range(warmup):
+            fns[name]()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    clock = time.perf_counter_ns
+    for _ in range(repeats):
+        for name in names:
+            fn = fns[name]
+            start = clock()
+            fn()
+            samples[name].append((clock() - start) * 1e-9)
+    return {name: summarize(samples[name], warmup=warmup, threads=threads, backend=name) for name in names}

@@ -1,0 +1,64 @@
+"""The timing protocol: interleaved repeats, order statistics, argument validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from kernels import timing
+from kernels.timing import Timing, measure, summarize
+
+
+def test_repeats_are_interleaved_after_warmup():
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "c")}
+    result = measure(fns, warmup=2, repeats=3, threads=1)
+    assert calls[:6] == ["a", "a", "b", "b", "c", "c"]  # warm-up, per callable
+    assert calls[6:] == ["a", "b", "c"] * 3  # round-robin repeats
+    assert list(result) == ["a", "b", "c"]
+    assert all(isinstance(t, Timing) and t.repeats == 3 and t.warmup == 2 and t.threads == 1 for t in result.values())
+    assert result["b"].backend == "b"
+
+
+def test_statistics_with_a_fake_clock(monkeypatch):
+    # each call of "fast" takes 1..10 ms, "slow" 100 ms: the clock advances by the call's duration
+    state = {"t": 0}
+    monkeypatch.setattr(timing.time, "perf_counter_ns", lambda: state["t"])
+    durations = iter(range(1, 11))
+
+    def fast():
+        state["t"] += next(durations) * 1_000_000
+
+    def slow():
+        state["t"] += 100_000_000
+
+    result = measure({"fast": fast, "slow": slow}, warmup=0, repeats=10, threads=2)
+    f, s = result["fast"], result["slow"]
+    assert f.median_s == pytest.approx(5.5e-3)
+    assert f.iqr_s == pytest.approx(4.5e-3)  # p75 7.75 ms - p25 3.25 ms
+    assert f.p10_s <= f.median_s <= f.p90_s
+    assert s.median_s == pytest.approx(0.1) and s.iqr_s == pytest.approx(0.0)
+    assert f.median_ms == pytest.approx(5.5)
+
+
+def test_real_clock_invariants():
+    t = measure({"sum": lambda: sum(range(1000))}, warmup=1, repeats=15, threads=1)["sum"]
+    assert 0 < t.p10_s <= t.median_s <= t.p90_s and t.iqr_s >= 0 and t.repeats == 15
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"fns": {}}, "non-empty"),
+    ({"fns": {"x": 3}}, "not callable: 3"),
+    ({"warmup": -1}, "warmup.*-1"),
+    ({"repeats": 0}, "repeats.*0"),
+    ({"threads": 0}, "threads.*0"),
+    ({"threads": 1.5}, "threads.*1.5"),
+])
+def test_bad_arguments_show_the_value(kwargs, match):
+    args = {"fns": {"x": lambda: None}, "warmup": 0, "repeats": 1, "threads": 1, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        measure(args.pop("fns"), **args)
+
+
+def test_summarize_rejects_empty():
+    with pytest.raises(ValueError, match="non-empty"):
+        summarize([], warmup=0, threads=1, backend="x")
