@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/nas describe ofa_mbv3 --arch @experiments/archs/ofa_mbv3_demo.json
+	$(VENV)/bin/nas describe ofa_mbv3 --arch @experiments/archs/ofa_mbv3_demo.json \
+	  --device host-cpu --device stm32f746 --device zcu104 --device a100
 
 test: $(STAMP)
 	$(PY) -m pytest

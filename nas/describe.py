@@ -79,7 +79,7 @@ def render_text(info: dict) -> str:
         lines.append(f"device      {device}")
         for name, m in metrics.items():
             spread = f" ± {m['spread']:.3g} (IQR)" if m["spread"] is not None else ""
-            lines.append(f"            {name:<22} {m['value']:>12.4g} {m['unit']:<5}{spread}  [{m['source']}, {m['profile']}]")
+            lines.append(f"            {name:<24} {m['value']:>12.4g} {m['unit']:<8}{spread}  [{m['source']}, {m['profile']}]")
     lines.append("")
     header = ("#", "block", "op", "in", "out", "k", "s", "groups", "in_hw", "out_hw", "act", "se", "res",
               "macs", "params")
