@@ -27,11 +27,11 @@ class TrainConfig:
     strategy: str = "sandwich"
     epochs: int = 8
     batch_size: int = 64
-    lr: float = 0.05
+    lr: float = 0.1  # with n_random=1: 97.8% / 95.5% (largest/smallest) on mnist-mini in ~10 min, 2 cores
     momentum: float = 0.9
     weight_decay: float = 3e-5
     label_smoothing: float = 0.1
-    n_random: int = 2  # sandwich: random subnets per step besides the largest and smallest
+    n_random: int = 1  # sandwich: random subnets per step besides the largest and smallest
     kd_ratio: float = 1.0  # progressive shrinking: weight of the distillation loss
     ps_fractions: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)  # full, kernel, depth, expand
     steps_per_epoch: int = 0  # 0: one full pass over the training set

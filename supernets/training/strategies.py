@@ -67,7 +67,7 @@ class SandwichRule(TrainingStrategy):
 
     name = "sandwich"
 
-    def __init__(self, *, n_random: int = 2, label_smoothing: float = 0.1) -> None:
+    def __init__(self, *, n_random: int = 1, label_smoothing: float = 0.1) -> None:
         if n_random < 0:
             raise ValueError(f"n_random must be >= 0, got {n_random}")
         if not 0.0 <= label_smoothing < 1.0:
