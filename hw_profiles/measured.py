@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 from hw_profiles.cost_model import CostModel, MeasurementRequiredError
 from hw_profiles.metric import Metric
 from hw_profiles.profile import Profile
+from kernels.timing import check_protocol
 from search_spaces import ArchConfig, LayerSpec, NASError
 
 
@@ -39,10 +40,7 @@ class MeasuredCostModel(CostModel):
             raise ValueError(f"build must be a callable ArchConfig -> nn.Module, got {build!r}")
         if not callable(input_shape):
             raise ValueError(f"input_shape must be a callable ArchConfig -> tuple, got {input_shape!r}")
-        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-            raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
-        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-            raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+        check_protocol(warmup=warmup, repeats=repeats)
         self.build, self.input_shape = build, input_shape
         self.warmup, self.repeats, self.seed = warmup, repeats, seed
 

@@ -52,6 +52,13 @@ def summarize(samples_s, *, warmup: int, threads: int, backend: str) -> Timing:
                   repeats=int(a.size), warmup=warmup, threads=threads, backend=backend)
 
 
+def check_protocol(*, warmup: int, repeats: int, threads: int = 1) -> None:
+    """``ValueError`` showing the bad value unless warmup >= 0, repeats >= 1 and threads >= 1."""
+    for name, value, minimum in (("warmup", warmup, 0), ("repeats", repeats, 1), ("threads", threads, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
 def measure(fns: Mapping[str, Callable[[], object]], *, warmup: int = 5, repeats: int = 30,
             threads: int) -> dict[str, Timing]:
     """Time each callable with interleaved repeats; returns ``{name: Timing}`` in ``fns`` order."""
@@ -60,12 +67,7 @@ def measure(fns: Mapping[str, Callable[[], object]], *, warmup: int = 5, repeats
     for name, fn in fns.items():
         if not callable(fn):
             raise ValueError(f"fns[{name!r}] is not callable: {fn!r}")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+    check_protocol(warmup=warmup, repeats=repeats, threads=threads)
     names = list(fns)
     for name in names:
         for _ in range(warmup):

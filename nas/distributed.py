@@ -30,17 +30,22 @@ class DistContext:
             dist.barrier()
 
 
+def pick_device(local_rank: int = 0) -> torch.device:
+    """CUDA (one GPU per local rank) when available, the CPU otherwise."""
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+        return device
+    return torch.device("cpu")
+
+
 def init_distributed() -> DistContext:
     """Read torchrun's RANK/WORLD_SIZE/LOCAL_RANK; start the process group if there are several
     processes. CUDA is used when available (one GPU per local rank), the CPU otherwise."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        device = torch.device("cuda", local_rank % torch.cuda.device_count())
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
+    device = pick_device(local_rank)
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return DistContext(rank=rank, world_size=world_size, device=device)

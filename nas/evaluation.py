@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from nas.data import load_data
-from nas.distributed import init_distributed
+from nas.distributed import pick_device
 from nas.train import build_supernet
 from nas.train_config import TrainConfig
 from supernets.checkpoint import CheckpointError, load_checkpoint
@@ -26,7 +26,7 @@ def evaluate_checkpoint(checkpoint: Path, arch_obj, *, data: str | None = None) 
     if data is not None:
         config = config.with_overrides(data=data)
     source = load_data(config.data, seed=config.seed, val_fraction=config.val_fraction, image_size=config.image_size)
-    device = init_distributed().device
+    device = pick_device()
     supernet = build_supernet(config, source).to(device)
     try:
         supernet.load_state_dict(state["model"])

@@ -28,7 +28,7 @@ from supernets import Supernet, create_supernet
 from supernets.checkpoint import (CHECKPOINT_NAME, atomic_torch_save, atomic_write_bytes, capture_rng_state,
                                   load_checkpoint, save_checkpoint)
 from supernets.evaluate import EvalResult, evaluate
-from supernets.training.loop import StepInfo, train_steps
+from supernets.training.loop import StepInfo, stage_at, train_steps
 from supernets.training.strategies import ProgressiveShrinking, SandwichRule, Stage, TrainingStrategy
 
 LOG_NAME = "train_log.jsonl"
@@ -193,7 +193,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
             broadcast_buffers(supernet, ctx)
             val = evaluate_probes(supernet, data, config, ctx.device) if ctx.is_main else {}
             if ctx.is_main:
-                stage = next(s for s in plan if s.start <= global_step - 1 < s.end).name
+                stage = stage_at(plan, global_step - 1).name
                 meta = {"space": supernet.space.name, "space_version": supernet.space.version,
                         "config_hash": config.hash, "config": config.to_dict(), "strategy": config.strategy,
                         "stage": stage, "epoch": epoch, "global_step": global_step,
