@@ -131,18 +131,24 @@ def train(config: TrainConfig, *, out: Path, resume: bool = False, progress: boo
 
 
 def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: DistContext) -> TrainSummary:
-    out.mkdir(parents=True, exist_ok=True)
     state = _prepare_out(out, config, resume)
-    ctx.barrier()  # every rank has checked the directory before rank 0 writes to it
+    # Bad data or settings fail here, before anything is written to ``out``.
     data = load_data(config.data, seed=config.seed, val_fraction=config.val_fraction, image_size=config.image_size)
-    supernet = build_supernet(config, data).to(ctx.device)
-    optimizer = build_optimizer(supernet, config)
-    strategy = build_strategy(config)
-    steps = data.steps_per_epoch(batch_size=config.batch_size, world_size=ctx.world_size)
+    try:
+        steps = data.steps_per_epoch(batch_size=config.batch_size, world_size=ctx.world_size)
+    except ValueError:
+        steps = 0
     if config.steps_per_epoch:
         steps = min(steps, config.steps_per_epoch)
     if steps < 1:
-        raise ConfigError(f"batch_size={config.batch_size} leaves no full batch per process in {config.data}")
+        raise ConfigError(f"batch_size={config.batch_size} leaves no full batch per process in {config.data} "
+                          f"({data.n_train} training images, {ctx.world_size} process(es)); use a smaller --batch-size")
+    ctx.barrier()  # every rank has checked the directory before rank 0 writes to it
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    supernet = build_supernet(config, data).to(ctx.device)
+    optimizer = build_optimizer(supernet, config)
+    strategy = build_strategy(config)
     plan = strategy.plan(steps * config.epochs)
     log = _Log(out, ctx.is_main)
     start_epoch, global_step = 0, 0

@@ -68,7 +68,26 @@ def test_eval_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(tmp_path), "--arch", "{}"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "x"), "--data", "cifar10:/nope", *QUICK]) == 2
-    assert "/nope" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "/nope" in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()  # nothing half-written
+
+
+def test_train_batch_larger_than_the_data_is_a_one_line_error(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "100000",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "batch_size=100000 leaves no full batch" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_bad_config_file_is_a_one_line_error(tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text("[train]\nepoch = 3\n")
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), *QUICK]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key(s) ['epoch']" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
 
 
 def _train_to_end(out: Path, extra: list[str]) -> dict:
