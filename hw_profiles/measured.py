@@ -59,19 +59,27 @@ class MeasuredCostModel(CostModel):
 
     def measure(self, arch: ArchConfig) -> dict[str, Metric]:
         """Build ``arch``, time one batch on the profile's backend; ``{"latency_ms": Metric}``."""
+        shape = tuple(int(n) for n in self.input_shape(arch))
+        try:
+            module = self.build(arch)
+        except NASError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a user's build function
+            raise MeasurementFailedError(f"building {arch.arch_id} for {self.profile.ref} failed: {err}") from err
+        return {"latency_ms": self.measure_module(module, shape)}
+
+    def measure_module(self, module, input_shape: tuple[int, ...]) -> Metric:
+        """Time ``module`` on a seeded random input of ``input_shape``; the latency ``Metric`` (ms)."""
         import torch
 
-        from kernels import KernelError, measure
-        from kernels.runners import make_runner
+        from kernels import KernelError
+        from kernels.latency import time_module
 
-        shape = tuple(int(n) for n in self.input_shape(arch))
-        x = torch.randn(shape, generator=torch.Generator().manual_seed(self.seed))
+        x = torch.randn(tuple(input_shape), generator=torch.Generator().manual_seed(self.seed))
         try:
-            module = self.build(arch).eval()
-            runner = make_runner(self.backend, module, x, threads=self.threads)
-            timing = measure({self.backend: runner}, warmup=self.warmup, repeats=self.repeats,
-                             threads=self.threads)[self.backend]
+            timing = time_module(module.eval(), x, backend=self.backend, threads=self.threads,
+                                 warmup=self.warmup, repeats=self.repeats)
         except KernelError as err:
             raise MeasurementFailedError(f"measuring on {self.profile.ref} ({self.backend}) failed: {err}") from err
-        return {"latency_ms": Metric(value=timing.median_ms, unit="ms", source="measured",
-                                     profile=self.profile.ref, spread=timing.iqr_ms)}
+        return Metric(value=timing.median_ms, unit="ms", source="measured", profile=self.profile.ref,
+                      spread=timing.iqr_ms)

@@ -119,6 +119,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from nas.profiling import ProfileSettings, profile_device, render_report
+
+    settings = ProfileSettings(samples=args.samples, coverage=args.coverage, backend=args.backend,
+                               threads=args.threads, repeats=args.repeats, seed=args.seed)
+    report = profile_device(get_space(args.space), args.device, Path(args.out), settings=settings,
+                            progress=not args.no_progress)
+    print(json.dumps(report, indent=2) if args.json else render_report(report, Path(args.out)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nas", description="hwnas: hardware-aware neural architecture search")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -138,6 +149,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("devices", help="list the device profiles")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("profile", help="build a device's latency model from measured subnets and layers")
+    p.add_argument("--device", required=True, help="a cpu profile measured on this host, e.g. host-cpu")
+    p.add_argument("--space", required=True, help="a registered space with a supernet (see `nas spaces`)")
+    p.add_argument("--samples", type=_int_at_least(10), default=200, help="subnets to measure (default 200)")
+    p.add_argument("--backend", choices=["onnxruntime", "tvm", "torch"], help="default: the profile's backend")
+    p.add_argument("--threads", type=_int_at_least(1), help="intra-op threads (default: the profile's)")
+    p.add_argument("--repeats", type=_int_at_least(1), default=20, help="timed runs per measurement (default 20)")
+    p.add_argument("--coverage", type=_int_at_least(0), default=2000,
+                   help="extra random subnets whose layer workloads are measured too (default 2000)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default 0)")
+    p.add_argument("--out", required=True, help="new output folder for the latency model and measurements")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("sample", help="random architectures as JSON lines")
     p.add_argument("space", help="a registered space (see `nas spaces`)")

@@ -6,7 +6,7 @@ module a supernet extracts must agree with them exactly (same MACs, same params)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 OPS = ("conv", "pwconv", "dwconv", "gap", "linear")
 """Op kinds: dense k×k conv, 1×1 conv, depthwise conv, global average pool, fully connected."""
@@ -58,6 +58,12 @@ class LayerSpec:
     @property
     def se(self) -> bool:
         return self.se_channels > 0
+
+    @property
+    def workload(self) -> "LayerSpec":
+        """This row with its ``block`` label cleared: rows with equal workloads do the same work,
+        so latency tables and tuning databases key on it."""
+        return replace(self, block="") if self.block else self
 
     @property
     def out_hw(self) -> tuple[int, int]:
