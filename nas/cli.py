@@ -130,6 +130,82 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from nas.search import search
+    from nas.search_config import SearchConfig
+
+    config = SearchConfig.from_toml(Path(args.config))
+    settings = config.search
+    space, objectives, constraints, catalog, extra = config.build()
+    storage = args.storage or settings.storage
+    result = search(space, objectives, constraints, algorithm=settings.algorithm,
+                    budget=args.budget or settings.budget, seed=settings.seed, storage=storage,
+                    job=args.job or settings.job or None, batch_size=settings.batch_size or None, catalog=catalog,
+                    evaluate_locally=not args.no_local_eval, progress=not args.no_progress, config_extra=extra)
+    front = result.pareto()
+    print(f"job {result.name}: {len(result.trials())} evaluations, {len(front)} on the Pareto front "
+          f"(storage {storage})")
+    print(render_front(front, [o.name for o in objectives]))
+    return 0
+
+
+def render_front(front, names) -> str:
+    if not len(front):
+        return "(no feasible evaluation yet)"
+    cols = ["trial", "arch_id", *names, *[f"{n}.source" for n in names]]
+    return front[cols].to_string(index=False)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from nas.worker import run_worker
+
+    n = run_worker(args.job, storage=args.storage, idle_exit_s=args.idle_exit,
+                   log=(lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr)))
+    print(f"worker: {n} trial(s) evaluated for job {args.job}")
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from nas.results import load_job
+    from nas.store import list_jobs, open_storage
+
+    storage = open_storage(args.storage)
+    for name in list_jobs(storage):
+        result = load_job(name, storage=storage)
+        trials = result.trials()
+        cfg = result.job.config
+        status = result.job.study.user_attrs.get("status", "running")
+        print(f"{name}\t{cfg.get('space')}\t{cfg.get('algorithm')}\t{int((trials.state != 'pruned').sum()) if len(trials) else 0}/{cfg.get('budget')} evaluated"
+              f"\t{status}\tobjectives {','.join(o['name'] for o in cfg.get('objectives', []))}")
+    return 0
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    from nas.results import load_job
+
+    result = load_job(args.job, storage=args.storage)
+    names = [o.name for o in result.objectives]
+    if args.objectives:
+        chosen = [n.strip() for n in args.objectives.split(",") if n.strip()]
+        unknown = [n for n in chosen if n not in names]
+        if unknown or not chosen:
+            raise CLIInputError(f"--objectives {args.objectives!r}: unknown {unknown}; job {args.job!r} has {names}")
+        result.objectives = [o for o in result.objectives if o.name in chosen]
+    front = result.pareto()
+    if args.format == "csv":
+        print(front.to_csv(index=False), end="")
+    elif args.format == "json":
+        print(front.to_json(orient="records", indent=2))
+    else:
+        print(render_front(front, [o.name for o in result.objectives]))
+    if args.plot:
+        from nas.plots import plot_front
+
+        plot_front(result.trials(), front, result.objectives, Path(args.plot), title=f"job {args.job}")
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nas", description="hwnas: hardware-aware neural architecture search")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -164,6 +240,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("search", help="run or resume a search job from a TOML config")
+    p.add_argument("config", help="TOML file: [search], [[objectives]], [[constraints]], [accuracy], [latency_models]")
+    p.add_argument("--job", help="job name (default: [search] job, else SPACE-ALGORITHM-seedN)")
+    p.add_argument("--storage", help="Optuna storage URL (default: [search] storage, else sqlite:///nas.db)")
+    p.add_argument("--budget", type=_int_at_least(1), help="expensive evaluations in total (resume counts past ones)")
+    p.add_argument("--no-local-eval", action="store_true", help="only queue candidates; `nas worker`s evaluate")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("worker", help="evaluate a job's queued candidates (run several, on any machine)")
+    p.add_argument("--job", required=True)
+    p.add_argument("--storage", required=True, help="the job's Optuna storage URL, e.g. postgresql://USER@HOST/DB")
+    p.add_argument("--idle-exit", type=float, default=None, help="exit after this many seconds without work")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("jobs", help="list the search jobs in a storage")
+    p.add_argument("--storage", default="sqlite:///nas.db", help="Optuna storage URL (default sqlite:///nas.db)")
+    p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("pareto", help="the Pareto front of a job: table, CSV, JSON, PNG")
+    p.add_argument("job")
+    p.add_argument("--storage", default="sqlite:///nas.db", help="Optuna storage URL (default sqlite:///nas.db)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--plot", metavar="FRONT.png", help="also write a plot of the front")
+    p.add_argument("--objectives", help="comma-separated subset of the job's objectives")
+    p.set_defaults(func=cmd_pareto)
 
     p = sub.add_parser("sample", help="random architectures as JSON lines")
     p.add_argument("space", help="a registered space (see `nas spaces`)")

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from search_spaces import NASError
-
-
-class ConfigError(NASError, ValueError):
-    """A config file or value is invalid; the message names the key and the valid values."""
+from nas.config_io import ConfigError, read_toml, typed_values
 
 
 STRATEGY_NAMES = ("sandwich", "ps")
@@ -68,36 +63,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, table: dict, *, source: str = "config") -> "TrainConfig":
-        valid = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(table) - set(valid))
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {unknown}; valid keys: {', '.join(valid)}")
-        values = {}
-        for key, value in table.items():
-            default = valid[key].default
-            if isinstance(default, tuple):
-                value = tuple(value) if isinstance(value, list) else value
-            expected = float if isinstance(default, float) else type(default)
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, expected) or isinstance(value, bool) != isinstance(default, bool):
-                kind = {int: "an integer", float: "a number", str: "a string", tuple: "a list",
-                        bool: "true or false"}.get(expected, expected.__name__)
-                raise ConfigError(f"{source}: {key} must be {kind}, got {value!r}")
-            values[key] = value
-        return cls(**values)
+        return cls(**typed_values(cls, table, source=source))
 
     @classmethod
     def from_toml(cls, path: Path) -> "TrainConfig":
         """Read the ``[train]`` table of a TOML file (or its top level if it has no such table)."""
-        try:
-            blob = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as err:
-            raise ConfigError(f"cannot read config {str(path)!r}: {err.strerror or err}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-            raise ConfigError(f"config {str(path)!r} is not valid TOML: {err}") from None
-        table = blob.get("train", blob)
-        return cls.from_dict(table, source=str(path))
+        blob = read_toml(path)
+        return cls.from_dict(blob.get("train", blob), source=str(path))
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -1,0 +1,151 @@
+"""``nas.search``: a thin loop over ask/tell, a job store and an evaluator.
+
+Each round the searcher proposes archs; the evaluator screens them with cheap metrics and
+constraints (rejected ones are recorded as PRUNED trials and told to the searcher as failures);
+the rest are queued in the job store, claimed by this process or by ``nas worker`` processes
+sharing the storage, and read back when every one of them is finished. ``budget`` counts expensive
+evaluations (COMPLETE or FAIL trials); at most ``MAX_REJECT_FACTOR × budget`` archs are screened.
+Rerunning with the same job name and storage resumes: finished trials warm-start the searcher and
+count against the budget; nothing finished is evaluated again.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from nas.evaluator import Evaluator, Outcome
+from nas.objectives import Constraint, MetricCatalog, Objective
+from nas.results import SearchResult, latest_trials, objective_matrix
+from nas.searchers import create_searcher
+from nas.store import Job, open_storage
+from search_spaces import ArchConfig, NASError, SearchSpace
+
+MAX_REJECT_FACTOR = 20
+POLL_S = 0.2
+
+
+def job_config(space: SearchSpace, evaluator: Evaluator, *, algorithm: str, budget: int, seed: int,
+               extra: dict | None = None) -> dict:
+    """What the store records about a job (see ``nas.store``)."""
+    return {"space": space.name, "space_version": space.version,
+            "objectives": [{"name": o.name, "direction": o.direction,
+                            "metric": o.fn if isinstance(o.fn, str) else None} for o in evaluator.objectives],
+            "constraints": [c.label for c in evaluator.constraints],
+            "algorithm": algorithm, "budget": budget, "seed": seed, **(extra or {})}
+
+
+def evaluate_claimed(job: Job, evaluator: Evaluator, claimed) -> None:
+    """Evaluate one claimed trial and record it (FAIL with the error when an objective raises)."""
+    arch = evaluator.space.parse(claimed.arch)
+    with job.heartbeat(claimed.trial_id):
+        try:
+            outcome = evaluator.screen([arch])[0]
+            if outcome.rejected:
+                job.finish(claimed.trial_id, state="pruned", metrics=outcome.metrics, constraints=outcome.constraints)
+                return
+            outcome = evaluator.complete([outcome])[0]
+        except NASError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a user objective failed: recorded, the job goes on
+            job.finish(claimed.trial_id, state="fail", metrics={},
+                       error="".join(traceback.format_exception_only(type(err), err)).strip())
+            return
+        job.finish(claimed.trial_id, state="complete", metrics=outcome.metrics, values=outcome.values,
+                   constraints=outcome.constraints)
+
+
+def _told_rows(job: Job, evaluator: Evaluator, trials) -> tuple[list[ArchConfig], np.ndarray, np.ndarray]:
+    """Searcher-side (minimised) objective and constraint rows of finished trials; NaN for failures."""
+    archs = [evaluator.space.parse(t.user_attrs["arch"]) for t in trials]
+    F = objective_matrix(trials, evaluator.objectives)
+    labels = [c.label for c in evaluator.constraints]
+    G = np.array([[t.user_attrs.get("result", {}).get("constraints", {}).get(label, np.nan) for label in labels] for t in trials],
+                 dtype=np.float64).reshape(len(trials), len(labels))
+    return archs, F, G
+
+
+def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Sequence[Constraint] = (), *,
+           algorithm: str = "nsga2", budget: int = 300, seed: int = 0, storage=None, job: str | None = None,
+           batch_size: int | None = None, catalog: MetricCatalog | None = None, evaluate_locally: bool = True,
+           progress: bool = True, config_extra: dict | None = None) -> SearchResult:
+    """Run (or resume) a search job; see the module docstring. Returns its :class:`SearchResult`."""
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ValueError(f"budget must be an integer >= 1, got {budget!r}")
+    evaluator = Evaluator(space, objectives, constraints, catalog=catalog)
+    batch = batch_size or min(32, max(4, budget // 10))
+    optuna_storage = open_storage(storage)
+    name = job or f"{space.name}-{algorithm}-seed{seed}"
+    config = job_config(space, evaluator, algorithm=algorithm, budget=budget, seed=seed, extra=config_extra)
+    the_job, _ = Job.open(name, storage=optuna_storage, directions=[o.direction for o in evaluator.objectives],
+                          config=config)
+    searcher = create_searcher(algorithm, space=space, n_objectives=len(evaluator.objectives),
+                               n_constraints=len(evaluator.constraints), seed=seed)
+    import optuna
+
+    TS = optuna.trial.TrialState
+    finished = latest_trials(the_job.trials(states=(TS.COMPLETE, TS.FAIL, TS.PRUNED)))
+    if finished:
+        searcher.warm_start(*_told_rows(the_job, evaluator, finished))
+    done = sum(t.state != TS.PRUNED for t in finished)
+    screened = len(finished)
+    bar = tqdm(total=budget, initial=min(done, budget), desc=f"search {name}", unit="eval", disable=not progress,
+               dynamic_ncols=True)
+    try:
+        the_job.fail_stale()
+        _drain_orphans(the_job, evaluator, evaluate_locally)
+        while done < budget and screened < MAX_REJECT_FACTOR * budget:
+            archs = searcher.ask(min(batch, budget - done))
+            if not archs:
+                break  # the space is exhausted
+            screened += len(archs)
+            outcomes = evaluator.screen(archs)
+            for o in outcomes:
+                if o.rejected:
+                    the_job.add_pruned(o.arch, metrics=o.metrics, constraints=o.constraints)
+            the_job.enqueue([o.arch for o in outcomes if not o.rejected])
+            by_id = {t.user_attrs["arch_id"]: t
+                     for t in _wait_for(the_job, evaluator, {a.arch_id for a in archs}, evaluate_locally)}
+            told = [by_id[a.arch_id] for a in archs]
+            searcher.tell(*_told_rows(the_job, evaluator, told))
+            done += sum(t.state != TS.PRUNED for t in told)
+            bar.update(min(budget, done) - bar.n)
+            result = SearchResult(the_job, evaluator.objectives, space=space)
+            bar.set_postfix(front=len(result.pareto()), refresh=False)
+    finally:
+        bar.close()
+    the_job.study.set_user_attr("status", "done" if done >= budget else "stopped")
+    return SearchResult(the_job, evaluator.objectives, space=space)
+
+
+def _drain_orphans(job: Job, evaluator: Evaluator, evaluate_locally: bool) -> None:
+    """Finish trials queued by an earlier, interrupted run before proposing new ones."""
+    import optuna
+
+    waiting = job.trials(states=(optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING))
+    ids = {t.user_attrs.get("arch_id") for t in waiting} - {None}
+    if ids:
+        _wait_for(job, evaluator, ids, evaluate_locally)
+
+
+def _wait_for(job: Job, evaluator: Evaluator, arch_ids: set[str], evaluate_locally: bool) -> list:
+    """Evaluate (or wait for workers to evaluate) until every arch in ``arch_ids`` has a finished trial."""
+    import optuna
+
+    TS = optuna.trial.TrialState
+    finished_states = (TS.COMPLETE, TS.FAIL, TS.PRUNED)
+    while True:
+        # a retried trial has a stale FAIL copy and a newer attempt: the newest decides
+        latest = latest_trials(t for t in job.trials() if t.user_attrs.get("arch_id") in arch_ids)
+        if len(latest) == len(arch_ids) and all(t.state in finished_states for t in latest):
+            return latest
+        job.fail_stale()
+        claimed = job.claim() if evaluate_locally else None
+        if claimed is not None:
+            evaluate_claimed(job, evaluator, claimed)
+        else:
+            time.sleep(POLL_S)

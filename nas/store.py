@@ -1,0 +1,214 @@
+"""The job store: a search job is an Optuna study; every evaluated architecture is one trial.
+
+Contract:
+* ``storage`` is ``None`` (in memory, this process only), an Optuna storage URL
+  (``sqlite:///nas.db``, ``postgresql://user@127.0.0.1/db``) or a storage object. URL storages are
+  Optuna ``RDBStorage``s with heartbeats: a trial whose process dies (SIGKILL) stops beating, is
+  marked FAIL after ``grace_s`` by :meth:`Job.fail_stale` and re-queued as WAITING (Optuna's
+  ``RetryHeartbeatStaleTrialCallback``), so no candidate is lost.
+* Candidates are queued as WAITING trials (:meth:`Job.enqueue`, each ``arch_id`` at most once per
+  job) and claimed atomically by one process each (:meth:`Job.claim`: WAITING→RUNNING is a
+  compare-and-set in the storage, so two workers never evaluate the same trial).
+* A finished trial records, as user attributes: ``arch_id``, ``arch`` (``{setting: value}``) and
+  ``result``: ``metrics`` (``{name: {value, unit, source, profile, spread}}``), ``constraints``
+  (``{label: violation}``, ``<= 0`` satisfied), ``feasible`` and, for failures, ``error``; its values are the objectives in
+  the job's order and directions. Optuna's ``constraints`` system attribute is set too, so
+  optuna-dashboard shows feasibility. PRUNED means rejected by a cheap constraint before any
+  expensive evaluation; FAIL means the evaluation raised (see ``result.error``).
+* The job's own record (study user attribute ``hwnas``) holds its config: space name and version,
+  objectives, constraints, algorithm, seed, budget, profiles, checkpoint hash.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Mapping, Sequence
+
+from hw_profiles import Metric
+from search_spaces import ArchConfig, NASError
+
+JOB_ATTR = "hwnas"
+
+
+class StoreError(NASError, ValueError):
+    """A job or storage is missing, unreachable or does not match what was asked."""
+
+
+def _optuna():
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # heartbeats and stale-trial retry are marked experimental since optuna 2.8; we rely on them knowingly
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+def open_storage(storage, *, heartbeat_s: int = 10, grace_s: int = 30):
+    """An Optuna storage for ``storage`` (see the module docstring)."""
+    optuna = _optuna()
+    if storage is None:
+        return optuna.storages.InMemoryStorage()
+    if not isinstance(storage, str):
+        return storage
+    if not storage.startswith(("sqlite://", "postgresql://", "postgresql+", "mysql://", "mysql+")):
+        raise StoreError(f"storage must be a URL like sqlite:///nas.db or postgresql://USER@HOST/DB, got {storage!r}")
+    try:
+        return optuna.storages.RDBStorage(
+            storage, heartbeat_interval=heartbeat_s, grace_period=grace_s,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+    except Exception as err:  # noqa: BLE001 - driver errors vary (sqlalchemy, psycopg)
+        raise StoreError(f"cannot open storage {storage!r}: {type(err).__name__}: {str(err).splitlines()[0]}") from None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A trial this process owns: evaluate ``arch`` and :meth:`Job.finish` it."""
+
+    trial_id: int
+    number: int
+    arch: dict
+
+
+class Job:
+    """One search job in a storage. Build with :meth:`create`, :meth:`load` or :meth:`open`."""
+
+    def __init__(self, study) -> None:
+        self.study = study
+        self.storage = study._storage
+        self.name = study.study_name
+        self.config: dict = dict(study.user_attrs.get(JOB_ATTR, {}))
+
+    # ------------------------------------------------------------- opening
+    @classmethod
+    def create(cls, name: str, *, storage, directions: Sequence[str], config: Mapping) -> "Job":
+        optuna = _optuna()
+        try:
+            study = optuna.create_study(study_name=name, storage=storage, directions=list(directions))
+        except optuna.exceptions.DuplicatedStudyError:
+            raise StoreError(f"job {name!r} already exists in this storage; load it to resume") from None
+        study.set_user_attr(JOB_ATTR, dict(config))
+        return cls(study)
+
+    @classmethod
+    def load(cls, name: str, *, storage) -> "Job":
+        optuna = _optuna()
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            known = list_jobs(storage)
+            raise StoreError(f"no job {name!r} in this storage; jobs: {known or 'none'}") from None
+        if JOB_ATTR not in study.user_attrs:
+            raise StoreError(f"study {name!r} was not created by hwnas (no {JOB_ATTR!r} record)")
+        return cls(study)
+
+    @classmethod
+    def open(cls, name: str, *, storage, directions: Sequence[str], config: Mapping) -> tuple["Job", bool]:
+        """Load ``name`` if it exists (``resumed=True``), else create it. A resumed job must have been
+        created with the same space and objectives."""
+        if name in list_jobs(storage):
+            job = cls.load(name, storage=storage)
+            for key in ("space", "space_version", "objectives", "constraints"):
+                if job.config.get(key) != config.get(key):
+                    raise StoreError(f"job {name!r} exists with another {key} ({job.config.get(key)!r}, now "
+                                     f"{config.get(key)!r}); choose a new --job name")
+            return job, True
+        return cls.create(name, storage=storage, directions=directions, config=config), False
+
+    # ------------------------------------------------------------ queueing
+    def trials(self, states=None) -> list:
+        return self.storage.get_all_trials(self.study._study_id, deepcopy=False, states=states)
+
+    def arch_ids(self) -> set[str]:
+        """Every arch_id queued, running or finished in this job."""
+        return {t.user_attrs.get("arch_id") for t in self.trials()} - {None}
+
+    def enqueue(self, archs: Sequence[ArchConfig]) -> int:
+        """Queue archs not yet in the job; returns how many were queued."""
+        known = self.arch_ids()
+        queued = 0
+        for arch in archs:
+            if arch.arch_id in known:
+                continue
+            self.study.enqueue_trial({}, user_attrs={"arch_id": arch.arch_id, "arch": arch.to_dict()})
+            known.add(arch.arch_id)
+            queued += 1
+        return queued
+
+    def claim(self) -> Claimed | None:
+        """Atomically take one WAITING trial (None when the queue is empty)."""
+        optuna = _optuna()
+        for trial in self.trials(states=(optuna.trial.TrialState.WAITING,)):
+            try:
+                if not self.storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.RUNNING):
+                    continue  # another process took it first
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            return Claimed(trial._trial_id, trial.number, dict(trial.user_attrs["arch"]))
+        return None
+
+    @contextmanager
+    def heartbeat(self, trial_id: int) -> Iterator[None]:
+        """Keep ``trial_id`` alive (RDB storages) while the body evaluates it."""
+        interval = getattr(self.storage, "get_heartbeat_interval", lambda: None)()
+        if not interval:
+            yield
+            return
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.is_set():
+                self.storage.record_heartbeat(trial_id)
+                stop.wait(interval)
+
+        thread = threading.Thread(target=beat, name=f"hwnas-heartbeat-{trial_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def fail_stale(self) -> None:
+        """Mark trials whose process stopped beating FAIL and re-queue them (RDB storages only)."""
+        _optuna().storages.fail_stale_trials(self.study)
+
+    # ------------------------------------------------------------ finishing
+    def add_pruned(self, arch: ArchConfig, *, metrics: Mapping[str, Metric], constraints: Mapping[str, float]) -> None:
+        """Record an arch rejected by a cheap constraint, as a finished PRUNED trial."""
+        optuna = _optuna()
+        attrs = {"arch_id": arch.arch_id, "arch": arch.to_dict(), "result": _result("pruned", metrics, constraints)}
+        self.study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED, user_attrs=attrs,
+            system_attrs={"constraints": list(constraints.values())} if constraints else None))
+
+    def finish(self, trial_id: int, *, state: str, metrics: Mapping[str, Metric], values: Sequence[float] | None = None,
+               constraints: Mapping[str, float] | None = None, error: str | None = None) -> None:
+        """Record one evaluation: ``state`` is ``complete``, ``pruned`` or ``fail``."""
+        optuna = _optuna()
+        constraints = dict(constraints or {})
+        result = _result(state, metrics, constraints)
+        if error:
+            result["error"] = error[:2000]
+        self.storage.set_trial_user_attr(trial_id, "result", result)
+        if constraints:
+            self.storage.set_trial_system_attr(trial_id, "constraints", list(constraints.values()))
+        states = {"complete": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
+                  "fail": optuna.trial.TrialState.FAIL}
+        self.storage.set_trial_state_values(trial_id, state=states[state],
+                                            values=list(values) if state == "complete" else None)
+
+
+def _result(state: str, metrics: Mapping[str, Metric], constraints: Mapping[str, float]) -> dict:
+    feasible = state == "complete" and all(v <= 0 for v in constraints.values())
+    return {"metrics": {k: m.to_dict() for k, m in metrics.items()}, "constraints": dict(constraints),
+            "feasible": feasible}
+
+
+def list_jobs(storage) -> list[str]:
+    """Names of the hwnas jobs in ``storage``."""
+    return [s.study_name for s in _optuna().get_all_study_summaries(storage=storage, include_best_trial=False)
+            if JOB_ATTR in s.user_attrs]

@@ -1,0 +1,50 @@
+"""``nas worker``: evaluate one job's queued candidates, alongside other workers on any machine.
+
+Contract: ``run_worker(job, storage=)`` claims WAITING trials one at a time (atomically, so no two
+workers evaluate the same one), keeps each alive with heartbeats while it evaluates, records the
+result, and re-queues trials of workers that died (stale heartbeats). It rebuilds the evaluator
+from the config stored in the job (jobs started from a TOML config); a Python caller may pass its
+own ``evaluator``. It returns the number of trials it finished once the job is marked done and
+nothing is left to claim, or after ``idle_exit_s`` seconds without work (``None``: wait forever).
+"""
+
+from __future__ import annotations
+
+import time
+
+from nas.evaluator import Evaluator
+from nas.search import evaluate_claimed
+from nas.store import Job, StoreError, open_storage
+
+
+def evaluator_from_job(job: Job) -> Evaluator:
+    from nas.search_config import SearchConfig
+
+    stored = job.config.get("config")
+    if not stored:
+        raise StoreError(f"job {job.name!r} was started from Python with its own objectives; start workers "
+                         "from Python too (nas.worker.run_worker(..., evaluator=...))")
+    space, objectives, constraints, catalog, _ = SearchConfig.from_stored(stored).build()
+    return Evaluator(space, objectives, constraints, catalog=catalog)
+
+
+def run_worker(job_name: str, *, storage, evaluator: Evaluator | None = None, poll_s: float = 0.5,
+               idle_exit_s: float | None = None, log=print) -> int:
+    """Evaluate queued trials of ``job_name`` until the job is done; returns how many this worker finished."""
+    job = Job.load(job_name, storage=open_storage(storage) if isinstance(storage, str) or storage is None else storage)
+    evaluator = evaluator or evaluator_from_job(job)
+    finished, idle_since = 0, time.monotonic()
+    while True:
+        job.fail_stale()
+        claimed = job.claim()
+        if claimed is not None:
+            evaluate_claimed(job, evaluator, claimed)
+            finished += 1
+            idle_since = time.monotonic()
+            log(f"worker: finished trial {claimed.number} ({finished} so far)")
+            continue
+        if job.study.user_attrs.get("status") == "done":
+            return finished
+        if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
+            return finished
+        time.sleep(poll_s)

@@ -1,0 +1,111 @@
+"""nas.search on a user space: budget, cheap-before-expensive, store contents, resume, load_job."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nas.objectives import Constraint, Objective, ObjectiveError
+from nas.results import load_job
+from nas.search import search
+from nas.searchers import pareto_mask
+from nas.store import StoreError
+
+import search_toy
+from search_toy import SPACE
+
+
+def test_search_in_memory_respects_budget_and_returns_a_true_front(monkeypatch):
+    calls = []
+    monkeypatch.setattr(search_toy, "quality", _counting(search_toy.quality, calls))
+    result = search(SPACE, search_toy.objectives(), search_toy.constraints(), budget=40, seed=1, progress=False)
+    trials = result.trials()
+    complete = trials[trials.state == "complete"]
+    assert len(complete) == 40 == len(calls)  # the budget counts expensive evaluations, each arch once
+    assert trials.arch_id.is_unique
+    pruned = trials[trials.state == "pruned"]
+    assert (pruned["size <= 12"] > 0).all() and not pruned.feasible.any()
+    assert not set(pruned.arch_id) & set(calls)  # rejected archs never reached the expensive objective
+    front = result.pareto()
+    assert len(front) >= 2 and front.feasible.all()
+    F = np.column_stack([-complete.quality, complete["size"]])
+    G = complete[["size <= 12"]].to_numpy()
+    expected = set(complete.arch_id[pareto_mask(F, G)])
+    assert set(front.arch_id) == expected
+    assert set(front.columns) >= {"arch_id", "a", "b", "c", "d", "quality", "size", "quality.source",
+                                  "quality.profile", "size.spread", "feasible"}
+    assert (front["quality.source"] == "measured").all() and (front["quality.profile"] == "user").all()
+
+
+def _counting(fn, calls):
+    def wrapped(arch):
+        calls.append(arch.arch_id)
+        return fn(arch)
+    return wrapped
+
+
+def test_same_seed_same_front_and_resume_continues_the_job(tmp_path, monkeypatch):
+    storage = f"sqlite:///{tmp_path / 'nas.db'}"
+    calls = []
+    monkeypatch.setattr(search_toy, "quality", _counting(search_toy.quality, calls))
+    first = search(SPACE, search_toy.objectives(), search_toy.constraints(), budget=15, seed=2, storage=storage,
+                   job="j", progress=False)
+    assert len(calls) == 15
+    again = search(SPACE, search_toy.objectives(), search_toy.constraints(), budget=30, seed=2, storage=storage,
+                   job="j", progress=False)
+    assert len(calls) == 30 and len(set(calls)) == 30  # resumed: the first 15 were not evaluated again
+    assert len(again.trials().query("state == 'complete'")) == 30
+    loaded = load_job("j", storage=storage)
+    assert loaded.pareto().arch_id.tolist() == again.pareto().arch_id.tolist()
+    assert loaded.job.config["space"] == "toy"
+    fresh = search(SPACE, search_toy.objectives(), search_toy.constraints(), budget=15, seed=2, progress=False)
+    assert fresh.trials().arch_id.tolist()[:10] == first.trials().arch_id.tolist()[:10]
+
+
+def test_resuming_with_other_objectives_is_refused(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'nas.db'}"
+    search(SPACE, search_toy.objectives(), budget=4, seed=0, storage=storage, job="j", progress=False)
+    with pytest.raises(StoreError, match="objectives"):
+        search(SPACE, [Objective("size", search_toy.size)], budget=4, seed=0, storage=storage, job="j",
+               progress=False)
+    with pytest.raises(StoreError, match="no job 'nope'.*j"):
+        load_job("nope", storage=storage)
+
+
+def test_a_failing_objective_is_recorded_and_the_search_goes_on():
+    def flaky(arch):
+        if arch.to_dict()["c"] == "z":
+            raise RuntimeError("simulated evaluation crash")
+        return 1.0
+
+    result = search(SPACE, [Objective("q", flaky), Objective("size", search_toy.size)], budget=20, seed=0,
+                    progress=False)
+    trials = result.trials()
+    assert (trials.state == "fail").any() and (trials.state == "complete").any()
+    failed = [t for t in result.job.trials() if t.state.name == "FAIL"]
+    assert "simulated evaluation crash" in failed[0].user_attrs["result"]["error"]
+    assert len(trials[trials.state != "pruned"]) == 20
+
+
+def test_bad_objectives_fail_before_anything_runs():
+    with pytest.raises(ObjectiveError, match="direction"):
+        Objective("x", "macs", direction="up")
+    with pytest.raises(ObjectiveError, match="unknown metric"):
+        search(SPACE, [Objective("x", "flops")], budget=2, progress=False)
+    with pytest.raises(ObjectiveError, match="unique"):
+        search(SPACE, [Objective("x", search_toy.size), Objective("x", search_toy.size)], budget=2, progress=False)
+    with pytest.raises(ObjectiveError, match="op"):
+        Constraint("macs", "<", 3)
+
+
+def test_built_in_device_metrics_carry_provenance():
+    from search_spaces import get_space
+
+    space = get_space("tiny_mbv3")
+    result = search(space, [Objective("macs", "macs"), Objective("sram", "stm32f746.peak_sram_kb"),
+                            Objective("fpga", "zcu104.latency_ms")],
+                    [Constraint("stm32f746.flash_kb", "<=", 1000)], budget=12, seed=0, progress=False)
+    front = result.pareto()
+    assert (front["sram.profile"] == "stm32f746@1").all() and (front["fpga.profile"] == "zcu104@1").all()
+    assert (front["sram.source"] == "estimated").all() and (front["macs.profile"] == "analytic@1").all()
+    assert "stm32f746.flash_kb <= 1000" in front.columns
