@@ -19,11 +19,8 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.optimize import nnls
 
+from predictors.errors import NotFittedError  # noqa: F401  (defined here first; re-exported for compatibility)
 from search_spaces import LayerSpec, NASError
-
-
-class NotFittedError(NASError, RuntimeError):
-    """``predict`` was called before ``fit``."""
 
 
 class UnknownLayerError(NASError, KeyError):
