@@ -1,0 +1,43 @@
+"""The registry of searchers: name -> factory. Registering imports neither pymoo nor optuna:
+each factory imports its adapter module when it is first called."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+from search_spaces.registry import Registry
+
+from nas.searchers.base import Searcher
+from nas.searchers.errors import UnknownSearcherError
+
+SEARCHERS: Registry[Searcher] = Registry("searcher", UnknownSearcherError)
+
+#: The searcher ``create_searcher`` callers should use when the user names none.
+DEFAULT_SEARCHER = "nsga2"
+
+
+def register_searcher(name: str, factory: Callable[..., Searcher]) -> None:
+    """Register ``factory(*, space, n_objectives, n_constraints, seed, **options) -> Searcher``."""
+    SEARCHERS.register(name, factory)
+
+
+def create_searcher(name: str, **kwargs) -> Searcher:
+    """A new searcher; keyword arguments go to its constructor (``space``, ``n_objectives``,
+    ``n_constraints``, ``seed`` and the algorithm's options)."""
+    return SEARCHERS.create(name, **kwargs)
+
+
+def list_searchers() -> list[str]:
+    return SEARCHERS.names()
+
+
+def lazy_factory(module: str, cls: str) -> Callable[..., Searcher]:
+    """A factory that imports ``module`` (an adapter with heavy imports) only when called."""
+
+    def factory(**kwargs) -> Searcher:
+        return getattr(importlib.import_module(module), cls)(**kwargs)
+
+    factory.__name__ = factory.__qualname__ = f"create_{cls}"
+    factory.__doc__ = f"``{module}.{cls}(**kwargs)``, imported on first use."
+    return factory
