@@ -1,7 +1,8 @@
 """The execution layer: onnxruntime/torch/TVM runners and compilation. The only place that imports tvm.
 
 ``import kernels`` is light: torch, onnx and onnxruntime are imported inside the functions that
-use them. Modules: ``timing`` (the one timing protocol), ``onnx_export``, ``runners``, ``errors``.
+use them. Modules: ``timing`` (the one timing protocol), ``onnx_export``, ``runners``, ``errors``,
+``tvm_build`` (TVM import, default schedule, build, thread count; tvm is imported only there).
 """
 
 from kernels.errors import KernelError

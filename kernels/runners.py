@@ -9,11 +9,15 @@ temporary folder and runs onnxruntime's CPU provider, one inter-op thread, all g
 ``TorchRunner`` runs the module in eval mode under ``torch.inference_mode``; note that
 ``torch.set_num_threads`` is process-wide, so a call that needs another count sets it and
 restores the caller's count afterwards (no cost when they already agree).
+``TvmRunner`` exports to ONNX the same way, then imports, schedules and builds it with Apache TVM
+for this CPU, untuned (:mod:`kernels.tvm_build`: the simple default schedule, ``relax``
+VirtualMachine, exactly ``threads`` TVM threads); ``build_s`` is how long that took.
 """
 
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +25,7 @@ import numpy as np
 from kernels.errors import KernelError
 from kernels.onnx_export import INPUT_NAME, export_onnx
 
-BACKENDS = ("onnxruntime", "torch")
+BACKENDS = ("onnxruntime", "torch", "tvm")
 
 
 def _check_threads(threads) -> int:
@@ -103,14 +107,35 @@ class TorchRunner(Runner):
         return self._forward(x).numpy()
 
 
+class TvmRunner(Runner):
+    backend = "tvm"
+
+    def __init__(self, module, example_input, *, threads: int, opset: int = 17) -> None:
+        from kernels import tvm_build
+
+        self.threads = _check_threads(threads)
+        start = time.perf_counter()
+        tvm_build.host_target(self.threads)  # fails fast, before the export, when TVM is missing
+        with tempfile.TemporaryDirectory(prefix="hwnas-tvm-") as tmp:
+            path = export_onnx(module, example_input, Path(tmp) / "model.onnx", opset=opset)
+            self.model = tvm_build.compile_onnx(path, threads=self.threads)
+        self.build_s = time.perf_counter() - start
+        self._x = self.model.tensor(example_input.detach().cpu().numpy())
+
+    def __call__(self) -> object:
+        return self.model.invoke(self._x)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.model.run(x)
+
+
 def make_runner(backend: str, module, example_input, *, threads: int, spin: bool = True) -> Runner:
-    """A runner for ``backend`` in ``BACKENDS``; "tvm" is not available yet. ``spin=False`` stops
-    onnxruntime's idle threads busy-waiting: use it when timing several backends interleaved."""
+    """A runner for ``backend`` in ``BACKENDS``. ``spin=False`` stops onnxruntime's idle threads
+    busy-waiting: use it when timing several backends interleaved (it does not apply to tvm)."""
     if backend == "onnxruntime":
         return OrtRunner(module, example_input, threads=threads, spin=spin)
     if backend == "torch":
         return TorchRunner(module, example_input, threads=threads)
     if backend == "tvm":
-        raise KernelError("the tvm backend is not available yet: TVM runners arrive with the TVM export issue; "
-                          f"use one of {list(BACKENDS)}")
+        return TvmRunner(module, example_input, threads=threads)
     raise KernelError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
