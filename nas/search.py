@@ -40,7 +40,18 @@ def job_config(space: SearchSpace, evaluator: Evaluator, *, algorithm: str, budg
 
 
 def evaluate_claimed(job: Job, evaluator: Evaluator, claimed) -> None:
-    """Evaluate one claimed trial and record it (FAIL with the error when an objective raises)."""
+    """Evaluate one claimed trial and record it (FAIL with the error when an objective raises).
+    If the trial was declared stale meanwhile (this process stalled past the grace period), its
+    retry copy is already queued: the late result is dropped rather than written twice."""
+    import optuna
+
+    try:
+        _evaluate_claimed(job, evaluator, claimed)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+
+
+def _evaluate_claimed(job: Job, evaluator: Evaluator, claimed) -> None:
     arch = evaluator.space.parse(claimed.arch)
     with job.heartbeat(claimed.trial_id):
         try:

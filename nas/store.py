@@ -22,6 +22,7 @@ Contract:
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
@@ -56,12 +57,18 @@ def open_storage(storage, *, heartbeat_s: int = 10, grace_s: int = 30):
         return storage
     if not storage.startswith(("sqlite://", "postgresql://", "postgresql+", "mysql://", "mysql+")):
         raise StoreError(f"storage must be a URL like sqlite:///nas.db or postgresql://USER@HOST/DB, got {storage!r}")
-    try:
-        return optuna.storages.RDBStorage(
-            storage, heartbeat_interval=heartbeat_s, grace_period=grace_s,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
-    except Exception as err:  # noqa: BLE001 - driver errors vary (sqlalchemy, psycopg)
-        raise StoreError(f"cannot open storage {storage!r}: {type(err).__name__}: {str(err).splitlines()[0]}") from None
+    for attempt in range(3):  # processes opening a fresh database together race to create its tables
+        try:
+            return optuna.storages.RDBStorage(
+                storage, heartbeat_interval=heartbeat_s, grace_period=grace_s,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+        except Exception as err:  # noqa: BLE001 - driver errors vary (sqlalchemy, psycopg)
+            racing = any(text in str(err) for text in ("already exists", "duplicate key", "UniqueViolation"))
+            if attempt == 2 or not racing:
+                raise StoreError(f"cannot open storage {storage!r}: {type(err).__name__}: "
+                                 f"{str(err).splitlines()[0]}") from None
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -76,9 +83,10 @@ class Claimed:
 class Job:
     """One search job in a storage. Build with :meth:`create`, :meth:`load` or :meth:`open`."""
 
-    def __init__(self, study) -> None:
+    def __init__(self, study, *, url: str = "") -> None:
         self.study = study
         self.storage = study._storage
+        self.url = url  # the storage URL when known (SQLite claims lock a file beside the database)
         self.name = study.study_name
         self.config: dict = dict(study.user_attrs.get(JOB_ATTR, {}))
 
@@ -91,7 +99,7 @@ class Job:
         except optuna.exceptions.DuplicatedStudyError:
             raise StoreError(f"job {name!r} already exists in this storage; load it to resume") from None
         study.set_user_attr(JOB_ATTR, dict(config))
-        return cls(study)
+        return cls(study, url=_url(storage))
 
     @classmethod
     def load(cls, name: str, *, storage) -> "Job":
@@ -103,7 +111,7 @@ class Job:
             raise StoreError(f"no job {name!r} in this storage; jobs: {known or 'none'}") from None
         if JOB_ATTR not in study.user_attrs:
             raise StoreError(f"study {name!r} was not created by hwnas (no {JOB_ATTR!r} record)")
-        return cls(study)
+        return cls(study, url=_url(storage))
 
     @classmethod
     def open(cls, name: str, *, storage, directions: Sequence[str], config: Mapping) -> tuple["Job", bool]:
@@ -140,6 +148,28 @@ class Job:
 
     def claim(self) -> Claimed | None:
         """Atomically take one WAITING trial (None when the queue is empty)."""
+        with self._claim_lock():
+            return self._claim()
+
+    @contextmanager
+    def _claim_lock(self) -> Iterator[None]:
+        """PostgreSQL locks the claimed row (SELECT ... FOR UPDATE); SQLite ignores that, so two
+        processes could both read WAITING and both take the trial. SQLite files are local, so an
+        exclusive file lock beside the database serialises claims there."""
+        url = self.url
+        if not url.startswith("sqlite:///") or url == "sqlite:///:memory:":
+            yield
+            return
+        import fcntl
+
+        with open(url[len("sqlite:///"):] + ".claim-lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _claim(self) -> Claimed | None:
         optuna = _optuna()
         for trial in self.trials(states=(optuna.trial.TrialState.WAITING,)):
             try:
@@ -200,6 +230,10 @@ class Job:
                   "fail": optuna.trial.TrialState.FAIL}
         self.storage.set_trial_state_values(trial_id, state=states[state],
                                             values=list(values) if state == "complete" else None)
+
+
+def _url(storage) -> str:
+    return storage if isinstance(storage, str) else str(getattr(storage, "url", ""))
 
 
 def _result(state: str, metrics: Mapping[str, Metric], constraints: Mapping[str, float]) -> dict:

@@ -47,3 +47,35 @@ def evaluator():
     from nas.evaluator import Evaluator
 
     return Evaluator(SPACE, objectives(), constraints())
+
+
+HEARTBEAT_S, GRACE_S = 1, 3
+
+
+def storage(url: str):
+    from nas.store import open_storage
+
+    return open_storage(url, heartbeat_s=HEARTBEAT_S, grace_s=GRACE_S)
+
+
+def run_coordinator(url: str, job: str, budget: int, local: bool) -> None:
+    from nas.search import search
+
+    search(SPACE, objectives(), constraints(), budget=budget, seed=0, storage=storage(url), job=job,
+           batch_size=4, evaluate_locally=local, progress=False)
+
+
+def run_worker(url: str, job: str) -> None:
+    from nas.worker import run_worker as loop
+
+    loop(job, storage=storage(url), evaluator=evaluator(), poll_s=0.1, idle_exit_s=60, log=lambda msg: None)
+
+
+if __name__ == "__main__":
+    import sys
+
+    role, url, job = sys.argv[1:4]
+    if role == "coordinator":
+        run_coordinator(url, job, int(sys.argv[4]), local=sys.argv[5] == "local")
+    else:
+        run_worker(url, job)
