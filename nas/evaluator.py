@@ -58,7 +58,7 @@ class Evaluator:
                 self.catalog.check(c.metric)
         self._by_name = by_name
 
-    def _cheap(self, name: str) -> bool:
+    def is_cheap(self, name: str) -> bool:
         """Whether the metric or objective ``name`` is cheap."""
         objective = self._by_name.get(name)
         if objective is None:
@@ -100,8 +100,8 @@ class Evaluator:
     def screen(self, archs: Sequence[ArchConfig]) -> list[Outcome]:
         """Cheap metrics and cheap constraints of every arch; ``rejected`` when one is violated."""
         outcomes = [Outcome(arch=self.space.validate(a)) for a in archs]
-        cheap_constraints = [c for c in self.constraints if self._cheap(c.metric)]
-        self._fill(outcomes, [c.metric for c in cheap_constraints] + [n for n in self.names if self._cheap(n)])
+        cheap_constraints = [c for c in self.constraints if self.is_cheap(c.metric)]
+        self._fill(outcomes, [c.metric for c in cheap_constraints] + [n for n in self.names if self.is_cheap(n)])
         for outcome in outcomes:
             self._constrain(outcome, cheap_constraints)
             outcome.rejected = not outcome.feasible

@@ -107,6 +107,7 @@ class MetricCatalog:
         self.latency_models = dict(latency_models or {})
         self.measure = dict(measure or {})
         self._models: dict[str, CostModel] = {}
+        self._tables: dict[str, object] = {}
 
     def check(self, name: str) -> None:
         """``ObjectiveError`` naming the problem unless ``name`` resolves."""
@@ -136,6 +137,32 @@ class MetricCatalog:
         if device not in self._models:
             self._models[device] = cost_model_for(get_profile(device))
         return self._models[device]
+
+    def layer_metric(self, name: str) -> Callable | None:
+        """``layers -> float`` for a built-in metric computed from the layer table (None for
+        measured or predicted latency, which needs the arch)."""
+        if name == "macs":
+            return lambda layers: float(macs(layers))
+        if name == "params":
+            return lambda layers: float(params(layers))
+        device, _, metric = name.partition(".")
+        if not metric or device in self.latency_models or device in self.measure:
+            return None
+        model = self._model(device)
+        return lambda layers: model.metrics(layers)[metric].value
+
+    def block_table(self, name: str):
+        """A vectorised :class:`~hw_profiles.block_table.BlockCostTable` for ``name``, or None when the
+        space or the metric does not decompose per block (callers then use :meth:`resolve`)."""
+        from hw_profiles.block_table import BlockCostTable, NotDecomposableError
+
+        if name not in self._tables:
+            fn = self.layer_metric(name)
+            try:
+                self._tables[name] = BlockCostTable.fit(self.space, fn) if fn else None
+            except NotDecomposableError:
+                self._tables[name] = None
+        return self._tables[name]
 
     def resolve(self, name: str, archs: Sequence[ArchConfig]) -> list[Metric]:
         """One ``Metric`` per arch for the built-in metric ``name``."""

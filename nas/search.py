@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from nas.evaluator import Evaluator, Outcome
-from nas.objectives import Constraint, MetricCatalog, Objective
+from nas.objectives import Constraint, MetricCatalog, Objective, ObjectiveError
 from nas.results import SearchResult, latest_trials, objective_matrix
 from nas.searchers import create_searcher
 from nas.store import Job, open_storage
@@ -37,6 +37,68 @@ def job_config(space: SearchSpace, evaluator: Evaluator, *, algorithm: str, budg
                             "metric": o.fn if isinstance(o.fn, str) else None} for o in evaluator.objectives],
             "constraints": [c.label for c in evaluator.constraints],
             "algorithm": algorithm, "budget": budget, "seed": seed, **(extra or {})}
+
+
+def make_searcher(algorithm: str, evaluator: Evaluator, seed: int):
+    """A registered searcher, or ``linas``: predictor-guided over the expensive objectives, with the
+    cheap ones and the cheap constraints computed exactly by the evaluator."""
+    objectives, constraints = evaluator.objectives, evaluator.constraints
+    common = dict(space=evaluator.space, n_objectives=len(objectives), n_constraints=len(constraints), seed=seed)
+    if algorithm != "linas":
+        return create_searcher(algorithm, **common)
+    from nas.searchers.predictor_guided import PredictorGuidedSearcher
+
+    predicted = [i for i, o in enumerate(objectives) if not evaluator.is_cheap(o.name)]
+    if not predicted:
+        raise ObjectiveError("algorithm 'linas' predicts expensive objectives, but every objective is cheap; "
+                             "use nsga2")
+
+    def cheap(archs):
+        outcomes = evaluator.screen(archs)
+        F = np.full((len(archs), len(objectives)), np.nan)
+        for j, o in enumerate(objectives):
+            if j not in predicted:
+                F[:, j] = [o.sign * out.metrics[o.name].value for out in outcomes]
+        G = np.array([[out.constraints.get(c.label, 0.0) for c in constraints] for out in outcomes],
+                     dtype=np.float64).reshape(len(archs), len(constraints))
+        return F, G
+
+    fast = _cheap_codes(evaluator, predicted)
+    return PredictorGuidedSearcher(**common, predicted=predicted, cheap=cheap, cheap_codes=fast,
+                                   canonical_codes=_canonical_codes(evaluator.space) if fast else None)
+
+
+def _canonical_codes(space):
+    from hw_profiles.block_table import SpaceCodes
+
+    return SpaceCodes(space).canonical
+
+
+def _cheap_codes(evaluator: Evaluator, predicted: list[int]):
+    """A vectorised ``codes -> (F, G)`` when every cheap objective and constraint has a block table."""
+    objectives, constraints = evaluator.objectives, evaluator.constraints
+    catalog = evaluator.catalog
+
+    def table(name: str):
+        objective = next((o for o in objectives if o.name == name), None)
+        metric = name if objective is None else objective.fn
+        return catalog.block_table(metric) if isinstance(metric, str) else None
+
+    cols = {j: table(o.name) for j, o in enumerate(objectives) if j not in predicted}
+    cons = [(c, table(c.metric)) for c in constraints if evaluator.is_cheap(c.metric)]
+    if any(t is None for t in cols.values()) or any(t is None for _, t in cons):
+        return None
+
+    def cheap_codes(codes: np.ndarray):
+        F = np.full((len(codes), len(objectives)), np.nan)
+        for j, t in cols.items():
+            F[:, j] = objectives[j].sign * t.evaluate(codes)
+        G = np.zeros((len(codes), len(constraints)))
+        for c, t in cons:
+            G[:, constraints.index(c)] = c.violation(t.evaluate(codes))
+        return F, G
+
+    return cheap_codes
 
 
 def evaluate_claimed(job: Job, evaluator: Evaluator, claimed) -> None:
@@ -94,8 +156,7 @@ def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Seq
     config = job_config(space, evaluator, algorithm=algorithm, budget=budget, seed=seed, extra=config_extra)
     the_job, _ = Job.open(name, storage=optuna_storage, directions=[o.direction for o in evaluator.objectives],
                           config=config)
-    searcher = create_searcher(algorithm, space=space, n_objectives=len(evaluator.objectives),
-                               n_constraints=len(evaluator.constraints), seed=seed)
+    searcher = make_searcher(algorithm, evaluator, seed)
     import optuna
 
     TS = optuna.trial.TrialState
@@ -129,6 +190,8 @@ def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Seq
             bar.set_postfix(front=len(result.pareto()), refresh=False)
     finally:
         bar.close()
+    if hasattr(searcher, "report"):
+        the_job.study.set_user_attr("predictor", searcher.report())
     the_job.study.set_user_attr("status", "done" if done >= budget else "stopped")
     return SearchResult(the_job, evaluator.objectives, space=space)
 
