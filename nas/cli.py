@@ -146,6 +146,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"job {result.name}: {len(result.trials())} evaluations, {len(front)} on the Pareto front "
           f"(storage {storage})")
     print(render_front(front, [o.name for o in objectives]))
+    if not args.no_baseline and settings.algorithm != "random":
+        from nas.results import compare_hypervolume
+
+        baseline = search(space, objectives, constraints, algorithm="random", budget=args.budget or settings.budget,
+                          seed=settings.seed, storage=storage, job=f"{result.name}.random", catalog=catalog,
+                          batch_size=settings.batch_size or None, evaluate_locally=not args.no_local_eval,
+                          progress=not args.no_progress, config_extra=extra)
+        report = compare_hypervolume(result, baseline)
+        result.job.study.set_user_attr("report", report)
+        print(f"hypervolume (normalised, ref 1.1): {report['hypervolume']:.4f} vs random search at equal budget "
+              f"and seed {report['baseline_hypervolume']:.4f} (ratio {report['ratio']}); baseline job "
+              f"{baseline.name}")
     return 0
 
 
@@ -247,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="Optuna storage URL (default: [search] storage, else sqlite:///nas.db)")
     p.add_argument("--budget", type=_int_at_least(1), help="expensive evaluations in total (resume counts past ones)")
     p.add_argument("--no-local-eval", action="store_true", help="only queue candidates; `nas worker`s evaluate")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip the random-search baseline job (same budget and seed) and its hypervolume report")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_search)
 

@@ -95,8 +95,16 @@ class SearchResult:
         """Every finished evaluation (complete, pruned, failed) as a DataFrame."""
         return self._frame(self._finished())
 
+    def _feasible_trials(self) -> list:
+        return [t for t in self._finished()
+                if t.state.name == "COMPLETE" and t.user_attrs.get("result", {}).get("feasible")]
+
+    def feasible_matrix(self) -> np.ndarray:
+        """Minimised objective values of every feasible complete evaluation."""
+        return objective_matrix(self._feasible_trials(), self.objectives)
+
     def _front_trials(self) -> list:
-        complete = [t for t in self._finished() if t.state.name == "COMPLETE" and t.user_attrs.get("result", {}).get("feasible")]
+        complete = self._feasible_trials()
         if not complete:
             return []
         mask = pareto_mask(objective_matrix(complete, self.objectives))
@@ -133,3 +141,30 @@ def load_job(name: str, *, storage, space: SearchSpace | None = None) -> SearchR
     objectives = [Objective(o["name"], o["metric"] or "user", direction=o["direction"])
                   for o in job.config["objectives"]]
     return SearchResult(job, objectives, space=space)
+
+
+def normalised_hypervolume(front: np.ndarray, points: np.ndarray) -> float:
+    """HV of ``front`` after mapping each objective to [0, 1] by the ideal and nadir of ``points``
+    (reference point 1.1 in each objective)."""
+    if not len(front):
+        return 0.0
+    ideal, nadir = points.min(axis=0), points.max(axis=0)
+    scale = np.where(nadir > ideal, nadir - ideal, 1.0)
+    return hypervolume((front - ideal) / scale, np.full(points.shape[1], 1.1))
+
+
+def compare_hypervolume(result: SearchResult, baseline: SearchResult) -> dict:
+    """Hypervolumes of two jobs' fronts on one scale: every objective is normalised by the ideal and
+    nadir of both jobs' feasible complete evaluations together (reference point 1.1 in each).
+    ``ratio`` = this job's / the baseline's."""
+    F, B = result.front_matrix(), baseline.front_matrix()
+    points = np.vstack([result.feasible_matrix(), baseline.feasible_matrix()])
+    if not len(points):
+        return {"hypervolume": 0.0, "baseline_hypervolume": 0.0, "ratio": None, "front_size": 0,
+                "baseline_front_size": 0, "baseline_job": baseline.name}
+    hv, hv_base = normalised_hypervolume(F, points), normalised_hypervolume(B, points)
+    return {"hypervolume": round(hv, 6), "baseline_hypervolume": round(hv_base, 6),
+            "ratio": round(hv / hv_base, 4) if hv_base > 0 else None, "front_size": len(F),
+            "baseline_front_size": len(B), "baseline_job": baseline.name,
+            "normalisation": {"ideal": points.min(axis=0).tolist(), "nadir": points.max(axis=0).tolist(),
+                              "ref": [1.1] * points.shape[1]}}

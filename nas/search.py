@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from nas.evaluator import Evaluator, Outcome
 from nas.objectives import Constraint, MetricCatalog, Objective, ObjectiveError
-from nas.results import SearchResult, latest_trials, objective_matrix
+from nas.results import SearchResult, latest_trials, normalised_hypervolume, objective_matrix
 from nas.searchers import create_searcher
 from nas.store import Job, open_storage
 from search_spaces import ArchConfig, NASError, SearchSpace
@@ -37,6 +37,15 @@ def job_config(space: SearchSpace, evaluator: Evaluator, *, algorithm: str, budg
                             "metric": o.fn if isinstance(o.fn, str) else None} for o in evaluator.objectives],
             "constraints": [c.label for c in evaluator.constraints],
             "algorithm": algorithm, "budget": budget, "seed": seed, **(extra or {})}
+
+
+def _front_postfix(result: SearchResult) -> dict:
+    """Front size and its hypervolume, normalised by the ideal and nadir of every feasible
+    evaluation so far (reference 1.1 per objective)."""
+    front = result.front_matrix()
+    if not len(front):
+        return {"front": 0}
+    return {"front": len(front), "hv": f"{normalised_hypervolume(front, result.feasible_matrix()):.3f}"}
 
 
 def make_searcher(algorithm: str, evaluator: Evaluator, seed: int):
@@ -186,8 +195,7 @@ def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Seq
             searcher.tell(*_told_rows(the_job, evaluator, told))
             done += sum(t.state != TS.PRUNED for t in told)
             bar.update(min(budget, done) - bar.n)
-            result = SearchResult(the_job, evaluator.objectives, space=space)
-            bar.set_postfix(front=len(result.pareto()), refresh=False)
+            bar.set_postfix(_front_postfix(SearchResult(the_job, evaluator.objectives, space=space)), refresh=False)
     finally:
         bar.close()
     if hasattr(searcher, "report"):
