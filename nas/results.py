@@ -34,11 +34,16 @@ def latest_trials(trials) -> list:
 
 
 def objective_matrix(trials, objectives: Sequence[Objective]) -> np.ndarray:
-    """``(n, n_objectives)`` minimised values (maximised ones negated); NaN rows for trials
-    without values (pruned, failed)."""
+    """``(n, n_objectives)`` minimised values (maximised ones negated) of ``objectives`` (any subset of
+    the job's), read from each trial's recorded metrics; NaN rows for trials without values."""
     signs = np.array([o.sign for o in objectives])
-    rows = [np.asarray(t.values, dtype=np.float64) * signs if t.values is not None and t.state.name == "COMPLETE"
-            else np.full(len(objectives), np.nan) for t in trials]
+    rows = []
+    for t in trials:
+        metrics = t.user_attrs.get("result", {}).get("metrics", {})
+        if t.state.name == "COMPLETE" and all(o.name in metrics for o in objectives):
+            rows.append(np.array([metrics[o.name]["value"] for o in objectives], dtype=np.float64) * signs)
+        else:
+            rows.append(np.full(len(objectives), np.nan))
     return np.array(rows, dtype=np.float64).reshape(len(trials), len(objectives))
 
 

@@ -163,8 +163,10 @@ def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Seq
     optuna_storage = open_storage(storage)
     name = job or f"{space.name}-{algorithm}-seed{seed}"
     config = job_config(space, evaluator, algorithm=algorithm, budget=budget, seed=seed, extra=config_extra)
-    the_job, _ = Job.open(name, storage=optuna_storage, directions=[o.direction for o in evaluator.objectives],
-                          config=config)
+    the_job, resumed = Job.open(name, storage=optuna_storage, directions=[o.direction for o in evaluator.objectives],
+                                config=config)
+    if resumed and the_job.config.get("budget") != budget:
+        the_job.update_config(budget=budget)
     searcher = make_searcher(algorithm, evaluator, seed)
     import optuna
 

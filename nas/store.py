@@ -126,6 +126,11 @@ class Job:
             return job, True
         return cls.create(name, storage=storage, directions=directions, config=config), False
 
+    def update_config(self, **changes) -> None:
+        """Change recorded settings of a resumed job (e.g. a larger budget)."""
+        self.config.update(changes)
+        self.study.set_user_attr(JOB_ATTR, dict(self.config))
+
     # ------------------------------------------------------------ queueing
     def trials(self, states=None) -> list:
         return self.storage.get_all_trials(self.study._study_id, deepcopy=False, states=states)
