@@ -27,6 +27,12 @@ _LAZY = {
     "list_datasets": "nas.data",
     "DataSource": "nas.data",
     "DataError": "nas.data",
+    "search": "nas.search_job",
+    "Objective": "nas.objectives",
+    "Constraint": "nas.objectives",
+    "load_job": "nas.results",
+    "SearchResult": "nas.results",
+    "LatencyModel": "nas.latency_model",
 }
 
 

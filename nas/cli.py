@@ -131,7 +131,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from nas.search import search
+    from nas.search_job import search
     from nas.search_config import SearchConfig
 
     config = SearchConfig.from_toml(Path(args.config))

@@ -1,4 +1,4 @@
-"""``nas.search``: a thin loop over ask/tell, a job store and an evaluator.
+"""``nas.search`` (this module: ``nas.search_job``): a thin loop over ask/tell, a job store and an evaluator.
 
 Each round the searcher proposes archs; the evaluator screens them with cheap metrics and
 constraints (rejected ones are recorded as PRUNED trials and told to the searcher as failures);

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 from nas.evaluator import Evaluator
-from nas.search import evaluate_claimed
+from nas.search_job import evaluate_claimed
 from nas.store import Job, StoreError, list_jobs, open_storage
 
 

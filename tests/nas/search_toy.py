@@ -59,7 +59,7 @@ def storage(url: str):
 
 
 def run_coordinator(url: str, job: str, budget: int, local: bool) -> None:
-    from nas.search import search
+    from nas.search_job import search
 
     search(SPACE, objectives(), constraints(), budget=budget, seed=0, storage=storage(url), job=job,
            batch_size=4, evaluate_locally=local, progress=False)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nas.objectives import Constraint, Objective, ObjectiveError
-from nas.search import search
+from nas.search_job import search
 from search_spaces import get_space
 
 SPACE = get_space("tiny_mbv3")

@@ -7,7 +7,7 @@ import pytest
 
 from nas.objectives import Constraint, Objective, ObjectiveError
 from nas.results import load_job
-from nas.search import search
+from nas.search_job import search
 from nas.searchers import pareto_mask
 from nas.store import StoreError
 
@@ -109,3 +109,17 @@ def test_built_in_device_metrics_carry_provenance():
     assert (front["sram.profile"] == "stm32f746@1").all() and (front["fpga.profile"] == "zcu104@1").all()
     assert (front["sram.source"] == "estimated").all() and (front["macs.profile"] == "analytic@1").all()
     assert "stm32f746.flash_kb <= 1000" in front.columns
+
+
+def test_top_level_api_as_in_the_readme():
+    import nas
+
+    space = nas.SearchSpace("mine", [nas.Choice("op0", ["conv3x3", "skip", "none"]), nas.Choice("w", [8, 16, 32])])
+    result = nas.search(space, objectives=[nas.Objective("acc", lambda a: a["w"] / (1 + (a["op0"] == "skip")),
+                                                         direction="maximize"),
+                                           nas.Objective("cost", lambda a: a["w"] / 4, cheap=True)],
+                        constraints=[nas.Constraint("cost", "<=", 6)], budget=300, seed=0, progress=False)
+    trials = result.trials()
+    assert len(trials) == 9  # the space is exhausted long before the budget; every arch once
+    assert set(trials[trials.state == "pruned"].w) == {32}
+    assert set(result.pareto().w) == {8, 16} and "skip" not in set(result.pareto().op0)

@@ -81,7 +81,7 @@ def test_worker_on_a_finished_job_exits_and_python_jobs_are_explained(finished, 
     assert main(["worker", "--job", "cli", "--storage", storage, "--quiet", "--idle-exit", "1"]) == 0
     assert "0 trial(s) evaluated" in capsys.readouterr().out
     from nas.objectives import Objective
-    from nas.search import search
+    from nas.search_job import search
     from search_spaces import get_space
 
     other = f"sqlite:///{tmp_path / 'py.db'}"
