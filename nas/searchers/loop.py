@@ -52,10 +52,9 @@ def run_ask_tell(searcher: Searcher, evaluate: Evaluate, *, budget: int, batch_s
         if not batch:
             break  # the space is exhausted
         F, G = evaluate(list(batch))
-        F = np.array(F, dtype=float).reshape(len(batch), searcher.n_objectives)
-        G = (np.zeros((len(batch), 0)) if G is None and not searcher.n_constraints
-             else np.array(G, dtype=float).reshape(len(batch), searcher.n_constraints))
-        searcher.tell(batch, F, G)
+        searcher.tell(batch, F, G)  # validates the shapes
+        F = np.array(F, dtype=float)
+        G = np.zeros((len(batch), 0)) if G is None else np.array(G, dtype=float)
         archs += batch
         Fs.append(F)
         Gs.append(G)

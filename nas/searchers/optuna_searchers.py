@@ -18,7 +18,8 @@ Each searcher owns an in-memory study (``directions`` all "minimize") and drives
   values at once (the sampler learns, no evaluation is spent) and the study is asked again;
   one that is pending gets its trial told with the same values when it comes back. After
   ``max_retries`` consecutive duplicates the base class fills the rest of the ``ask`` with
-  unseen random samples.
+  unseen random samples; until the sampler proposes an unseen arch again, later asks probe it
+  once only.
 - **Archs the study did not propose** (those random fill-ins, ``warm_start`` history) are added
   with ``study.add_trial`` (``optuna-nsga2`` instead enqueues, asks and tells them, so its
   generation bookkeeping counts them).
@@ -26,6 +27,7 @@ Each searcher owns an in-memory study (``directions`` all "minimize") and drives
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from abc import abstractmethod
 
@@ -68,17 +70,28 @@ class OptunaSearcher(Searcher):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self._study = _quiet_study(self._make_sampler(self._child_seed(1)), self.n_objectives)
         self._trials: dict[str, list[Trial]] = {}  # pending arch_id -> its trial and duplicate trials
+        self._retries = 0  # duplicate proposals in a row
 
     @abstractmethod
     def _make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         """A fresh, seeded sampler."""
 
+    def _sampling_context(self) -> contextlib.AbstractContextManager:
+        """Entered around sampling (``study.ask``); by default nothing."""
+        return contextlib.nullcontext()
+
     # ------------------------------------------------------------------- ask/tell
     def _ask(self, n: int) -> list[ArchConfig]:
         if not self._dists:
             return []  # a one-arch space: nothing to optimise
+        with self._sampling_context():
+            return self._ask_unseen(n)
+
+    def _ask_unseen(self, n: int) -> list[ArchConfig]:
         out: list[ArchConfig] = []
-        retries = 0
+        # duplicates in a row carry over between asks: once the sampler has stalled, each ask
+        # probes it once (sampling is slow for gp, and a nearly exhausted space stalls for good)
+        retries = min(self._retries, self.max_retries - 1)
         while len(out) < n and retries < self.max_retries:
             trial = self._study.ask(self._dists)
             arch = self._arch_of(trial.params)
@@ -93,6 +106,7 @@ class OptunaSearcher(Searcher):
                 self._finish(trial, aid)
             else:  # pending: told with the same values when they come back
                 self._trials.setdefault(aid, []).append(trial)
+        self._retries = retries
         return out
 
     def _tell(self, evaluations: list[Evaluation]) -> None:
@@ -175,12 +189,22 @@ class GPSearcher(OptunaSearcher):
     variants when constraints are told); 10 random startup trials.
 
     It is accurate per evaluation but slow: every ask refits the GPs and optimises the
-    acquisition (measured here, 2 shared cores: ~1 s per ask at 50 trials, ~4 s at 120). Use it
-    for budgets of a few hundred evaluations at most. Registered only when the installed optuna
-    has ``GPSampler`` (optuna >= 3.6) and torch and scipy are importable.
+    acquisition, and asks while other trials are pending use the costlier batch (q-) variants.
+    Sampling runs with BLAS and OpenMP limited to one thread (``threadpoolctl``, when installed):
+    numpy's OpenBLAS and torch's OpenMP pools otherwise oversubscribe the cores, which measured
+    4-10x slower here (2 cores: 100 evaluations in batches of 10 took ~50 s limited, over 170 s
+    not). Use it for budgets of a few hundred evaluations at most. Registered only when the
+    installed optuna has ``GPSampler`` (optuna >= 3.6) and torch and scipy are importable.
     """
 
     name = "gp"
+
+    def _sampling_context(self) -> contextlib.AbstractContextManager:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+            return contextlib.nullcontext()
+        return threadpool_limits(limits=1)
 
     def _make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=10)
