@@ -83,3 +83,40 @@ class MeasuredCostModel(CostModel):
             raise MeasurementFailedError(f"measuring on {self.profile.ref} ({self.backend}) failed: {err}") from err
         return Metric(value=timing.median_ms, unit="ms", source="measured", profile=self.profile.ref,
                       spread=timing.iqr_ms)
+
+
+def gpu_unavailable_reason(profile: Profile) -> str | None:
+    """None when ``profile``'s card is the local GPU (its ``cuda_name`` is in the device name), else why not."""
+    from kernels.cuda import cuda_device_name, cuda_unavailable_reason
+
+    reason = cuda_unavailable_reason()
+    if reason is not None:
+        return reason
+    name = cuda_device_name()
+    wanted = profile.spec.cuda_name
+    if not wanted or wanted.lower() not in name.lower():
+        return f"the local GPU is {name!r}, not {profile.name} (cuda_name={wanted!r})"
+    return None
+
+
+class CudaMeasuredCostModel(MeasuredCostModel):
+    """Latency measured on the local GPU for a ``gpu`` profile whose card is present (see
+    :func:`gpu_unavailable_reason`), in the profile's default precision (fp16 or fp32), with torch
+    and CUDA synchronisation. Otherwise use the roofline estimate (``hw_profiles.gpu``)."""
+
+    kind = "gpu"
+
+    def __init__(self, profile: Profile, **kwargs) -> None:
+        super().__init__(profile, **kwargs)
+        reason = gpu_unavailable_reason(profile)
+        if reason is not None:
+            raise MeasurementRequiredError(f"cannot measure on {profile.ref}: {reason}; its latency is "
+                                           "roofline-estimated instead")
+
+    @property
+    def backend(self) -> str:
+        return "torch-cuda-fp32" if self.profile.spec.default_precision == "fp32" else "torch-cuda"
+
+    @property
+    def threads(self) -> int:
+        return 1

@@ -49,6 +49,7 @@ class GpuSpec:
     compute_efficiency: float  # fraction of peak a conv kernel reaches (effective peak)
     memory_efficiency: float  # fraction of peak bandwidth reached
     default_precision: str = "fp16"
+    cuda_name: str = ""  # measured when torch.cuda.get_device_name() contains this (e.g. "A100")
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,8 @@ class TvmRunner(Runner):
 
 
 def make_runner(backend: str, module, example_input, *, threads: int, spin: bool = True) -> Runner:
-    """A runner for ``backend`` in ``BACKENDS``. ``spin=False`` stops onnxruntime's idle threads
+    """A runner for ``backend`` in ``BACKENDS``, or ``torch-cuda`` (fp16) / ``torch-cuda-fp32`` on the
+    local GPU (``threads`` is ignored there; see ``kernels.cuda``). ``spin=False`` stops onnxruntime's idle threads
     busy-waiting: use it when timing several backends interleaved (it does not apply to tvm)."""
     if backend == "onnxruntime":
         return OrtRunner(module, example_input, threads=threads, spin=spin)
@@ -138,4 +139,8 @@ def make_runner(backend: str, module, example_input, *, threads: int, spin: bool
         return TorchRunner(module, example_input, threads=threads)
     if backend == "tvm":
         return TvmRunner(module, example_input, threads=threads)
+    if backend in ("torch-cuda", "torch-cuda-fp32"):
+        from kernels.cuda import CudaTorchRunner
+
+        return CudaTorchRunner(module, example_input, dtype="fp32" if backend.endswith("fp32") else "fp16")
     raise KernelError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from hw_profiles.measured import CudaMeasuredCostModel, gpu_unavailable_reason
 from hw_profiles import MeasuredCostModel, Profile, cost_model_for, get_profile, layer_macs, layer_params, macs, params, peak_activation_bytes
 from search_spaces import ArchConfig, SearchSpace
 
@@ -12,6 +13,8 @@ def describe_arch(space: SearchSpace, arch: ArchConfig, devices: Sequence[str] =
     """arch_id, MACs, params, input shape, peak activation bytes (fp32, int8), the layer table, and
     for each device profile its metrics with provenance under ``devices[PROFILE][METRIC]``: estimated
     from the layer table (gpu, mcu, fpga), or measured on this host for cpu profiles (seconds; torch).
+    A gpu profile whose card is the local GPU is measured with CUDA (``latency_ms``, measured) and
+    keeps its roofline estimate as ``roofline_latency_ms``.
 
     ``macs``/``params`` are exact integers computed from ``space.layers(arch)``.
     """
@@ -41,12 +44,20 @@ def describe_arch(space: SearchSpace, arch: ArchConfig, devices: Sequence[str] =
 def _device_metrics(space: SearchSpace, arch: ArchConfig, rows, profile: Profile) -> dict:
     """Estimated metrics from the layer table, or, for cpu profiles, latency measured on this host
     on the subnet extracted from a freshly initialised supernet (weights do not change latency)."""
+    if profile.kind == "gpu" and gpu_unavailable_reason(profile) is None:
+        # the card is here: measure, and keep the roofline estimate beside it for comparison
+        estimate = cost_model_for(profile).metrics(rows)["latency_ms"]
+        return {**_measure(space, arch, profile, CudaMeasuredCostModel), "roofline_latency_ms": estimate}
     if profile.kind != "cpu":
         return cost_model_for(profile).metrics(rows)
-    from supernets import create_supernet  # torch: only when a cpu device is asked for
+    return _measure(space, arch, profile, MeasuredCostModel)
+
+
+def _measure(space: SearchSpace, arch: ArchConfig, profile: Profile, model_cls) -> dict:
+    from supernets import create_supernet  # torch: only when a device is measured
 
     supernet = create_supernet(space.name, num_classes=space.num_classes, in_channels=space.in_channels, seed=0)
-    model = MeasuredCostModel(profile, build=supernet.extract, input_shape=lambda a: (1, *space.input_shape(a)))
+    model = model_cls(profile, build=supernet.extract, input_shape=lambda a: (1, *space.input_shape(a)))
     return model.measure(arch)
 
 

@@ -37,3 +37,16 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent / "nas"))  # search_toy: the user space of the search tests
+
+
+def pytest_collection_modifyitems(config, items):
+    """GPU tests skip, with the reason, where no CUDA GPU is usable (CI has none)."""
+    from kernels.cuda import cuda_unavailable_reason
+
+    reason = cuda_unavailable_reason()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=f"needs a CUDA GPU: {reason}")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
