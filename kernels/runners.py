@@ -59,6 +59,9 @@ class OrtRunner(Runner):
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # denormal activations (untrained or decaying nets) hit a slow CPU path and made the same
+            # subnet's latency vary by up to 2x between sessions; flush them to zero
+            options.add_session_config_entry("session.set_denormal_as_zero", "1")
             if not spin:  # idle ORT threads otherwise busy-wait and slow down whatever runs next
                 options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             try:

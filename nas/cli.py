@@ -123,7 +123,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from nas.profiling import ProfileSettings, profile_device, render_report
 
     settings = ProfileSettings(samples=args.samples, coverage=args.coverage, backend=args.backend,
-                               threads=args.threads, repeats=args.repeats, seed=args.seed)
+                               threads=args.threads, repeats=args.repeats, seed=args.seed, chunk=args.chunk,
+                               drift_correction=not args.no_drift_correction)
     report = profile_device(get_space(args.space), args.device, Path(args.out), settings=settings,
                             progress=not args.no_progress)
     print(json.dumps(report, indent=2) if args.json else render_report(report, Path(args.out)))
@@ -248,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coverage", type=_int_at_least(0), default=2000,
                    help="extra random subnets whose layer workloads are measured too (default 2000)")
     p.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default 0)")
+    p.add_argument("--chunk", type=_int_at_least(1), default=20,
+                   help="items timed turn by turn beside a reference subnet (default 20)")
+    p.add_argument("--no-drift-correction", action="store_true",
+                   help="report raw latencies instead of rescaling each chunk by the reference subnet's drift")
     p.add_argument("--out", required=True, help="new output folder for the latency model and measurements")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

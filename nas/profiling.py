@@ -5,7 +5,9 @@ Steps (each with a progress bar and ETA on stderr):
 2. measure every distinct layer workload once (standalone modules, ``supernets.layer_module``),
    over the sampled subnets plus ``coverage`` more random subnets, so unseen subnets can be predicted;
 3. measure every sampled subnet (``supernet.extract``), then re-measure the held-out ones: the share
-   of re-measurements within ±10% of the first is the ceiling any predictor can reach;
+   of re-measurements within ±10% of the first is the ceiling any predictor can reach. Every
+   measurement runs in chunks interleaved with a reference subnet and is drift-corrected
+   (``nas.interleaved``);
 4. fit the kernel-level and arch-level predictors and a MACs-only proxy on the fit split, and report
    RMSE, the ±10% share and Spearman on the held-out split.
 
@@ -30,6 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hw_profiles import MeasuredCostModel, Profile, get_profile, macs
+from nas.interleaved import corrected, measure_chunks, reference_scale
 from nas.latency_model import LatencyModel
 from predictors.features import arch_features
 from predictors.latency import ArchLevelPredictor, KernelLevelPredictor, MacsProxyPredictor
@@ -55,6 +58,8 @@ class ProfileSettings:
     warmup: int = 5
     repeats: int = 20
     seed: int = 0
+    chunk: int = 20  # items timed turn by turn with the reference subnet (see nas.interleaved)
+    drift_correction: bool = True
 
     def __post_init__(self) -> None:
         if self.samples < 10:
@@ -65,6 +70,8 @@ class ProfileSettings:
             raise ProfileJobError(f"coverage must be >= 0, got {self.coverage}")
         if self.backend is not None and self.backend not in BACKENDS:
             raise ProfileJobError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}")
+        if self.chunk < 1:
+            raise ProfileJobError(f"chunk must be >= 1, got {self.chunk}")
         if self.threads is not None and self.threads < 1:
             raise ProfileJobError(f"threads must be >= 1, got {self.threads}")
 
@@ -97,25 +104,21 @@ def _bar(total: int, desc: str, unit: str, progress: bool) -> tqdm:
     return tqdm(total=total, desc=desc, unit=unit, disable=not progress, dynamic_ncols=True, leave=True)
 
 
-def measure_layers(model: MeasuredCostModel, workloads, progress: bool) -> dict:
-    """``{workload: median ms}``, each distinct workload measured once."""
-    from supernets.layer_module import layer_input_shape, layer_module
+def _layer_build(spec):
+    def build():
+        from supernets.layer_module import layer_input_shape, layer_module
 
-    table = {}
-    with _bar(len(workloads), "layers", "layer", progress) as bar:
-        for spec in workloads:
-            table[spec] = model.measure_module(layer_module(spec), layer_input_shape(spec)).value
-            bar.update()
-    return table
+        return layer_module(spec), layer_input_shape(spec)
+    return build
 
 
-def measure_archs(model: MeasuredCostModel, archs, desc: str, progress: bool) -> list:
-    metrics = []
-    with _bar(len(archs), desc, "subnet", progress) as bar:
-        for arch in archs:
-            metrics.append(model.measure(arch)["latency_ms"])
-            bar.update()
-    return metrics
+def _arch_build(model: MeasuredCostModel, arch):
+    return lambda: (model.build(arch), tuple(int(n) for n in model.input_shape(arch)))
+
+
+def _spread(values) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    return {"min": float(v.min()), "median": float(np.median(v)), "max": float(v.max())}
 
 
 def _workloads(space: SearchSpace, archs, coverage: int, rng: np.random.Generator) -> list:
@@ -143,9 +146,21 @@ def profile_device(space: SearchSpace, device: str, out: Path, *, settings: Prof
     order = rng.permutation(len(archs))
     test_idx, fit_idx = sorted(order[:n_test]), sorted(order[n_test:])
     started = time.perf_counter()
-    table = measure_layers(model, _workloads(space, archs, settings.coverage, rng), progress)
-    measured = measure_archs(model, archs, "subnets", progress)
-    remeasured = measure_archs(model, [archs[i] for i in test_idx], "re-measure", progress)
+    workloads = _workloads(space, archs, settings.coverage, rng)
+    ref_arch = space.sample(np.random.default_rng(settings.seed + 7919))
+    reference = _arch_build(model, ref_arch)
+    chunked = dict(chunk=settings.chunk, progress=progress)
+    layer_runs = measure_chunks(model, [_layer_build(w) for w in workloads], reference, desc="layers", unit="layer",
+                                **chunked)
+    arch_runs = measure_chunks(model, [_arch_build(model, a) for a in archs], reference, desc="subnets",
+                               unit="subnet", **chunked)
+    again_runs = measure_chunks(model, [_arch_build(model, archs[i]) for i in test_idx], reference,
+                                desc="re-measure", unit="subnet", **chunked)
+    scale = reference_scale(layer_runs, arch_runs, again_runs)
+    fix = dict(scale_ms=scale, enabled=settings.drift_correction)
+    table = {w: m.value for w, m in zip(workloads, corrected(layer_runs, **fix))}
+    measured = corrected(arch_runs, **fix)
+    remeasured = corrected(again_runs, **fix)
     y = np.array([m.value for m in measured])
     layers = [space.layers(a) for a in archs]
     features = arch_features(space, archs)
@@ -166,6 +181,8 @@ def profile_device(space: SearchSpace, device: str, out: Path, *, settings: Prof
         "latency_ms": {"min": float(y.min()), "median": float(np.median(y)), "max": float(y.max())},
         "median_iqr_pct": float(np.median([m.spread / m.value * 100 for m in measured])),
         "repeatability": {"within_10pct": within_pct(y_test, again), "spearman": spearman(y_test, again)},
+        "drift": {"correction": settings.drift_correction, "chunk": settings.chunk, "reference_arch_id": ref_arch.arch_id,
+                  "reference_ms": _spread([s.reference_ms for run in (layer_runs, arch_runs, again_runs) for s in run])},
         "held_out": {name: regression_report(y_test, p) for name, p in predictions.items()},
         "wall_s": round(time.perf_counter() - started, 1),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
@@ -176,9 +193,12 @@ def profile_device(space: SearchSpace, device: str, out: Path, *, settings: Prof
     latency_model = LatencyModel(space=space, profile_ref=model.profile.ref, backend=model.backend,
                                  threads=model.threads, kernel_level=kernel, arch_level=arch_level, default=best,
                                  report=report)
-    rows = [{"arch_id": a.arch_id, "arch": a.to_dict(), "split": "held_out" if i in set(test_idx) else "fit",
-             "latency_ms": m.value, "iqr_ms": m.spread, "source": m.source, "profile": m.profile}
-            for i, (a, m) in enumerate(zip(archs, measured))]
+    again_by_index = dict(zip(test_idx, remeasured))
+    rows = [{"arch_id": a.arch_id, "arch": a.to_dict(), "split": "held_out" if i in again_by_index else "fit",
+             "latency_ms": m.value, "iqr_ms": m.spread, "source": m.source, "profile": m.profile,
+             "raw_latency_ms": raw.raw.value, "reference_ms": raw.reference_ms,
+             "remeasured_ms": again_by_index[i].value if i in again_by_index else None}
+            for i, (a, m, raw) in enumerate(zip(archs, measured, arch_runs))]
     _write_folder(out, {"latency_model.json": json.dumps(latency_model.to_dict(), indent=1),
                         "measurements.jsonl": "".join(json.dumps(r) + "\n" for r in rows),
                         "report.json": json.dumps(report, indent=2)})

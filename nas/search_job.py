@@ -171,6 +171,9 @@ def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Seq
     import optuna
 
     TS = optuna.trial.TrialState
+    # trials queued by an interrupted run are finished first, so the warm start sees them too
+    the_job.fail_stale()
+    _drain_orphans(the_job, evaluator, evaluate_locally)
     finished = latest_trials(the_job.trials(states=(TS.COMPLETE, TS.FAIL, TS.PRUNED)))
     if finished:
         searcher.warm_start(*_told_rows(the_job, evaluator, finished))
@@ -179,8 +182,6 @@ def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Seq
     bar = tqdm(total=budget, initial=min(done, budget), desc=f"search {name}", unit="eval", disable=not progress,
                dynamic_ncols=True)
     try:
-        the_job.fail_stale()
-        _drain_orphans(the_job, evaluator, evaluate_locally)
         while done < budget and screened < MAX_REJECT_FACTOR * budget:
             archs = searcher.ask(min(batch, budget - done))
             if not archs:

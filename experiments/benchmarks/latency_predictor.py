@@ -3,7 +3,8 @@
 Runs ``nas profile`` (the same code path, through ``nas.profiling.profile_device``) on ``ofa_mbv3``
 (all four resolutions, 128-224 px) with onnxruntime: ``--samples`` measured subnets (>= 300), an
 80/20 fit/held-out split, every distinct layer workload measured once, and the held-out subnets
-measured a second time (the repeatability ceiling). Then times every analytic cost model on the
+measured a second time (the repeatability ceiling); measurements are chunked, interleaved with a
+reference subnet and drift-corrected, as ``nas profile`` does by default. Then times every analytic cost model on the
 same random archs, cold (new model, empty caches), including ``space.layers``.
 
 Prints JSON: ``kernel_level``, ``arch_level``, ``macs_proxy`` (each ``within_10pct``, ``spearman``,
@@ -87,7 +88,7 @@ def main() -> None:
         "repeatability_spearman": round(report["repeatability"]["spearman"], 4),
         "target_within_10pct": 0.95,
         "cost_model_archs_per_s": cost_model_throughput(space, latency_model, args.throughput_archs, args.seed + 1),
-        **{k: report[k] for k in ("device", "backend", "threads", "space", "samples", "n_fit", "n_held_out",
+        **{k: report[k] for k in ("device", "backend", "threads", "space", "samples", "n_fit", "n_held_out", "drift",
                                   "layer_workloads", "latency_ms", "median_iqr_pct", "repeats", "wall_s", "machine")},
     }
     print(json.dumps(result, indent=2))

@@ -35,7 +35,13 @@ def test_profile_writes_a_usable_latency_model(profiled):
     assert 0.0 <= report["repeatability"]["within_10pct"] <= 1.0
     rows = [json.loads(line) for line in (out / "measurements.jsonl").read_text().splitlines()]
     assert len(rows) == 10 and {r["source"] for r in rows} == {"measured"}
-    assert all(r["latency_ms"] > 0 and r["iqr_ms"] >= 0 for r in rows)
+    assert all(r["latency_ms"] > 0 and r["iqr_ms"] >= 0 and r["raw_latency_ms"] > 0 for r in rows)
+    held = [r for r in rows if r["split"] == "held_out"]
+    assert held and all(r["remeasured_ms"] > 0 for r in held)
+    # drift correction: every value is its raw value scaled by (run reference / chunk reference)
+    scale = report["drift"]["reference_ms"]["median"]
+    for r in rows:
+        assert r["latency_ms"] == pytest.approx(r["raw_latency_ms"] * scale / r["reference_ms"])
 
     space = get_space("tiny_mbv3")
     model = LatencyModel.load(out)
@@ -57,7 +63,7 @@ def test_profile_writes_a_usable_latency_model(profiled):
 
 def test_existing_output_folder_is_refused_before_measuring(profiled, monkeypatch):
     out, _ = profiled
-    monkeypatch.setattr(MeasuredCostModel, "measure_module", lambda *a, **k: pytest.fail("measured anyway"))
+    monkeypatch.setattr(MeasuredCostModel, "measure_interleaved", lambda *a, **k: pytest.fail("measured anyway"))
     with pytest.raises(ProfileJobError, match="not empty"):
         profile_device(get_space("tiny_mbv3"), "host-cpu", out, settings=FAST, progress=False)
 
@@ -65,22 +71,23 @@ def test_existing_output_folder_is_refused_before_measuring(profiled, monkeypatc
 def test_a_failed_measurement_leaves_no_folder(tmp_path, monkeypatch):
     calls = []
 
-    def fail_on_second(self, module, input_shape):
-        calls.append(input_shape)
+    def fail_on_second(self, items):
+        calls.append(len(items))
         if len(calls) > 1:
             raise MeasurementFailedError("onnxruntime session creation failed: boom")
-        return original(self, module, input_shape)
+        return original(self, items)
 
-    original = MeasuredCostModel.measure_module
-    monkeypatch.setattr(MeasuredCostModel, "measure_module", fail_on_second)
-    settings = ProfileSettings(samples=10, coverage=0, repeats=1, warmup=0)
+    original = MeasuredCostModel.measure_interleaved
+    monkeypatch.setattr(MeasuredCostModel, "measure_interleaved", fail_on_second)
+    settings = ProfileSettings(samples=10, coverage=0, repeats=1, warmup=0, chunk=4)
     with pytest.raises(MeasurementFailedError, match="boom"):
         profile_device(get_space("tiny_mbv3"), "host-cpu", tmp_path / "out", settings=settings, progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("kwargs,match", [({"samples": 5}, "samples"), ({"holdout": 0.9}, "holdout"),
-                                          ({"backend": "tensorrt"}, "backend"), ({"threads": 0}, "threads")])
+                                          ({"backend": "tensorrt"}, "backend"), ({"threads": 0}, "threads"),
+                                          ({"chunk": 0}, "chunk")])
 def test_bad_settings(kwargs, match):
     with pytest.raises(ProfileJobError, match=match):
         ProfileSettings(**kwargs)
