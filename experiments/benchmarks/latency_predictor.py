@@ -70,11 +70,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--throughput-archs", type=int, default=2000)
     parser.add_argument("--out", help="keep the profile folder here (default: a temporary folder)")
+    parser.add_argument("--no-drift-correction", action="store_true", help="raw (interleaved) latencies")
     args = parser.parse_args()
 
     space = get_space(args.space)
     settings = ProfileSettings(samples=args.samples, threads=args.threads, repeats=args.repeats,
-                               backend=args.backend, seed=args.seed)
+                               backend=args.backend, seed=args.seed, drift_correction=not args.no_drift_correction)
     with tempfile.TemporaryDirectory(prefix="hwnas-bench-") as tmp:
         out = Path(args.out) if args.out else Path(tmp) / "profile"
         report = profile_device(space, "host-cpu", out, settings=settings, progress=True)
