@@ -110,35 +110,40 @@ def _cheap_codes(evaluator: Evaluator, predicted: list[int]):
     return cheap_codes
 
 
-def evaluate_claimed(job: Job, evaluator: Evaluator, claimed) -> None:
-    """Evaluate one claimed trial and record it (FAIL with the error when an objective raises).
-    If the trial was declared stale meanwhile (this process stalled past the grace period), its
-    retry copy is already queued: the late result is dropped rather than written twice."""
+def evaluate_claimed(job: Job, evaluator: Evaluator, claimed: Sequence) -> None:
+    """Evaluate claimed trials together (batch objectives get them as one list) and record each.
+    If the group raises, each trial is evaluated alone so that only the failing ones are recorded
+    FAIL, with the error. A trial declared stale meanwhile (this process stalled past the grace
+    period) already has a retry queued: its late result is dropped rather than written twice."""
     import optuna
 
-    try:
-        _evaluate_claimed(job, evaluator, claimed)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        pass
-
-
-def _evaluate_claimed(job: Job, evaluator: Evaluator, claimed) -> None:
-    arch = evaluator.space.parse(claimed.arch)
-    with job.heartbeat(claimed.trial_id):
+    claimed = list(claimed)
+    with job.heartbeat([c.trial_id for c in claimed]):
         try:
-            outcome = evaluator.screen([arch])[0]
-            if outcome.rejected:
-                job.finish(claimed.trial_id, state="pruned", metrics=outcome.metrics, constraints=outcome.constraints)
-                return
-            outcome = evaluator.complete([outcome])[0]
+            results = _evaluate(evaluator, claimed)
         except NASError:
             raise
-        except Exception as err:  # noqa: BLE001 - a user objective failed: recorded, the job goes on
-            job.finish(claimed.trial_id, state="fail", metrics={},
-                       error="".join(traceback.format_exception_only(type(err), err)).strip())
-            return
-        job.finish(claimed.trial_id, state="complete", metrics=outcome.metrics, values=outcome.values,
-                   constraints=outcome.constraints)
+        except Exception as err:  # noqa: BLE001 - a user objective failed
+            if len(claimed) > 1:
+                for one in claimed:
+                    evaluate_claimed(job, evaluator, [one])
+                return
+            results = [(claimed[0], "fail", None, "".join(traceback.format_exception_only(type(err), err)).strip())]
+        for c, state, outcome, error in results:
+            try:
+                if outcome is None:
+                    job.finish(c.trial_id, state=state, metrics={}, error=error)
+                else:
+                    job.finish(c.trial_id, state=state, metrics=outcome.metrics, values=outcome.values,
+                               constraints=outcome.constraints)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass
+
+
+def _evaluate(evaluator: Evaluator, claimed: list) -> list:
+    outcomes = evaluator.screen([evaluator.space.parse(c.arch) for c in claimed])
+    evaluator.complete(outcomes)  # fills the non-rejected ones in place
+    return [(c, "pruned" if o.rejected else "complete", o, None) for c, o in zip(claimed, outcomes)]
 
 
 def _told_rows(job: Job, evaluator: Evaluator, trials) -> tuple[list[ArchConfig], np.ndarray, np.ndarray]:
@@ -229,8 +234,13 @@ def _wait_for(job: Job, evaluator: Evaluator, arch_ids: set[str], evaluate_local
         if len(latest) == len(arch_ids) and all(t.state in finished_states for t in latest):
             return latest
         job.fail_stale()
-        claimed = job.claim() if evaluate_locally else None
-        if claimed is not None:
+        claimed = []
+        while evaluate_locally and len(claimed) < len(arch_ids):
+            one = job.claim()
+            if one is None:
+                break
+            claimed.append(one)
+        if claimed:
             evaluate_claimed(job, evaluator, claimed)
         else:
             time.sleep(POLL_S)

@@ -186,8 +186,8 @@ class Job:
         return None
 
     @contextmanager
-    def heartbeat(self, trial_id: int) -> Iterator[None]:
-        """Keep ``trial_id`` alive (RDB storages) while the body evaluates it."""
+    def heartbeat(self, trial_ids: Sequence[int]) -> Iterator[None]:
+        """Keep the trials alive (RDB storages) while the body evaluates them."""
         interval = getattr(self.storage, "get_heartbeat_interval", lambda: None)()
         if not interval:
             yield
@@ -196,10 +196,11 @@ class Job:
 
         def beat() -> None:
             while not stop.is_set():
-                self.storage.record_heartbeat(trial_id)
+                for trial_id in trial_ids:
+                    self.storage.record_heartbeat(trial_id)
                 stop.wait(interval)
 
-        thread = threading.Thread(target=beat, name=f"hwnas-heartbeat-{trial_id}", daemon=True)
+        thread = threading.Thread(target=beat, name="hwnas-heartbeat", daemon=True)
         thread.start()
         try:
             yield

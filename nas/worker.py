@@ -54,7 +54,7 @@ def run_worker(job_name: str, *, storage, evaluator: Evaluator | None = None, po
         job.fail_stale()
         claimed = job.claim()
         if claimed is not None:
-            evaluate_claimed(job, evaluator, claimed)
+            evaluate_claimed(job, evaluator, [claimed])
             finished += 1
             idle_since = time.monotonic()
             log(f"worker: finished trial {claimed.number} ({finished} so far)")

@@ -123,3 +123,19 @@ def test_top_level_api_as_in_the_readme():
     assert len(trials) == 9  # the space is exhausted long before the budget; every arch once
     assert set(trials[trials.state == "pruned"].w) == {32}
     assert set(result.pareto().w) == {8, 16} and "skip" not in set(result.pareto().op0)
+
+
+def test_batch_objectives_receive_lists_of_archs():
+    sizes = []
+
+    def batch_quality(archs):
+        sizes.append(len(archs))
+        return [search_toy.quality(a) for a in archs]
+
+    result = search(SPACE, [Objective("quality", batch_quality, direction="maximize", batch=True),
+                            Objective("size", search_toy.size, cheap=True)], budget=12, seed=0, progress=False)
+    assert len(result.trials().query("state == 'complete'")) == 12
+    assert sizes and max(sizes) > 1  # queued candidates are evaluated as one list
+    with pytest.raises(ObjectiveError, match="returned 1 values for"):
+        search(SPACE, [Objective("q", lambda archs: [1.0], batch=True), Objective("size", search_toy.size)],
+               budget=4, seed=0, batch_size=4, progress=False)
