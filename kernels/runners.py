@@ -12,6 +12,8 @@ restores the caller's count afterwards (no cost when they already agree).
 ``TvmRunner`` exports to ONNX the same way, then imports, schedules and builds it with Apache TVM
 for this CPU, untuned (:mod:`kernels.tvm_build`: the simple default schedule, ``relax``
 VirtualMachine, exactly ``threads`` TVM threads); ``build_s`` is how long that took.
+``OrtFileRunner`` and ``TvmLibraryRunner`` run artefacts already on disk (an ONNX file, a TVM
+shared library) with the same settings; their example input is a numpy array.
 """
 
 from __future__ import annotations
@@ -44,31 +46,37 @@ class Runner:
         raise NotImplementedError
 
 
+def ort_session(path, *, threads: int, spin: bool = True):
+    """An onnxruntime CPU session for the ONNX file at ``path``: ``threads`` intra-op threads, one
+    inter-op thread, all graph optimisations, denormals flushed to zero."""
+    threads = _check_threads(threads)
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise KernelError("the onnxruntime backend needs onnxruntime: pip install onnxruntime") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # denormal activations (untrained or decaying nets) hit a slow CPU path and made the same
+    # subnet's latency vary by up to 2x between sessions; flush them to zero
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")
+    if not spin:  # idle ORT threads otherwise busy-wait and slow down whatever runs next
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001
+        raise KernelError(f"onnxruntime session creation failed: {err}") from err
+
+
 class OrtRunner(Runner):
     backend = "onnxruntime"
 
     def __init__(self, module, example_input, *, threads: int, opset: int = 17, spin: bool = True) -> None:
         self.threads = _check_threads(threads)
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise KernelError("the onnxruntime backend needs onnxruntime: pip install onnxruntime") from None
         with tempfile.TemporaryDirectory(prefix="hwnas-ort-") as tmp:
             path = export_onnx(module, example_input, Path(tmp) / "model.onnx", opset=opset)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.threads
-            options.inter_op_num_threads = 1
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            # denormal activations (untrained or decaying nets) hit a slow CPU path and made the same
-            # subnet's latency vary by up to 2x between sessions; flush them to zero
-            options.add_session_config_entry("session.set_denormal_as_zero", "1")
-            if not spin:  # idle ORT threads otherwise busy-wait and slow down whatever runs next
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            try:
-                self.session = ort.InferenceSession(str(path), sess_options=options,
-                                                    providers=["CPUExecutionProvider"])
-            except Exception as err:  # noqa: BLE001
-                raise KernelError(f"onnxruntime session creation failed: {err}") from err
+            self.session = ort_session(path, threads=self.threads, spin=spin)
         self._feed = {INPUT_NAME: example_input.detach().cpu().numpy().astype(np.float32)}
 
     def __call__(self) -> object:
@@ -124,6 +132,34 @@ class TvmRunner(Runner):
             self.model = tvm_build.compile_onnx(path, threads=self.threads)
         self.build_s = time.perf_counter() - start
         self._x = self.model.tensor(example_input.detach().cpu().numpy())
+
+    def __call__(self) -> object:
+        return self.model.invoke(self._x)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.model.run(x)
+
+
+class OrtFileRunner(OrtRunner):
+    """onnxruntime on an ONNX file already written (e.g. an export), not on a module."""
+
+    def __init__(self, path, example_input: np.ndarray, *, threads: int, spin: bool = True) -> None:
+        self.threads = _check_threads(threads)
+        self.session = ort_session(path, threads=self.threads, spin=spin)
+        self._feed = {INPUT_NAME: np.ascontiguousarray(example_input, dtype=np.float32)}
+
+
+class TvmLibraryRunner(Runner):
+    """A TVM shared library already exported (``kernels.tvm_build.export_library``), reloaded and run."""
+
+    backend = "tvm"
+
+    def __init__(self, path, example_input: np.ndarray, *, threads: int) -> None:
+        from kernels import tvm_build
+
+        self.threads = _check_threads(threads)
+        self.model = tvm_build.TvmModel(tvm_build.load_library(path), threads=self.threads)
+        self._x = self.model.tensor(example_input)
 
     def __call__(self) -> object:
         return self.model.invoke(self._x)

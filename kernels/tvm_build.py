@@ -5,7 +5,8 @@ Contract: every function imports tvm lazily (``import kernels`` stays light) and
 :data:`TVM_MISSING`. The path is ``host_target(threads)`` → ``import_onnx(path)`` (static shape) →
 ``default_schedule(mod, target)`` → ``build(mod, target)`` → ``TvmModel(executable, threads=)``;
 :func:`compile_onnx` chains them. :func:`legalize` alone (no schedule) is the untuned "zero"-like
-build that DESIGN.md measured, kept for comparison.
+build that DESIGN.md measured, kept for comparison. :func:`export_library` writes a built
+executable as a shared library (atomic) and :func:`load_library` reloads it for ``TvmModel``.
 
 ``default_schedule`` legalises Relax ops to TIR and fuses them (as the "zero" pipeline does), then
 schedules every PrimFunc with a few fixed rules (no tuning, no search):
@@ -50,6 +51,7 @@ per process) before sleeping; set it to 0 before the first run to stop that.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -437,6 +439,41 @@ def build(mod, target):
         return tvm.compile(mod, target=target)
     except Exception as err:  # noqa: BLE001
         raise KernelError(f"TVM build failed: {type(err).__name__}: {err}") from err
+
+
+def export_library(executable, path) -> Path:
+    """Write the executable that :func:`build` returned as a shared library at ``path`` (``.so``),
+    atomically: a temporary ``.so`` in the same folder (TVM picks the compiler by the suffix) is
+    renamed over ``path``. Needs a C compiler on the host (TVM calls ``gcc``/``g++``)."""
+    _tvm()
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise KernelError(f"TVM export failed: folder {str(path.parent)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".so", dir=path.parent)
+    os.close(fd)
+    try:
+        try:
+            executable.export_library(tmp)
+        except Exception as err:  # noqa: BLE001
+            raise KernelError(f"TVM export failed: {type(err).__name__}: {_first_line(err)}") from err
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_library(path):
+    """The runtime module of a shared library that :func:`export_library` wrote (for :class:`TvmModel`)."""
+    tvm = _tvm()
+    try:
+        return tvm.runtime.load_module(str(Path(path)))
+    except Exception as err:  # noqa: BLE001
+        raise KernelError(f"TVM load failed: cannot load {str(path)!r}: {_first_line(err)}") from err
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:300]
 
 
 class TvmModel:

@@ -33,6 +33,8 @@ _LAZY = {
     "load_job": "nas.results",
     "SearchResult": "nas.results",
     "LatencyModel": "nas.latency_model",
+    "load_subnet": "nas.export",
+    "export_subnet": "nas.export",
 }
 
 

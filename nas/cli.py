@@ -219,6 +219,19 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from nas.export import render_summary, resolve_and_export
+
+    report = resolve_and_export(
+        out=Path(args.out), formats=args.format, job=args.job, trial=args.trial, storage=args.storage,
+        arch_obj=load_arch_json(args.arch) if args.arch is not None else None, space=args.space,
+        checkpoint=Path(args.checkpoint) if args.checkpoint else None, device=args.device,
+        dynamic_batch=args.dynamic_batch, latency_model=Path(args.latency_model) if args.latency_model else None,
+        repeats=args.repeats, log=(lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr)))
+    print(json.dumps(report, indent=2) if args.json else render_summary(report, Path(args.out)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nas", description="hwnas: hardware-aware neural architecture search")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -315,6 +328,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset to evaluate on (default: the one it was trained on)")
     p.add_argument("--json", action="store_true", help='print {"top1": ..., "loss": ...}')
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("export", help="one subnet as files: torch state dict, ONNX, TVM library (parity-checked)")
+    p.add_argument("--job", help="take the arch of a search job's trial (with --trial)")
+    p.add_argument("--trial", type=_int_at_least(0), help="the trial number (see `nas pareto JOB`)")
+    p.add_argument("--storage", default="sqlite:///nas.db", help="the job's Optuna storage URL (default sqlite:///nas.db)")
+    p.add_argument("--arch", help="JSON object or @FILE, as for `describe` (instead of --job)")
+    p.add_argument("--space", help="the arch's space (default: the checkpoint's)")
+    p.add_argument("--checkpoint", help="a `nas train` output folder (default: a freshly initialised supernet)")
+    p.add_argument("--format", default="torch,onnx,tvm", help="comma-separated subset of torch,onnx,tvm (default all)")
+    p.add_argument("--device", default="host-cpu", help="cpu profile to build and measure for (default host-cpu)")
+    p.add_argument("--out", required=True, help="new output folder")
+    p.add_argument("--dynamic-batch", action="store_true", help="ONNX with a symbolic batch axis (TVM stays batch 1)")
+    p.add_argument("--latency-model", help="a `nas profile` folder: report its prediction beside the measurement")
+    p.add_argument("--repeats", type=_int_at_least(1), default=20, help="timed runs per format (default 20)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -1,0 +1,430 @@
+"""``nas export``: one subnet as deployable files (torch state dict, ONNX, TVM shared library).
+
+Contract:
+- :func:`export_subnet` writes into a new folder ``out`` (refused when it exists and is not
+  empty). Everything is built in a temporary sibling folder that is renamed to ``out`` only at
+  the end; on any failure (or interrupt) it is removed, so nothing is left behind. Files:
+  ``arch.json`` (space, space version, supernet settings, arch_id, the arch, checkpoint sha256),
+  ``model.pt`` (the extracted subnet's ``state_dict``, weights only), ``model.onnx`` (opset 17,
+  input ``"input"``, output ``"logits"``), ``model.so`` (TVM, untuned default schedule, static
+  batch 1, built for this host) and ``report.json``.
+- Every exported artefact is reloaded from disk and checked against the extracted subnet on a
+  seeded random batch before the export counts as done: max abs diff and the output magnitude
+  go into ``report.json``; a diff above ``PARITY_RTOL`` × max(1, magnitude) fails the export.
+- Each reloaded artefact is timed alone on this host (:func:`kernels.timing.measure`, the device
+  profile's thread count, torch with denormals flushed as onnxruntime does); the figures carry
+  provenance (``measured``, ``profile@version``, IQR).
+  With a latency model the predicted figure goes beside them.
+- A failure is an :class:`ExportError` (a ``NASError``: one line, exit code 2 from the CLI) whose
+  message names the step and the format, e.g. ``"TVM build failed: ..."``.
+- :func:`resolve_and_export` (the CLI) takes the weights from a ``nas train`` folder, BN
+  recalibrated for the arch on its data, or else from a freshly initialised supernet
+  (``"weights": "random-init"``) whose BN statistics are fit to seeded random inputs.
+- :func:`load_subnet` rebuilds the ``nn.Module`` of an export folder from ``arch.json`` and
+  ``model.pt`` (``torch.load(weights_only=True)``; nothing is unpickled) in eval mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from search_spaces import ArchConfig, NASError, SearchSpace, get_space
+
+FORMATS = ("torch", "onnx", "tvm")
+FORMAT_VERSION = 1
+OPSET = 17
+PARITY_RTOL = 1e-3  # allowed max abs diff per unit of output magnitude (TVM measured ~3e-4 / 150)
+PARITY_SEED = 0
+RANDOM_INIT_SEED = 0  # the random inputs that fit BN statistics when there is no checkpoint
+FILES = {"torch": "model.pt", "onnx": "model.onnx", "tvm": "model.so"}
+BACKEND = {"torch": "torch", "onnx": "onnxruntime", "tvm": "tvm"}
+_STEP = {"torch": "torch export", "onnx": "ONNX export", "tvm": "TVM build"}
+
+
+class ExportError(NASError, RuntimeError):
+    """An export input is unusable or a step failed; the message names the step and the format."""
+
+
+def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``"torch,onnx"`` (or a list) as a tuple of known formats in canonical order."""
+    items = [t.strip() for t in text.split(",")] if isinstance(text, str) else [str(t).strip() for t in text]
+    items = [t for t in items if t]
+    unknown = [t for t in items if t not in FORMATS]
+    if unknown or not items:
+        raise ExportError(f"--format {','.join(items) or text!r}: unknown {unknown}; expected a comma-separated "
+                          f"subset of {list(FORMATS)}")
+    return tuple(f for f in FORMATS if f in items)
+
+
+def check_out_dir(out: Path) -> Path:
+    """``out`` as a Path, or ``ExportError`` when it exists and is not an empty folder."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ExportError(f"--out {str(out)!r} exists and is not empty; choose a new folder or remove it")
+    return out
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return (text[:400] + "...") if len(text) > 400 else text
+
+
+def _step_error(fmt_step: str, err: BaseException) -> ExportError:
+    """``err`` as one line that starts with the step ("ONNX export failed: ...")."""
+    if isinstance(err, ExportError):
+        return err
+    message = _one_line(err)
+    head = fmt_step.split()[0]
+    if message.lower().startswith(head.lower()) and " failed" in message[:40]:
+        return ExportError(message)  # a KernelError that already names its step (e.g. "TVM import failed: ...")
+    return ExportError(f"{fmt_step} failed: {type(err).__name__}: {message}" if not isinstance(err, NASError)
+                       else f"{fmt_step} failed: {message}")
+
+
+def _supernet_settings(space: SearchSpace) -> dict:
+    """The ``create_supernet`` keywords that shape the weights (head size, input channels)."""
+    return {k: int(getattr(space, k)) for k in ("num_classes", "in_channels") if hasattr(space, k)}
+
+
+def _parity(reference: np.ndarray, got: np.ndarray) -> dict:
+    diff = float(np.max(np.abs(reference.astype(np.float64) - got.astype(np.float64))))
+    magnitude = float(np.max(np.abs(reference)))
+    return {"max_abs_diff": diff, "output_max_abs": magnitude, "tolerance": PARITY_RTOL * max(1.0, magnitude)}
+
+
+def _check_parity(label: str, parity: dict) -> None:
+    if not np.isfinite(parity["max_abs_diff"]) or parity["max_abs_diff"] > parity["tolerance"]:
+        raise ExportError(f"{label} parity check failed: max abs diff {parity['max_abs_diff']:.3g} > tolerance "
+                          f"{parity['tolerance']:.3g} (outputs up to {parity['output_max_abs']:.3g})")
+
+
+def _cpu_profile(device: str):
+    from hw_profiles import get_profile
+
+    profile = get_profile(device)
+    if profile.kind != "cpu":
+        raise ExportError(f"--device: nas export builds and measures on this host: {profile.ref} is a "
+                          f"{profile.kind} profile; use a cpu profile such as host-cpu")
+    return profile
+
+
+def export_subnet(supernet, arch: ArchConfig, out: Path, *, formats: Sequence[str] = FORMATS,
+                  device: str = "host-cpu", dynamic_batch: bool = False, weights: str = "checkpoint",
+                  checkpoint_sha256: str | None = None, latency_model: Path | None = None,
+                  bn_statistics: str | None = None,
+                  warmup: int = 3, repeats: int = 20, log: Callable[[str], None] | None = None) -> dict:
+    """Export ``supernet.extract(arch)`` into the new folder ``out``; returns the report (module docstring).
+
+    ``weights`` says where the supernet's weights came from ("checkpoint" or "random-init");
+    ``supernet`` should already have BN statistics fit for ``arch`` (``recalibrate_bn``)."""
+    import torch
+
+    from kernels.timing import check_protocol
+
+    start = time.perf_counter()
+    log = log or (lambda msg: None)
+    formats = parse_formats(formats)
+    check_protocol(warmup=warmup, repeats=repeats)
+    out = check_out_dir(out)
+    profile = _cpu_profile(device)
+    threads = profile.spec.threads or (os.cpu_count() or 1)
+    space = supernet.space
+    arch = space.validate(arch)
+    predictor = None
+    if latency_model is not None:
+        from nas.latency_model import LatencyModel
+
+        predictor = LatencyModel.load(Path(latency_model), space=space)
+
+    steps: dict[str, float] = {}
+    t = time.perf_counter()
+    try:
+        module = supernet.extract(arch).eval()
+    except Exception as err:  # noqa: BLE001
+        raise _step_error("subnet extraction", err) from err
+    shape = supernet.input_shape(arch)
+    gen = torch.Generator().manual_seed(PARITY_SEED)
+    x = torch.randn(shape, generator=gen)
+    batch_x = torch.randn((3, *shape[1:]), generator=gen) if dynamic_batch else None
+    with torch.no_grad():
+        reference = module(x).numpy()
+        batch_reference = module(batch_x).numpy() if batch_x is not None else None
+    steps["extract_s"] = time.perf_counter() - t
+
+    created = _missing_parents(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    report = {
+        "format_version": FORMAT_VERSION, "space": space.name, "space_version": space.version,
+        "arch_id": arch.arch_id, "arch": arch.to_dict(), "weights": weights, "checkpoint_sha256": checkpoint_sha256,
+        "bn_statistics": bn_statistics, "device": profile.ref, "threads": threads, "input_shape": list(shape), "dynamic_batch": dynamic_batch,
+        "parity_input": f"torch.randn seeded {PARITY_SEED}", "formats": {},
+    }
+    try:
+        info = {"format_version": FORMAT_VERSION, "space": space.name, "space_version": space.version,
+                "supernet": _supernet_settings(space), "arch_id": arch.arch_id, "arch": arch.to_dict(),
+                "input_shape": list(shape), "weights": weights, "checkpoint_sha256": checkpoint_sha256}
+        (tmp / "arch.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        runners = {}
+        for fmt in formats:
+            t = time.perf_counter()
+            log(f"exporting {fmt}")
+            try:
+                entry, runner = _EXPORTERS[fmt](module, x, reference, tmp, threads=threads,
+                                                dynamic_batch=dynamic_batch, batch=(batch_x, batch_reference))
+            except Exception as err:  # noqa: BLE001 - every failure names its step
+                raise _step_error(_STEP[fmt], err) from err
+            entry["file"] = FILES[fmt]
+            entry["sha256"] = _file_sha256(tmp / FILES[fmt])
+            steps[f"{fmt}_s"] = time.perf_counter() - t
+            report["formats"][fmt] = entry
+            runners[fmt] = runner
+        t = time.perf_counter()
+        log("timing the exported files")
+        from hw_profiles.metric import Metric
+        from kernels.timing import measure
+
+        torch.set_flush_denormal(True)  # as onnxruntime does (and CheckpointEvaluator): denormals are slow
+        for fmt, runner in runners.items():  # each one alone: absolute numbers, no busy-waiting neighbours
+            try:
+                timing = measure({fmt: runner}, warmup=warmup, repeats=repeats, threads=threads)[fmt]
+            except Exception as err:  # noqa: BLE001
+                raise _step_error(f"{fmt} latency measurement", err) from err
+            report["formats"][fmt]["latency_ms"] = Metric(
+                value=timing.median_ms, unit="ms", source="measured", profile=profile.ref,
+                spread=timing.iqr_ms).to_dict()
+            report["formats"][fmt]["backend"] = BACKEND[fmt]
+        runners.clear()
+        steps["latency_s"] = time.perf_counter() - t
+        if predictor is not None:
+            metric = predictor.predict([arch])[0]
+            report["predicted_latency_ms"] = {**metric.to_dict(), "backend": predictor.backend,
+                                              "threads": predictor.threads}
+        steps["total_s"] = time.perf_counter() - start
+        report["timing"] = {"warmup": warmup, "repeats": repeats}
+        report["steps_s"] = {k: round(v, 3) for k, v in steps.items()}
+        (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:  # parents this call made, deepest first, if still empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return report
+
+
+def _missing_parents(out: Path) -> list[Path]:
+    missing, folder = [], out.parent
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _export_torch(module, x, reference, folder: Path, *, threads: int, dynamic_batch: bool, batch) -> tuple:
+    import torch
+
+    from kernels.runners import TorchRunner
+
+    torch.save(module.state_dict(), folder / FILES["torch"])
+    loaded = load_subnet(folder)
+    with torch.no_grad():
+        parity = _parity(reference, loaded(x).numpy())
+    if parity["max_abs_diff"] != 0.0:
+        raise ExportError(f"torch reload check failed: the reloaded subnet differs by {parity['max_abs_diff']:.3g}")
+    return {"parity": {**parity, "against": "the extracted subnet", "reloaded": True}}, \
+        TorchRunner(loaded, x, threads=threads)
+
+
+def _export_onnx(module, x, reference, folder: Path, *, threads: int, dynamic_batch: bool, batch) -> tuple:
+    from kernels.onnx_export import export_onnx
+    from kernels.runners import OrtFileRunner
+
+    path = export_onnx(module, x, folder / FILES["onnx"], opset=OPSET, dynamic_batch=dynamic_batch)
+    runner = OrtFileRunner(path, x.numpy(), threads=threads, spin=False)
+    parity = _parity(reference, runner.run(x.numpy()))
+    _check_parity("ONNX (onnxruntime)", parity)
+    entry = {"opset": OPSET, "input": "input", "output": "logits",
+             "parity": {**parity, "against": "the extracted subnet (torch)", "runtime": "onnxruntime"}}
+    batch_x, batch_reference = batch
+    if batch_x is not None:
+        parity3 = _parity(batch_reference, runner.run(batch_x.numpy()))
+        _check_parity("ONNX (onnxruntime) dynamic batch", parity3)
+        entry["parity_batch3"] = parity3
+    return entry, runner
+
+
+def _export_tvm(module, x, reference, folder: Path, *, threads: int, dynamic_batch: bool, batch) -> tuple:
+    from kernels import tvm_build
+    from kernels.onnx_export import export_onnx
+    from kernels.runners import TvmLibraryRunner
+
+    target = tvm_build.host_target(threads)
+    with tempfile.TemporaryDirectory(prefix="tvm-", dir=folder) as work:
+        onnx_path = export_onnx(module, x, Path(work) / "static.onnx", opset=OPSET)  # TVM ships static shapes
+        mod = tvm_build.default_schedule(tvm_build.import_onnx(onnx_path), target)
+        executable = tvm_build.build(mod, target)
+    tvm_build.export_library(executable, folder / FILES["tvm"])
+    runner = TvmLibraryRunner(folder / FILES["tvm"], x.numpy(), threads=threads)  # reloaded from disk
+    parity = _parity(reference, runner.run(x.numpy()))
+    _check_parity("TVM (reloaded model.so)", parity)
+    return {"schedule": "untuned (kernels.tvm_build.default_schedule)", "target": str(target),
+            "batch": int(x.shape[0]), "runtime": "relax.VirtualMachine",
+            "parity": {**parity, "against": "the extracted subnet (torch)", "reloaded": True}}, runner
+
+
+_EXPORTERS = {"torch": _export_torch, "onnx": _export_onnx, "tvm": _export_tvm}
+
+
+def load_subnet(path: Path | str):
+    """The ``nn.Module`` of an export folder (``arch.json`` + ``model.pt``), in eval mode.
+
+    Rebuilds ``create_supernet(space, **settings).extract(arch)`` and loads the saved state dict
+    with ``torch.load(weights_only=True)``. ``ExportError`` when a file is missing or does not fit."""
+    import torch
+
+    from supernets import create_supernet
+
+    folder = Path(path)
+    try:
+        info = json.loads((folder / "arch.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ExportError(f"cannot read {str(folder / 'arch.json')!r}: {_one_line(err)}") from None
+    if not isinstance(info, dict) or not {"space", "arch", "arch_id"} <= set(info):
+        raise ExportError(f"{str(folder / 'arch.json')!r} is not an export's arch.json (needs space, arch, arch_id)")
+    settings = info.get("supernet") or {}
+    supernet = create_supernet(info["space"], **{k: int(v) for k, v in settings.items()})
+    space = supernet.space
+    if str(info.get("space_version", space.version)) != str(space.version):
+        raise ExportError(f"{folder}: exported from {info['space']} version {info['space_version']}, "
+                          f"this hwnas has version {space.version}")
+    arch = space.parse(info["arch"])
+    if arch.arch_id != info["arch_id"]:
+        raise ExportError(f"{folder}: arch_id {info['arch_id']} does not match its arch ({arch.arch_id})")
+    try:
+        state = torch.load(folder / FILES["torch"], weights_only=True, map_location="cpu")
+    except Exception as err:  # noqa: BLE001 - missing, truncated or unsafe
+        raise ExportError(f"cannot load {str(folder / FILES['torch'])!r}: {type(err).__name__}: "
+                          f"{_one_line(err)[:200]}") from None
+    module = supernet.extract(arch)
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise ExportError(f"{folder}: model.pt does not fit arch {arch.arch_id}: "
+                          f"{_one_line(err)[:300]}") from None
+    return module.eval()
+
+
+def resolve_and_export(*, out: Path, formats: Sequence[str], job: str | None = None, trial: int | None = None,
+                       storage: str = "sqlite:///nas.db", arch_obj: dict | None = None, space: str | None = None,
+                       checkpoint: Path | None = None, device: str = "host-cpu", dynamic_batch: bool = False,
+                       latency_model: Path | None = None, repeats: int = 20,
+                       log: Callable[[str], None] | None = None) -> dict:
+    """``nas export``: find the arch (a job's trial or ``arch_obj``) and the weights (a ``nas train``
+    folder, else a freshly initialised supernet), recalibrate BN for the arch, export."""
+    formats = parse_formats(formats)
+    out = check_out_dir(out)
+    _cpu_profile(device)
+    if (job is None) == (arch_obj is None):
+        raise ExportError("give either --job NAME --trial N or --arch JSON")
+    if job is not None and trial is None:
+        raise ExportError("--job needs --trial N (see `nas pareto JOB`)")
+    arch_dict, space_name = None, space
+    if job is not None:
+        from nas.results import load_job
+
+        result = load_job(job, storage=storage)
+        try:
+            arch = result.arch(trial)
+        except KeyError:
+            raise ExportError(f"job {job!r} has no trial {trial}") from None
+        job_space = result.space.name
+        if space_name is not None and space_name != job_space:
+            raise ExportError(f"--space {space_name} differs from job {job!r}'s space {job_space}")
+        arch_dict, space_name = arch.to_dict(), job_space
+    else:
+        arch_dict = arch_obj
+    evaluator = None
+    if checkpoint is not None:
+        from nas.evaluation import CheckpointEvaluator
+
+        evaluator = CheckpointEvaluator(Path(checkpoint))
+        if space_name is not None and space_name != evaluator.space.name:
+            raise ExportError(f"the checkpoint's space is {evaluator.space.name}, but the arch is of {space_name}")
+        supernet = evaluator.supernet.cpu()
+    else:
+        if space_name is None:
+            raise ExportError("--space is required with --arch and no --checkpoint")
+        get_space(space_name)  # an unknown space lists the valid ones
+        from supernets import create_supernet
+
+        supernet = create_supernet(space_name)
+    arch = supernet.space.parse(arch_dict)
+    if evaluator is None:
+        # an untrained net's activations decay towards zero (outputs ~1e-5, denormal, slow, and a
+        # parity check on them proves nothing): fit BN statistics to seeded random inputs instead
+        import torch
+
+        from supernets.bn import recalibrate_bn
+
+        gen = torch.Generator().manual_seed(RANDOM_INIT_SEED)
+        recalibrate_bn(supernet, arch, [torch.randn(supernet.input_shape(arch, 8), generator=gen)], 1)
+        bn = "recalibrated on 8 seeded random inputs (no checkpoint)"
+    else:
+        from supernets.bn import recalibrate_bn
+        from supernets.training.losses import resize_batch
+
+        config = evaluator.config
+        resolution = supernet.space.input_shape(arch)[-1]
+        batches = (resize_batch(b[0] if isinstance(b, (tuple, list)) else b, resolution)
+                   for b in evaluator.source.calib_batches(batch_size=config.batch_size, seed=config.seed))
+        used = recalibrate_bn(supernet, arch, batches, config.calib_batches)
+        bn = f"recalibrated on {used} batches of the checkpoint's data ({evaluator.data})"
+    supernet.eval()
+    return export_subnet(supernet, arch, out, formats=formats, device=device, dynamic_batch=dynamic_batch,
+                         weights="checkpoint" if evaluator is not None else "random-init",
+                         checkpoint_sha256=evaluator.checkpoint_hash if evaluator is not None else None,
+                         latency_model=latency_model, bn_statistics=bn, warmup=min(3, repeats), repeats=repeats,
+                         log=log)
+
+
+def render_summary(report: dict, out: Path) -> str:
+    """A short table: format, file, parity, latency."""
+    lines = [f"exported {report['space']} subnet {report['arch_id']} ({report['weights']} weights) to {out}",
+             f"{'format':<8}{'file':<12}{'max abs diff':>14}{'|output|':>10}{'latency ms':>16}"]
+    for fmt, entry in report["formats"].items():
+        lat = entry.get("latency_ms") or {}
+        latency = f"{lat['value']:.3g} ± {lat['spread']:.2g}" if lat else "-"
+        lines.append(f"{fmt:<8}{entry['file']:<12}{entry['parity']['max_abs_diff']:>14.3g}"
+                     f"{entry['parity']['output_max_abs']:>10.3g}{latency:>16}")
+    if "predicted_latency_ms" in report:
+        p = report["predicted_latency_ms"]
+        lines.append(f"predicted latency ({p['backend']}, {p['profile']}): {p['value']:.3g} ms")
+    lines.append(f"latency measured on {report['device']} with {report['threads']} threads (median ± IQR); "
+                 f"export took {report['steps_s']['total_s']:.1f} s")
+    return "\n".join(lines)
