@@ -195,3 +195,26 @@ def test_cli_export_of_a_search_trial(tmp_path, capsys):
                  "--out", str(tmp_path / "missing")]) == 2
     assert "no trial 99" in _one_error_line(capsys)
     assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.slow
+def test_cli_export_from_a_trained_checkpoint(tmp_path, capsys):
+    from supernets.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "32",
+                 "--no-progress"]) == 0
+    arch = json.dumps({"ks": [3] * 15, "e": [3] * 15, "d": [1] * 5, "r": 28})
+    out = tmp_path / "exp"
+    assert main(["export", "--checkpoint", str(run), "--arch", arch, "--format", "torch,onnx", "--out", str(out),
+                 "--quiet", "--repeats", "2"]) == 0  # --space defaults to the checkpoint's
+    report = json.loads((out / "report.json").read_text())
+    assert report["weights"] == "checkpoint" and report["space"] == "tiny_mbv3"
+    assert report["checkpoint_sha256"] == load_checkpoint(run)["sha256"]
+    assert json.loads((out / "arch.json").read_text())["checkpoint_sha256"] == report["checkpoint_sha256"]
+    assert "checkpoint's data" in report["bn_statistics"]
+    assert report["formats"]["onnx"]["parity"]["max_abs_diff"] <= report["formats"]["onnx"]["parity"]["tolerance"]
+    module = nas.load_subnet(out)
+    x = torch.randn(1, *get_space("tiny_mbv3").input_shape(get_space("tiny_mbv3").parse(json.loads(arch))))
+    with torch.no_grad():
+        assert module(x).shape == (1, 10)
