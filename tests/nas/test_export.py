@@ -218,3 +218,27 @@ def test_cli_export_from_a_trained_checkpoint(tmp_path, capsys):
     x = torch.randn(1, *get_space("tiny_mbv3").input_shape(get_space("tiny_mbv3").parse(json.loads(arch))))
     with torch.no_grad():
         assert module(x).shape == (1, 10)
+
+
+def test_latency_model_prediction_sits_beside_the_measurement(tmp_path, monkeypatch):
+    from hw_profiles.metric import Metric
+    from nas.latency_model import LatencyModel, LatencyModelError
+
+    class Fake:
+        backend, threads = "onnxruntime", 2
+
+        def predict(self, archs):
+            return [Metric(value=1.5, unit="ms", source="predicted", profile="host-cpu@1") for _ in archs]
+
+    seen = []
+    monkeypatch.setattr(LatencyModel, "load", classmethod(lambda cls, path, space=None: seen.append(path) or Fake()))
+    arch = _arch()
+    report = export_subnet(_lively(arch), arch, tmp_path / "p", formats="onnx", latency_model=tmp_path / "lm",
+                           warmup=1, repeats=1)
+    assert seen == [tmp_path / "lm"]
+    assert report["predicted_latency_ms"]["value"] == 1.5 and report["predicted_latency_ms"]["source"] == "predicted"
+    assert report["formats"]["onnx"]["latency_ms"]["source"] == "measured"
+    monkeypatch.undo()
+    with pytest.raises(LatencyModelError):
+        export_subnet(_lively(arch), arch, tmp_path / "q", formats="onnx", latency_model=tmp_path / "missing")
+    assert not (tmp_path / "q").exists()
