@@ -26,7 +26,6 @@ Contract:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -38,6 +37,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from search_spaces import ArchConfig, NASError, SearchSpace, get_space
+from supernets.checkpoint import file_sha256
 
 FORMATS = ("torch", "onnx", "tvm")
 FORMAT_VERSION = 1
@@ -184,7 +184,7 @@ def export_subnet(supernet, arch: ArchConfig, out: Path, *, formats: Sequence[st
             except Exception as err:  # noqa: BLE001 - every failure names its step
                 raise _step_error(_STEP[fmt], err) from err
             entry["file"] = FILES[fmt]
-            entry["sha256"] = _file_sha256(tmp / FILES[fmt])
+            entry["sha256"] = file_sha256(tmp / FILES[fmt])
             steps[f"{fmt}_s"] = time.perf_counter() - t
             report["formats"][fmt] = entry
             runners[fmt] = runner
@@ -236,14 +236,6 @@ def _missing_parents(out: Path) -> list[Path]:
         missing.append(folder)
         folder = folder.parent
     return missing
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _export_torch(module, x, reference, folder: Path, *, threads: int, dynamic_batch: bool, batch) -> tuple:
