@@ -234,8 +234,11 @@ def _wait_for(job: Job, evaluator: Evaluator, arch_ids: set[str], evaluate_local
         if len(latest) == len(arch_ids) and all(t.state in finished_states for t in latest):
             return latest
         job.fail_stale()
+        # batch objectives get the whole queue at once; otherwise one trial at a time, so that each
+        # result is recorded as soon as it exists and no claimed trial waits without heartbeats
+        group = len(arch_ids) if any(o.batch for o in evaluator.objectives) else 1
         claimed = []
-        while evaluate_locally and len(claimed) < len(arch_ids):
+        while evaluate_locally and len(claimed) < group:
             one = job.claim()
             if one is None:
                 break

@@ -63,7 +63,8 @@ def open_storage(storage, *, heartbeat_s: int = 10, grace_s: int = 30):
                 storage, heartbeat_interval=heartbeat_s, grace_period=grace_s,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
         except Exception as err:  # noqa: BLE001 - driver errors vary (sqlalchemy, psycopg)
-            racing = any(text in str(err) for text in ("already exists", "duplicate key", "UniqueViolation"))
+            racing = any(text in str(err) for text in ("already exists", "duplicate key", "UniqueViolation",
+                                                       "UNIQUE constraint failed", "database is locked"))
             if attempt == 2 or not racing:
                 raise StoreError(f"cannot open storage {storage!r}: {type(err).__name__}: "
                                  f"{str(err).splitlines()[0]}") from None
@@ -182,6 +183,10 @@ class Job:
                     continue  # another process took it first
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
+            # Optuna never declares a RUNNING trial without any heartbeat stale: beat at once, so a
+            # process killed between claiming and evaluating still has its trial retried
+            if getattr(self.storage, "get_heartbeat_interval", lambda: None)():
+                self.storage.record_heartbeat(trial._trial_id)
             return Claimed(trial._trial_id, trial.number, dict(trial.user_attrs["arch"]))
         return None
 
