@@ -220,7 +220,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from nas.export import render_summary, resolve_and_export
+    from nas.export_cli import render_summary, resolve_and_export
 
     report = resolve_and_export(
         out=Path(args.out), formats=args.format, job=args.job, trial=args.trial, storage=args.storage,
