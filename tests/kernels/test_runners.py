@@ -11,18 +11,6 @@ from torch import nn
 from kernels import KernelError
 from kernels.onnx_export import export_onnx
 from kernels.runners import OrtRunner, TorchRunner, make_runner
-from search_spaces import get_space
-from supernets import create_supernet
-from supernets.testing import enliven
-
-
-@pytest.fixture(scope="module")
-def subnet():
-    space = get_space("tiny_mbv3")
-    arch = space.largest()
-    supernet = create_supernet("tiny_mbv3", seed=0)
-    enliven(supernet, arch, seed=3)
-    return supernet.extract(arch).eval(), (1, *space.input_shape(arch))
 
 
 def close(out, ref):

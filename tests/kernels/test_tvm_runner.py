@@ -13,9 +13,6 @@ from torch import nn
 from kernels import KernelError
 from kernels.onnx_export import export_onnx
 from kernels.runners import BACKENDS, TvmRunner, make_runner
-from search_spaces import get_space
-from supernets import create_supernet
-from supernets.testing import enliven
 
 pytestmark = pytest.mark.tvm
 SMALL = (1, 3, 32, 32)
@@ -28,15 +25,6 @@ def close(out, ref):
 
 def inputs(shape, seed):
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-
-
-@pytest.fixture(scope="module")
-def subnet():
-    space = get_space("tiny_mbv3")
-    arch = space.largest()
-    supernet = create_supernet("tiny_mbv3", seed=0)
-    enliven(supernet, arch, seed=3)
-    return supernet.extract(arch).eval(), (1, *space.input_shape(arch))
 
 
 @pytest.fixture(scope="module")
