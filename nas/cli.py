@@ -232,6 +232,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from nas.quickstart import run_quickstart
+    from nas.quickstart_config import QuickstartConfig
+
+    run_quickstart(QuickstartConfig.from_toml(Path(args.config)), Path(args.out), progress=not args.no_progress)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nas", description="hwnas: hardware-aware neural architecture search")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -281,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the random-search baseline job (same budget and seed) and its hypervolume report")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("run", help="end to end: train, profile, search with baseline, Pareto front, export (resumable)")
+    p.add_argument("config", help="TOML file, e.g. experiments/quickstart.toml (see nas/quickstart_config.py)")
+    p.add_argument("--out", required=True, help="output folder; rerunning with the same one resumes")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("worker", help="evaluate a job's queued candidates (run several, on any machine)")
     p.add_argument("--job", required=True)

@@ -60,6 +60,7 @@ class ProfileSettings:
     seed: int = 0
     chunk: int = 20  # items timed turn by turn with the reference subnet (see nas.interleaved)
     drift_correction: bool = True
+    TOML_TYPES = {"backend": str, "threads": int}  # for nas.config_io.typed_values (None defaults)
 
     def __post_init__(self) -> None:
         if self.samples < 10:

@@ -136,7 +136,7 @@ class SearchConfig:
         for metric in metrics:
             device = metric.partition(".")[0]
             if metric.endswith(".latency_ms") and device not in models and get_profile(device).kind == "cpu":
-                measure[device] = _host_measurer(space, get_profile(device))
+                measure[device] = host_measurer(space, get_profile(device))
         catalog = MetricCatalog(space, latency_models=models, measure=measure)
         extra = {"config": self.to_dict(), "profiles": sorted({m.partition(".")[0] for m in metrics if "." in m})}
         objectives = []
@@ -173,8 +173,9 @@ class SearchConfig:
         return accuracy, evaluator.checkpoint_hash
 
 
-def _host_measurer(space, profile):
-    """Measures ``profile``'s latency on this host; the supernet is built on first use."""
+def host_measurer(space, profile):
+    """``arch -> {"latency_ms": Metric}``: ``profile``'s latency measured on this host (the profile's
+    backend and threads, a seed-0 supernet as ``nas profile`` builds); the supernet is built on first use."""
     from hw_profiles import MeasuredCostModel
 
     state = {}
