@@ -39,11 +39,16 @@ def legalize(mod, target):
 
 def default_schedule(mod, target):
     """``legalize(mod)`` with every PrimFunc scheduled by the simple CPU rules (module docstring)."""
+    return schedule_legalized(legalize(mod, target), target)
+
+
+def schedule_legalized(mod, target):
+    """Every PrimFunc of an already legalised ``mod`` scheduled by the simple CPU rules, except those
+    marked ``tirx.is_scheduled`` (e.g. applied from a MetaSchedule database), which stay as they are."""
     _tvm()
     from tvm import tirx
     from tvm.target.codegen import llvm_get_vector_width
 
-    mod = legalize(mod, target)
     try:
         lanes = max(int(llvm_get_vector_width(target)) // 32, 4)
     except Exception:  # noqa: BLE001 - a target LLVM cannot describe
@@ -52,13 +57,18 @@ def default_schedule(mod, target):
     try:
         updated = {}
         for gvar, func in mod.functions_items():
-            if isinstance(func, tirx.PrimFunc):
+            if isinstance(func, tirx.PrimFunc) and not _is_scheduled(func):
                 updated[gvar] = _schedule_func(func, lanes, cores)
         for gvar, func in updated.items():
             mod[gvar] = func
         return mod
     except Exception as err:  # noqa: BLE001
         raise KernelError(f"TVM schedule failed: {type(err).__name__}: {err}") from err
+
+
+def _is_scheduled(func) -> bool:
+    attrs = func.attrs or {}
+    return any(bool(attrs.get(key, False)) for key in ("tirx.is_scheduled", "tir.is_scheduled"))
 
 
 def _attempt(step, *args, **kwargs):

@@ -1,0 +1,288 @@
+"""MetaSchedule tuning of many tasks under a wall-clock budget into a persistent database (TVM 0.27).
+
+Contract of :func:`tune`:
+- ``tasks`` (``kernels.tvm_db.Task``, e.g. the merged tasks of many modules) are tuned for
+  ``target`` into the database folder ``db_dir`` (created when missing) until ``budget_s`` seconds
+  have passed, every task reached ``max_trials_per_task`` or the search has nothing new to try.
+- Coverage first: while some task has no valid record, the next round goes to such a task (most
+  FLOPs first; one that failed ``MAX_EMPTY_ROUNDS`` rounds is given up and left to the default
+  schedule). Only then do rounds go to the tasks that cost the most time (weight × best time,
+  damped by how many rounds each already had). Tasks that already have records in the database
+  count as covered, and the evolutionary search starts from their best records.
+- Settings that work on a 2-core machine (DESIGN.md): one persistent builder pool whose workers
+  import TVM's tensor intrinsics once with the foreign-target modules stubbed out, a small
+  population, ``trials_per_round`` candidates per round, and a scheduler that stops at the budget.
+- Every measured candidate is appended to the database as soon as its round is measured, so
+  Ctrl-C (``KeyboardInterrupt``, also one raised by ``on_progress``) keeps every earlier round's
+  records; the pools are shut down and the interrupt propagates. Only one process may tune a
+  database at a time (an ``flock`` on ``db_dir/.tune.lock``; a second one gets ``KernelError``).
+- ``on_progress(TuneProgress)`` is called after every measured round.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from kernels.errors import KernelError
+from kernels.tvm_common import _tvm
+from kernels.tvm_db import Task, has_record, light_tensor_intrinsics, open_database
+
+MAX_EMPTY_ROUNDS = 3  # rounds without one valid candidate before a task is left to the default schedule
+POPULATION = 64  # evolutionary search population (TVM's default 512 is far too slow here)
+_LOG = logging.getLogger("kernels.tvm_tune")
+PHASE_S = {"build": 0.0}  # seconds spent building candidates in this process (for diagnostics)
+
+
+@dataclass(frozen=True)
+class TuneProgress:
+    """Where a :func:`tune` run stands after a measured round."""
+
+    elapsed_s: float
+    budget_s: float
+    rounds: int
+    trials: int
+    valid_trials: int
+    tasks_total: int
+    tasks_covered: int
+    last_task: str
+
+
+@dataclass(frozen=True)
+class TuneSummary:
+    """What :func:`tune` did: time, rounds, trials, coverage before and after."""
+
+    elapsed_s: float
+    rounds: int
+    trials: int
+    valid_trials: int
+    tasks_total: int
+    tasks_covered_before: int
+    tasks_covered: int
+    stopped: str  # "budget", "done" (nothing left to try)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _builder_worker_init() -> None:
+    """Runs once in each builder worker: TVM's tensor intrinsics without the foreign targets."""
+    light_tensor_intrinsics()
+
+
+def _runner_worker_init(threads: int) -> Callable[[], None]:
+    def init() -> None:  # the runner times with the target's thread count (TVM's default: half the cores)
+        os.environ["TVM_NUM_THREADS"] = str(threads)
+        os.environ.setdefault("TVM_BIND_THREADS", "0")
+    return init
+
+
+def _guarded(state: dict, fn: Callable) -> Callable:
+    """``fn`` that notes a ``KeyboardInterrupt`` in ``state`` before it crosses TVM's C++ (tvm-ffi turns
+    it into a plain RuntimeError on the way back), so :func:`tune` can re-raise it as what it was."""
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            state["interrupted"] = True
+            raise
+    return call
+
+
+def _make_builder(workers: int, timeout_s: float, state: dict):
+    from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
+    from tvm.s_tir.meta_schedule.builder.local_builder import _serialize_params, _worker_func
+    from tvm.ir.utils import derived_object
+    from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
+
+    @derived_object
+    class PersistentBuilder(PyBuilder):
+        """LocalBuilder's build, but one worker pool for the whole run (workers stay warm)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.pool = PopenPoolExecutor(max_workers=workers, timeout=timeout_s, initializer=_builder_worker_init)
+
+        def build(self, build_inputs):
+            return _guarded(state, self._build)(build_inputs)
+
+        def _build(self, build_inputs):
+            t0 = time.monotonic()
+            results = []
+            jobs = [(None, None, b.mod, b.target, _serialize_params(b.params)) for b in build_inputs]
+            for res in self.pool.map_with_error_catching(lambda x: _worker_func(*x), jobs):
+                if res.status == StatusKind.COMPLETE:
+                    results.append(BuilderResult(res.value, None))
+                else:
+                    results.append(BuilderResult(None, f"PersistentBuilder: {res.status}: {res.value}"))
+            PHASE_S["build"] += time.monotonic() - t0
+            return results
+
+    return PersistentBuilder()
+
+
+def _make_scheduler(tasks: Sequence[Task], state: dict):
+    from tvm.s_tir.meta_schedule.task_scheduler import PyTaskScheduler
+    from tvm.ir.utils import derived_object
+
+    @derived_object
+    class BudgetScheduler(PyTaskScheduler):
+        """Coverage first, then the tasks that cost the most; -1 once the budget is spent."""
+
+        def next_task_id(self) -> int:
+            return _guarded(state, self._next)()
+
+        def _next(self) -> int:
+            outer = self._outer()
+            for i in range(len(tasks)):
+                outer.touch_task(i)
+            if time.monotonic() >= state["deadline"]:
+                state["stopped"] = "budget"
+                return -1
+            live = [i for i, rec in enumerate(outer.tasks_) if not rec.is_terminated]
+            if not live:
+                state["stopped"] = "done"
+                return -1
+            uncovered = [i for i in live if state["best"][i] is None and state["empty"][i] < MAX_EMPTY_ROUNDS]
+            if uncovered:
+                task_id = min(uncovered, key=lambda i: (state["empty"][i], -tasks[i].total_flops))
+            else:
+                def cost(i: int) -> float:
+                    best = state["best"][i]
+                    time_share = tasks[i].weight * (best if best is not None else 0.0)
+                    return time_share / math.sqrt(1 + state["rounds"][i])
+                task_id = max(live, key=cost)
+            if outer.tasks_[task_id].runner_futures is not None:
+                self.join_running_task(task_id)
+            return task_id
+
+    return BudgetScheduler()
+
+
+def _make_callback(tasks: Sequence[Task], state: dict, on_progress):
+    from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+    from tvm.ir.utils import derived_object
+
+    @derived_object
+    class Progress(PyMeasureCallback):
+        """Counts valid candidates per task and reports progress (after AddToDatabase committed)."""
+
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
+            _guarded(state, self._apply)(task_id, runner_results)
+
+        def _apply(self, task_id, runner_results) -> None:
+            valid = [float(sum(r.run_secs) / len(r.run_secs)) for r in runner_results
+                     if r.error_msg is None and r.run_secs and all(float(s) < 1e9 for s in r.run_secs)]
+            state["rounds"][task_id] += 1
+            state["trials"] += len(runner_results)
+            state["valid"] += len(valid)
+            if valid:
+                best = min(valid)
+                old = state["best"][task_id]
+                state["best"][task_id] = best if old is None else min(old, best)
+            else:
+                state["empty"][task_id] += 1
+            if on_progress is not None:
+                on_progress(TuneProgress(
+                    elapsed_s=time.monotonic() - state["start"], budget_s=state["budget"],
+                    rounds=sum(state["rounds"]), trials=state["trials"], valid_trials=state["valid"],
+                    tasks_total=len(tasks), tasks_covered=sum(b is not None for b in state["best"]),
+                    last_task=tasks[task_id].name))
+
+    return Progress()
+
+
+class _Lock:
+    """An exclusive, non-blocking ``flock`` on ``folder/.tune.lock``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / ".tune.lock"
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            raise KernelError(f"TVM tuning database {str(folder)!r} is being tuned by another process") from None
+
+    def release(self) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def tune(tasks: Sequence[Task], target, db_dir, *, budget_s: float, trials_per_round: int = 8,
+         max_trials_per_task: int = 1000, builders: int | None = None, seed: int = 0,
+         on_progress: Callable[[TuneProgress], None] | None = None) -> TuneSummary:
+    """Tune ``tasks`` into the database in ``db_dir`` for at most ``budget_s`` seconds (module docstring)."""
+    if not tasks:
+        raise KernelError("TVM tuning failed: no tasks to tune")
+    if not budget_s > 0:
+        raise KernelError(f"TVM tuning failed: the budget must be > 0 seconds, got {budget_s}")
+    _tvm()
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.runner import EvaluatorConfig, LocalRunner
+
+    start = time.monotonic()
+    db_dir = Path(db_dir)
+    db_dir.mkdir(parents=True, exist_ok=True)
+    lock = _Lock(db_dir)
+    builder = runner = None
+    state: dict = {}
+    try:
+        light_tensor_intrinsics()
+        database = open_database(db_dir)
+        threads = int(target.attrs.get("num-cores", 0) or 0) or (os.cpu_count() or 1)
+        best = [0.0 if has_record(database, t, target) else None for t in tasks]
+        covered_before = sum(b is not None for b in best)
+        state.update({"start": start, "budget": float(budget_s), "deadline": start + float(budget_s), "best": best,
+                 "rounds": [0] * len(tasks), "empty": [0] * len(tasks), "trials": 0, "valid": 0, "stopped": "done"})
+        # a recorded task's real best time is unknown here; use its FLOPs as the time share until measured
+        scale = max((t.flops for t in tasks), default=1.0) or 1.0
+        state["best"] = [(tasks[i].flops / scale * 1e-3) if b is not None else None for i, b in enumerate(best)]
+        _LOG.setLevel(logging.WARNING)
+        contexts = [ms.TuneContext(
+            mod=t.mod, target=target, space_generator="post-order-apply",
+            search_strategy=ms.search_strategy.EvolutionarySearch(
+                population_size=POPULATION, init_min_unmeasured=min(POPULATION, 16), genetic_num_iters=2,
+                init_measured_ratio=0.2, max_fail_count=3),
+            task_name=t.name, rand_state=seed + i, num_threads=threads, logger=_LOG).clone()
+            for i, t in enumerate(tasks)]
+        builder = _make_builder(builders or max(1, os.cpu_count() or 1), timeout_s=60.0, state=state)
+        runner = LocalRunner(timeout_sec=60.0, initializer=_runner_worker_init(threads),
+                             evaluator_config=EvaluatorConfig(number=3, repeat=1, min_repeat_ms=40))
+        try:
+            cost_model = ms.cost_model.XGBModel(num_tuning_cores=threads)
+        except Exception:  # noqa: BLE001 - xgboost missing: a random cost model still finds valid schedules
+            cost_model = ms.cost_model.RandomModel()
+        callbacks = [*ms.measure_callback.MeasureCallback.create("default"), _make_callback(tasks, state, on_progress)]
+        ms.tune_tasks(tasks=contexts, task_weights=[t.weight for t in tasks], work_dir=str(db_dir),
+                      max_trials_global=10**9, max_trials_per_task=max_trials_per_task,
+                      num_trials_per_iter=trials_per_round, builder=builder, runner=runner, database=database,
+                      cost_model=cost_model, measure_callbacks=callbacks,
+                      task_scheduler=_make_scheduler(tasks, state))
+        database = open_database(db_dir)
+        covered = sum(has_record(database, t, target) for t in tasks)
+        return TuneSummary(elapsed_s=time.monotonic() - start, rounds=sum(state["rounds"]), trials=state["trials"],
+                           valid_trials=state["valid"], tasks_total=len(tasks), tasks_covered_before=covered_before,
+                           tasks_covered=covered, stopped=state["stopped"])
+    except KernelError:
+        raise
+    except Exception as err:  # noqa: BLE001 - KeyboardInterrupt is not an Exception: it propagates
+        if state.get("interrupted"):
+            raise KeyboardInterrupt from err
+        raise KernelError(f"TVM tuning failed: {type(err).__name__}: "
+                          f"{(str(err).strip().splitlines() or [''])[0][:300]}") from err
+    finally:
+        for pool_owner in (getattr(builder, "_inst", None), runner):
+            pool = getattr(pool_owner, "pool", None)
+            if pool is not None:
+                try:
+                    pool.shutdown()
+                except Exception:  # noqa: BLE001
+                    pass
+        lock.release()

@@ -1,0 +1,128 @@
+"""MetaSchedule tuning into a persistent database (kernels.tvm_db, kernels.tvm_tune), real TVM, tiny budgets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from kernels import tvm_build, tvm_db, tvm_tune
+from kernels.errors import KernelError
+from kernels.onnx_export import export_onnx
+from kernels.tvm_schedule import legalize
+from search_spaces import LayerSpec
+from supernets.layer_module import layer_input_shape, layer_module
+
+pytestmark = [pytest.mark.tvm, pytest.mark.slow]
+
+SPECS = [LayerSpec("pwconv", 8, 16, 1, 1, 1, (8, 8), "hswish", bn=True),
+         LayerSpec("dwconv", 16, 16, 3, 1, 16, (8, 8), "relu", bn=True)]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A two-layer module as ONNX (pwconv + hswish, depthwise + relu), its tasks and a reference."""
+    work = tmp_path_factory.mktemp("tune")
+    module = torch.nn.Sequential(layer_module(SPECS[0]), layer_module(SPECS[1])).eval()
+    x = torch.randn(layer_input_shape(SPECS[0]), generator=torch.Generator().manual_seed(0))
+    path = export_onnx(module, x, work / "m.onnx")
+    target = tvm_build.host_target(2)
+    tasks = tvm_db.merge_tasks(tvm_db.extract_tasks(legalize(tvm_build.import_onnx(path), target), target))
+    with torch.no_grad():
+        reference = module(x).numpy()
+    return {"path": path, "target": target, "tasks": tasks, "x": x.numpy(), "ref": reference, "work": work}
+
+
+@pytest.fixture(scope="module")
+def tuned(model):
+    """The model's tasks tuned into a fresh database until every task has a record."""
+    db = model["work"] / "db"
+    seen = []
+    summary = tvm_tune.tune(model["tasks"], model["target"], db, budget_s=60, trials_per_round=4,
+                            max_trials_per_task=4, on_progress=seen.append)
+    return db, summary, seen
+
+
+def test_tasks_are_deduped_and_ordered_by_flops(model):
+    tasks = model["tasks"]
+    assert len(tasks) >= 2
+    assert len({t.key for t in tasks}) == len(tasks)
+    assert [t.total_flops for t in tasks] == sorted((t.total_flops for t in tasks), reverse=True)
+    assert tvm_db.merge_tasks(tasks, tasks)[0].weight == 2 * tasks[0].weight
+
+
+def test_untuned_compile_has_no_hits_and_parity(model):
+    executable, stats = tvm_db.compile_onnx_tuned(model["path"], model["target"], None)
+    assert stats.tasks_hit == 0 and stats.tasks_total == len(model["tasks"]) and stats.flops_coverage == 0.0
+    out = tvm_build.TvmModel(executable, threads=2).run(model["x"])
+    np.testing.assert_allclose(out, model["ref"], atol=1e-4 * max(1.0, np.abs(model["ref"]).max()))
+
+
+def test_tuning_covers_every_task_and_persists(model, tuned):
+    db, summary, seen = tuned
+    assert summary.tasks_covered == summary.tasks_total == len(model["tasks"])
+    assert summary.stopped == "done" and summary.valid_trials > 0 and seen
+    assert seen[-1].tasks_covered == len(model["tasks"])
+    assert (db / tvm_db.RECORD_FILE).stat().st_size > 0
+    database = tvm_db.open_database(db)  # a fresh reader of the files
+    stats = tvm_db.hit_stats(model["tasks"], database, model["target"])
+    assert stats.hit_rate == 1.0 and stats.flops_coverage == 1.0
+
+
+def test_compile_from_database_hits_everything_with_parity(model, tuned):
+    executable, stats = tvm_db.compile_onnx_tuned(model["path"], model["target"], tvm_db.open_database(tuned[0]))
+    assert stats.hit_rate == 1.0
+    out = tvm_build.TvmModel(executable, threads=2).run(model["x"])
+    assert np.abs(model["ref"]).max() > 0.1
+    np.testing.assert_allclose(out, model["ref"], atol=1e-4 * max(1.0, np.abs(model["ref"]).max()))
+
+
+def test_second_run_is_seeded_and_starts_covered(model, tuned):
+    summary = tvm_tune.tune(model["tasks"][:1], model["target"], tuned[0], budget_s=30, trials_per_round=2,
+                            max_trials_per_task=2)
+    assert summary.tasks_covered_before == 1 and summary.tasks_covered == 1
+
+
+def test_interrupt_keeps_committed_records_valid(model, tmp_path):
+    db = tmp_path / "db"
+    rounds = []
+
+    def stop_after_one(progress):
+        rounds.append(progress)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tvm_tune.tune(model["tasks"], model["target"], db, budget_s=60, trials_per_round=2, on_progress=stop_after_one)
+    assert len(rounds) == 1
+    lines = (db / tvm_db.RECORD_FILE).read_text().splitlines()
+    assert len(lines) == 2 and all(json.loads(line) for line in lines)
+    stats = tvm_db.hit_stats(model["tasks"], tvm_db.open_database(db), model["target"])
+    assert stats.tasks_hit == 1  # the interrupted round's task, most FLOPs first
+    assert stats.flops_hit == model["tasks"][0].total_flops
+    # the lock was released: tuning the same database again works
+    tvm_tune.tune(model["tasks"][:1], model["target"], db, budget_s=20, trials_per_round=2, max_trials_per_task=2)
+
+
+def test_a_half_written_line_is_dropped_on_open(model, tuned, tmp_path):
+    import shutil
+
+    db = tmp_path / "db"
+    shutil.copytree(tuned[0], db)
+    good = (db / tvm_db.RECORD_FILE).read_text()
+    with open(db / tvm_db.RECORD_FILE, "a", encoding="utf-8") as f:
+        f.write(good.splitlines()[0][:40])  # a kill mid-write
+    assert tvm_db.repair_database(db) >= 1
+    assert (db / tvm_db.RECORD_FILE).read_text() == good
+    stats = tvm_db.hit_stats(model["tasks"], tvm_db.open_database(db), model["target"])
+    assert stats.hit_rate == 1.0
+
+
+def test_bad_inputs(model, tmp_path):
+    with pytest.raises(KernelError, match="budget"):
+        tvm_tune.tune(model["tasks"], model["target"], tmp_path / "db", budget_s=0)
+    with pytest.raises(KernelError, match="no tasks"):
+        tvm_tune.tune([], model["target"], tmp_path / "db", budget_s=1)
+    with pytest.raises(KernelError, match="does not exist"):
+        tvm_db.open_database(tmp_path / "missing", create=False)
