@@ -123,11 +123,14 @@ def gpu_unavailable_reason(profile: Profile) -> str | None:
 class CudaMeasuredCostModel(MeasuredCostModel):
     """Latency measured on the local GPU for a ``gpu`` profile whose card is present (see
     :func:`gpu_unavailable_reason`), in the profile's default precision (fp16 or fp32), with torch
-    and CUDA synchronisation. Otherwise use the roofline estimate (``hw_profiles.gpu``)."""
+    and CUDA synchronisation. ``graph=True`` (default) replays a CUDA graph: kernel time without
+    PyTorch's per-op CPU dispatch, which is what the roofline models; ``graph=False`` times eager
+    PyTorch, dispatch included. Otherwise use the roofline estimate (``hw_profiles.gpu``)."""
 
     kind = "gpu"
 
-    def __init__(self, profile: Profile, **kwargs) -> None:
+    def __init__(self, profile: Profile, *, graph: bool = True, **kwargs) -> None:
+        self.graph = graph
         super().__init__(profile, **kwargs)
         reason = gpu_unavailable_reason(profile)
         if reason is not None:
@@ -136,7 +139,8 @@ class CudaMeasuredCostModel(MeasuredCostModel):
 
     @property
     def backend(self) -> str:
-        return "torch-cuda-fp32" if self.profile.spec.default_precision == "fp32" else "torch-cuda"
+        name = "torch-cuda-graph" if self.graph else "torch-cuda"
+        return f"{name}-fp32" if self.profile.spec.default_precision == "fp32" else name
 
     @property
     def threads(self) -> int:

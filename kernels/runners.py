@@ -168,9 +168,13 @@ class TvmLibraryRunner(Runner):
         return self.model.run(x)
 
 
+CUDA_BACKENDS = ("torch-cuda", "torch-cuda-fp32", "torch-cuda-graph", "torch-cuda-graph-fp32")
+
+
 def make_runner(backend: str, module, example_input, *, threads: int, spin: bool = True) -> Runner:
-    """A runner for ``backend`` in ``BACKENDS``, or ``torch-cuda`` (fp16) / ``torch-cuda-fp32`` on the
-    local GPU (``threads`` is ignored there; see ``kernels.cuda``). ``spin=False`` stops onnxruntime's idle threads
+    """A runner for ``backend`` in ``BACKENDS``, or one of ``CUDA_BACKENDS`` on the local GPU: eager
+    or CUDA-graph replay (``-graph``), fp16 or fp32 (``-fp32``); ``threads`` is ignored there (see
+    ``kernels.cuda``). ``spin=False`` stops onnxruntime's idle threads
     busy-waiting: use it when timing several backends interleaved (it does not apply to tvm)."""
     if backend == "onnxruntime":
         return OrtRunner(module, example_input, threads=threads, spin=spin)
@@ -178,8 +182,9 @@ def make_runner(backend: str, module, example_input, *, threads: int, spin: bool
         return TorchRunner(module, example_input, threads=threads)
     if backend == "tvm":
         return TvmRunner(module, example_input, threads=threads)
-    if backend in ("torch-cuda", "torch-cuda-fp32"):
+    if backend in CUDA_BACKENDS:
         from kernels.cuda import CudaTorchRunner
 
-        return CudaTorchRunner(module, example_input, dtype="fp32" if backend.endswith("fp32") else "fp16")
+        return CudaTorchRunner(module, example_input, dtype="fp32" if backend.endswith("fp32") else "fp16",
+                               graph="-graph" in backend)
     raise KernelError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")

@@ -2,9 +2,10 @@
 matching GPU profile (the check the hardware issue asks for where a GPU is present).
 
 For ``--archs`` random subnets (128-224 px) plus the largest and smallest: latency measured on the
-local GPU (torch, the profile's precision, CUDA-synchronised, median of repeats) and the roofline
-estimate. Prints JSON: per-arch pairs, the median ratio estimate/measured with its IQR, Spearman
-between the two, the device name and the profile. Without a usable GPU it prints
+local GPU (torch, the profile's precision, CUDA-synchronised, median of repeats) two ways, CUDA
+graph replay (kernels back to back: what the roofline models) and eager PyTorch (per-op dispatch
+included), and the roofline estimate. Prints JSON: per-arch rows, per mode the median ratio
+estimate/measured with its IQR and Spearman, the device name and the profile. Without a usable GPU it prints
 ``{"skipped": REASON}`` and exits 0.
 
     python experiments/benchmarks/gpu_roofline.py [--archs 20] [--profile h100]
@@ -41,26 +42,34 @@ def main() -> None:
     profile = get_profile(usable[0])
     space = get_space("ofa_mbv3")
     supernet = nas.create_supernet("ofa_mbv3", seed=args.seed)
-    measured_model = CudaMeasuredCostModel(profile, build=supernet.extract,
-                                           input_shape=lambda a: (1, *space.input_shape(a)), repeats=50)
+    shape = lambda a: (1, *space.input_shape(a))  # noqa: E731
+    models = {mode: CudaMeasuredCostModel(profile, build=supernet.extract, input_shape=shape, repeats=50,
+                                          graph=(mode == "graph"))
+              for mode in ("graph", "eager")}
     roofline = cost_model_for(profile)
     rng = np.random.default_rng(args.seed)
     archs = [space.largest(), space.smallest(), *(space.sample(rng) for _ in range(args.archs))]
     rows = []
     for arch in archs:
-        measured = measured_model.measure(arch)["latency_ms"]
-        estimate = roofline.metrics(space.layers(arch))["latency_ms"]
-        rows.append({"arch_id": arch.arch_id, "r": arch["r"], "measured_ms": measured.value,
-                     "measured_iqr_ms": measured.spread, "roofline_ms": estimate.value})
-    ratio = np.array([r["roofline_ms"] / r["measured_ms"] for r in rows])
-    q25, q50, q75 = np.percentile(ratio, [25, 50, 75])
+        row = {"arch_id": arch.arch_id, "r": arch["r"],
+               "roofline_ms": roofline.metrics(space.layers(arch))["latency_ms"].value}
+        for mode, model in models.items():
+            measured = model.measure(arch)["latency_ms"]
+            row[f"{mode}_ms"], row[f"{mode}_iqr_ms"] = measured.value, measured.spread
+        rows.append(row)
+    summary = {}
+    for mode in models:
+        ratio = np.array([r["roofline_ms"] / r[f"{mode}_ms"] for r in rows])
+        q25, q50, q75 = np.percentile(ratio, [25, 50, 75])
+        summary[mode] = {"backend": models[mode].backend,
+                         "ratio_roofline_over_measured": {"median": round(float(q50), 3), "iqr": round(float(q75 - q25), 3)},
+                         "spearman": round(spearman([r[f"{mode}_ms"] for r in rows], [r["roofline_ms"] for r in rows]), 3),
+                         "median_measured_ms": round(float(np.median([r[f"{mode}_ms"] for r in rows])), 4)}
     print(json.dumps({
         "benchmark": "gpu_roofline", "device": cuda_device_name(), "profile": profile.ref,
         "precision": profile.spec.default_precision, "archs": len(rows),
-        "ratio_roofline_over_measured": {"median": round(float(q50), 3), "iqr": round(float(q75 - q25), 3)},
-        "spearman": round(spearman([r["measured_ms"] for r in rows], [r["roofline_ms"] for r in rows]), 3),
-        "rows": rows}, indent=2))
-
+        "median_roofline_ms": round(float(np.median([r["roofline_ms"] for r in rows])), 4),
+        "measured": summary, "rows": rows}, indent=2))
 
 if __name__ == "__main__":
     main()

@@ -70,3 +70,23 @@ def test_describe_measures_on_the_local_card_beside_the_roofline():
     assert metrics["latency_ms"]["source"] == "measured" and metrics["latency_ms"]["spread"] is not None
     assert metrics["roofline_latency_ms"]["source"] == "estimated"
     assert metrics["latency_ms"]["value"] > 0
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replay_gives_the_eager_output_faster_or_equal(supernet_cache):
+    if cuda_unavailable_reason() is not None:
+        pytest.skip(cuda_unavailable_reason())
+    from kernels.timing import measure
+    from supernets.testing import enliven
+
+    supernet = supernet_cache("tiny_mbv3")
+    arch = supernet.space.largest()
+    enliven(supernet, arch, seed=2)
+    module = supernet.extract(arch)
+    x = torch.randn(1, *supernet.space.input_shape(arch))
+    eager = CudaTorchRunner(module, x, dtype="fp32")
+    graph = CudaTorchRunner(module, x, dtype="fp32", graph=True)
+    assert graph.backend == "torch-cuda-graph" and eager.backend == "torch-cuda"
+    np.testing.assert_allclose(graph().float().cpu().numpy(), eager().float().cpu().numpy(), rtol=1e-5, atol=1e-5)
+    timings = measure({"eager": eager, "graph": graph}, warmup=5, repeats=30, threads=1)
+    assert timings["graph"].median_s <= timings["eager"].median_s * 1.1
