@@ -153,10 +153,11 @@ def build(mod, target):
         raise KernelError(f"TVM build failed: {type(err).__name__}: {err}") from err
 
 
-def export_library(executable, path) -> Path:
-    """Write the executable that :func:`build` returned as a shared library at ``path`` (``.so``),
-    atomically: a temporary ``.so`` in the same folder (TVM picks the compiler by the suffix) is
-    renamed over ``path``. Needs a C compiler on the host (TVM calls ``gcc``/``g++``)."""
+def export_library(executable, path, *, fcompile=None) -> Path:
+    """Write the executable that :func:`build` returned as a shared library at ``path`` (``.so``,
+    or ``.tar`` of object files), atomically: a temporary file with the same suffix in the same
+    folder (TVM picks the packer by the suffix) is renamed over ``path``. A ``.so`` needs a C
+    compiler on the host (TVM calls ``gcc``/``g++``, or ``fcompile``, e.g. a cross compiler)."""
     _tvm()
     path = Path(path)
     if not path.parent.is_dir():
@@ -165,7 +166,7 @@ def export_library(executable, path) -> Path:
     os.close(fd)
     try:
         try:
-            executable.export_library(tmp)
+            executable.export_library(tmp, **({} if fcompile is None else {"fcompile": fcompile}))
         except Exception as err:  # noqa: BLE001
             raise KernelError(f"TVM export failed: {type(err).__name__}: {_first_line(err)}") from err
         os.replace(tmp, path)
