@@ -39,14 +39,16 @@ def plot_front(trials, front, objectives: Sequence[Objective], path: Path, *, ba
     complete = trials[trials["state"] == "complete"] if len(trials) else trials
     for ax, (i, j) in zip(axes.flat, pairs):
         x, y = names[i], names[j]
-        if baseline is not None and len(baseline):
-            done = baseline[baseline["state"] == "complete"]
-            ax.scatter(done[x], done[y], s=14, c="0.75", marker="x", label="random search (baseline)")
         if len(complete):
             ax.scatter(complete[x], complete[y], s=12, c="tab:blue", alpha=0.35, label="evaluated")
+        if baseline is not None and len(baseline):  # above the search's points: seeds may share archs
+            done = baseline[baseline["state"] == "complete"]
+            ax.scatter(done[x], done[y], s=16, c="0.55", marker="x", lw=0.8, zorder=2.5,
+                       label="random search (baseline)")
         if len(front):
             ordered = front.sort_values(x)
-            ax.scatter(ordered[x], ordered[y], s=40, c="tab:red", edgecolors="k", zorder=3, label="Pareto front")
+            ax.scatter(ordered[x], ordered[y], s=40, c="tab:red", edgecolors="k", zorder=3,
+                       label=f"Pareto front (all {len(names)} objectives)" if len(names) > 2 else "Pareto front")
             if len(names) == 2:
                 ax.step(ordered[x], ordered[y], where="post", c="tab:red", lw=1, zorder=2)
         ax.set_xlabel(_label(objectives[i], trials))
@@ -57,7 +59,7 @@ def plot_front(trials, front, objectives: Sequence[Objective], path: Path, *, ba
     axes.flat[0].legend(fontsize=8, loc="best")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()) if title else None)
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
     os.close(fd)

@@ -81,13 +81,13 @@ class _Run:
         if (folder / CHECKPOINT_NAME).exists():
             meta = load_checkpoint(folder)["meta"]
             if meta["config_hash"] == cfg.hash and meta["epoch"] + 1 >= cfg.epochs:
-                self.summary["train"] = {"val_top1": meta["val"], "epochs": cfg.epochs}
+                self.summary["train"] = {"val_top1": meta["val"], "source": "measured", "epochs": cfg.epochs}
                 self._echo_train(meta["val"])
                 return "skipped"
             status = "resumed"
         result = train(cfg, out=folder, resume=status == "resumed", progress=self.progress)
         val = {k: v.top1 for k, v in result.val.items()}
-        self.summary["train"] = {"val_top1": val, "epochs": cfg.epochs}
+        self.summary["train"] = {"val_top1": val, "source": "measured", "epochs": cfg.epochs}
         self._echo_train(val)
         return status
 

@@ -44,6 +44,8 @@ def verify_front(front, space, device: str, latency: str, n: int, *, progress: b
     from hw_profiles import get_profile
     from nas.search_config import host_measurer
 
+    if not len(front):
+        return []
     ordered = front.sort_values(latency).reset_index(drop=True)
     picks = spread_indices(len(ordered), n)
     measure = host_measurer(space, get_profile(device))
@@ -75,6 +77,8 @@ def _float(value) -> float | None:
 
 def with_measurements(front, latency: str, records: Sequence[dict]):
     """The front with ``<latency>.measured_ms`` and ``<latency>.measured_iqr_ms`` (NaN where unmeasured)."""
+    if not len(front):
+        return front
     by_trial = {r["trial"]: r["measured_ms"] for r in records}
     frame = front.copy()
     frame[f"{latency}.measured_ms"] = [by_trial[t]["value"] if t in by_trial else np.nan for t in frame["trial"]]
