@@ -35,6 +35,7 @@ from kernels.tvm_common import _tvm
 from kernels.tvm_db import Task, has_record, light_tensor_intrinsics, open_database
 
 MAX_EMPTY_ROUNDS = 3  # rounds without one valid candidate before a task is left to the default schedule
+COVERAGE_TRIALS = 2  # candidates per round while some task has no record yet
 POPULATION = 64  # evolutionary search population (TVM's default 512 is far too slow here)
 _LOG = logging.getLogger("kernels.tvm_tune")
 PHASE_S = {"build": 0.0}  # seconds spent building candidates in this process (for diagnostics)
@@ -127,7 +128,7 @@ def _make_builder(workers: int, timeout_s: float, state: dict):
     return PersistentBuilder()
 
 
-def _make_scheduler(tasks: Sequence[Task], state: dict):
+def _make_scheduler(tasks: Sequence[Task], ids: Sequence[int], state: dict, coverage_only: bool):
     from tvm.s_tir.meta_schedule.task_scheduler import PyTaskScheduler
     from tvm.ir.utils import derived_object
 
@@ -140,23 +141,23 @@ def _make_scheduler(tasks: Sequence[Task], state: dict):
 
         def _next(self) -> int:
             outer = self._outer()
-            for i in range(len(tasks)):
+            for i in range(len(ids)):
                 outer.touch_task(i)
             if time.monotonic() >= state["deadline"]:
                 state["stopped"] = "budget"
                 return -1
             live = [i for i, rec in enumerate(outer.tasks_) if not rec.is_terminated]
-            if not live:
+            uncovered = [i for i in live if state["best"][ids[i]] is None and state["empty"][ids[i]] < MAX_EMPTY_ROUNDS]
+            if not live or (coverage_only and not uncovered):
                 state["stopped"] = "done"
                 return -1
-            uncovered = [i for i in live if state["best"][i] is None and state["empty"][i] < MAX_EMPTY_ROUNDS]
             if uncovered:
-                task_id = min(uncovered, key=lambda i: (state["empty"][i], -tasks[i].total_flops))
+                task_id = min(uncovered, key=lambda i: (state["empty"][ids[i]], -tasks[ids[i]].total_flops))
             else:
                 def cost(i: int) -> float:
-                    best = state["best"][i]
-                    time_share = tasks[i].weight * (best if best is not None else 0.0)
-                    return time_share / math.sqrt(1 + state["rounds"][i])
+                    best = state["best"][ids[i]]
+                    time_share = tasks[ids[i]].weight * (best if best is not None else 0.0)
+                    return time_share / math.sqrt(1 + state["rounds"][ids[i]])
                 task_id = max(live, key=cost)
             if outer.tasks_[task_id].runner_futures is not None:
                 self.join_running_task(task_id)
@@ -165,7 +166,7 @@ def _make_scheduler(tasks: Sequence[Task], state: dict):
     return BudgetScheduler()
 
 
-def _make_callback(tasks: Sequence[Task], state: dict, on_progress):
+def _make_callback(tasks: Sequence[Task], ids: Sequence[int], state: dict, on_progress):
     from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
     from tvm.ir.utils import derived_object
 
@@ -176,7 +177,8 @@ def _make_callback(tasks: Sequence[Task], state: dict, on_progress):
         def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
             _guarded(state, self._apply)(task_id, runner_results)
 
-        def _apply(self, task_id, runner_results) -> None:
+        def _apply(self, local_id, runner_results) -> None:
+            task_id = ids[local_id]
             valid = [float(sum(r.run_secs) / len(r.run_secs)) for r in runner_results
                      if r.error_msg is None and r.run_secs and all(float(s) < 1e9 for s in r.run_secs)]
             state["rounds"][task_id] += 1
@@ -245,26 +247,37 @@ def tune(tasks: Sequence[Task], target, db_dir, *, budget_s: float, trials_per_r
         scale = max((t.flops for t in tasks), default=1.0) or 1.0
         state["best"] = [(tasks[i].flops / scale * 1e-3) if b is not None else None for i, b in enumerate(best)]
         _LOG.setLevel(logging.WARNING)
-        contexts = [ms.TuneContext(
-            mod=t.mod, target=target, space_generator="post-order-apply",
-            search_strategy=ms.search_strategy.EvolutionarySearch(
-                population_size=POPULATION, init_min_unmeasured=min(POPULATION, 16), genetic_num_iters=2,
-                init_measured_ratio=0.2, max_fail_count=3),
-            task_name=t.name, rand_state=seed + i, num_threads=threads, logger=_LOG).clone()
-            for i, t in enumerate(tasks)]
         builder = _make_builder(builders or max(1, os.cpu_count() or 1), timeout_s=60.0, state=state)
         runner = LocalRunner(timeout_sec=60.0, initializer=_runner_worker_init(threads),
                              evaluator_config=EvaluatorConfig(number=3, repeat=1, min_repeat_ms=40))
-        try:
-            cost_model = ms.cost_model.XGBModel(num_tuning_cores=threads)
-        except Exception:  # noqa: BLE001 - xgboost missing: a random cost model still finds valid schedules
-            cost_model = ms.cost_model.RandomModel()
-        callbacks = [*ms.measure_callback.MeasureCallback.create("default"), _make_callback(tasks, state, on_progress)]
-        ms.tune_tasks(tasks=contexts, task_weights=[t.weight for t in tasks], work_dir=str(db_dir),
-                      max_trials_global=10**9, max_trials_per_task=max_trials_per_task,
-                      num_trials_per_iter=trials_per_round, builder=builder, runner=runner, database=database,
-                      cost_model=cost_model, measure_callbacks=callbacks,
-                      task_scheduler=_make_scheduler(tasks, state))
+        uncovered = [i for i, b in enumerate(state["best"]) if b is None]
+        phases = [(uncovered, min(COVERAGE_TRIALS, trials_per_round), True)] if uncovered else []
+        if max_trials_per_task > COVERAGE_TRIALS or not uncovered:
+            phases.append((list(range(len(tasks))), trials_per_round, False))
+        for ids, per_round, coverage_only in phases:
+            if time.monotonic() >= state["deadline"]:
+                state["stopped"] = "budget"
+                break
+            contexts = [ms.TuneContext(
+                mod=tasks[i].mod, target=target, space_generator="post-order-apply",
+                search_strategy=ms.search_strategy.EvolutionarySearch(
+                    population_size=POPULATION, init_min_unmeasured=min(POPULATION, 16), genetic_num_iters=2,
+                    init_measured_ratio=0.2, max_fail_count=3),
+                task_name=tasks[i].name, rand_state=seed + i, num_threads=threads, logger=_LOG).clone() for i in ids]
+            cost_model = ms.cost_model.RandomModel()  # coverage: too few samples for a model to help
+            if not coverage_only:
+                try:  # retrained after every round: early stopping keeps that cheap
+                    cost_model = ms.cost_model.XGBModel(num_tuning_cores=threads, early_stopping_rounds=10,
+                                                        verbose_eval=10**6)
+                except Exception:  # noqa: BLE001 - xgboost missing: random still finds valid schedules
+                    pass
+            callbacks = [*ms.measure_callback.MeasureCallback.create("default"),
+                         _make_callback(tasks, ids, state, on_progress)]
+            ms.tune_tasks(tasks=contexts, task_weights=[tasks[i].weight for i in ids], work_dir=str(db_dir),
+                          max_trials_global=10**9, max_trials_per_task=max_trials_per_task,
+                          num_trials_per_iter=per_round, builder=builder, runner=runner, database=database,
+                          cost_model=cost_model, measure_callbacks=callbacks,
+                          task_scheduler=_make_scheduler(tasks, ids, state, coverage_only))
         database = open_database(db_dir)
         covered = sum(has_record(database, t, target) for t in tasks)
         return TuneSummary(elapsed_s=time.monotonic() - start, rounds=sum(state["rounds"]), trials=state["trials"],

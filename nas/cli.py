@@ -124,7 +124,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     settings = ProfileSettings(samples=args.samples, coverage=args.coverage, backend=args.backend,
                                threads=args.threads, repeats=args.repeats, seed=args.seed, chunk=args.chunk,
-                               drift_correction=not args.no_drift_correction)
+                               drift_correction=not args.no_drift_correction, rpc_tracker=args.rpc_tracker)
     report = profile_device(get_space(args.space), args.device, Path(args.out), settings=settings,
                             progress=not args.no_progress)
     print(json.dumps(report, indent=2) if args.json else render_report(report, Path(args.out)))
@@ -227,7 +227,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         arch_obj=load_arch_json(args.arch) if args.arch is not None else None, space=args.space,
         checkpoint=Path(args.checkpoint) if args.checkpoint else None, device=args.device,
         dynamic_batch=args.dynamic_batch, latency_model=Path(args.latency_model) if args.latency_model else None,
-        repeats=args.repeats, log=(lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr)))
+        repeats=args.repeats, tune_minutes=args.tune_minutes,
+        tuning_db=Path(args.tuning_db) if args.tuning_db else None,
+        log=(lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr)))
     print(json.dumps(report, indent=2) if args.json else render_summary(report, Path(args.out)))
     return 0
 
@@ -237,6 +239,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from nas.quickstart_config import QuickstartConfig
 
     run_quickstart(QuickstartConfig.from_toml(Path(args.config)), Path(args.out), progress=not args.no_progress)
+    return 0
+
+
+def cmd_tune_space(args: argparse.Namespace) -> int:
+    from nas.tuning import render_report, tune_space
+
+    report = tune_space(args.space, device=args.device, minutes=args.minutes, resolutions=args.resolutions,
+                        db=Path(args.db) if args.db else None, check=args.check, seed=args.seed,
+                        max_trials_per_task=args.max_trials_per_task,
+                        progress=not args.no_progress,
+                        log=(lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr)))
+    print(json.dumps(report, indent=2) if args.json else render_report(report))
     return 0
 
 
@@ -261,9 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("profile", help="build a device's latency model from measured subnets and layers")
-    p.add_argument("--device", required=True, help="a cpu profile measured on this host, e.g. host-cpu")
+    p.add_argument("--device", required=True,
+                   help="a cpu profile: this host (host-cpu) or a board it reaches over TVM RPC (rpi4)")
     p.add_argument("--space", required=True, help="a registered space with a supernet (see `nas spaces`)")
     p.add_argument("--samples", type=_int_at_least(10), default=200, help="subnets to measure (default 200)")
+    p.add_argument("--rpc-tracker", metavar="HOST:PORT",
+                   help="TVM RPC tracker of a board profile (default: the profile's rpc_tracker or $HWNAS_RPC_TRACKER)")
     p.add_argument("--backend", choices=["onnxruntime", "tvm", "torch"], help="default: the profile's backend")
     p.add_argument("--threads", type=_int_at_least(1), help="intra-op threads (default: the profile's)")
     p.add_argument("--repeats", type=_int_at_least(1), default=20, help="timed runs per measurement (default 20)")
@@ -358,7 +375,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=_int_at_least(1), default=20, help="timed runs per format (default 20)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--tune-minutes", type=float, default=0.0,
+                   help="first tune the subnet's TVM tasks for this long into the (device, space) database (default 0)")
+    p.add_argument("--tuning-db", help="TVM tuning database folder (default: the cache's, see `nas tune-space`)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("tune-space", help="tune a space's TVM layer workloads once into a persistent database")
+    p.add_argument("space", help="a registered space (see `nas spaces`)")
+    p.add_argument("--device", required=True, help="a cpu profile (tuned and measured on this host), e.g. host-cpu")
+    p.add_argument("--minutes", required=True, type=float, help="wall-clock tuning budget in minutes (> 0)")
+    p.add_argument("--resolutions", help="comma-separated input resolutions to tune (default: all the space's)")
+    p.add_argument("--db", help="database folder (default $HWNAS_CACHE_DIR, else $XDG_CACHE_HOME/hwnas, else "
+                                "~/.cache/hwnas, then tvm-db/PROFILE@V/SPACE@V)")
+    p.add_argument("--check", type=_int_at_least(0), default=5,
+                   help="random subnets whose database hit rate is reported afterwards (default 5)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default 0)")
+    p.add_argument("--max-trials-per-task", type=_int_at_least(1), default=1000,
+                   help="stop tuning a task after this many candidates (default 1000; 2: coverage only)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_tune_space)
     return parser
 
 

@@ -120,12 +120,15 @@ def _cpu_profile(device: str):
 def export_subnet(supernet, arch: ArchConfig, out: Path, *, formats: Sequence[str] = FORMATS,
                   device: str = "host-cpu", dynamic_batch: bool = False, weights: str = "checkpoint",
                   checkpoint_sha256: str | None = None, latency_model: Path | None = None,
-                  bn_statistics: str | None = None,
+                  bn_statistics: str | None = None, tune_minutes: float = 0.0, tuning_db: Path | None = None,
                   warmup: int = 3, repeats: int = 20, log: Callable[[str], None] | None = None) -> dict:
     """Export ``supernet.extract(arch)`` into the new folder ``out``; returns the report (module docstring).
 
     ``weights`` says where the supernet's weights came from ("checkpoint" or "random-init");
-    ``supernet`` should already have BN statistics fit for ``arch`` (``recalibrate_bn``)."""
+    ``supernet`` should already have BN statistics fit for ``arch`` (``recalibrate_bn``).
+    The TVM library is compiled from the (device, space) tuning database (``tuning_db``, default
+    ``nas.tuning.default_db_dir``) when it exists; ``tune_minutes`` > 0 first tunes the subnet's
+    tasks (missing ones first, seeded from the database) for that long and stores the records."""
     import torch
 
     from kernels.timing import check_protocol
@@ -134,6 +137,8 @@ def export_subnet(supernet, arch: ArchConfig, out: Path, *, formats: Sequence[st
     log = log or (lambda msg: None)
     formats = parse_formats(formats)
     check_protocol(warmup=warmup, repeats=repeats)
+    if isinstance(tune_minutes, bool) or not isinstance(tune_minutes, (int, float)) or not 0 <= tune_minutes < float("inf"):
+        raise ExportError(f"--tune-minutes must be a number >= 0, got {tune_minutes!r}")
     out = check_out_dir(out)
     profile = _cpu_profile(device)
     threads = profile.spec.threads or (os.cpu_count() or 1)
@@ -175,12 +180,17 @@ def export_subnet(supernet, arch: ArchConfig, out: Path, *, formats: Sequence[st
                 "input_shape": list(shape), "weights": weights, "checkpoint_sha256": checkpoint_sha256}
         (tmp / "arch.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         runners = {}
+        from nas.tuning import default_db_dir
+
+        tuning = {"db": Path(tuning_db) if tuning_db is not None else default_db_dir(profile, space),
+                  "minutes": float(tune_minutes), "log": log}
         for fmt in formats:
             t = time.perf_counter()
             log(f"exporting {fmt}")
             try:
+                extra = {"tuning": tuning} if fmt == "tvm" else {}
                 entry, runner = _EXPORTERS[fmt](module, x, reference, tmp, threads=threads,
-                                                dynamic_batch=dynamic_batch, batch=(batch_x, batch_reference))
+                                                dynamic_batch=dynamic_batch, batch=(batch_x, batch_reference), **extra)
             except Exception as err:  # noqa: BLE001 - every failure names its step
                 raise _step_error(_STEP[fmt], err) from err
             entry["file"] = FILES[fmt]
@@ -188,6 +198,9 @@ def export_subnet(supernet, arch: ArchConfig, out: Path, *, formats: Sequence[st
             steps[f"{fmt}_s"] = time.perf_counter() - t
             report["formats"][fmt] = entry
             runners[fmt] = runner
+            if fmt == "tvm":
+                report["tvm_schedule"] = entry["tvm_schedule"]
+                report["tuning"] = entry["tuning"]
         t = time.perf_counter()
         log("timing the exported files")
         from hw_profiles.metric import Metric
@@ -271,21 +284,42 @@ def _export_onnx(module, x, reference, folder: Path, *, threads: int, dynamic_ba
     return entry, runner
 
 
-def _export_tvm(module, x, reference, folder: Path, *, threads: int, dynamic_batch: bool, batch) -> tuple:
-    from kernels import tvm_build
+def _export_tvm(module, x, reference, folder: Path, *, threads: int, dynamic_batch: bool, batch,
+                tuning: dict | None = None) -> tuple:
+    from kernels import tvm_build, tvm_db
     from kernels.onnx_export import export_onnx
     from kernels.runners import TvmLibraryRunner
+    from kernels.tvm_schedule import legalize
 
     target = tvm_build.host_target(threads)
+    db_dir = Path(tuning["db"]) if tuning else None
+    minutes = float(tuning["minutes"]) if tuning else 0.0
+    summary = None
     with tempfile.TemporaryDirectory(prefix="tvm-", dir=folder) as work:
         onnx_path = export_onnx(module, x, Path(work) / "static.onnx", opset=OPSET)  # TVM ships static shapes
-        mod = tvm_build.default_schedule(tvm_build.import_onnx(onnx_path), target)
-        executable = tvm_build.build(mod, target)
+        mod = tvm_build.import_onnx(onnx_path)
+        if minutes > 0:
+            from kernels.tvm_tune import tune
+
+            tasks = tvm_db.merge_tasks(tvm_db.extract_tasks(legalize(mod, target), target))
+            tuning["log"](f"tuning {len(tasks)} TVM tasks for {minutes:g} min into {db_dir}")
+            summary = tune(tasks, target, db_dir, budget_s=minutes * 60.0)
+        database = None
+        if db_dir is not None and (db_dir / tvm_db.RECORD_FILE).exists():
+            database = tvm_db.open_database(db_dir, create=False)
+        executable, stats = tvm_db.compile_relax(mod, target, database)
     tvm_build.export_library(executable, folder / FILES["tvm"])
     runner = TvmLibraryRunner(folder / FILES["tvm"], x.numpy(), threads=threads)  # reloaded from disk
     parity = _parity(reference, runner.run(x.numpy()))
     _check_parity("TVM (reloaded model.so)", parity)
-    return {"schedule": "untuned (kernels.tvm_build.default_schedule)", "target": str(target),
+    schedule = "metaschedule-db" if stats.tasks_hit else "default"
+    provenance = {"db": str(db_dir) if db_dir is not None else None, "tasks_hit": stats.tasks_hit,
+                  "tasks_total": stats.tasks_total, "flops_coverage": round(stats.flops_coverage, 4),
+                  "minutes_tuned": round(summary.elapsed_s / 60.0, 3) if summary is not None else 0.0,
+                  "trials": summary.trials if summary is not None else 0}
+    return {"schedule": ("MetaSchedule records from the tuning database, default schedule for the other tasks"
+                         if stats.tasks_hit else "untuned (kernels.tvm_build.default_schedule)"),
+            "tvm_schedule": schedule, "tuning": provenance, "target": str(target),
             "batch": int(x.shape[0]), "runtime": "relax.VirtualMachine",
             "parity": {**parity, "against": "the extracted subnet (torch)", "reloaded": True}}, runner
 

@@ -14,11 +14,13 @@ from search_spaces import get_space
 def resolve_and_export(*, out: Path, formats: Sequence[str], job: str | None = None, trial: int | None = None,
                        storage: str = "sqlite:///nas.db", arch_obj: dict | None = None, space: str | None = None,
                        checkpoint: Path | None = None, device: str = "host-cpu", dynamic_batch: bool = False,
-                       latency_model: Path | None = None, repeats: int = 20,
-                       log: Callable[[str], None] | None = None) -> dict:
+                       latency_model: Path | None = None, repeats: int = 20, tune_minutes: float = 0.0,
+                       tuning_db: Path | None = None, log: Callable[[str], None] | None = None) -> dict:
     """``nas export``: find the arch (a job's trial or ``arch_obj``) and the weights (a ``nas train``
     folder, else a freshly initialised supernet), recalibrate BN for the arch, export."""
     formats = parse_formats(formats)
+    if isinstance(tune_minutes, bool) or not isinstance(tune_minutes, (int, float)) or not 0 <= tune_minutes < float("inf"):
+        raise ExportError(f"--tune-minutes must be a number >= 0, got {tune_minutes!r}")
     out = check_out_dir(out)
     _cpu_profile(device)
     if (job is None) == (arch_obj is None):
@@ -81,7 +83,7 @@ def resolve_and_export(*, out: Path, formats: Sequence[str], job: str | None = N
                          weights="checkpoint" if evaluator is not None else "random-init",
                          checkpoint_sha256=evaluator.checkpoint_hash if evaluator is not None else None,
                          latency_model=latency_model, bn_statistics=bn, warmup=min(3, repeats), repeats=repeats,
-                         log=log)
+                         tune_minutes=tune_minutes, tuning_db=tuning_db, log=log)
 
 
 def render_summary(report: dict, out: Path) -> str:
