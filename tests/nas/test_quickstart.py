@@ -25,12 +25,11 @@ QUICKSTART = REPO / "experiments" / "quickstart.toml"
 
 # the shipped config, shrunk: the same tables and objectives, tiny budgets
 SMALL = {
-    "epochs = 4": "epochs = 2\nsteps_per_epoch = 4\ncalib_batches = 2",
-    "samples = 40": "samples = 12",
-    "repeats = 10": "repeats = 3",
-    "budget = 40": "budget = 10\nbatch_size = 5",
+    "epochs = 8": "epochs = 2\nsteps_per_epoch = 4\ncalib_batches = 2",
+    "samples = 60": "samples = 12",
+    "budget = 50": "budget = 10\nbatch_size = 5",
     "latency_budget_ms = 0.25": "latency_budget_ms = 100.0",
-    "repeats = 20": "repeats = 5",
+    "repeats = 20": "repeats = 3",  # the first one: [profile]
 }
 
 
@@ -165,7 +164,7 @@ def test_rerun_skips_and_a_larger_budget_extends_the_same_jobs(run, capsys, tmp_
     assert {job: trials_of(out, job) for job in before} == before
     assert json.loads((out / "export" / "report.json").read_text())["formats"]["onnx"]["sha256"] == export_sha
 
-    bigger = small_config(tmp_path, **{"budget = 40": "budget = 14\nbatch_size = 5"})
+    bigger = small_config(tmp_path, **{"budget = 50": "budget = 14\nbatch_size = 5"})
     assert main(["run", str(bigger), "--out", str(out), "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert [summary["stages"][s]["status"] for s in ("train", "profile", "search")] == ["skipped", "skipped", "done"]
@@ -176,7 +175,7 @@ def test_rerun_skips_and_a_larger_budget_extends_the_same_jobs(run, capsys, tmp_
     capsys.readouterr()
 
     # nothing within the latency budget: one line, exit 2, finished stages untouched
-    tight = small_config(tmp_path, **{"budget = 40": "budget = 14\nbatch_size = 5",
+    tight = small_config(tmp_path, **{"budget = 50": "budget = 14\nbatch_size = 5",
                                       "latency_budget_ms = 0.25": "latency_budget_ms = 0.0001"})
     assert main(["run", str(tight), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
@@ -188,13 +187,13 @@ def test_rerun_skips_and_a_larger_budget_extends_the_same_jobs(run, capsys, tmp_
 def test_bad_config_is_one_line_and_writes_nothing(tmp_path, capsys, case):
     edits = {
         "table": {"[front]": "[fronts]"},
-        "key": {"epochs = 4": "epoch = 4"},
+        "key": {"epochs = 8": "epoch = 4"},
         "device": {'device = "host-cpu"': 'device = "zcu104"'},
         "no-latency": {'metric = "host-cpu.latency_ms"': 'metric = "macs"'},
         "storage": {'job = "quickstart"': 'job = "quickstart"\nstorage = "sqlite:///x.db"'},
         "metric": {'metric = "zcu104.latency_ms"': 'metric = "zcu104.latency_s"'},
         "budget": {"latency_budget_ms = 0.25": "latency_budget_ms = -1"},
-        "data-type": {"samples = 40": 'samples = "many"'},
+        "data-type": {"samples = 60": 'samples = "many"'},
     }[case]
     text = QUICKSTART.read_text()
     for old, new in edits.items():
