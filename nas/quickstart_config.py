@@ -24,7 +24,7 @@ from pathlib import Path
 from hw_profiles import get_profile
 from nas.config_io import ConfigError, read_toml, typed_values
 from nas.export import FORMATS, parse_formats
-from nas.objectives import MetricCatalog, ObjectiveError
+from nas.objectives import Constraint, MetricCatalog, Objective, ObjectiveError
 from nas.profiling import ProfileSettings
 from nas.search_config import SearchConfig
 from nas.train_config import TrainConfig
@@ -89,8 +89,9 @@ class QuickstartConfig:
         if get_profile(device).kind != "cpu":  # an unknown name lists the profiles
             raise ConfigError(f"{source} [profile]: device {device!r} is not a cpu profile measured on this host; "
                               "use host-cpu")
+        profile_values = typed_values(ProfileSettings, profile_table, source=f"{source} [profile]")
         try:
-            profile = ProfileSettings(**typed_values(ProfileSettings, profile_table, source=f"{source} [profile]"))
+            profile = ProfileSettings(**profile_values)
         except NASError as err:
             raise ConfigError(f"{source} [profile]: {err}") from None
         search_table = dict(_table(blob, "search", source))
@@ -155,6 +156,16 @@ def _table(blob: dict, key: str, source: str) -> dict:
 
 def _check_metrics(probe: SearchConfig, device: str, space_name: str, source: str) -> tuple[str, str]:
     """Every metric resolves; returns the names of the accuracy and the device-latency objectives."""
+    from nas.searchers import list_searchers
+
+    algorithms = [*list_searchers(), "linas"]
+    if probe.search.algorithm not in algorithms:
+        raise ConfigError(f"{source} [search]: algorithm {probe.search.algorithm!r} is not one of {algorithms}")
+    try:  # directions and constraint operators, as the search will build them
+        [Objective(o.name, o.metric, direction=o.direction) for o in probe.objectives]
+        [Constraint(c.metric, c.op, c.bound) for c in probe.constraints]
+    except ObjectiveError as err:
+        raise ConfigError(f"{source}: {err}") from None
     space = get_space(space_name)
     catalog = MetricCatalog(space, latency_models={device: None})  # presence is all check() reads
     metrics = [o.metric for o in probe.objectives] + [c.metric for c in probe.constraints]

@@ -183,7 +183,8 @@ def test_rerun_skips_and_a_larger_budget_extends_the_same_jobs(run, capsys, tmp_
     assert (out / "export" / "report.json").exists()
 
 
-@pytest.mark.parametrize("case", ["table", "key", "device", "no-latency", "storage", "metric", "budget", "data-type"])
+@pytest.mark.parametrize("case", ["table", "key", "device", "no-latency", "storage", "metric", "budget", "data-type",
+                                  "algorithm", "direction", "op"])
 def test_bad_config_is_one_line_and_writes_nothing(tmp_path, capsys, case):
     edits = {
         "table": {"[front]": "[fronts]"},
@@ -194,6 +195,9 @@ def test_bad_config_is_one_line_and_writes_nothing(tmp_path, capsys, case):
         "metric": {'metric = "zcu104.latency_ms"': 'metric = "zcu104.latency_s"'},
         "budget": {"latency_budget_ms = 0.25": "latency_budget_ms = -1"},
         "data-type": {"samples = 60": 'samples = "many"'},
+        "algorithm": {'algorithm = "linas"': 'algorithm = "lineas"'},
+        "direction": {'direction = "maximize"': 'direction = "maximise"'},
+        "op": {'op = "<="': 'op = "<"'},
     }[case]
     text = QUICKSTART.read_text()
     for old, new in edits.items():
