@@ -33,6 +33,7 @@ from kernels.tvm_common import _tvm
 
 WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
+DEFAULT_TIMES_FILE = "default_schedule_times.json"  # {task key: seconds of the default schedule}
 _FOREIGN_INTRINSICS = ("cuda", "rocm", "hexagon", "arm_cpu", "metal", "riscv_cpu")
 
 
@@ -198,6 +199,49 @@ def open_database(folder, *, create: bool = True):
                           f"{(str(err).strip().splitlines() or [''])[0][:200]}") from err
 
 
+def load_default_times(folder) -> dict[str, float]:
+    """``{str(task.key): seconds}`` of each task's default schedule as measured while tuning (or {})."""
+    try:
+        data = json.loads((Path(folder) / DEFAULT_TIMES_FILE).read_text(encoding="utf-8"))
+        return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def save_default_times(folder, times: dict[str, float]) -> None:
+    """Merge ``times`` into the folder's default-schedule times (atomic rewrite)."""
+    merged = {**load_default_times(folder), **{str(k): float(v) for k, v in times.items()}}
+    _write_atomic(Path(folder) / DEFAULT_TIMES_FILE, [json.dumps(merged, sort_keys=True)])
+
+
+def best_record(database, task: Task, target):
+    """The fastest valid record of ``task`` in ``database``, or None."""
+    if not database.has_workload(task.mod):
+        return None
+    return database.query_tuning_record(task.mod, target, "main")
+
+
+def _useful_records(tasks: list[Task], database, target, default_times: dict[str, float]):
+    """A MemoryDatabase with the best record of each task that beats its default schedule (a task
+    whose default time is unknown keeps its record)."""
+    from tvm.s_tir.meta_schedule.database import MemoryDatabase, TuningRecord
+
+    memory = MemoryDatabase()
+    used = 0
+    for task in tasks:
+        record = best_record(database, task, target)
+        if record is None or not record.run_secs:
+            continue
+        seconds = sum(float(v) for v in record.run_secs) / len(record.run_secs)
+        default = default_times.get(str(task.key))
+        if default is not None and default <= seconds:
+            continue
+        memory.commit_tuning_record(TuningRecord(record.trace, memory.commit_workload(record.workload.mod), record.run_secs,
+                                                 record.target, record.args_info))
+        used += 1
+    return memory, used
+
+
 def has_record(database, task: Task, target) -> bool:
     """Whether ``database`` holds a valid (successfully measured) record for ``task``."""
     if not database.has_workload(task.mod):
@@ -211,9 +255,11 @@ def hit_stats(tasks: list[Task], database, target) -> HitStats:
     return HitStats(len(tasks), len(hits), sum(t.total_flops for t in tasks), sum(t.total_flops for t in hits))
 
 
-def compile_relax(mod, target, database=None):
+def compile_relax(mod, target, database=None, *, default_times: dict[str, float] | None = None):
     """Legalise ``mod``, apply ``database``'s records, schedule the rest by the default rules and
-    build. Returns ``(executable, HitStats)``; without a database every task is default-scheduled."""
+    build. Returns ``(executable, HitStats)``; without a database every task is default-scheduled.
+    A record slower than the task's measured default schedule (``default_times``, see
+    :func:`load_default_times`) is not applied: a partly tuned build is never slower per task."""
     tvm = _tvm()
     from tvm import relax
 
@@ -228,8 +274,9 @@ def compile_relax(mod, target, database=None):
         stats = hit_stats(tasks, database, target)
         if stats.tasks_hit:
             light_tensor_intrinsics()
+            useful, _ = _useful_records(tasks, database, target, default_times or {})
             try:
-                with target, database, tvm.transform.PassContext(opt_level=3):
+                with target, useful, tvm.transform.PassContext(opt_level=3):
                     mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
             except Exception as err:  # noqa: BLE001
                 raise KernelError(f"TVM build failed: applying the tuning database: {type(err).__name__}: "
@@ -238,8 +285,8 @@ def compile_relax(mod, target, database=None):
     return build(mod, target), stats
 
 
-def compile_onnx_tuned(path, target, database=None, *, input_shape=None):
+def compile_onnx_tuned(path, target, database=None, *, input_shape=None, default_times=None):
     """:func:`compile_relax` of the ONNX model at ``path`` (static shape): ``(executable, HitStats)``."""
     from kernels.tvm_build import import_onnx
 
-    return compile_relax(import_onnx(path, input_shape=input_shape), target, database)
+    return compile_relax(import_onnx(path, input_shape=input_shape), target, database, default_times=default_times)

@@ -25,6 +25,7 @@ import fcntl
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,8 @@ from typing import Callable, Sequence
 
 from kernels.errors import KernelError
 from kernels.tvm_common import _tvm
-from kernels.tvm_db import Task, has_record, light_tensor_intrinsics, open_database
+from kernels.tvm_db import (Task, has_record, light_tensor_intrinsics, load_default_times, open_database,
+                            save_default_times)
 
 MAX_EMPTY_ROUNDS = 3  # rounds without one valid candidate before a task is left to the default schedule
 COVERAGE_TRIALS = 2  # candidates per round while some task has no record yet
@@ -200,6 +202,35 @@ def _make_callback(tasks: Sequence[Task], ids: Sequence[int], state: dict, on_pr
     return Progress()
 
 
+def _measure_defaults(tasks: Sequence[Task], target, builder, runner, db_dir: Path) -> None:
+    """Time each task's default schedule (``kernels.tvm_schedule``) with the tuning builder and runner
+    once, into ``db_dir``'s default-times file: compiles apply only records that beat it."""
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+    from tvm.s_tir.meta_schedule.builder import BuilderInput
+    from tvm.s_tir.meta_schedule.runner import RunnerInput
+
+    from kernels.tvm_schedule import schedule_legalized
+
+    known = load_default_times(db_dir)
+    todo = [t for t in tasks if str(t.key) not in known]
+    if not todo:
+        return
+    from tvm import IRModule
+
+    mods = [schedule_legalized(IRModule({"main": t.mod["main"]}), target) for t in todo]  # a copy: tasks stay unscheduled
+    built = builder.build([BuilderInput(m, target) for m in mods])
+    times = {}
+    for task, mod, result in zip(todo, mods, built):
+        if result.error_msg is not None:
+            continue
+        args = ArgInfo.from_entry_func(mod, remove_preproc=True)
+        run = runner.run([RunnerInput(result.artifact_path, "llvm", args)])[0].result()
+        shutil.rmtree(os.path.dirname(result.artifact_path), ignore_errors=True)
+        if run.error_msg is None and run.run_secs:
+            times[str(task.key)] = sum(float(v) for v in run.run_secs) / len(run.run_secs)
+    save_default_times(db_dir, times)
+
+
 class _Lock:
     """An exclusive, non-blocking ``flock`` on ``folder/.tune.lock``."""
 
@@ -250,6 +281,7 @@ def tune(tasks: Sequence[Task], target, db_dir, *, budget_s: float, trials_per_r
         builder = _make_builder(builders or max(1, os.cpu_count() or 1), timeout_s=60.0, state=state)
         runner = LocalRunner(timeout_sec=60.0, initializer=_runner_worker_init(threads),
                              evaluator_config=EvaluatorConfig(number=3, repeat=1, min_repeat_ms=40))
+        _measure_defaults(tasks, target, builder, runner, db_dir)
         uncovered = [i for i, b in enumerate(state["best"]) if b is None]
         phases = [(uncovered, min(COVERAGE_TRIALS, trials_per_round), True)] if uncovered else []
         if max_trials_per_task > COVERAGE_TRIALS or not uncovered:

@@ -108,20 +108,29 @@ def _check_parity(label: str, parity: dict) -> None:
 
 
 def _cpu_profile(device: str):
+    """The export's device profile: this host, a board (RPC), a GPU or an MCU; not an FPGA model."""
     from hw_profiles import get_profile
 
     profile = get_profile(device)
-    if profile.kind != "cpu":
-        raise ExportError(f"--device: nas export builds and measures on this host: {profile.ref} is a "
-                          f"{profile.kind} profile; use a cpu profile such as host-cpu")
+    if profile.kind == "fpga":
+        raise ExportError(f"--device: {profile.ref} is an fpga profile (an analytic accelerator model) with no TVM "
+                          "target; use host-cpu, a board (rpi4), a gpu (h100) or an mcu (stm32f746) profile")
     return profile
+
+
+def _checked_parity(label: str) -> Callable:
+    def check(reference: np.ndarray, got: np.ndarray) -> dict:
+        parity = _parity(reference, got)
+        _check_parity(label, parity)
+        return parity
+    return check
 
 
 def export_subnet(supernet, arch: ArchConfig, out: Path, *, formats: Sequence[str] = FORMATS,
                   device: str = "host-cpu", dynamic_batch: bool = False, weights: str = "checkpoint",
                   checkpoint_sha256: str | None = None, latency_model: Path | None = None,
                   bn_statistics: str | None = None, tune_minutes: float = 0.0, tuning_db: Path | None = None,
-                  warmup: int = 3, repeats: int = 20, log: Callable[[str], None] | None = None) -> dict:
+                  rpc_tracker: str | None = None, warmup: int = 3, repeats: int = 20, log: Callable[[str], None] | None = None) -> dict:
     """Export ``supernet.extract(arch)`` into the new folder ``out``; returns the report (module docstring).
 
     ``weights`` says where the supernet's weights came from ("checkpoint" or "random-init");
@@ -140,8 +149,11 @@ def export_subnet(supernet, arch: ArchConfig, out: Path, *, formats: Sequence[st
     if isinstance(tune_minutes, bool) or not isinstance(tune_minutes, (int, float)) or not 0 <= tune_minutes < float("inf"):
         raise ExportError(f"--tune-minutes must be a number >= 0, got {tune_minutes!r}")
     out = check_out_dir(out)
+    from nas.export_targets import export_tvm_for_device, is_host_profile
+
     profile = _cpu_profile(device)
-    threads = profile.spec.threads or (os.cpu_count() or 1)
+    on_host = is_host_profile(profile)
+    threads = (profile.spec.threads if on_host else 0) or (os.cpu_count() or 1)
     space = supernet.space
     arch = space.validate(arch)
     predictor = None
@@ -188,15 +200,25 @@ def export_subnet(supernet, arch: ArchConfig, out: Path, *, formats: Sequence[st
             t = time.perf_counter()
             log(f"exporting {fmt}")
             try:
-                extra = {"tuning": tuning} if fmt == "tvm" else {}
-                entry, runner = _EXPORTERS[fmt](module, x, reference, tmp, threads=threads,
-                                                dynamic_batch=dynamic_batch, batch=(batch_x, batch_reference), **extra)
+                if fmt == "tvm" and not on_host:
+                    entry, runner = export_tvm_for_device(
+                        module, x, reference, tmp, profile=profile, parity=_checked_parity(f"TVM ({profile.ref})"),
+                        rpc_tracker=rpc_tracker, warmup=warmup, repeats=repeats), None
+                else:
+                    extra = {"tuning": tuning} if fmt == "tvm" else {}
+                    entry, runner = _EXPORTERS[fmt](module, x, reference, tmp, threads=threads,
+                                                    dynamic_batch=dynamic_batch, batch=(batch_x, batch_reference),
+                                                    **extra)
             except Exception as err:  # noqa: BLE001 - every failure names its step
                 raise _step_error(_STEP[fmt], err) from err
-            entry["file"] = FILES[fmt]
-            entry["sha256"] = file_sha256(tmp / FILES[fmt])
+            entry.setdefault("file", FILES[fmt])
+            entry["sha256"] = file_sha256(tmp / entry["file"])
             steps[f"{fmt}_s"] = time.perf_counter() - t
             report["formats"][fmt] = entry
+            if not on_host:
+                if "latency_ms" not in entry:
+                    entry["latency_note"] = f"not timed: {profile.ref} is not this host"
+                continue
             runners[fmt] = runner
             if fmt == "tvm":
                 report["tvm_schedule"] = entry["tvm_schedule"]
@@ -222,6 +244,10 @@ def export_subnet(supernet, arch: ArchConfig, out: Path, *, formats: Sequence[st
             metric = predictor.predict([arch])[0]
             report["predicted_latency_ms"] = {**metric.to_dict(), "backend": predictor.backend,
                                               "threads": predictor.threads}
+        if profile.kind in ("gpu", "mcu"):
+            from hw_profiles import cost_model_for
+
+            report["estimated"] = {k: m.to_dict() for k, m in cost_model_for(profile).metrics(space.layers(arch)).items()}
         steps["total_s"] = time.perf_counter() - start
         report["timing"] = {"warmup": warmup, "repeats": repeats}
         report["steps_s"] = {k: round(v, 3) for k, v in steps.items()}
@@ -307,7 +333,8 @@ def _export_tvm(module, x, reference, folder: Path, *, threads: int, dynamic_bat
         database = None
         if db_dir is not None and (db_dir / tvm_db.RECORD_FILE).exists():
             database = tvm_db.open_database(db_dir, create=False)
-        executable, stats = tvm_db.compile_relax(mod, target, database)
+        executable, stats = tvm_db.compile_relax(
+            mod, target, database, default_times=tvm_db.load_default_times(db_dir) if database is not None else None)
     tvm_build.export_library(executable, folder / FILES["tvm"])
     runner = TvmLibraryRunner(folder / FILES["tvm"], x.numpy(), threads=threads)  # reloaded from disk
     parity = _parity(reference, runner.run(x.numpy()))

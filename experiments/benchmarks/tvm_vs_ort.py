@@ -65,7 +65,7 @@ def bench_space(name: str, r: int, minutes: float, repeats: int, work: Path) -> 
         module = supernet.extract(arch).eval()
         x = torch.randn((1, *space.input_shape(arch)), generator=torch.Generator().manual_seed(i))
         path = export_onnx(module, x, work / f"{name}-{i}.onnx")
-        tuned, stats = tvm_db.compile_onnx_tuned(path, target, database)
+        tuned, stats = tvm_db.compile_onnx_tuned(path, target, database, default_times=tvm_db.load_default_times(db))
         untuned, _ = tvm_db.compile_onnx_tuned(path, target, None)
         models = {"tvm_tuned": tvm_build.TvmModel(tuned, threads=threads),
                   "tvm_untuned": tvm_build.TvmModel(untuned, threads=threads)}
