@@ -8,6 +8,9 @@ parity figures and measured latencies of the report, and the machine.
 
     python experiments/benchmarks/export_time.py [--seed 0] [--repeats 20]
 
+With ``--tuning-db DIR`` each subnet is also exported (TVM only) compiled from the database
+``DIR/<space>`` and reported under ``from_tuned_db`` (``export_s``, schedule provenance).
+
 Prints one JSON object: {"subnets": {name: {"export_s": ..., "steps_s": {...}, ...}}, "machine": {...}}.
 """
 
@@ -34,7 +37,18 @@ def machine() -> dict:
             "python": platform.python_version(), "cpus": os.cpu_count()}
 
 
-def bench(space_name: str, resolution: int | None, seed: int, repeats: int) -> dict:
+def bench_tuned(space_name: str, arch, repeats: int, tuning_db: Path) -> dict:
+    """``export_s`` of a TVM-only export compiled from a tuning database (``nas tune-space``)."""
+    with tempfile.TemporaryDirectory(prefix="hwnas-export-bench-") as tmp:
+        start = time.perf_counter()
+        report = resolve_and_export(out=Path(tmp) / "out", formats="tvm", arch_obj=arch.to_dict(), space=space_name,
+                                    repeats=repeats, tuning_db=tuning_db)
+        wall = time.perf_counter() - start
+    return {"export_s": round(wall, 2), "tvm_s": report["steps_s"].get("tvm_s"), "tvm_schedule": report["tvm_schedule"],
+            "tuning": report["tuning"], "tvm_latency_ms": round(report["formats"]["tvm"]["latency_ms"]["value"], 3)}
+
+
+def bench(space_name: str, resolution: int | None, seed: int, repeats: int, tuning_db: Path | None = None) -> dict:
     space = nas.get_space(space_name)
     arch = space.sample(np.random.default_rng(seed))
     if resolution is not None:
@@ -54,6 +68,7 @@ def bench(space_name: str, resolution: int | None, seed: int, repeats: int) -> d
                                       "iqr": round(e["latency_ms"]["spread"], 3)}
                        for e in report["formats"].values()},
         "file_bytes": sizes, "threads": report["threads"],
+        **({"from_tuned_db": bench_tuned(space_name, arch, repeats, tuning_db / space_name)} if tuning_db else {}),
     }
 
 
@@ -61,8 +76,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--tuning-db", type=Path,
+                        help="folder with one tuning database per space (DIR/SPACE, from `nas tune-space --db`): also "
+                             "report export_s of a TVM export compiled from it")
     args = parser.parse_args()
-    results = {label: bench(space, resolution, args.seed, args.repeats) for label, space, resolution in SUBNETS}
+    results = {label: bench(space, resolution, args.seed, args.repeats, args.tuning_db)
+               for label, space, resolution in SUBNETS}
     print(json.dumps({"subnets": results, "tvm": "untuned default schedule (kernels.tvm_build)",
                       "machine": machine()}, indent=2))
 
