@@ -37,6 +37,15 @@ class CpuSpec:
     backend: str = "onnxruntime"
     threads: int = 0  # 0: every core
     target: str = "llvm"  # TVM target kind for builds on this CPU
+    # A board other than this host: LLVM triple/CPU/features for TVM cross builds (empty: this host),
+    # the compiler that links its .so (empty: object files in a .tar), and the TVM RPC tracker key
+    # it registers under (empty: measured on this host). The tracker is HOST:PORT.
+    mtriple: str = ""
+    mcpu: str = ""
+    mattr: str = ""  # comma-separated, e.g. "+neon"
+    cross_compiler: str = ""
+    rpc_key: str = ""
+    rpc_tracker: str = "127.0.0.1:9190"
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class GpuSpec:
     memory_efficiency: float  # fraction of peak bandwidth reached
     default_precision: str = "fp16"
     cuda_name: str = ""  # measured when torch.cuda.get_device_name() contains this (e.g. "A100")
+    cuda_arch: str = ""  # CUDA compute capability for TVM builds, e.g. "sm_80"
 
 
 @dataclass(frozen=True)

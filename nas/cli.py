@@ -228,7 +228,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         checkpoint=Path(args.checkpoint) if args.checkpoint else None, device=args.device,
         dynamic_batch=args.dynamic_batch, latency_model=Path(args.latency_model) if args.latency_model else None,
         repeats=args.repeats, tune_minutes=args.tune_minutes,
-        tuning_db=Path(args.tuning_db) if args.tuning_db else None,
+        tuning_db=Path(args.tuning_db) if args.tuning_db else None, rpc_tracker=args.rpc_tracker,
         log=(lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr)))
     print(json.dumps(report, indent=2) if args.json else render_summary(report, Path(args.out)))
     return 0
@@ -368,7 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", help="the arch's space (default: the checkpoint's)")
     p.add_argument("--checkpoint", help="a `nas train` output folder (default: a freshly initialised supernet)")
     p.add_argument("--format", default="torch,onnx,tvm", help="comma-separated subset of torch,onnx,tvm (default all)")
-    p.add_argument("--device", default="host-cpu", help="cpu profile to build and measure for (default host-cpu)")
+    p.add_argument("--device", default="host-cpu",
+                   help="profile to build the TVM library for: host-cpu (default, tuned DB, measured here), a board "
+                        "(rpi4: cross-built, measured over RPC), a gpu (h100: CUDA) or an mcu (stm32f746: C source)")
+    p.add_argument("--rpc-tracker", metavar="HOST:PORT", help="TVM RPC tracker of a board profile (default: the "
+                   "profile's rpc_tracker or $HWNAS_RPC_TRACKER)")
     p.add_argument("--out", required=True, help="new output folder")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX with a symbolic batch axis (TVM stays batch 1)")
     p.add_argument("--latency-model", help="a `nas profile` folder: report its prediction beside the measurement")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from hw_profiles.measured import CudaMeasuredCostModel, gpu_unavailable_reason
-from hw_profiles import MeasuredCostModel, Profile, cost_model_for, get_profile, layer_macs, layer_params, macs, params, peak_activation_bytes
+from hw_profiles import Profile, cost_model_for, get_profile, layer_macs, layer_params, macs, params, peak_activation_bytes
+from hw_profiles.tvm_measured import measured_model_for
 from search_spaces import ArchConfig, SearchSpace
 
 
@@ -50,7 +51,7 @@ def _device_metrics(space: SearchSpace, arch: ArchConfig, rows, profile: Profile
         return {**_measure(space, arch, profile, CudaMeasuredCostModel), "roofline_latency_ms": estimate}
     if profile.kind != "cpu":
         return cost_model_for(profile).metrics(rows)
-    return _measure(space, arch, profile, MeasuredCostModel)
+    return _measure(space, arch, profile, measured_model_for)
 
 
 def _measure(space: SearchSpace, arch: ArchConfig, profile: Profile, model_cls) -> dict:

@@ -15,7 +15,8 @@ def resolve_and_export(*, out: Path, formats: Sequence[str], job: str | None = N
                        storage: str = "sqlite:///nas.db", arch_obj: dict | None = None, space: str | None = None,
                        checkpoint: Path | None = None, device: str = "host-cpu", dynamic_batch: bool = False,
                        latency_model: Path | None = None, repeats: int = 20, tune_minutes: float = 0.0,
-                       tuning_db: Path | None = None, log: Callable[[str], None] | None = None) -> dict:
+                       tuning_db: Path | None = None, rpc_tracker: str | None = None,
+                       log: Callable[[str], None] | None = None) -> dict:
     """``nas export``: find the arch (a job's trial or ``arch_obj``) and the weights (a ``nas train``
     folder, else a freshly initialised supernet), recalibrate BN for the arch, export."""
     formats = parse_formats(formats)
@@ -83,18 +84,25 @@ def resolve_and_export(*, out: Path, formats: Sequence[str], job: str | None = N
                          weights="checkpoint" if evaluator is not None else "random-init",
                          checkpoint_sha256=evaluator.checkpoint_hash if evaluator is not None else None,
                          latency_model=latency_model, bn_statistics=bn, warmup=min(3, repeats), repeats=repeats,
-                         tune_minutes=tune_minutes, tuning_db=tuning_db, log=log)
+                         tune_minutes=tune_minutes, tuning_db=tuning_db, rpc_tracker=rpc_tracker, log=log)
 
 
 def render_summary(report: dict, out: Path) -> str:
-    """A short table: format, file, parity, latency."""
+    """A short table: format, file, parity, latency; then what was not verified and why."""
     lines = [f"exported {report['space']} subnet {report['arch_id']} ({report['weights']} weights) to {out}",
-             f"{'format':<8}{'file':<12}{'max abs diff':>14}{'|output|':>10}{'latency ms':>16}"]
+             f"{'format':<8}{'file':<22}{'max abs diff':>14}{'|output|':>10}{'latency ms':>16}"]
+    notes = []
     for fmt, entry in report["formats"].items():
         lat = entry.get("latency_ms") or {}
         latency = f"{lat['value']:.3g} ± {lat['spread']:.2g}" if lat else "-"
-        lines.append(f"{fmt:<8}{entry['file']:<12}{entry['parity']['max_abs_diff']:>14.3g}"
-                     f"{entry['parity']['output_max_abs']:>10.3g}{latency:>16}")
+        parity = entry.get("parity")
+        diff, mag = (f"{parity['max_abs_diff']:.3g}", f"{parity['output_max_abs']:.3g}") if parity else ("unverified", "-")
+        lines.append(f"{fmt:<8}{entry['file']:<22}{diff:>14}{mag:>10}{latency:>16}")
+        if entry.get("reason"):
+            notes.append(f"{fmt}: {entry['reason']}")
+    lines += notes
+    for name, metric in report.get("estimated", {}).items():
+        lines.append(f"estimated {name} on {metric['profile']}: {metric['value']:.4g} {metric['unit']} [{metric['source']}]")
     if "predicted_latency_ms" in report:
         p = report["predicted_latency_ms"]
         lines.append(f"predicted latency ({p['backend']}, {p['profile']}): {p['value']:.3g} ms")

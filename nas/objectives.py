@@ -93,12 +93,17 @@ def _as_metric(value, objective: Objective) -> Metric:
     return Metric(value=float(value), unit="", source=objective.source, profile="user", spread=spread)
 
 
+CPU_METRICS = ("latency_ms", "tvm_latency_ms")
+
+
 class MetricCatalog:
     """Resolves built-in metric names for archs of one space, with provenance.
 
     ``latency_models`` maps a cpu profile name to a fitted latency model (``nas.latency_model``):
-    its latency is then *predicted* (cheap). Without one, ``"host-cpu.latency_ms"`` is *measured*
-    (expensive) through ``measure`` (a callable ``ArchConfig -> {"latency_ms": Metric}``).
+    its ``latency_ms`` is then *predicted* (cheap). Otherwise a cpu profile's metrics are *measured*
+    (expensive) through ``measure``, which maps a metric name (``"host-cpu.latency_ms"``,
+    ``"host-cpu.tvm_latency_ms"``: the TVM-compiled subnet) to a callable
+    ``ArchConfig -> {metric: Metric}``.
     """
 
     def __init__(self, space: SearchSpace, *, latency_models: Mapping[str, object] | None = None,
@@ -119,9 +124,10 @@ class MetricCatalog:
                                  "stm32f746.peak_sram_kb, zcu104.latency_ms or host-cpu.latency_ms")
         profile = get_profile(device)  # UnknownProfileError lists the profiles
         if profile.kind == "cpu":
-            if metric != "latency_ms":
-                raise ObjectiveError(f"{device} is a cpu profile: its only metric is latency_ms, got {metric!r}")
-            if device not in self.latency_models and device not in self.measure:
+            if metric not in CPU_METRICS:
+                raise ObjectiveError(f"{device} is a cpu profile: its metrics are {', '.join(CPU_METRICS)}, "
+                                     f"got {metric!r}")
+            if not self._predicted(name) and name not in self.measure:
                 raise ObjectiveError(f"{name} needs a latency model (nas profile --device {device}) or a "
                                      "measuring function")
             return
@@ -129,9 +135,12 @@ class MetricCatalog:
         if metric not in known:
             raise ObjectiveError(f"{device} has no metric {metric!r}; it has {sorted(known)}")
 
+    def _predicted(self, name: str) -> bool:
+        device, _, metric = name.partition(".")
+        return metric == "latency_ms" and device in self.latency_models
+
     def is_cheap(self, name: str) -> bool:
-        device, _, _ = name.partition(".")
-        return not (device in self.measure and device not in self.latency_models)
+        return self._predicted(name) or name not in self.measure
 
     def _model(self, device: str) -> CostModel:
         if device not in self._models:
@@ -146,7 +155,7 @@ class MetricCatalog:
         if name == "params":
             return lambda layers: float(params(layers))
         device, _, metric = name.partition(".")
-        if not metric or device in self.latency_models or device in self.measure:
+        if not metric or self._predicted(name) or name in self.measure:
             return None
         model = self._model(device)
         return lambda layers: model.metrics(layers)[metric].value
@@ -172,9 +181,9 @@ class MetricCatalog:
             return [Metric(value=float(count(self.space.layers(a))), unit=unit, source="estimated", profile=ANALYTIC)
                     for a in archs]
         device, _, metric = name.partition(".")
-        if device in self.latency_models:
+        if self._predicted(name):
             return self.latency_models[device].predict(list(archs))
-        if device in self.measure:
-            return [self.measure[device](a)[metric] for a in archs]
+        if name in self.measure:
+            return [self.measure[name](a)[metric] for a in archs]
         model = self._model(device)
         return [model.metrics(self.space.layers(a))[metric] for a in archs]

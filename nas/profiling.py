@@ -32,6 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hw_profiles import MeasuredCostModel, Profile, get_profile, macs
+from hw_profiles.tvm_measured import measured_model_for
 from nas.interleaved import corrected, measure_chunks, reference_scale
 from nas.latency_model import LatencyModel
 from predictors.features import arch_features
@@ -60,7 +61,8 @@ class ProfileSettings:
     seed: int = 0
     chunk: int = 20  # items timed turn by turn with the reference subnet (see nas.interleaved)
     drift_correction: bool = True
-    TOML_TYPES = {"backend": str, "threads": int}  # for nas.config_io.typed_values (None defaults)
+    rpc_tracker: str | None = None  # HOST:PORT for a board profile (rpc_key); None: the profile's own
+    TOML_TYPES = {"backend": str, "threads": int, "rpc_tracker": str}  # for nas.config_io.typed_values (None defaults)
 
     def __post_init__(self) -> None:
         if self.samples < 10:
@@ -96,9 +98,9 @@ def _cpu_model(profile: Profile, settings: ProfileSettings, space: SearchSpace) 
     spec = dataclasses.replace(profile.spec, backend=settings.backend or profile.spec.backend,
                                threads=settings.threads if settings.threads is not None else profile.spec.threads)
     supernet = create_supernet(space.name, num_classes=space.num_classes, in_channels=space.in_channels, seed=0)
-    return MeasuredCostModel(dataclasses.replace(profile, spec=spec), build=supernet.extract,
-                             input_shape=lambda a: (1, *space.input_shape(a)), warmup=settings.warmup,
-                             repeats=settings.repeats, seed=settings.seed)
+    return measured_model_for(dataclasses.replace(profile, spec=spec), rpc_tracker=settings.rpc_tracker,
+                              build=supernet.extract, input_shape=lambda a: (1, *space.input_shape(a)),
+                              warmup=settings.warmup, repeats=settings.repeats, seed=settings.seed)
 
 
 def _bar(total: int, desc: str, unit: str, progress: bool) -> tqdm:

@@ -19,7 +19,9 @@ Layout::
 
 Metrics: ``accuracy`` (top-1 on the checkpoint's validation split, BN recalibrated; measured,
 expensive), ``macs``, ``params``, ``PROFILE.METRIC`` (see ``nas devices``); a cpu profile's
-``latency_ms`` is predicted from its latency model when one is named, else measured on this host.
+``latency_ms`` is predicted from its latency model when one is named, else measured (on this host,
+or on its board over TVM RPC); its ``tvm_latency_ms`` is the TVM-compiled subnet measured there,
+compiled from the ``nas tune-space`` database when one exists.
 Relative paths are relative to the config file. The job stores this config, so ``nas worker``
 rebuilds the same evaluator from the storage alone.
 """
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from hw_profiles import get_profile
 from nas.config_io import ConfigError, read_toml, typed_values
-from nas.objectives import Constraint, MetricCatalog, Objective, ObjectiveError
+from nas.objectives import CPU_METRICS, Constraint, MetricCatalog, Objective, ObjectiveError
 from search_spaces import get_space
 
 DEFAULT_STORAGE = "sqlite:///nas.db"
@@ -134,9 +136,10 @@ class SearchConfig:
         measure = {}
         metrics = [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
         for metric in metrics:
-            device = metric.partition(".")[0]
-            if metric.endswith(".latency_ms") and device not in models and get_profile(device).kind == "cpu":
-                measure[device] = host_measurer(space, get_profile(device))
+            device, _, name = metric.partition(".")
+            if name in CPU_METRICS and get_profile(device).kind == "cpu":
+                if name == "tvm_latency_ms" or device not in models:
+                    measure[metric] = host_measurer(space, get_profile(device), tvm=(name == "tvm_latency_ms"))
         catalog = MetricCatalog(space, latency_models=models, measure=measure)
         extra = {"config": self.to_dict(), "profiles": sorted({m.partition(".")[0] for m in metrics if "." in m})}
         objectives = []
@@ -173,10 +176,13 @@ class SearchConfig:
         return accuracy, evaluator.checkpoint_hash
 
 
-def host_measurer(space, profile):
-    """``arch -> {"latency_ms": Metric}``: ``profile``'s latency measured on this host (the profile's
-    backend and threads, a seed-0 supernet as ``nas profile`` builds); the supernet is built on first use."""
-    from hw_profiles import MeasuredCostModel
+def host_measurer(space, profile, *, tvm: bool = False):
+    """``arch -> {metric: Metric}``: ``profile``'s latency measured where the profile says (this host
+    with its backend and threads, or its board over TVM RPC), on a seed-0 supernet as ``nas profile``
+    builds (built on first use). ``tvm``: the TVM-compiled subnet (``tvm_latency_ms``), from the
+    (profile, space) tuning database of ``nas tune-space`` when it exists."""
+    from hw_profiles.tvm_measured import TvmMeasuredCostModel, measured_model_for
+    from nas.tuning import default_db_dir
 
     state = {}
 
@@ -185,8 +191,10 @@ def host_measurer(space, profile):
             from supernets import create_supernet
 
             supernet = create_supernet(space.name, num_classes=space.num_classes, in_channels=space.in_channels, seed=0)
-            state["model"] = MeasuredCostModel(profile, build=supernet.extract,
-                                               input_shape=lambda a: (1, *space.input_shape(a)))
+            db = default_db_dir(profile, space)
+            kwargs = dict(build=supernet.extract, input_shape=lambda a: (1, *space.input_shape(a)))
+            state["model"] = (TvmMeasuredCostModel(profile, database=db if db.is_dir() else None, **kwargs) if tvm
+                              else measured_model_for(profile, database=db if db.is_dir() else None, **kwargs))
         return state["model"].measure(arch)
 
     return measure
