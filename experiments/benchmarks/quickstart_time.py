@@ -3,7 +3,8 @@ what does it deliver?
 
 Runs the pipeline from scratch into a fresh temporary folder (or ``--out``, which must be new),
 exactly as ``nas run CONFIG --out DIR`` does, with the console on stderr, and reports the wall time
-of each stage and in total (target: 600 s on 2 CPU cores), the front size, the hypervolume against
+of each stage and in total (``total_s``, the sum of the stages as ``summary.json`` records it;
+``run_quickstart_wall_s`` adds the set-up between them; target: 600 s on 2 CPU cores), the front size, the hypervolume against
 the random-search baseline at equal budget, the exported subnet's measured latencies beside the
 latency model's prediction (each with provenance), the check of the model on a few front members,
 and the machine (with its load average, since this host is shared).
@@ -22,6 +23,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from nas.quickstart import run_quickstart
@@ -39,7 +41,9 @@ def machine() -> dict:
 def bench(config_path: Path, out: Path) -> dict:
     config = QuickstartConfig.from_toml(config_path)
     load_before = os.getloadavg()
+    started = time.perf_counter()
     summary = run_quickstart(config, out, progress=True, echo=lambda line: print(line, file=sys.stderr, flush=True))
+    wall = time.perf_counter() - started
     load_after = os.getloadavg()
     best, hv = summary["best"], summary["search"]["hypervolume"]
     predicted = best["latency_ms"]["predicted"]
@@ -52,7 +56,7 @@ def bench(config_path: Path, out: Path) -> dict:
         if config_path.resolve().is_relative_to(REPO) else str(config_path),
         "stages_s": {name: s["wall_s"] for name, s in summary["stages"].items()},
         "stage_status": {name: s["status"] for name, s in summary["stages"].items()},
-        "total_s": summary["total_s"], "target_s": TARGET_S, "within_target": summary["total_s"] <= TARGET_S,
+        "total_s": summary["total_s"], "run_quickstart_wall_s": round(wall, 1), "target_s": TARGET_S, "within_target": summary["total_s"] <= TARGET_S,
         "train_val_top1": summary["train"]["val_top1"],
         "latency_model": {"default_predictor": summary["profile"]["default_predictor"],
                           "held_out": summary["profile"]["held_out"][summary["profile"]["default_predictor"]],
