@@ -4,11 +4,16 @@ Contract of :func:`tune`:
 - ``tasks`` (``kernels.tvm_db.Task``, e.g. the merged tasks of many modules) are tuned for
   ``target`` into the database folder ``db_dir`` (created when missing) until ``budget_s`` seconds
   have passed, every task reached ``max_trials_per_task`` or the search has nothing new to try.
-- Coverage first: while some task has no valid record, the next round goes to such a task (most
-  FLOPs first; one that failed ``MAX_EMPTY_ROUNDS`` rounds is given up and left to the default
-  schedule). Only then do rounds go to the tasks that cost the most time (weight × best time,
-  damped by how many rounds each already had). Tasks that already have records in the database
-  count as covered, and the evolutionary search starts from their best records.
+- First each task's default schedule (``kernels.tvm_schedule``) is built and timed once with the
+  same builder and runner, into ``db_dir``'s default-times file (``kernels.tvm_db``): compiles
+  apply a record only where it beats that time, so a partly tuned model is never slower per task.
+- Coverage first: while some task has no valid record, rounds of ``COVERAGE_TRIALS`` candidates
+  (random cost model) go to such tasks, most FLOPs first; one that failed ``MAX_EMPTY_ROUNDS``
+  rounds is left to the default schedule. Then rounds of ``trials_per_round`` (XGBoost cost model)
+  go to the tasks that cost the most time in a compiled model (weight × min(record, default), damped
+  by how many rounds each already had); ``max_trials_per_task`` <= ``COVERAGE_TRIALS`` stops after
+  coverage. Tasks that already have records count as covered, and the evolutionary search starts
+  from their best records.
 - Settings that work on a 2-core machine (DESIGN.md): one persistent builder pool whose workers
   import TVM's tensor intrinsics once with the foreign-target modules stubbed out, a small
   population, ``trials_per_round`` candidates per round, and a scheduler that stops at the budget.
@@ -156,9 +161,10 @@ def _make_scheduler(tasks: Sequence[Task], ids: Sequence[int], state: dict, cove
             if uncovered:
                 task_id = min(uncovered, key=lambda i: (state["empty"][ids[i]], -tasks[ids[i]].total_flops))
             else:
-                def cost(i: int) -> float:
-                    best = state["best"][ids[i]]
-                    time_share = tasks[ids[i]].weight * (best if best is not None else 0.0)
+                def cost(i: int) -> float:  # the task's time in a compiled model: min(record, default schedule)
+                    best, default = state["best"][ids[i]], state["default"].get(ids[i])
+                    seconds = min(x for x in (best, default, math.inf) if x is not None)
+                    time_share = tasks[ids[i]].weight * (seconds if seconds < math.inf else 0.0)
                     return time_share / math.sqrt(1 + state["rounds"][ids[i]])
                 task_id = max(live, key=cost)
             if outer.tasks_[task_id].runner_futures is not None:
@@ -224,7 +230,7 @@ def _measure_defaults(tasks: Sequence[Task], target, builder, runner, db_dir: Pa
         if result.error_msg is not None:
             continue
         args = ArgInfo.from_entry_func(mod, remove_preproc=True)
-        run = runner.run([RunnerInput(result.artifact_path, "llvm", args)])[0].result()
+        run = runner.run([RunnerInput(result.artifact_path, "cpu", args)])[0].result()
         shutil.rmtree(os.path.dirname(result.artifact_path), ignore_errors=True)
         if run.error_msg is None and run.run_secs:
             times[str(task.key)] = sum(float(v) for v in run.run_secs) / len(run.run_secs)
@@ -281,7 +287,12 @@ def tune(tasks: Sequence[Task], target, db_dir, *, budget_s: float, trials_per_r
         builder = _make_builder(builders or max(1, os.cpu_count() or 1), timeout_s=60.0, state=state)
         runner = LocalRunner(timeout_sec=60.0, initializer=_runner_worker_init(threads),
                              evaluator_config=EvaluatorConfig(number=3, repeat=1, min_repeat_ms=40))
-        _measure_defaults(tasks, target, builder, runner, db_dir)
+        try:
+            _measure_defaults(tasks, target, builder, runner, db_dir)
+        except Exception as err:  # noqa: BLE001 - without default times every record is applied, as before
+            _LOG.warning("default schedule times not measured: %s", err)
+        defaults = load_default_times(db_dir)
+        state["default"] = {i: defaults[str(t.key)] for i, t in enumerate(tasks) if str(t.key) in defaults}
         uncovered = [i for i, b in enumerate(state["best"]) if b is None]
         phases = [(uncovered, min(COVERAGE_TRIALS, trials_per_round), True)] if uncovered else []
         if max_trials_per_task > COVERAGE_TRIALS or not uncovered:

@@ -40,8 +40,8 @@ def tuned(model):
     """The model's tasks tuned into a fresh database until every task has a record."""
     db = model["work"] / "db"
     seen = []
-    summary = tvm_tune.tune(model["tasks"], model["target"], db, budget_s=60, trials_per_round=4,
-                            max_trials_per_task=4, on_progress=seen.append)
+    summary = tvm_tune.tune(model["tasks"], model["target"], db, budget_s=60, trials_per_round=2,
+                            max_trials_per_task=2, on_progress=seen.append)
     return db, summary, seen
 
 
@@ -64,6 +64,7 @@ def test_tuning_covers_every_task_and_persists(model, tuned):
     db, summary, seen = tuned
     assert summary.tasks_covered == summary.tasks_total == len(model["tasks"])
     assert summary.stopped == "done" and summary.valid_trials > 0 and seen
+    assert summary.trials <= 2 * len(model["tasks"])  # max_trials_per_task=2: coverage only
     assert seen[-1].tasks_covered == len(model["tasks"])
     assert (db / tvm_db.RECORD_FILE).stat().st_size > 0
     database = tvm_db.open_database(db)  # a fresh reader of the files
@@ -99,6 +100,22 @@ def test_interrupt_keeps_committed_records_valid(model, tmp_path):
     again = tvm_tune.tune(model["tasks"][:1], model["target"], db, budget_s=20, trials_per_round=2,
                           max_trials_per_task=2)
     assert again.tasks_covered_before == 1 and again.tasks_covered == 1
+
+
+def test_default_schedule_times_are_measured_and_gate_records(model, tuned):
+    db = tuned[0]
+    times = tvm_db.load_default_times(db)
+    assert set(times) == {str(t.key) for t in model["tasks"]} and all(v > 0 for v in times.values())
+    database = tvm_db.open_database(db)
+    _, used = tvm_db._useful_records(model["tasks"], database, model["target"], {})
+    assert used == len(model["tasks"])  # no default time known: every record is applied
+    never = {key: 0.0 for key in times}  # a default schedule faster than any record: none is applied
+    _, used = tvm_db._useful_records(model["tasks"], database, model["target"], never)
+    assert used == 0
+    executable, stats = tvm_db.compile_onnx_tuned(model["path"], model["target"], database, default_times=never)
+    assert stats.hit_rate == 1.0  # hits count records; the build still has parity
+    out = tvm_build.TvmModel(executable, threads=2).run(model["x"])
+    np.testing.assert_allclose(out, model["ref"], atol=1e-4 * max(1.0, np.abs(model["ref"]).max()))
 
 
 def test_a_half_written_line_is_dropped_on_open(model, tuned, tmp_path):
