@@ -22,9 +22,11 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -e ".[dev]"
 	touch $(STAMP)
 
+# The whole mission on the embedded MNIST: train, profile, search, Pareto front, export (~10 min on
+# 2 cores). Rerunning resumes: finished stages are skipped. DEMO_OUT picks the output folder.
+DEMO_OUT ?= runs/quickstart
 demo: $(STAMP)
-	$(VENV)/bin/nas describe ofa_mbv3 --arch @experiments/archs/ofa_mbv3_demo.json \
-	  --device host-cpu --device stm32f746 --device zcu104 --device a100
+	$(VENV)/bin/nas run experiments/quickstart.toml --out $(DEMO_OUT)
 
 test: $(STAMP)
 	$(PY) -m pytest
