@@ -69,8 +69,8 @@ class MeasuredCostModel(CostModel):
         return {"latency_ms": self.measure_module(module, shape)}
 
     def measure_interleaved(self, items: Sequence[tuple[object, tuple[int, ...]]]) -> list[Metric]:
-        """Time several ``(module, input_shape)`` pairs taking turns call by call (one
-        :func:`kernels.timing.measure` over all of them), so they share the machine's state: on a
+        """Time several ``(module, input_shape)`` pairs taking turns (one :func:`kernels.timing.measure`
+        over all of them, one untimed warm call before each timed one), so they share the machine's state: on a
         shared host, latency drifts by 10-30% over minutes, far more than within seconds. onnxruntime
         sessions are built with ``spin=False`` so that idle threads do not disturb the others."""
         import torch
@@ -83,7 +83,8 @@ class MeasuredCostModel(CostModel):
             for i, (module, shape) in enumerate(items):
                 x = torch.randn(tuple(shape), generator=torch.Generator().manual_seed(self.seed))
                 runners[str(i)] = make_runner(self.backend, module.eval(), x, threads=self.threads, spin=False)
-            timings = measure(runners, warmup=self.warmup, repeats=self.repeats, threads=self.threads)
+            timings = measure(runners, warmup=self.warmup, repeats=self.repeats, threads=self.threads,
+                              warm_calls=1)  # each timed with its own weights in cache (kernels.timing)
         except KernelError as err:
             raise MeasurementFailedError(f"measuring on {self.profile.ref} ({self.backend}) failed: {err}") from err
         return [Metric(value=t.median_ms, unit="ms", source="measured", profile=self.profile.ref, spread=t.iqr_ms)

@@ -3,8 +3,9 @@
 On a shared host the same subnet's latency drifts by 10-30% over minutes (measured: back-to-back
 re-measurements agree within ±10% for 97% of subnets, re-measurements minutes apart for 25-60%).
 So items are measured in chunks: each chunk's modules and one fixed *reference* subnet are timed
-taking turns call by call (``MeasuredCostModel.measure_interleaved``), so they see the same machine
-state. With ``drift_correction`` every item's latency (and IQR) is then rescaled by
+taking turns call by call (``MeasuredCostModel.measure_interleaved``; each timed call follows an
+untimed warm call of the same module, so it runs with its own weights in cache), so they see the
+same machine state. With ``drift_correction`` every item's latency (and IQR) is then rescaled by
 ``reference median over the whole run / reference median in its chunk``: values are reported at
 the run's typical machine speed. Raw values and the reference are kept for the record.
 """

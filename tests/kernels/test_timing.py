@@ -19,6 +19,18 @@ def test_repeats_are_interleaved_after_warmup():
     assert result["b"].backend == "b"
 
 
+def test_warm_calls_precede_each_timed_call_untimed(monkeypatch):
+    calls = []
+    ticks = iter(range(0, 10_000, 1000))
+    monkeypatch.setattr(timing.time, "perf_counter_ns", lambda: next(ticks))
+    fns = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
+    result = measure(fns, warmup=0, repeats=2, threads=1, warm_calls=1)
+    assert calls == ["a", "a", "b", "b"] * 2  # each timed call right after its own warm call
+    assert result["a"].repeats == 2 and result["a"].median_s == pytest.approx(1e-6)  # one clock step per timed call
+    with pytest.raises(ValueError, match="warm_calls must be an integer >= 0"):
+        measure(fns, repeats=1, threads=1, warm_calls=-1)
+
+
 def test_statistics_with_a_fake_clock(monkeypatch):
     # each call of "fast" takes 1..10 ms, "slow" 100 ms: the clock advances by the call's duration
     state = {"t": 0}
