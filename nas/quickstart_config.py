@@ -4,14 +4,15 @@ Layout (every table but ``[[objectives]]`` is optional; see ``experiments/quicks
 
     [train]                 # any TrainConfig key (nas/train_config.py)
     [profile]               # device (a cpu profile, default host-cpu) + ProfileSettings keys
-    [search]                # SearchSettings keys (nas/search_config.py) except space and storage
+    [search]                # SearchSettings keys (nas/search_config.py) except space; storage
+                            #   defaults to OUT/nas.db (a postgresql:// URL lets workers share it)
     [[objectives]]          # as in a search config; one must be metric "accuracy" and one
     [[constraints]]         #   "<profile device>.latency_ms" (predicted by the stage-2 model)
     [front]                 # measure = front members whose latency is measured to check the model
     [export]                # latency_budget_ms, formats, repeats
 
 What the pipeline fills in itself: the search space is ``[train] space``; the job store is
-``OUT/nas.db`` (SQLite); accuracy comes from ``OUT/train`` and the device's latency from the model in
+``OUT/nas.db`` (SQLite) unless ``[search] storage`` names another; accuracy comes from ``OUT/train`` and the device's latency from the model in
 ``OUT/profile``. Construction validates everything and does no I/O; every problem is a one-line
 :class:`~nas.config_io.ConfigError` naming the key.
 """
@@ -75,6 +76,7 @@ class QuickstartConfig:
     export: ExportSettings = field(default_factory=ExportSettings)
     accuracy_objective: str = ""
     latency_objective: str = ""
+    storage: str = ""  # the job store URL; empty: OUT/nas.db
 
     @classmethod
     def from_dict(cls, blob: dict, *, source: str = "config") -> "QuickstartConfig":
@@ -87,18 +89,21 @@ class QuickstartConfig:
         if not isinstance(device, str):
             raise ConfigError(f"{source} [profile]: device must be a string, got {device!r}")
         if get_profile(device).kind != "cpu":  # an unknown name lists the profiles
-            raise ConfigError(f"{source} [profile]: device {device!r} is not a cpu profile measured on this host; "
-                              "use host-cpu")
+            raise ConfigError(f"{source} [profile]: device {device!r} is not a cpu profile (this host, or a board "
+                              "over TVM RPC); use host-cpu or e.g. rpi4")
         profile_values = typed_values(ProfileSettings, profile_table, source=f"{source} [profile]")
         try:
             profile = ProfileSettings(**profile_values)
         except NASError as err:
             raise ConfigError(f"{source} [profile]: {err}") from None
         search_table = dict(_table(blob, "search", source))
-        for key, why in (("storage", f"the job store is OUT/{STORE_NAME}"), ("space", "it is [train] space")):
-            if key in search_table and not (key == "space" and search_table[key] == train.space):
-                raise ConfigError(f"{source} [search]: remove {key} ({why})")
+        if "space" in search_table and search_table["space"] != train.space:
+            raise ConfigError(f"{source} [search]: remove space (it is [train] space)")
         search_table.pop("space", None)
+        storage = search_table.pop("storage", "")
+        if not isinstance(storage, str):
+            raise ConfigError(f"{source} [search]: storage must be a URL string such as "
+                              f"postgresql://USER@HOST/DB, got {storage!r}")
         search_table.setdefault("job", "quickstart")
         front = FrontSettings(**typed_values(FrontSettings, _table(blob, "front", source), source=f"{source} [front]"))
         export = ExportSettings(**typed_values(ExportSettings, _table(blob, "export", source),
@@ -112,7 +117,7 @@ class QuickstartConfig:
         acc, lat = _check_metrics(probe, device, train.space, source)
         return cls(train=train, device=device, profile=profile, search_table=search_table,
                    objectives=tuple(blob.get("objectives", [])), constraints=tuple(blob.get("constraints", [])),
-                   front=front, export=export, accuracy_objective=acc, latency_objective=lat)
+                   front=front, export=export, accuracy_objective=acc, latency_objective=lat, storage=storage)
 
     @classmethod
     def from_toml(cls, path: Path) -> "QuickstartConfig":
@@ -131,14 +136,14 @@ class QuickstartConfig:
         """The search job's config bound to ``out``: store, checkpoint and latency model inside it."""
         out = Path(out).resolve()
         return SearchConfig.from_dict(
-            {"search": {**self.search_table, "space": self.train.space, "storage": storage_url(out)},
+            {"search": {**self.search_table, "space": self.train.space, "storage": self.storage or storage_url(out)},
              "accuracy": {"checkpoint": TRAIN_DIR}, "latency_models": {self.device: PROFILE_DIR},
              "objectives": list(self.objectives), "constraints": list(self.constraints)},
             source="quickstart search", base_dir=str(out))
 
     def to_dict(self) -> dict:
         return {"train": self.train.to_dict(), "profile": {"device": self.device, **asdict(self.profile)},
-                "search": dict(self.search_table), "objectives": list(self.objectives),
+                "search": {**self.search_table, **({"storage": self.storage} if self.storage else {})}, "objectives": list(self.objectives),
                 "constraints": list(self.constraints), "front": asdict(self.front), "export": asdict(self.export)}
 
 

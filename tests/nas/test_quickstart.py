@@ -191,7 +191,7 @@ def test_bad_config_is_one_line_and_writes_nothing(tmp_path, capsys, case):
         "key": {"epochs = 8": "epoch = 4"},
         "device": {'device = "host-cpu"': 'device = "zcu104"'},
         "no-latency": {'metric = "host-cpu.latency_ms"': 'metric = "macs"'},
-        "storage": {'job = "quickstart"': 'job = "quickstart"\nstorage = "sqlite:///x.db"'},
+        "storage": {'job = "quickstart"': 'job = "quickstart"\nstorage = 5'},
         "metric": {'metric = "zcu104.latency_ms"': 'metric = "zcu104.latency_s"'},
         "budget": {"latency_budget_ms = 0.25": "latency_budget_ms = -1"},
         "data-type": {"samples = 60": 'samples = "many"'},

@@ -1,0 +1,31 @@
+"""The full-scale experiment configs the README points to parse and bind as documented (not run:
+they need ImageNet / CIFAR-10 on disk and, for ImageNet, GPUs and a PostgreSQL server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nas.quickstart_config import QuickstartConfig
+from nas.train_config import TrainConfig
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@pytest.mark.parametrize("name, space, data", [
+    ("ofa_mbv3_imagenet.toml", "ofa_mbv3", "imagefolder:/data/imagenet"),
+    ("cifar10.toml", "tiny_mbv3", "cifar10:data/cifar-10-batches-py"),
+    ("quickstart.toml", "tiny_mbv3", "mnist-mini"),
+])
+def test_config_parses_for_nas_run_and_nas_train(name, space, data, tmp_path):
+    config = QuickstartConfig.from_toml(EXPERIMENTS / name)
+    assert config.train.space == space and config.train.data == data
+    assert TrainConfig.from_toml(EXPERIMENTS / name) == config.train  # `torchrun -m nas train CONFIG` reads [train]
+    search = config.search_config(tmp_path)
+    assert search.search.space == space
+    if name == "ofa_mbv3_imagenet.toml":
+        assert search.search.storage == "postgresql://nas@db-host/nas"  # shared with `nas worker`
+        assert config.train.strategy == "ps"
+    else:
+        assert search.search.storage == f"sqlite:///{tmp_path.resolve() / 'nas.db'}"
