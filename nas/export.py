@@ -6,8 +6,11 @@ Contract:
   the end; on any failure (or interrupt) it is removed, so nothing is left behind. Files:
   ``arch.json`` (space, space version, supernet settings, arch_id, the arch, checkpoint sha256),
   ``model.pt`` (the extracted subnet's ``state_dict``, weights only), ``model.onnx`` (opset 17,
-  input ``"input"``, output ``"logits"``), ``model.so`` (TVM, untuned default schedule, static
-  batch 1, built for this host) and ``report.json``.
+  input ``"input"``, output ``"logits"``), ``model.so`` (TVM, static batch 1, built for this host:
+  MetaSchedule records from the (device, space) tuning database where they beat the default
+  schedule, the default schedule elsewhere; ``--tune-minutes`` tunes the subnet's tasks first) and
+  ``report.json`` (with ``tvm_schedule``: "metaschedule-db" or "default", and ``tuning``: db path,
+  tasks hit/total, FLOPs coverage, minutes tuned).
 - Every exported artefact is reloaded from disk and checked against the extracted subnet on a
   seeded random batch before the export counts as done: max abs diff and the output magnitude
   go into ``report.json``; a diff above ``PARITY_RTOL`` × max(1, magnitude) fails the export.

@@ -4,7 +4,9 @@ For ofa_mbv3 at 160 px and tiny_mbv3 at 32 px: ``nas tune-space`` (one resolutio
 budget into a fresh database, then 5 seeded random subnets per space, each compiled from the
 database (``tvm_tuned``) and with the default schedule only (``tvm_untuned``), and timed beside
 onnxruntime (no spinning) and torch (denormals flushed), interleaved in one process with the same
-thread count (``kernels.timing.measure``: median and IQR). Outputs are parity-checked.
+thread count (``kernels.timing.measure``: median and IQR). torch is timed right after, alone (same
+process and threads): interleaved, its busy-waiting OpenMP threads slowed tuned TVM ~70x. Outputs
+are parity-checked. ``--keep-db DIR`` keeps the tuning databases (DIR/<space>).
 Run it alone on the machine (e.g. under ``flock /tmp/hwnas-bench.lock``).
 
     python experiments/benchmarks/tvm_vs_ort.py [--minutes 10] [--tiny-minutes 4] [--repeats 30]
@@ -39,7 +41,7 @@ def _ms(timing) -> dict:
     return {"median": round(timing.median_s * 1e3, 3), "iqr": round(timing.iqr_s * 1e3, 3)}
 
 
-def bench_space(name: str, r: int, minutes: float, repeats: int, work: Path) -> tuple[dict, list]:
+def bench_space(name: str, r: int, minutes: float, repeats: int, work: Path, db: Path) -> tuple[dict, list]:
     from kernels import tvm_build, tvm_db
     from kernels.onnx_export import export_onnx
     from kernels.runners import OrtFileRunner, TorchRunner
@@ -49,7 +51,6 @@ def bench_space(name: str, r: int, minutes: float, repeats: int, work: Path) -> 
     from supernets import create_supernet
     from supernets.testing import enliven
 
-    db = work / f"db-{name}"
     report = tune_space(name, device="host-cpu", minutes=minutes, resolutions=[r], db=db, check=N_SUBNETS,
                         progress=False)
     space = get_space(name)
@@ -76,9 +77,12 @@ def bench_space(name: str, r: int, minutes: float, repeats: int, work: Path) -> 
         ort = OrtFileRunner(path, x.numpy(), threads=threads, spin=False)
         torch.set_flush_denormal(True)
         fns = {"tvm_tuned": lambda: models["tvm_tuned"].invoke(xs["tvm_tuned"]),
-               "tvm_untuned": lambda: models["tvm_untuned"].invoke(xs["tvm_untuned"]),
-               "ort": ort, "torch": TorchRunner(module, x, threads=threads)}
+               "tvm_untuned": lambda: models["tvm_untuned"].invoke(xs["tvm_untuned"]), "ort": ort}
         timings = measure(fns, warmup=5, repeats=repeats, threads=threads)
+        # torch alone: its OpenMP threads busy-wait after each call, and interleaved with them a tuned
+        # TVM model (parallel loops everywhere) measured 7.9 ms instead of 0.11 ms (tiny_mbv3)
+        timings.update(measure({"torch": TorchRunner(module, x, threads=threads)}, warmup=5, repeats=repeats,
+                               threads=threads))
         rows.append({"space": name, "r": r, "arch_id": arch.arch_id, **{f"{k}_ms": _ms(t) for k, t in timings.items()},
                      "hit_rate": stats.hit_rate, "flops_coverage": round(stats.flops_coverage, 4),
                      "tasks": stats.tasks_total, "parity_max_abs_diff": parity,
@@ -97,13 +101,15 @@ def main() -> None:
     parser.add_argument("--tiny-minutes", type=float, default=4.0, help="tune-space budget for tiny_mbv3 (default 4)")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--only", choices=[s[0] for s in SPACES], help="benchmark one space only")
+    parser.add_argument("--keep-db", type=Path, help="write the tuning databases to DIR/<space> (kept)")
     args = parser.parse_args()
     spaces, subnets = {}, []
     with tempfile.TemporaryDirectory(prefix="hwnas-tvm-vs-ort-") as tmp:
         for name, r, budget in SPACES:
             if args.only and name != args.only:
                 continue
-            summary, rows = bench_space(name, r, getattr(args, budget), args.repeats, Path(tmp))
+            db = (args.keep_db / name) if args.keep_db else Path(tmp) / f"db-{name}"
+            summary, rows = bench_space(name, r, getattr(args, budget), args.repeats, Path(tmp), db)
             spaces[name] = {"resolution": r, **summary}
             subnets += rows
     ratios = [row["ratio_tvm_tuned_over_ort"] for row in subnets]
@@ -113,7 +119,8 @@ def main() -> None:
                       "tuning_minutes": {name: s["tuning_minutes"] for name, s in spaces.items()},
                       "median_ratio_tvm_tuned_over_ort": statistics.median(ratios) if ratios else None,
                       "median_ratio_tvm_tuned_over_ort_by_space": by_space,
-                      "timing": {"protocol": "kernels.timing.measure, interleaved, warmup 5", "repeats": args.repeats},
+                      "timing": {"protocol": "kernels.timing.measure, warmup 5: tvm_tuned, tvm_untuned, ort interleaved; "
+                                            "torch right after, alone", "repeats": args.repeats},
                       "machine": machine()}, indent=2))
 
 
