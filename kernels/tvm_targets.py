@@ -170,3 +170,29 @@ def export_for(executable, spec: TargetSpec, path) -> Path:
 
         return export_library(executable, path, fcompile=cc.cross_compiler(spec.cross_compiler))
     return export_library(executable, path)
+
+
+def run_cuda_library(path, x, *, warmup: int = 5, repeats: int = 30):
+    """Load a CUDA library that :func:`export_for` wrote on ``tvm.cuda(0)``, run it on ``x`` and time
+    it (synchronised, :func:`kernels.timing.measure`); ``(Timing, first output as numpy)``."""
+    import numpy as np
+
+    from kernels.timing import measure
+
+    tvm = _tvm()
+    from tvm import relax
+
+    try:
+        dev = tvm.cuda(0)
+        vm = relax.VirtualMachine(tvm.runtime.load_module(str(path)), dev)
+        tensor = tvm.runtime.tensor(np.ascontiguousarray(x, dtype=np.float32), dev)
+        out = vm["main"](tensor)
+        out = (out if hasattr(out, "numpy") else out[0]).numpy()
+    except Exception as err:  # noqa: BLE001
+        raise KernelError(f"TVM run failed: the CUDA library {str(path)!r}: {type(err).__name__}: {err}") from err
+
+    def call():
+        vm["main"](tensor)
+        dev.sync()
+
+    return measure({"tvm-cuda": call}, warmup=warmup, repeats=repeats, threads=1)["tvm-cuda"], out

@@ -28,25 +28,6 @@ def is_host_profile(profile) -> bool:
     return profile.kind == "cpu" and not profile.spec.mtriple and not profile.spec.rpc_key
 
 
-def _time_gpu(library: Path, x: np.ndarray, warmup: int, repeats: int):
-    import tvm
-    from tvm import relax
-
-    from kernels.timing import measure
-
-    dev = tvm.cuda(0)
-    vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), dev)
-    tensor = tvm.runtime.tensor(x, dev)
-    out = vm["main"](tensor)
-    out = (out if hasattr(out, "numpy") else out[0]).numpy()
-
-    def call():
-        vm["main"](tensor)
-        dev.sync()
-
-    return measure({"tvm-cuda": call}, warmup=warmup, repeats=repeats, threads=1)["tvm-cuda"], out
-
-
 def export_tvm_for_device(module, x, reference, folder: Path, *, profile, parity, rpc_tracker: str | None = None,
                           warmup: int = 3, repeats: int = 20) -> dict:
     """Build, write and verify the TVM library of ``module`` for ``profile`` (module docstring).
@@ -56,7 +37,7 @@ def export_tvm_for_device(module, x, reference, folder: Path, *, profile, parity
     from hw_profiles.targets import rpc_endpoint, tvm_target_spec
     from kernels.onnx_export import export_onnx
     from kernels.tvm_build import TvmModel, import_onnx, load_library
-    from kernels.tvm_targets import build_for, export_for, library_suffix
+    from kernels.tvm_targets import build_for, export_for, library_suffix, run_cuda_library
 
     spec = tvm_target_spec(profile)
     name = f"model_{profile.name}{library_suffix(spec)}"
@@ -80,7 +61,7 @@ def export_tvm_for_device(module, x, reference, folder: Path, *, profile, parity
         elif spec.kind == "cuda":
             reason = gpu_unavailable_reason(profile)
             if reason is None:
-                timing, out = _time_gpu(library, x_np, warmup, repeats)
+                timing, out = run_cuda_library(library, x_np, warmup=warmup, repeats=repeats)
                 entry["parity"] = {**parity(reference, out), "against": "the extracted subnet (torch)",
                                    "runtime": "relax.VirtualMachine on tvm.cuda()"}
                 entry["verified"] = True

@@ -72,9 +72,9 @@ def run(root: Path, repeats: int) -> dict:
         return {"skipped": reason}
     import torch
     import tvm
-    from tvm import relax
 
     import nas
+    from kernels.tvm_targets import run_cuda_library
 
     results = {}
     for label, _, _ in SUBNETS:
@@ -82,23 +82,15 @@ def run(root: Path, repeats: int) -> dict:
         x = np.load(folder / "input.npy")
         ref = np.load(folder / "ref_cpu.npy")
         module = nas.load_subnet(folder)
-        dev = tvm.cuda(0)
-        vm = relax.VirtualMachine(tvm.runtime.load_module(str(folder / "model_cuda.so")), dev)
-        x_gpu = tvm.runtime.tensor(x, dev)
-        out = vm["main"](x_gpu)
-        out = out if hasattr(out, "numpy") else out[0]
-        tvm_diff = float(np.abs(out.numpy() - ref).max())
-
-        def tvm_call():
-            vm["main"](x_gpu)
-            dev.sync()
+        tvm_timing, out = run_cuda_library(folder / "model_cuda.so", x, warmup=20, repeats=repeats)
+        tvm_diff = float(np.abs(out - ref).max())
 
         example = torch.from_numpy(x)
         fp32 = CudaTorchRunner(module, example, dtype="fp32")
         fp16 = CudaTorchRunner(module, example, dtype="fp16")
         fp32_diff = float(np.abs(fp32.run(x) - ref).max())
-        timings = measure({"tvm_cuda": tvm_call, "torch_cuda_fp32": fp32, "torch_cuda_fp16": fp16},
-                          warmup=20, repeats=repeats, threads=1)
+        timings = {"tvm_cuda": tvm_timing,
+                   **measure({"torch_cuda_fp32": fp32, "torch_cuda_fp16": fp16}, warmup=20, repeats=repeats, threads=1)}
         results[label] = {
             "parity_max_abs_diff": {"tvm_cuda": tvm_diff, "torch_cuda_fp32": fp32_diff},
             "output_magnitude": float(np.abs(ref).max()),
