@@ -12,49 +12,8 @@ import numpy as np
 
 from search_spaces import NASError, get_space, list_spaces
 
-EXIT_USAGE = 2
-
-
-class CLIInputError(NASError, ValueError):
-    """A command-line value is malformed (bad JSON, unreadable file)."""
-
-
-def _int_at_least(minimum: int):
-    """An argparse type: an integer >= ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def load_arch_json(text: str) -> dict:
-    """Parse ``--arch``: a JSON object, or ``@PATH`` to read one from a file."""
-    source = "--arch"
-    if text.startswith("@"):
-        path = Path(text[1:])
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise CLIInputError(f"cannot read --arch file {str(path)!r}: {err.strerror or err}") from None
-        except UnicodeDecodeError:
-            raise CLIInputError(f"--arch file {str(path)!r} is not UTF-8 text; expected a JSON object") from None
-        source = f"--arch file {str(path)!r}"
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise CLIInputError(f"{source} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
-    except RecursionError:
-        raise CLIInputError(f"{source} is nested too deeply to be an architecture; expected a flat JSON object") from None
-    if not isinstance(obj, dict):
-        raise CLIInputError(f"{source} must be a JSON object like {{\"ks\": [...], ...}}, got {type(obj).__name__}")
-    return obj
+from nas.cli_args import EXIT_USAGE, CLIInputError, _int_at_least, load_arch_json  # noqa: F401
+from nas.cli_search import cmd_jobs, cmd_pareto, cmd_search, cmd_worker, render_front  # noqa: F401
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
@@ -128,94 +87,6 @@ def cmd_profile(args: argparse.Namespace) -> int:
     report = profile_device(get_space(args.space), args.device, Path(args.out), settings=settings,
                             progress=not args.no_progress)
     print(json.dumps(report, indent=2) if args.json else render_report(report, Path(args.out)))
-    return 0
-
-
-def cmd_search(args: argparse.Namespace) -> int:
-    from nas.search_job import search
-    from nas.search_config import SearchConfig
-
-    config = SearchConfig.from_toml(Path(args.config))
-    settings = config.search
-    space, objectives, constraints, catalog, extra = config.build()
-    storage = args.storage or settings.storage
-    result = search(space, objectives, constraints, algorithm=settings.algorithm,
-                    budget=args.budget or settings.budget, seed=settings.seed, storage=storage,
-                    job=args.job or settings.job or None, batch_size=settings.batch_size or None, catalog=catalog,
-                    evaluate_locally=not args.no_local_eval, progress=not args.no_progress, config_extra=extra)
-    front = result.pareto()
-    print(f"job {result.name}: {len(result.trials())} evaluations, {len(front)} on the Pareto front "
-          f"(storage {storage})")
-    print(render_front(front, [o.name for o in objectives]))
-    if not args.no_baseline and settings.algorithm != "random":
-        from nas.results import compare_hypervolume
-
-        baseline = search(space, objectives, constraints, algorithm="random", budget=args.budget or settings.budget,
-                          seed=settings.seed, storage=storage, job=f"{result.name}.random", catalog=catalog,
-                          batch_size=settings.batch_size or None, evaluate_locally=not args.no_local_eval,
-                          progress=not args.no_progress, config_extra=extra)
-        report = compare_hypervolume(result, baseline)
-        result.job.study.set_user_attr("report", report)
-        print(f"hypervolume (normalised, ref 1.1): {report['hypervolume']:.4f} vs random search at equal budget "
-              f"and seed {report['baseline_hypervolume']:.4f} (ratio {report['ratio']}); baseline job "
-              f"{baseline.name}")
-    return 0
-
-
-def render_front(front, names) -> str:
-    if not len(front):
-        return "(no feasible evaluation yet)"
-    cols = ["trial", "arch_id", *names, *[f"{n}.source" for n in names]]
-    return front[cols].to_string(index=False)
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    from nas.worker import run_worker
-
-    n = run_worker(args.job, storage=args.storage, idle_exit_s=args.idle_exit,
-                   log=(lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr)))
-    print(f"worker: {n} trial(s) evaluated for job {args.job}")
-    return 0
-
-
-def cmd_jobs(args: argparse.Namespace) -> int:
-    from nas.results import load_job
-    from nas.store import list_jobs, open_storage
-
-    storage = open_storage(args.storage)
-    for name in list_jobs(storage):
-        result = load_job(name, storage=storage)
-        trials = result.trials()
-        cfg = result.job.config
-        status = result.job.study.user_attrs.get("status", "running")
-        print(f"{name}\t{cfg.get('space')}\t{cfg.get('algorithm')}\t{int((trials.state != 'pruned').sum()) if len(trials) else 0}/{cfg.get('budget')} evaluated"
-              f"\t{status}\tobjectives {','.join(o['name'] for o in cfg.get('objectives', []))}")
-    return 0
-
-
-def cmd_pareto(args: argparse.Namespace) -> int:
-    from nas.results import load_job
-
-    result = load_job(args.job, storage=args.storage)
-    names = [o.name for o in result.objectives]
-    if args.objectives:
-        chosen = [n.strip() for n in args.objectives.split(",") if n.strip()]
-        unknown = [n for n in chosen if n not in names]
-        if unknown or not chosen:
-            raise CLIInputError(f"--objectives {args.objectives!r}: unknown {unknown}; job {args.job!r} has {names}")
-        result.objectives = [o for o in result.objectives if o.name in chosen]
-    front = result.pareto()
-    if args.format == "csv":
-        print(front.to_csv(index=False), end="")
-    elif args.format == "json":
-        print(front.to_json(orient="records", indent=2))
-    else:
-        print(render_front(front, [o.name for o in result.objectives]))
-    if args.plot:
-        from nas.plots import plot_front
-
-        plot_front(result.trials(), front, result.objectives, Path(args.plot), title=f"job {args.job}")
-        print(f"wrote {args.plot}", file=sys.stderr)
     return 0
 
 
