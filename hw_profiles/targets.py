@@ -45,7 +45,11 @@ def rpc_endpoint(profile: Profile, *, tracker: str | None = None):
     """The :class:`kernels.tvm_measure.RpcEndpoint` of a board measured over RPC, else None."""
     if profile.kind != "cpu" or not profile.spec.rpc_key:
         return None
+    from kernels import KernelError
     from kernels.tvm_measure import RpcEndpoint
 
-    return RpcEndpoint.parse(tracker or os.environ.get("HWNAS_RPC_TRACKER") or profile.spec.rpc_tracker,
-                             profile.spec.rpc_key)
+    try:
+        return RpcEndpoint.parse(tracker or os.environ.get("HWNAS_RPC_TRACKER") or profile.spec.rpc_tracker,
+                                 profile.spec.rpc_key)
+    except KernelError as err:  # a setting, not a failure on the device: one line, exit code 2
+        raise ProfileError(f"{profile.ref}: {err}") from None

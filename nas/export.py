@@ -110,7 +110,7 @@ def _check_parity(label: str, parity: dict) -> None:
                           f"{parity['tolerance']:.3g} (outputs up to {parity['output_max_abs']:.3g})")
 
 
-def _cpu_profile(device: str):
+def _export_profile(device: str):
     """The export's device profile: this host, a board (RPC), a GPU or an MCU; not an FPGA model."""
     from hw_profiles import get_profile
 
@@ -154,7 +154,7 @@ def export_subnet(supernet, arch: ArchConfig, out: Path, *, formats: Sequence[st
     out = check_out_dir(out)
     from nas.export_targets import export_tvm_for_device, is_host_profile
 
-    profile = _cpu_profile(device)
+    profile = _export_profile(device)
     on_host = is_host_profile(profile)
     threads = (profile.spec.threads if on_host else 0) or (os.cpu_count() or 1)
     space = supernet.space

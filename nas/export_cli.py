@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
-from nas.export import RANDOM_INIT_SEED, ExportError, _cpu_profile, check_out_dir, export_subnet, parse_formats
+from nas.export import RANDOM_INIT_SEED, ExportError, _export_profile, check_out_dir, export_subnet, parse_formats
 from search_spaces import get_space
 
 
@@ -23,7 +23,7 @@ def resolve_and_export(*, out: Path, formats: Sequence[str], job: str | None = N
     if isinstance(tune_minutes, bool) or not isinstance(tune_minutes, (int, float)) or not 0 <= tune_minutes < float("inf"):
         raise ExportError(f"--tune-minutes must be a number >= 0, got {tune_minutes!r}")
     out = check_out_dir(out)
-    _cpu_profile(device)
+    _export_profile(device)
     if (job is None) == (arch_obj is None):
         raise ExportError("give either --job NAME --trial N or --arch JSON")
     if job is not None and trial is None:

@@ -46,15 +46,19 @@ def test_cuda_runner_refuses_cleanly_without_a_gpu():
     assert cuda_device_name() is None
 
 
-@pytest.mark.gpu
-def test_cuda_runner_matches_cpu_torch(supernet_cache):
+def _lively_subnet(supernet_cache, seed: int):
+    """The largest tiny_mbv3 subnet with Kaiming weights and random BN statistics, and an input."""
     from supernets.testing import enliven
 
     supernet = supernet_cache("tiny_mbv3")
     arch = supernet.space.largest()
-    enliven(supernet, arch, seed=1)
-    module = supernet.extract(arch)
-    x = torch.randn(1, *supernet.space.input_shape(arch))
+    enliven(supernet, arch, seed=seed)
+    return supernet.extract(arch), torch.randn(1, *supernet.space.input_shape(arch))
+
+
+@pytest.mark.gpu
+def test_cuda_runner_matches_cpu_torch(supernet_cache):
+    module, x = _lively_subnet(supernet_cache, seed=1)
     runner = CudaTorchRunner(module, x, dtype="fp32")
     ref = module(x).detach().numpy()
     np.testing.assert_allclose(runner.run(x.numpy()), ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max())
@@ -77,13 +81,8 @@ def test_cuda_graph_replay_gives_the_eager_output_faster_or_equal(supernet_cache
     if cuda_unavailable_reason() is not None:
         pytest.skip(cuda_unavailable_reason())
     from kernels.timing import measure
-    from supernets.testing import enliven
 
-    supernet = supernet_cache("tiny_mbv3")
-    arch = supernet.space.largest()
-    enliven(supernet, arch, seed=2)
-    module = supernet.extract(arch)
-    x = torch.randn(1, *supernet.space.input_shape(arch))
+    module, x = _lively_subnet(supernet_cache, seed=2)
     eager = CudaTorchRunner(module, x, dtype="fp32")
     graph = CudaTorchRunner(module, x, dtype="fp32", graph=True)
     assert graph.backend == "torch-cuda-graph" and eager.backend == "torch-cuda"

@@ -11,7 +11,6 @@ from hw_profiles.measured import MeasuredCostModel, MeasurementFailedError
 from hw_profiles.profile import ProfileError, parse_profile
 from hw_profiles.targets import NoTvmTargetError, rpc_endpoint, tvm_target_spec
 from hw_profiles.tvm_measured import RemoteBoardError, TvmMeasuredCostModel, measured_model_for
-from kernels import KernelError
 from search_spaces import get_space
 from supernets import create_supernet
 
@@ -58,8 +57,19 @@ def test_rpc_endpoint_comes_from_the_profile_and_can_be_overridden(monkeypatch):
     assert str(rpc_endpoint(get_profile("rpi4"), tracker="10.0.0.5:9000")) == "rpi4@10.0.0.5:9000"
     monkeypatch.setenv("HWNAS_RPC_TRACKER", "board-host:9191")
     assert str(rpc_endpoint(get_profile("rpi4"))) == "rpi4@board-host:9191"
-    with pytest.raises(KernelError, match="HOST:PORT"):
+    with pytest.raises(ProfileError, match="rpi4@1: .*HOST:PORT"):
         rpc_endpoint(get_profile("rpi4"), tracker="no-port")
+
+
+def test_nas_profile_with_a_bad_tracker_is_one_line_and_writes_nothing(tmp_path, capsys):
+    from nas.cli import main
+
+    out = tmp_path / "model"
+    assert main(["profile", "--device", "rpi4", "--space", "tiny_mbv3", "--rpc-tracker", "no-port",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "tracker must be HOST:PORT" in err
+    assert not out.exists()
 
 
 def test_a_board_without_rpc_key_is_refused_not_timed_here(tmp_path):
