@@ -1,6 +1,6 @@
 """The TVM target of a device profile, and the RPC endpoint of a remote board.
 
-Contract: :func:`tvm_target_spec` maps a profile to :class:`kernels.tvm_targets.TargetSpec`:
+Contract: :func:`tvm_target_spec` maps a profile to :class:`kernels.tvm.targets.TargetSpec`:
 a ``cpu`` profile to ``llvm`` (this host, or the board its ``mtriple``/``mcpu``/``mattr`` name),
 a ``gpu`` profile to ``cuda`` at its ``cuda_arch``, an ``mcu`` profile to ``c`` (C source for the
 vendor toolchain: TVM 0.27 has no microTVM, AOT or CRT any more). An ``fpga`` profile has no TVM
@@ -22,8 +22,8 @@ class NoTvmTargetError(NASError, ValueError):
 
 
 def tvm_target_spec(profile: Profile, *, threads: int | None = None):
-    """The :class:`kernels.tvm_targets.TargetSpec` of ``profile`` (module docstring)."""
-    from kernels.tvm_targets import TargetSpec
+    """The :class:`kernels.tvm.targets.TargetSpec` of ``profile`` (module docstring)."""
+    from kernels.tvm.targets import TargetSpec
 
     spec = profile.spec
     if profile.kind == "cpu":
@@ -42,11 +42,11 @@ def tvm_target_spec(profile: Profile, *, threads: int | None = None):
 
 
 def rpc_endpoint(profile: Profile, *, tracker: str | None = None):
-    """The :class:`kernels.tvm_measure.RpcEndpoint` of a board measured over RPC, else None."""
+    """The :class:`kernels.tvm.measure.RpcEndpoint` of a board measured over RPC, else None."""
     if profile.kind != "cpu" or not profile.spec.rpc_key:
         return None
     from kernels import KernelError
-    from kernels.tvm_measure import RpcEndpoint
+    from kernels.tvm.measure import RpcEndpoint
 
     try:
         return RpcEndpoint.parse(tracker or os.environ.get("HWNAS_RPC_TRACKER") or profile.spec.rpc_tracker,

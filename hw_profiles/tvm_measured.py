@@ -63,8 +63,8 @@ class TvmMeasuredCostModel(MeasuredCostModel):
         import torch
 
         from kernels import KernelError
-        from kernels.tvm_db import open_database
-        from kernels.tvm_measure import measure_tvm
+        from kernels.tvm.db import open_database
+        from kernels.tvm.measure import measure_tvm
 
         x = torch.randn(tuple(input_shape), generator=torch.Generator().manual_seed(self.seed))
         try:

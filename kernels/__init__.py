@@ -2,7 +2,7 @@
 
 ``import kernels`` is light: torch, onnx and onnxruntime are imported inside the functions that
 use them. Modules: ``timing`` (the one timing protocol), ``onnx_export``, ``runners``, ``errors``,
-``tvm_build`` (TVM import, default schedule, build, thread count; tvm is imported only there).
+``tvm/`` (every TVM import, build, schedule, tuning database, targets, RPC; tvm is imported only there).
 """
 
 from kernels.errors import KernelError

@@ -10,7 +10,7 @@ temporary folder and runs onnxruntime's CPU provider, one inter-op thread, all g
 ``torch.set_num_threads`` is process-wide, so a call that needs another count sets it and
 restores the caller's count afterwards (no cost when they already agree).
 ``TvmRunner`` exports to ONNX the same way, then imports, schedules and builds it with Apache TVM
-for this CPU, untuned (:mod:`kernels.tvm_build`: the simple default schedule, ``relax``
+for this CPU, untuned (:mod:`kernels.tvm.build`: the simple default schedule, ``relax``
 VirtualMachine, exactly ``threads`` TVM threads); ``build_s`` is how long that took.
 ``OrtFileRunner`` and ``TvmLibraryRunner`` run artefacts already on disk (an ONNX file, a TVM
 shared library) with the same settings; their example input is a numpy array.
@@ -122,7 +122,7 @@ class TvmRunner(Runner):
     backend = "tvm"
 
     def __init__(self, module, example_input, *, threads: int, opset: int = 17) -> None:
-        from kernels import tvm_build
+        from kernels.tvm import build as tvm_build
 
         self.threads = _check_threads(threads)
         start = time.perf_counter()
@@ -150,12 +150,12 @@ class OrtFileRunner(OrtRunner):
 
 
 class TvmLibraryRunner(Runner):
-    """A TVM shared library already exported (``kernels.tvm_build.export_library``), reloaded and run."""
+    """A TVM shared library already exported (``kernels.tvm.build.export_library``), reloaded and run."""
 
     backend = "tvm"
 
     def __init__(self, path, example_input: np.ndarray, *, threads: int) -> None:
-        from kernels import tvm_build
+        from kernels.tvm import build as tvm_build
 
         self.threads = _check_threads(threads)
         self.model = tvm_build.TvmModel(tvm_build.load_library(path), threads=self.threads)

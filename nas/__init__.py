@@ -27,14 +27,14 @@ _LAZY = {
     "list_datasets": "nas.data",
     "DataSource": "nas.data",
     "DataError": "nas.data",
-    "search": "nas.search_job",
-    "Objective": "nas.objectives",
-    "Constraint": "nas.objectives",
-    "load_job": "nas.results",
-    "SearchResult": "nas.results",
-    "LatencyModel": "nas.latency_model",
-    "load_subnet": "nas.export",
-    "export_subnet": "nas.export",
+    "search": "nas.jobs.search",
+    "Objective": "nas.jobs.objectives",
+    "Constraint": "nas.jobs.objectives",
+    "load_job": "nas.jobs.results",
+    "SearchResult": "nas.jobs.results",
+    "LatencyModel": "nas.profiling.latency_model",
+    "load_subnet": "nas.export.subnet",
+    "export_subnet": "nas.export.subnet",
 }
 
 

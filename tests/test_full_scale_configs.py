@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nas.quickstart_config import QuickstartConfig
-from nas.train_config import TrainConfig
+from nas.pipeline.config import QuickstartConfig
+from nas.training.config import TrainConfig
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 

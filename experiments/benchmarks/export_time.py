@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import nas
-from nas.export_cli import resolve_and_export
+from nas.export._job_member import resolve_and_export
 
 SUBNETS = (("ofa_mbv3@160", "ofa_mbv3", 160), ("tiny_mbv3", "tiny_mbv3", None))
 
@@ -82,7 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     results = {label: bench(space, resolution, args.seed, args.repeats, args.tuning_db)
                for label, space, resolution in SUBNETS}
-    print(json.dumps({"subnets": results, "tvm": "untuned default schedule (kernels.tvm_build)",
+    print(json.dumps({"subnets": results, "tvm": "untuned default schedule (kernels.tvm.build)",
                       "machine": machine()}, indent=2))
 
 

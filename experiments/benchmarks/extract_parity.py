@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 import nas
-from nas.describe import describe_arch
-from nas.testing import enliven
+from nas.report.describe import describe_arch
+from nas.testing._signal import enliven
 
 
 def summary(values: list[float]) -> dict:

@@ -1,6 +1,6 @@
 """Benchmark: how well a device's latency model predicts measured latency on this CPU.
 
-Runs ``nas profile`` (the same code path, through ``nas.profiling.profile_device``) on ``ofa_mbv3``
+Runs ``nas profile`` (the same code path, through ``nas.profiling.device.profile_device``) on ``ofa_mbv3``
 (all four resolutions, 128-224 px) with onnxruntime: ``--samples`` measured subnets (>= 300), an
 80/20 fit/held-out split, every distinct layer workload measured once, and the held-out subnets
 measured a second time (the repeatability ceiling); measurements are chunked, interleaved with a
@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from hw_profiles import cost_model_for, get_profile, macs
-from nas.latency_model import LatencyModel
-from nas.profiling import ProfileSettings, profile_device
+from nas.profiling.latency_model import LatencyModel
+from nas.profiling.device import ProfileSettings, profile_device
 from search_spaces import get_space
 
 

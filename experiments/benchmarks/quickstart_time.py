@@ -26,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from nas.quickstart import run_quickstart
-from nas.quickstart_config import QuickstartConfig
+from nas.pipeline.run import run_quickstart
+from nas.pipeline.config import QuickstartConfig
 
 TARGET_S = 600.0
 REPO = Path(__file__).resolve().parents[2]

@@ -30,8 +30,8 @@ import numpy as np
 
 from hw_profiles import cost_model_for, get_profile, macs
 from hw_profiles.block_table import SpaceCodes
-from nas.objectives import Constraint, MetricCatalog, Objective
-from nas.search_job import search
+from nas.jobs.objectives import Constraint, MetricCatalog, Objective
+from nas.jobs.search import search
 from nas.searchers.predictor_guided import PredictorGuidedSearcher
 from predictors.accuracy import AccuracyEnsemble
 from search_spaces import get_space

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from nas.data import load_data
-from nas.train import build_optimizer, build_strategy, build_supernet, train
-from nas.train_config import TrainConfig
+from nas.training.train import build_optimizer, build_strategy, build_supernet, train
+from nas.training.config import TrainConfig
 from supernets.checkpoint import load_checkpoint
 from supernets.evaluate import evaluate
 from supernets.training import train_steps

@@ -8,7 +8,7 @@ Two phases, as a user with a build workstation and a GPU box would run them:
 ``build`` takes the largest ``tiny_mbv3`` subnet and the demo ``ofa_mbv3`` subnet at 160 px
 (Kaiming weights and random BN statistics, so parity means something), exports each with
 ``nas.export_subnet`` (torch weights), writes the ONNX model, builds the TVM library for
-``cuda``/``--arch`` with dlight's untuned GPU schedules (``kernels.tvm_targets``), and stores a
+``cuda``/``--arch`` with dlight's untuned GPU schedules (``kernels.tvm.targets``), and stores a
 seeded input with the CPU torch output. ``run`` reloads each library on ``tvm.cuda()``, checks
 parity against that CPU output, and times TVM CUDA, torch CUDA fp32 (no TF32) and fp16 side by
 side (interleaved, CUDA-synchronised). Prints one JSON object; without a GPU ``run`` prints
@@ -32,8 +32,8 @@ def build(root: Path, arch_name: str, seed: int) -> dict:
 
     import nas
     from kernels.onnx_export import export_onnx
-    from kernels.tvm_build import import_onnx
-    from kernels.tvm_targets import TargetSpec, build_for, export_for
+    from kernels.tvm.build import import_onnx
+    from kernels.tvm.targets import TargetSpec, build_for, export_for
     from supernets.testing import enliven
 
     root.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,7 @@ def run(root: Path, repeats: int) -> dict:
     import tvm
 
     import nas
-    from kernels.tvm_targets import run_cuda_library
+    from kernels.tvm.targets import run_cuda_library
 
     results = {}
     for label, _, _ in SUBNETS:

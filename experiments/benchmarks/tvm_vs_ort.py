@@ -42,11 +42,11 @@ def _ms(timing) -> dict:
 
 
 def bench_space(name: str, r: int, minutes: float, repeats: int, work: Path, db: Path) -> tuple[dict, list]:
-    from kernels import tvm_build, tvm_db
+    from kernels.tvm import build as tvm_build, db as tvm_db
     from kernels.onnx_export import export_onnx
     from kernels.runners import OrtFileRunner, TorchRunner
     from kernels.timing import measure
-    from nas.tuning import tune_space
+    from nas.export.tuning import tune_space
     from search_spaces import get_space
     from supernets import create_supernet
     from supernets.testing import enliven

@@ -4,7 +4,7 @@
 >>> for x, y in data.train_batches(batch_size=64, seed=0, epoch=0): ...   # doctest: +SKIP
 
 Modules: ``specs`` (spec parsing, ``load_data``), ``source`` (``DataSource``, batch plans and
-sharding), ``stores`` (indices -> normalised batches), ``transforms`` (torch image ops),
+sharding), ``_image_stores`` (indices -> normalised batches), ``transforms`` (torch image ops),
 ``mnist`` / ``cifar`` / ``imagefolder`` (one dataset format each), ``split`` (seeds, checks,
 stratified split). ``import nas.data`` does not import torch; loading a dataset does.
 """

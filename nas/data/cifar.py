@@ -130,7 +130,7 @@ def _class_names(folder: Path) -> tuple[str, ...]:
 def load_cifar10(path: str) -> DataSource:
     import torch
 
-    from .stores import TensorStore
+    from ._image_stores import TensorStore
 
     folder = find_cifar_dir(path)
     parts = [read_batch(folder / name) for name in TRAIN_FILES]

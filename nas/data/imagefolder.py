@@ -54,7 +54,7 @@ def _flatten(classes: dict[str, list[str]], index: dict[str, int]) -> tuple[list
 def load_imagefolder(path: str, *, seed: int, val_fraction: float, image_size: int) -> DataSource:
     import torch
 
-    from .stores import FileStore
+    from ._image_stores import FileStore
 
     root = Path(path).expanduser()
     if not root.is_dir():

@@ -59,7 +59,7 @@ def load_mnist_mini(*, seed: int, val_fraction: float) -> DataSource:
     """A stratified split (from ``seed``) of the 5,000 images; e.g. 400/100 per class for 0.2."""
     import torch
 
-    from .stores import TensorStore
+    from ._image_stores import TensorStore
 
     images, labels = read_mnist_5k(mnist_5k_path())
     train, val = stratified_split(labels, val_fraction=val_fraction, seed=seed)

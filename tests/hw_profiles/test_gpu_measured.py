@@ -10,7 +10,7 @@ from hw_profiles import get_profile
 from hw_profiles.measured import CudaMeasuredCostModel, MeasurementRequiredError, gpu_unavailable_reason
 from kernels import KernelError
 from kernels.cuda import CudaTorchRunner, cuda_device_name, cuda_unavailable_reason
-from nas.describe import describe_arch
+from nas.report.describe import describe_arch
 from search_spaces import get_space
 
 GPU_PROFILES = ("a100", "h100", "rtx-4090")

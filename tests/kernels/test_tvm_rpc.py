@@ -1,4 +1,4 @@
-"""kernels.tvm_rpc: a TVM library measured through a loopback tracker + server, checked against a local run."""
+"""kernels.tvm.rpc: a TVM library measured through a loopback tracker + server, checked against a local run."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _port_open(port: int) -> bool:
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     pytest.importorskip("tvm")
-    from kernels import tvm_build
+    from kernels.tvm import build as tvm_build
 
     torch.manual_seed(0)
     module = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 1),
@@ -43,7 +43,7 @@ def library(tmp_path_factory):
 @pytest.mark.slow
 def test_measure_remote_on_loopback(library):
     from kernels.timing import measure
-    from kernels.tvm_rpc import LoopbackRpc, measure_remote
+    from kernels.tvm.rpc import LoopbackRpc, measure_remote
 
     so, local, x = library
     with LoopbackRpc(key="hwnas-test") as rpc:
@@ -63,7 +63,7 @@ def test_measure_remote_on_loopback(library):
 
 def test_closed_port_raises_connect_error(tmp_path):
     pytest.importorskip("tvm")
-    from kernels.tvm_rpc import measure_remote
+    from kernels.tvm.rpc import measure_remote
 
     so = tmp_path / "x.so"
     so.write_bytes(b"")

@@ -1,4 +1,4 @@
-"""The TVM backend: TvmRunner on a real extracted tiny_mbv3 subnet, and kernels.tvm_build's steps."""
+"""The TVM backend: TvmRunner on a real extracted tiny_mbv3 subnet, and kernels.tvm.build's steps."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_tvm_runner_parity_with_torch(subnet, tvm_runner):
 
 
 def test_default_schedule_parallelises_and_vectorises(small_onnx):
-    from kernels import tvm_build
+    from kernels.tvm import build as tvm_build
 
     module, path = small_onnx
     mod = tvm_build.import_onnx(path)
@@ -84,7 +84,7 @@ def test_default_schedule_parallelises_and_vectorises(small_onnx):
 
 def test_host_target_is_this_cpu():
     tvm = pytest.importorskip("tvm")
-    from kernels import tvm_build
+    from kernels.tvm import build as tvm_build
 
     target = tvm_build.host_target(3)
     assert target.kind.name == "llvm" and int(target.attrs["num-cores"]) == 3
@@ -95,7 +95,7 @@ def test_host_target_is_this_cpu():
 
 def test_thread_count_is_exact_and_switches(small_onnx, monkeypatch):
     tvm = pytest.importorskip("tvm")
-    from kernels import tvm_build
+    from kernels.tvm import build as tvm_build
 
     _, path = small_onnx
     target = tvm_build.host_target(2)
@@ -120,7 +120,7 @@ def test_thread_count_is_exact_and_switches(small_onnx, monkeypatch):
 
 def test_failures_name_the_step(small_onnx, tmp_path):
     pytest.importorskip("tvm")
-    from kernels import tvm_build
+    from kernels.tvm import build as tvm_build
 
     _, path = small_onnx
     with pytest.raises(KernelError, match="TVM import failed.*nope.onnx"):
@@ -136,7 +136,7 @@ def test_failures_name_the_step(small_onnx, tmp_path):
 
 
 def test_missing_tvm_names_pip_install(subnet, monkeypatch):
-    from kernels import tvm_build
+    from kernels.tvm import build as tvm_build
 
     monkeypatch.setitem(sys.modules, "tvm", None)  # what `import tvm` sees when it is not installed
     module, shape = subnet

@@ -1,4 +1,4 @@
-"""kernels.tvm_targets: builds for a cross-compiled ARM board, C source for MCUs and CUDA, on a real
+"""kernels.tvm.targets: builds for a cross-compiled ARM board, C source for MCUs and CUDA, on a real
 enlivened tiny_mbv3 subnet. What can run here runs and is checked against torch."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import torch
 
 from kernels import KernelError
 from kernels.onnx_export import export_onnx
-from kernels.tvm_build import TvmModel, import_onnx, load_library
-from kernels.tvm_targets import TargetSpec, build_for, export_for, library_suffix, nvcc_missing_reason
+from kernels.tvm.build import TvmModel, import_onnx, load_library
+from kernels.tvm.targets import TargetSpec, build_for, export_for, library_suffix, nvcc_missing_reason
 
 pytestmark = pytest.mark.tvm
 AARCH64 = TargetSpec("llvm", threads=4, mtriple="aarch64-linux-gnu", mcpu="cortex-a72", mattr=("+neon",))

@@ -1,4 +1,4 @@
-"""MetaSchedule tuning into a persistent database (kernels.tvm_db, kernels.tvm_tune), real TVM, tiny budgets."""
+"""MetaSchedule tuning into a persistent database (kernels.tvm.db, kernels.tvm.tune), real TVM, tiny budgets."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from kernels import tvm_build, tvm_db, tvm_tune
+from kernels.tvm import build as tvm_build, db as tvm_db, tune as tvm_tune
 from kernels.errors import KernelError
 from kernels.onnx_export import export_onnx
-from kernels.tvm_schedule import legalize
+from kernels.tvm.schedule import legalize
 from search_spaces import LayerSpec
 from supernets.layer_module import layer_input_shape, layer_module
 

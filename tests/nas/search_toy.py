@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-from nas.objectives import Constraint, Objective
+from nas.jobs.objectives import Constraint, Objective
 from search_spaces import Choice, SearchSpace
 
 SPACE = SearchSpace("toy", [Choice("a", [0, 1, 2, 3, 4, 5]), Choice("b", [0, 1, 2, 3, 4, 5]),
@@ -44,7 +44,7 @@ def constraints() -> list[Constraint]:
 
 
 def evaluator():
-    from nas.evaluator import Evaluator
+    from nas.jobs.evaluator import Evaluator
 
     return Evaluator(SPACE, objectives(), constraints())
 
@@ -53,20 +53,20 @@ HEARTBEAT_S, GRACE_S = 1, 3
 
 
 def storage(url: str):
-    from nas.store import open_storage
+    from nas.jobs.store import open_storage
 
     return open_storage(url, heartbeat_s=HEARTBEAT_S, grace_s=GRACE_S)
 
 
 def run_coordinator(url: str, job: str, budget: int, local: bool) -> None:
-    from nas.search_job import search
+    from nas.jobs.search import search
 
     search(SPACE, objectives(), constraints(), budget=budget, seed=0, storage=storage(url), job=job,
            batch_size=4, evaluate_locally=local, progress=False)
 
 
 def run_worker(url: str, job: str) -> None:
-    from nas.worker import run_worker as loop
+    from nas.jobs.worker import run_worker as loop
 
     loop(job, storage=storage(url), evaluator=evaluator(), poll_s=0.1, idle_exit_s=60, log=lambda msg: None)
 

@@ -10,8 +10,8 @@ import torch
 
 import nas
 from kernels.errors import KernelError
-from nas.cli import main
-from nas.export import ExportError, export_subnet, load_subnet, parse_formats
+from nas.cli._main import main
+from nas.export.subnet import ExportError, export_subnet, load_subnet, parse_formats
 from search_spaces import get_space
 from supernets import create_supernet
 from supernets.testing import enliven
@@ -222,7 +222,7 @@ def test_cli_export_from_a_trained_checkpoint(tmp_path, capsys):
 
 def test_latency_model_prediction_sits_beside_the_measurement(tmp_path, monkeypatch):
     from hw_profiles.metric import Metric
-    from nas.latency_model import LatencyModel, LatencyModelError
+    from nas.profiling.latency_model import LatencyModel, LatencyModelError
 
     class Fake:
         backend, threads = "onnxruntime", 2

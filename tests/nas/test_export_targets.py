@@ -8,8 +8,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from nas.cli import main
-from nas.export import ExportError, export_subnet
+from nas.cli._main import main
+from nas.export.subnet import ExportError, export_subnet
 from search_spaces import get_space
 from supernets import create_supernet
 from supernets.testing import enliven
@@ -57,7 +57,7 @@ def test_board_without_cross_compiler_gets_object_files_marked_unverified(supern
 
 
 def test_board_over_rpc_is_verified_and_measured_there(supernet, tmp_path):
-    from kernels.tvm_rpc import LoopbackRpc
+    from kernels.tvm.rpc import LoopbackRpc
 
     board = tmp_path / "board.toml"
     board.write_text('name = "board"\nversion = "1"\nkind = "cpu"\ndescription = "loopback board"\n'
@@ -72,7 +72,7 @@ def test_board_over_rpc_is_verified_and_measured_there(supernet, tmp_path):
 
 def test_gpu_export_builds_cuda_and_says_why_it_did_not_run(supernet, tmp_path):
     from kernels.cuda import cuda_unavailable_reason
-    from kernels.tvm_targets import nvcc_missing_reason
+    from kernels.tvm.targets import nvcc_missing_reason
 
     if nvcc_missing_reason():
         pytest.skip(nvcc_missing_reason())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nas.objectives import Constraint, Objective, ObjectiveError
-from nas.search_job import search
+from nas.jobs.objectives import Constraint, Objective, ObjectiveError
+from nas.jobs.search import search
 from search_spaces import get_space
 
 SPACE = get_space("tiny_mbv3")

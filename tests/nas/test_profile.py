@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from hw_profiles import MeasuredCostModel, MeasurementFailedError
-from nas.cli import main
-from nas.latency_model import LatencyModel, LatencyModelError
-from nas.profiling import ProfileJobError, ProfileSettings, profile_device
+from nas.cli._main import main
+from nas.profiling.latency_model import LatencyModel, LatencyModelError
+from nas.profiling.device import ProfileJobError, ProfileSettings, profile_device
 from predictors.latency import UnknownLayerError
 from search_spaces import get_space
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import nas
-from nas.cli import main
+from nas.cli._main import main
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "experiments" / "quickstart.toml"

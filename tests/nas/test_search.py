@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nas.objectives import Constraint, Objective, ObjectiveError
-from nas.results import load_job
-from nas.search_job import search
+from nas.jobs.objectives import Constraint, Objective, ObjectiveError
+from nas.jobs.results import load_job
+from nas.jobs.search import search
 from nas.searchers import pareto_mask
-from nas.store import StoreError
+from nas.jobs.store import StoreError
 
 import search_toy
 from search_toy import SPACE

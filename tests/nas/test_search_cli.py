@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nas.cli import main
+from nas.cli._main import main
 
 CONFIG = """
 [search]
@@ -80,8 +80,8 @@ def test_worker_on_a_finished_job_exits_and_python_jobs_are_explained(finished, 
     _, storage, _ = finished
     assert main(["worker", "--job", "cli", "--storage", storage, "--quiet", "--idle-exit", "1"]) == 0
     assert "0 trial(s) evaluated" in capsys.readouterr().out
-    from nas.objectives import Objective
-    from nas.search_job import search
+    from nas.jobs.objectives import Objective
+    from nas.jobs.search import search
     from search_spaces import get_space
 
     other = f"sqlite:///{tmp_path / 'py.db'}"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import search_toy
-from nas.results import load_job, latest_trials
+from nas.jobs.results import load_job, latest_trials
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]

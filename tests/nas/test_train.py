@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.cli import main
+from nas.cli._main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "32", "--no-progress"]

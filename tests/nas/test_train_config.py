@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nas.train_config import ConfigError, TrainConfig
+from nas.training.config import ConfigError, TrainConfig
 
 
 def test_defaults_train_tiny_on_embedded_mnist():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nas.cli import main
-from nas.results import load_job
+from nas.cli._main import main
+from nas.jobs.results import load_job
 
 CONFIG = """
 [search]

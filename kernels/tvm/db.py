@@ -1,0 +1,292 @@
+"""MetaSchedule tuning databases and tasks (Apache TVM 0.27, ``tvm.s_tir.meta_schedule``).
+
+Contract:
+- A tuning database is a folder holding MetaSchedule's two JSON-lines files
+  (``database_workload.json``, ``database_tuning_record.json``). TVM appends one line per workload
+  and per measured candidate (C++ ``std::ofstream`` append, so Ctrl-C, which Python only sees
+  between bytecodes, cannot split a line); a process killed mid-write can still leave a partial
+  last line, and TVM's reader then fails on the whole file. :func:`open_database` therefore
+  repairs before opening: unparsable lines are dropped, and so are records whose workload index
+  does not exist; the repaired file replaces the old one atomically (temporary file + rename).
+- Tasks are the fused TIR PrimFuncs of a Relax module legalised by
+  ``kernels.tvm.schedule.legalize`` (the same passes an untuned build runs), so a task of a
+  standalone layer module and of a whole network match when their PrimFuncs are structurally
+  equal. :func:`extract_tasks` returns :class:`Task` (name, module, weight = calls, FLOPs per call,
+  ``key`` = structural hash); :func:`merge_tasks` dedupes by key, summing weights.
+- :func:`hit_stats` says which tasks have a valid (measured, finite) record: tasks total, tasks
+  with a record, share of FLOPs covered. :func:`compile_relax` applies the records
+  (``MetaScheduleApplyDatabase`` under ``with target, database``) and schedules every task without
+  one by the default rules (``kernels.tvm.schedule``), so a partly tuned build is never left
+  unscheduled. :func:`compile_onnx_tuned` does import + compile for an ONNX file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from kernels.errors import KernelError
+from kernels.tvm._common import _tvm
+
+WORKLOAD_FILE = "database_workload.json"
+RECORD_FILE = "database_tuning_record.json"
+DEFAULT_TIMES_FILE = "default_schedule_times.json"  # {task key: seconds of the default schedule}
+_FOREIGN_INTRINSICS = ("cuda", "rocm", "hexagon", "arm_cpu", "metal", "riscv_cpu")
+
+
+def light_tensor_intrinsics() -> None:
+    """Import ``tvm.s_tir.tensor_intrin`` with the foreign-target modules (CUDA, ROCm, Hexagon,
+    ARM, Metal, RISC-V) stubbed out: importing them costs 20-100 s here and x86 float32 tuning
+    uses none of them (DESIGN.md). Call it before MetaSchedule imports the package (TuneContext,
+    builder workers). A process that already imported the package keeps it as it is."""
+    import sys
+    import types
+
+    _tvm()
+    base = "tvm.s_tir.tensor_intrin"
+    if base not in sys.modules:
+        for name in _FOREIGN_INTRINSICS:
+            sys.modules.setdefault(f"{base}.{name}", types.ModuleType(f"{base}.{name}"))
+    import tvm.s_tir.tensor_intrin  # noqa: F401
+
+
+@dataclass(frozen=True)
+class Task:
+    """One tuning task: a fused PrimFunc (``mod``, an IRModule with ``main``), how often the network
+    calls it (``weight``), its FLOPs per call and its structural hash (``key``)."""
+
+    name: str
+    mod: object
+    weight: float
+    flops: float
+    key: int
+
+    @property
+    def total_flops(self) -> float:
+        return self.weight * self.flops
+
+
+@dataclass(frozen=True)
+class HitStats:
+    """How much of a module a database covers: tasks with a valid record and their FLOPs share."""
+
+    tasks_total: int
+    tasks_hit: int
+    flops_total: float
+    flops_hit: float
+
+    @property
+    def hit_rate(self) -> float:
+        return self.tasks_hit / self.tasks_total if self.tasks_total else 1.0
+
+    @property
+    def flops_coverage(self) -> float:
+        return self.flops_hit / self.flops_total if self.flops_total else 1.0
+
+    def to_dict(self) -> dict:
+        return {"tasks_total": self.tasks_total, "tasks_hit": self.tasks_hit, "hit_rate": self.hit_rate,
+                "flops_coverage": self.flops_coverage}
+
+
+def extract_tasks(mod, target) -> list[Task]:
+    """The tuning tasks of a legalised Relax module (``kernels.tvm.schedule.legalize``)."""
+    _tvm()
+    import tvm_ffi
+    from tvm.s_tir.analysis import estimate_tir_flops
+    from tvm.s_tir.meta_schedule.relax_integration import extract_tasks as ms_extract
+
+    try:
+        extracted = ms_extract(mod, target)
+        tasks = []
+        for t in extracted:
+            task_mod = t.dispatched[0]
+            try:
+                flops = float(estimate_tir_flops(task_mod))
+            except Exception:  # noqa: BLE001 - e.g. a data-dependent loop: count it as free
+                flops = 0.0
+            tasks.append(Task(str(t.task_name), task_mod, float(t.weight), flops,
+                              int(tvm_ffi.structural_hash(task_mod))))
+        return tasks
+    except Exception as err:  # noqa: BLE001
+        raise KernelError(f"TVM task extraction failed: {type(err).__name__}: {err}") from err
+
+
+def merge_tasks(*task_lists) -> list[Task]:
+    """The distinct tasks of several lists (by structural hash, weights summed), most FLOPs first."""
+    merged: dict[int, Task] = {}
+    for tasks in task_lists:
+        for t in tasks:
+            old = merged.get(t.key)
+            merged[t.key] = t if old is None else Task(old.name, old.mod, old.weight + t.weight, old.flops, old.key)
+    return sorted(merged.values(), key=lambda t: -t.total_flops)
+
+
+def _read_lines(path: Path) -> tuple[list[str], bool]:
+    """The lines of ``path`` that parse as JSON, and whether any line was dropped."""
+    if not path.exists():
+        return [], False
+    raw = path.read_bytes().decode("utf-8", errors="replace").split("\n")
+    kept, dropped = [], False
+    for line in raw:
+        if not line.strip():
+            continue
+        try:
+            json.loads(line)
+            kept.append(line)
+        except ValueError:
+            dropped = True
+    if raw and raw[-1].strip():  # no final newline: the last line may have been cut mid-write
+        dropped = dropped or not kept or kept[-1] != raw[-1]
+    return kept, dropped
+
+
+def _write_atomic(path: Path, lines: list[str]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in lines))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def repair_database(folder) -> int:
+    """Drop unreadable lines (and records of missing workloads) from the database in ``folder``;
+    returns how many lines were dropped. Files are only rewritten (atomically) when needed."""
+    folder = Path(folder)
+    workloads, bad_w = _read_lines(folder / WORKLOAD_FILE)
+    records, bad_r = _read_lines(folder / RECORD_FILE)
+    valid = []
+    for line in records:
+        try:
+            index = json.loads(line)[0]
+            if isinstance(index, int) and 0 <= index < len(workloads):
+                valid.append(line)
+        except (ValueError, IndexError, TypeError, KeyError):
+            pass
+    dropped = 0
+    if bad_w:
+        _write_atomic(folder / WORKLOAD_FILE, workloads)
+        dropped += 1
+    if bad_r or len(valid) != len(records):
+        _write_atomic(folder / RECORD_FILE, valid)
+        dropped += 1 + len(records) - len(valid)
+    return dropped
+
+
+def open_database(folder, *, create: bool = True):
+    """The ``JSONDatabase`` in ``folder`` (repaired first, see the module docstring)."""
+    _tvm()
+    from tvm.s_tir.meta_schedule.database import JSONDatabase
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        if not create:
+            raise KernelError(f"TVM tuning database {str(folder)!r} does not exist")
+        folder.mkdir(parents=True, exist_ok=True)
+    repair_database(folder)
+    try:
+        return JSONDatabase(str(folder / WORKLOAD_FILE), str(folder / RECORD_FILE), allow_missing=True,
+                            module_equality="structural")
+    except Exception as err:  # noqa: BLE001
+        raise KernelError(f"TVM tuning database {str(folder)!r} cannot be read: {type(err).__name__}: "
+                          f"{(str(err).strip().splitlines() or [''])[0][:200]}") from err
+
+
+def load_default_times(folder) -> dict[str, float]:
+    """``{str(task.key): seconds}`` of each task's default schedule as measured while tuning (or {})."""
+    try:
+        data = json.loads((Path(folder) / DEFAULT_TIMES_FILE).read_text(encoding="utf-8"))
+        return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def save_default_times(folder, times: dict[str, float]) -> None:
+    """Merge ``times`` into the folder's default-schedule times (atomic rewrite)."""
+    merged = {**load_default_times(folder), **{str(k): float(v) for k, v in times.items()}}
+    _write_atomic(Path(folder) / DEFAULT_TIMES_FILE, [json.dumps(merged, sort_keys=True)])
+
+
+def best_record(database, task: Task, target):
+    """The fastest valid record of ``task`` in ``database``, or None."""
+    if not database.has_workload(task.mod):
+        return None
+    return database.query_tuning_record(task.mod, target, "main")
+
+
+def _useful_records(tasks: list[Task], database, target, default_times: dict[str, float]):
+    """A MemoryDatabase with the best record of each task that beats its default schedule (a task
+    whose default time is unknown keeps its record)."""
+    from tvm.s_tir.meta_schedule.database import MemoryDatabase, TuningRecord
+
+    memory = MemoryDatabase()
+    used = 0
+    for task in tasks:
+        record = best_record(database, task, target)
+        if record is None or not record.run_secs:
+            continue
+        seconds = sum(float(v) for v in record.run_secs) / len(record.run_secs)
+        default = default_times.get(str(task.key))
+        if default is not None and default <= seconds:
+            continue
+        memory.commit_tuning_record(TuningRecord(record.trace, memory.commit_workload(record.workload.mod), record.run_secs,
+                                                 record.target, record.args_info))
+        used += 1
+    return memory, used
+
+
+def has_record(database, task: Task, target) -> bool:
+    """Whether ``database`` holds a valid (successfully measured) record for ``task``."""
+    if not database.has_workload(task.mod):
+        return False
+    return database.query_tuning_record(task.mod, target, "main") is not None
+
+
+def hit_stats(tasks: list[Task], database, target) -> HitStats:
+    """Which of ``tasks`` ``database`` covers (see :class:`HitStats`)."""
+    hits = [t for t in tasks if has_record(database, t, target)]
+    return HitStats(len(tasks), len(hits), sum(t.total_flops for t in tasks), sum(t.total_flops for t in hits))
+
+
+def compile_relax(mod, target, database=None, *, default_times: dict[str, float] | None = None):
+    """Legalise ``mod``, apply ``database``'s records, schedule the rest by the default rules and
+    build. Returns ``(executable, HitStats)``; without a database every task is default-scheduled.
+    A record slower than the task's measured default schedule (``default_times``, see
+    :func:`load_default_times`) is not applied: a partly tuned build is never slower per task."""
+    tvm = _tvm()
+    from tvm import relax
+
+    from kernels.tvm.build import build
+    from kernels.tvm.schedule import legalize, schedule_legalized
+
+    mod = legalize(mod, target)
+    tasks = merge_tasks(extract_tasks(mod, target))
+    if database is None:
+        stats = HitStats(len(tasks), 0, sum(t.total_flops for t in tasks), 0.0)
+    else:
+        stats = hit_stats(tasks, database, target)
+        if stats.tasks_hit:
+            light_tensor_intrinsics()
+            useful, _ = _useful_records(tasks, database, target, default_times or {})
+            try:
+                with target, useful, tvm.transform.PassContext(opt_level=3):
+                    mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+            except Exception as err:  # noqa: BLE001
+                raise KernelError(f"TVM build failed: applying the tuning database: {type(err).__name__}: "
+                                  f"{err}") from err
+    mod = schedule_legalized(mod, target)
+    return build(mod, target), stats
+
+
+def compile_onnx_tuned(path, target, database=None, *, input_shape=None, default_times=None):
+    """:func:`compile_relax` of the ONNX model at ``path`` (static shape): ``(executable, HitStats)``."""
+    from kernels.tvm.build import import_onnx
+
+    return compile_relax(import_onnx(path, input_shape=input_shape), target, database, default_times=default_times)

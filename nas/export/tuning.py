@@ -1,0 +1,232 @@
+"""``nas tune-space``: tune a search space's layer workloads once into a persistent TVM database.
+
+Contract:
+- :func:`cache_root` is ``$HWNAS_CACHE_DIR``, else ``$XDG_CACHE_HOME/hwnas``, else
+  ``~/.cache/hwnas``; :func:`default_db_dir` is
+  ``<cache>/tvm-db/<profile>@<profile version>/<space>@<space version>/`` (MetaSchedule's JSON
+  files, see ``kernels.tvm.db``). Records of another profile or space version are never mixed in.
+- :func:`space_workloads` lists every distinct layer workload (``LayerSpec.workload``) the space
+  can produce at the given resolutions: for a MobileNetV3-style space a block's rows depend only on
+  its stage, whether it opens the stage, its kernel and expand ratio, so one arch per
+  (resolution, kernel, expand) with every stage at full depth covers them all.
+- :func:`workload_module` builds one workload as a standalone module with the context it has in a
+  whole subnet: the classifier ``linear`` row takes the ``(1, C, 1, 1)`` pooled map and flattens it,
+  as the network does (measured: without it the flatten's reshape task was the one whole-subnet task
+  that layer modules did not reproduce). Modules go through the same path as an exported subnet:
+  torch → ONNX → Relax → ``legalize`` → tasks, deduped by structural hash.
+- :func:`tune_space` tunes those tasks (coverage first) for ``minutes`` and then reports the share
+  of each of ``check`` random subnets' tasks that have a record (``hit_rate``; 1.0 is the goal).
+- Bad input (unknown space or device, a non-cpu device, minutes <= 0, a resolution the space does
+  not have) is a :class:`TuneSpaceError` (one line, exit code 2 from the CLI).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from nas._cache import cache_root, default_db_dir  # noqa: F401 - re-exported for callers of this module
+from search_spaces import ArchConfig, LayerSpec, NASError, SearchSpace, get_space
+
+
+class TuneSpaceError(NASError, ValueError):
+    """A ``nas tune-space`` / tuning setting is unusable (device kind, budget, resolutions)."""
+
+
+def cpu_profile(device: str):
+    """The device profile ``device``; ``TuneSpaceError`` unless it is a cpu profile (tuned on this host)."""
+    from hw_profiles import get_profile
+
+    profile = get_profile(device)
+    if profile.kind != "cpu":
+        raise TuneSpaceError(f"--device {device}: TVM tuning runs on this host and needs a cpu profile; "
+                             f"{profile.ref} is a {profile.kind} profile and tuning over RPC is not supported")
+    return profile
+
+
+def profile_target(profile):
+    """``(threads, TVM target)`` that builds for ``profile`` use (its thread count, else every core)."""
+    from kernels.tvm.build import host_target
+
+    threads = profile.spec.threads or (os.cpu_count() or 1)
+    return threads, host_target(threads)
+
+
+def parse_resolutions(space: SearchSpace, text: str | Sequence[int] | None) -> tuple[int, ...]:
+    """``"160,192"`` (or a list) checked against the space's resolutions; None: all of them."""
+    known = tuple(getattr(space, "resolutions", ()))
+    if not known:
+        raise TuneSpaceError(f"space {space.name!r} has no input resolutions to tune for")
+    if text is None:
+        return known
+    items = [t.strip() for t in text.split(",")] if isinstance(text, str) else list(text)
+    try:
+        values = tuple(sorted({int(t) for t in items if str(t).strip()}))
+    except ValueError:
+        raise TuneSpaceError(f"--resolutions {text!r}: expected comma-separated integers from {list(known)}") from None
+    unknown = [r for r in values if r not in known]
+    if unknown or not values:
+        raise TuneSpaceError(f"--resolutions {text!r}: {unknown or 'none given'} not in space {space.name}'s "
+                             f"resolutions {list(known)}")
+    return values
+
+
+def covering_archs(space: SearchSpace, resolutions: Sequence[int]) -> list[ArchConfig]:
+    """Archs whose layers include every workload of the space at ``resolutions`` (module docstring)."""
+    names = set(space.names)
+    if "r" not in names or not any(n.startswith("ks_") for n in names):
+        raise TuneSpaceError(f"space {space.name!r} is not a MobileNetV3-style space (ks_*, e_*, d_*, r); "
+                             "tune-space cannot enumerate its workloads")
+    choices = {p.name: tuple(p.options) for p in space.params}
+    kernels = sorted({v for n, vs in choices.items() if n.startswith("ks_") for v in vs})
+    expands = sorted({v for n, vs in choices.items() if n.startswith("e_") for v in vs})
+    archs = []
+    for r in resolutions:
+        for k in kernels:
+            for e in expands:
+                flat = {n: (k if n.startswith("ks_") else e if n.startswith("e_") else max(vs) if n.startswith("d_")
+                            else r if n == "r" else vs[0]) for n, vs in choices.items()}
+                archs.append(space.parse(flat))
+    return archs
+
+
+def space_workloads(space: SearchSpace, resolutions: Sequence[int]) -> list[LayerSpec]:
+    """The distinct layer workloads of the space at ``resolutions``, in network order."""
+    seen: dict[LayerSpec, None] = {}
+    for arch in covering_archs(space, resolutions):
+        for row in space.layers(arch):
+            seen.setdefault(row.workload)
+    return list(seen)
+
+
+def workload_module(spec: LayerSpec):
+    """``(module, input shape)`` of one workload, with its whole-subnet context (module docstring)."""
+    import torch
+
+    from supernets.layer_module import layer_input_shape, layer_module
+
+    module = layer_module(spec)
+    if spec.op == "linear":
+        return torch.nn.Sequential(torch.nn.Flatten(1), module).eval(), (1, spec.in_channels, 1, 1)
+    return module, layer_input_shape(spec)
+
+
+def module_tasks(module, input_shape, target, work: Path) -> list:
+    """The TVM tasks of a torch module, through the export path (torch → ONNX → Relax → legalize)."""
+    import torch
+
+    from kernels.onnx_export import export_onnx
+    from kernels.tvm.build import import_onnx
+    from kernels.tvm.db import extract_tasks
+    from kernels.tvm.schedule import legalize
+
+    x = torch.randn(input_shape, generator=torch.Generator().manual_seed(0))
+    fd, name = tempfile.mkstemp(suffix=".onnx", dir=work)
+    os.close(fd)
+    try:
+        path = export_onnx(module.eval(), x, Path(name), opset=17)
+        return extract_tasks(legalize(import_onnx(path), target), target)
+    finally:
+        if os.path.exists(name):
+            os.unlink(name)
+
+
+def subnet_tasks(space: SearchSpace, arch: ArchConfig, target, work: Path, supernet=None) -> list:
+    """The merged TVM tasks of the whole subnet ``arch`` (as ``nas export`` builds it)."""
+    from kernels.tvm.db import merge_tasks
+    from supernets import create_supernet
+
+    supernet = supernet or create_supernet(space.name)
+    return merge_tasks(module_tasks(supernet.extract(arch), supernet.input_shape(arch), target, work))
+
+
+def _bar(total, desc: str, unit: str, progress: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not progress, dynamic_ncols=True, leave=True)
+
+
+def tune_space(space_name: str, *, device: str = "host-cpu", minutes: float, resolutions=None, db: Path | None = None,
+               check: int = 5, seed: int = 0, max_trials_per_task: int = 1000, progress: bool = True,
+               log: Callable[[str], None] | None = None) -> dict:
+    """Tune every task of the space's workloads for ``minutes`` into the (profile, space) database,
+    then measure the hit rate over ``check`` random subnets. Returns the report (module docstring)."""
+    if not isinstance(minutes, (int, float)) or isinstance(minutes, bool) or not minutes > 0:
+        raise TuneSpaceError(f"--minutes must be > 0, got {minutes!r}")
+    if check < 0:
+        raise TuneSpaceError(f"--check must be >= 0, got {check}")
+    log = log or (lambda msg: None)
+    space = get_space(space_name)
+    profile = cpu_profile(device)
+    resolutions = parse_resolutions(space, resolutions)
+    db_dir = Path(db) if db is not None else default_db_dir(profile, space)
+    from kernels.errors import KernelError
+    from kernels.tvm.db import hit_stats, merge_tasks, open_database
+    from kernels.tvm.tune import tune
+
+    start = time.perf_counter()
+    threads, target = profile_target(profile)
+    workloads = space_workloads(space, resolutions)
+    log(f"{space.name}@{space.version}: {len(workloads)} layer workloads at {list(resolutions)} px; database {db_dir}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="hwnas-tune-") as tmp:
+            task_lists = []
+            with _bar(len(workloads), "tasks", "layer", progress) as bar:
+                for spec in workloads:
+                    task_lists.append(module_tasks(*workload_module(spec), target, Path(tmp)))
+                    bar.update(1)
+            tasks = merge_tasks(*task_lists)
+            extract_s = time.perf_counter() - start
+            budget_s = float(minutes) * 60.0
+            log(f"{len(tasks)} distinct tasks; tuning for {minutes:g} min")
+            with _bar(round(budget_s), "tuning", "s", progress) as bar:
+                def on_progress(p) -> None:
+                    bar.n = min(round(p.elapsed_s), bar.total)
+                    bar.set_postfix_str(f"covered {p.tasks_covered}/{p.tasks_total} trials {p.trials}", refresh=True)
+                summary = tune(tasks, target, db_dir, budget_s=budget_s, seed=seed, on_progress=on_progress,
+                               max_trials_per_task=max_trials_per_task)
+                bar.n = bar.total
+            database = open_database(db_dir)
+            rng = np.random.default_rng(seed)
+            checks = []
+            from supernets import create_supernet
+
+            supernet = create_supernet(space.name)
+            for _ in range(check):
+                arch = space.with_resolution(space.sample(rng), int(rng.choice(resolutions)))
+                stats = hit_stats(subnet_tasks(space, arch, target, Path(tmp), supernet), database, target)
+                checks.append({"arch_id": arch.arch_id, "r": arch["r"], **stats.to_dict()})
+    except KernelError as err:
+        raise TuneSpaceError(str(err)) from None
+    rates = [c["hit_rate"] for c in checks]
+    return {
+        "space": space.name, "space_version": space.version, "device": profile.ref, "threads": threads,
+        "target": str(target), "db": str(db_dir), "resolutions": list(resolutions), "workloads": len(workloads),
+        "tasks": len(tasks), "tuning": summary.to_dict(), "tuning_minutes": round(summary.elapsed_s / 60.0, 3),
+        "extract_s": round(extract_s, 1), "subnets": checks,
+        "hit_rate_mean": float(np.mean(rates)) if rates else None, "hit_rate_min": float(min(rates)) if rates else None,
+        "flops_coverage_mean": float(np.mean([c["flops_coverage"] for c in checks])) if checks else None,
+        "wall_s": round(time.perf_counter() - start, 1),
+    }
+
+
+def render_report(report: dict) -> str:
+    """A few lines: tasks, coverage after tuning, hit rate over the random subnets."""
+    t = report["tuning"]
+    lines = [f"tuned {report['space']}@{report['space_version']} for {report['device']} "
+             f"({report['threads']} threads) at {report['resolutions']} px into {report['db']}",
+             f"{report['workloads']} layer workloads -> {report['tasks']} distinct TVM tasks; "
+             f"{t['tasks_covered']}/{t['tasks_total']} have a record ({t['trials']} trials, "
+             f"{report['tuning_minutes']:.1f} min, stopped: {t['stopped']})"]
+    for c in report["subnets"]:
+        lines.append(f"  subnet {c['arch_id']} r={c['r']}: {c['tasks_hit']}/{c['tasks_total']} tasks in the database "
+                     f"({c['hit_rate']:.0%}, {c['flops_coverage']:.0%} of FLOPs)")
+    if report["hit_rate_mean"] is not None:
+        lines.append(f"database hit rate over {len(report['subnets'])} random subnets: mean "
+                     f"{report['hit_rate_mean']:.1%}, min {report['hit_rate_min']:.1%}")
+    return "\n".join(lines)

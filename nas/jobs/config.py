@@ -1,0 +1,221 @@
+"""``SearchConfig``: a search job as TOML (``nas search CONFIG.toml``), and what it builds.
+
+Layout::
+
+    [search]                      # space, algorithm, budget, seed, job, storage, batch_size
+    space = "tiny_mbv3"
+    [accuracy]                    # needed by the metric "accuracy": a `nas train` output
+    checkpoint = "runs/tiny"
+    [latency_models]              # cpu profile -> `nas profile` folder (predicted latency)
+    host-cpu = "runs/host-cpu"
+    [[objectives]]                # name, metric, direction
+    name = "acc"
+    metric = "accuracy"
+    direction = "maximize"
+    [[constraints]]               # metric, op, bound
+    metric = "stm32f746.peak_sram_kb"
+    op = "<="
+    bound = 320
+
+Metrics: ``accuracy`` (top-1 on the checkpoint's validation split, BN recalibrated; measured,
+expensive), ``macs``, ``params``, ``PROFILE.METRIC`` (see ``nas devices``); a cpu profile's
+``latency_ms`` is predicted from its latency model when one is named, else measured (on this host,
+or on its board over TVM RPC); its ``tvm_latency_ms`` is the TVM-compiled subnet measured there,
+compiled from the ``nas tune-space`` database when one exists.
+Relative paths are relative to the config file. The job stores this config, so ``nas worker``
+rebuilds the same evaluator from the storage alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+
+from hw_profiles import get_profile
+from nas._config_io import ConfigError, read_toml, typed_values
+from nas.jobs.objectives import CPU_METRICS, Constraint, MetricCatalog, Objective, ObjectiveError
+from search_spaces import get_space
+
+DEFAULT_STORAGE = "sqlite:///nas.db"
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    space: str = "tiny_mbv3"
+    algorithm: str = "nsga2"
+    budget: int = 100
+    seed: int = 0
+    job: str = ""
+    storage: str = DEFAULT_STORAGE
+    batch_size: int = 0  # 0: automatic
+
+    def __post_init__(self) -> None:
+        if self.budget < 1 or self.seed < 0 or self.batch_size < 0:
+            raise ConfigError(f"[search] needs budget >= 1, seed >= 0, batch_size >= 0; got budget={self.budget}, "
+                              f"seed={self.seed}, batch_size={self.batch_size}")
+
+
+@dataclass(frozen=True)
+class AccuracySettings:
+    checkpoint: str = ""
+    data: str = ""  # default: the data the checkpoint was trained on
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    name: str
+    metric: str
+    direction: str = "minimize"
+
+
+@dataclass(frozen=True)
+class ConstraintSpec:
+    metric: str
+    op: str
+    bound: float
+    TOML_TYPES = {"bound": float}
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    search: SearchSettings = field(default_factory=SearchSettings)
+    accuracy: AccuracySettings = field(default_factory=AccuracySettings)
+    latency_models: dict = field(default_factory=dict)
+    objectives: tuple = ()
+    constraints: tuple = ()
+    base_dir: str = "."
+
+    @classmethod
+    def from_dict(cls, blob: dict, *, source: str = "config", base_dir: str = ".") -> "SearchConfig":
+        known = {"search", "accuracy", "latency_models", "objectives", "constraints"}
+        unknown = sorted(set(blob) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown table(s) {unknown}; valid: {sorted(known)}")
+        search = SearchSettings(**typed_values(SearchSettings, _table(blob, "search", source), source=f"{source} [search]"))
+        accuracy = AccuracySettings(**typed_values(AccuracySettings, _table(blob, "accuracy", source),
+                                                   source=f"{source} [accuracy]"))
+        models = _table(blob, "latency_models", source)
+        for key, value in models.items():
+            if not isinstance(value, str):
+                raise ConfigError(f"{source} [latency_models]: {key} must be a folder path string, got {value!r}")
+        objectives = tuple(_rows(blob, "objectives", ObjectiveSpec, source))
+        constraints = tuple(_rows(blob, "constraints", ConstraintSpec, source))
+        if not objectives:
+            raise ConfigError(f"{source}: needs at least one [[objectives]] table with name and metric")
+        return cls(search=search, accuracy=accuracy, latency_models=dict(models), objectives=objectives,
+                   constraints=constraints, base_dir=base_dir)
+
+    @classmethod
+    def from_toml(cls, path: Path) -> "SearchConfig":
+        path = Path(path)
+        return cls.from_dict(read_toml(path), source=str(path), base_dir=str(path.parent.resolve()))
+
+    def to_dict(self) -> dict:
+        """The TOML-shaped dict (with ``base_dir``), as stored in the job."""
+        return {"search": asdict(self.search), "accuracy": asdict(self.accuracy),
+                "latency_models": dict(self.latency_models), "objectives": [asdict(o) for o in self.objectives],
+                "constraints": [asdict(c) for c in self.constraints], "base_dir": self.base_dir}
+
+    @classmethod
+    def from_stored(cls, blob: dict) -> "SearchConfig":
+        blob = dict(blob)
+        base_dir = blob.pop("base_dir", ".")
+        return cls.from_dict(blob, source="stored job config", base_dir=base_dir)
+
+    def path(self, text: str) -> Path:
+        p = Path(text).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    # ------------------------------------------------------------------ building
+    def build(self):
+        """``(space, objectives, constraints, catalog, extra)``; loads checkpoints and latency models."""
+        from nas.profiling.latency_model import LatencyModel
+
+        space = get_space(self.search.space)
+        models = {name: LatencyModel.load(self.path(p), space=space) for name, p in self.latency_models.items()}
+        measure = {}
+        metrics = [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
+        for metric in metrics:
+            device, _, name = metric.partition(".")
+            if name in CPU_METRICS and get_profile(device).kind == "cpu":
+                if name == "tvm_latency_ms" or device not in models:
+                    measure[metric] = host_measurer(space, get_profile(device), tvm=(name == "tvm_latency_ms"))
+        catalog = MetricCatalog(space, latency_models=models, measure=measure)
+        extra = {"config": self.to_dict(), "profiles": sorted({m.partition(".")[0] for m in metrics if "." in m})}
+        objectives = []
+        for spec in self.objectives:
+            if spec.metric == "accuracy":
+                fn, checkpoint_hash = self._accuracy(space)
+                extra["checkpoint_sha256"] = checkpoint_hash
+                objectives.append(Objective(spec.name, fn, direction=spec.direction))
+            else:
+                objectives.append(Objective(spec.name, spec.metric, direction=spec.direction))
+        try:
+            constraints = [Constraint(c.metric, c.op, c.bound) for c in self.constraints]
+        except ObjectiveError as err:
+            raise ConfigError(f"[[constraints]]: {err}") from None
+        return space, objectives, constraints, catalog, extra
+
+    def _accuracy(self, space):
+        if not self.accuracy.checkpoint:
+            raise ConfigError("metric 'accuracy' needs [accuracy] checkpoint = a `nas train` output folder")
+        from hw_profiles import Metric
+        from nas.training.evaluation import CheckpointEvaluator
+
+        evaluator = CheckpointEvaluator(self.path(self.accuracy.checkpoint), data=self.accuracy.data or None)
+        if evaluator.space.name != space.name:
+            raise ConfigError(f"[accuracy] checkpoint is a {evaluator.space.name} supernet, but [search] space = "
+                              f"{space.name!r}")
+        profile = f"{evaluator.data}@ckpt-{evaluator.checkpoint_hash[:12]}"
+
+        def accuracy(arch) -> Metric:
+            result = evaluator(arch)
+            stderr = (result.top1 * (1 - result.top1) / max(result.n, 1)) ** 0.5  # binomial standard error
+            return Metric(value=result.top1, unit="fraction", source="measured", profile=profile, spread=stderr)
+
+        return accuracy, evaluator.checkpoint_hash
+
+
+def host_measurer(space, profile, *, tvm: bool = False):
+    """``arch -> {metric: Metric}``: ``profile``'s latency measured where the profile says (this host
+    with its backend and threads, or its board over TVM RPC), on a seed-0 supernet as ``nas profile``
+    builds (built on first use). ``tvm``: the TVM-compiled subnet (``tvm_latency_ms``), from the
+    (profile, space) tuning database of ``nas tune-space`` when it exists."""
+    from hw_profiles.tvm_measured import TvmMeasuredCostModel, measured_model_for
+    from nas._cache import default_db_dir
+
+    state = {}
+
+    def measure(arch):
+        if "model" not in state:
+            from supernets import create_supernet
+
+            supernet = create_supernet(space.name, num_classes=space.num_classes, in_channels=space.in_channels, seed=0)
+            db = default_db_dir(profile, space)
+            kwargs = dict(build=supernet.extract, input_shape=lambda a: (1, *space.input_shape(a)))
+            state["model"] = (TvmMeasuredCostModel(profile, database=db if db.is_dir() else None, **kwargs) if tvm
+                              else measured_model_for(profile, database=db if db.is_dir() else None, **kwargs))
+        return state["model"].measure(arch)
+
+    return measure
+
+
+def _table(blob: dict, key: str, source: str) -> dict:
+    table = blob.get(key, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [{key}] must be a table, got {type(table).__name__}")
+    return table
+
+
+def _rows(blob: dict, key: str, cls, source: str) -> list:
+    rows = blob.get(key, [])
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ConfigError(f"{source}: {key} must be an array of tables ([[{key}]])")
+    out = []
+    for i, row in enumerate(rows):
+        where = f"{source} [[{key}]] #{i + 1}"
+        missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in row]
+        if missing:
+            raise ConfigError(f"{where}: missing key(s) {missing}")
+        out.append(cls(**typed_values(cls, row, source=where)))
+    return out

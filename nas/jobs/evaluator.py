@@ -1,0 +1,117 @@
+"""Evaluate one architecture for a job: cheap checks first, expensive objectives only if they pass.
+
+Contract: ``Evaluator(space, objectives, constraints, catalog)`` validates every name up front
+(``ObjectiveError`` naming the bad one). ``screen(archs)`` computes, for each arch, the cheap
+metrics (built-in analytic metrics and objectives marked cheap) and the violations of the
+constraints that only need them; an arch violating one is *rejected* before anything expensive
+runs. ``complete(arch, screened)`` adds the expensive objectives and constraints and returns an
+:class:`Outcome` whose ``values`` are the objectives in order, in their natural units and
+directions. Batch objectives (``batch=True``) receive lists.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from hw_profiles import Metric
+from nas.jobs.objectives import Constraint, MetricCatalog, Objective, ObjectiveError, _as_metric
+from search_spaces import ArchConfig, SearchSpace
+
+
+@dataclass
+class Outcome:
+    """Metrics by name, constraint violations by label, objective values (None until complete)."""
+
+    arch: ArchConfig
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    constraints: dict[str, float] = field(default_factory=dict)
+    values: list[float] | None = None
+    rejected: bool = False
+
+    @property
+    def feasible(self) -> bool:
+        return all(v <= 0 for v in self.constraints.values())
+
+
+class Evaluator:
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], constraints: Sequence[Constraint] = (),
+                 *, catalog: MetricCatalog | None = None) -> None:
+        objectives, constraints = list(objectives), list(constraints)
+        if not objectives:
+            raise ObjectiveError("a search needs at least one objective")
+        names = [o.name for o in objectives]
+        if len(set(names)) != len(names):
+            raise ObjectiveError(f"objective names must be unique, got {names}")
+        for c in constraints:
+            if not isinstance(c, Constraint):
+                raise ObjectiveError(f"constraints must be nas.Constraint, got {c!r}")
+        self.space, self.objectives, self.constraints = space, objectives, constraints
+        self.catalog = catalog or MetricCatalog(space)
+        by_name = {o.name: o for o in objectives}
+        for o in objectives:
+            if isinstance(o.fn, str):
+                self.catalog.check(o.fn)
+        for c in constraints:
+            if c.metric not in by_name:
+                self.catalog.check(c.metric)
+        self._by_name = by_name
+
+    def is_cheap(self, name: str) -> bool:
+        """Whether the metric or objective ``name`` is cheap."""
+        objective = self._by_name.get(name)
+        if objective is None:
+            return self.catalog.is_cheap(name)
+        if objective.cheap is not None:
+            return objective.cheap
+        return isinstance(objective.fn, str) and self.catalog.is_cheap(objective.fn)
+
+    @property
+    def names(self) -> list[str]:
+        return [o.name for o in self.objectives]
+
+    def _compute(self, name: str, archs: list[ArchConfig]) -> list[Metric]:
+        objective = self._by_name.get(name)
+        if objective is None:
+            return self.catalog.resolve(name, archs)
+        if isinstance(objective.fn, str):
+            return self.catalog.resolve(objective.fn, archs)
+        if objective.batch:
+            values = list(objective.fn(list(archs)))
+            if len(values) != len(archs):
+                raise ObjectiveError(f"batch objective {name!r} returned {len(values)} values for {len(archs)} archs")
+        else:
+            values = [objective.fn(a) for a in archs]
+        return [_as_metric(v, objective) for v in values]
+
+    def _fill(self, outcomes: list[Outcome], names: Sequence[str]) -> None:
+        for name in names:
+            todo = [o for o in outcomes if name not in o.metrics]
+            if todo:
+                for outcome, metric in zip(todo, self._compute(name, [o.arch for o in todo])):
+                    outcome.metrics[name] = metric
+
+    def _constrain(self, outcome: Outcome, constraints: Sequence[Constraint]) -> None:
+        for c in constraints:
+            value = outcome.metrics[c.metric].value
+            outcome.constraints[c.label] = math.inf if math.isnan(value) else c.violation(value)
+
+    def screen(self, archs: Sequence[ArchConfig]) -> list[Outcome]:
+        """Cheap metrics and cheap constraints of every arch; ``rejected`` when one is violated."""
+        outcomes = [Outcome(arch=self.space.validate(a)) for a in archs]
+        cheap_constraints = [c for c in self.constraints if self.is_cheap(c.metric)]
+        self._fill(outcomes, [c.metric for c in cheap_constraints] + [n for n in self.names if self.is_cheap(n)])
+        for outcome in outcomes:
+            self._constrain(outcome, cheap_constraints)
+            outcome.rejected = not outcome.feasible
+        return outcomes
+
+    def complete(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
+        """Expensive objectives and constraints of screened, non-rejected outcomes (in place)."""
+        outcomes = [o for o in outcomes if not o.rejected]
+        self._fill(outcomes, self.names + [c.metric for c in self.constraints])
+        for outcome in outcomes:
+            self._constrain(outcome, self.constraints)
+            outcome.values = [outcome.metrics[n].value for n in self.names]
+        return outcomes

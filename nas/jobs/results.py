@@ -1,0 +1,175 @@
+"""Reading a job back: every trial and the Pareto front as pandas DataFrames.
+
+Contract: ``SearchResult(job, objectives)`` reads the store on each call (a job other processes
+still extend is seen as it is now). Columns of :meth:`SearchResult.trials` and
+:meth:`SearchResult.pareto`: ``trial``, ``state``, ``arch_id``, one column per setting, one per
+objective (natural units and direction), then per objective ``<name>.source``, ``<name>.profile``,
+``<name>.spread``, one column per constraint (its violation, ``<= 0`` satisfied) and ``feasible``.
+A retried trial (its worker died) appears once: its newest attempt. The front holds the feasible,
+non-dominated COMPLETE trials.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from nas.jobs.objectives import Objective
+from nas.searchers.loop import hypervolume, pareto_mask
+from search_spaces import ArchConfig, SearchSpace, get_space
+
+STATE_NAMES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "fail", "RUNNING": "running",
+               "WAITING": "waiting"}
+
+
+def latest_trials(trials) -> list:
+    """One trial per arch_id: the newest attempt (trials come in number order)."""
+    latest = {}
+    for t in trials:
+        aid = t.user_attrs.get("arch_id")
+        if aid is not None:
+            latest[aid] = t
+    return sorted(latest.values(), key=lambda t: t.number)
+
+
+def objective_matrix(trials, objectives: Sequence[Objective]) -> np.ndarray:
+    """``(n, n_objectives)`` minimised values (maximised ones negated) of ``objectives`` (any subset of
+    the job's), read from each trial's recorded metrics; NaN rows for trials without values."""
+    signs = np.array([o.sign for o in objectives])
+    rows = []
+    for t in trials:
+        metrics = t.user_attrs.get("result", {}).get("metrics", {})
+        if t.state.name == "COMPLETE" and all(o.name in metrics for o in objectives):
+            rows.append(np.array([metrics[o.name]["value"] for o in objectives], dtype=np.float64) * signs)
+        else:
+            rows.append(np.full(len(objectives), np.nan))
+    return np.array(rows, dtype=np.float64).reshape(len(trials), len(objectives))
+
+
+class SearchResult:
+    def __init__(self, job, objectives: Sequence[Objective], *, space: SearchSpace | None = None) -> None:
+        self.job = job
+        self.objectives = list(objectives)
+        self._space = space
+
+    @property
+    def space(self) -> SearchSpace:
+        """The job's space (looked up in the registry unless given)."""
+        if self._space is None:
+            self._space = get_space(self.job.config["space"])
+        return self._space
+
+    @property
+    def name(self) -> str:
+        return self.job.name
+
+    def _rows(self, trials) -> list[dict]:
+        rows = []
+        for t in trials:
+            attrs = t.user_attrs
+            row = {"trial": t.number, "state": STATE_NAMES.get(t.state.name, t.state.name.lower()),
+                   "arch_id": attrs.get("arch_id"), **attrs.get("arch", {})}
+            result = attrs.get("result", {})
+            metrics = result.get("metrics", {})
+            for o in self.objectives:
+                m = metrics.get(o.name)
+                row[o.name] = m["value"] if m else np.nan
+            for o in self.objectives:
+                m = metrics.get(o.name) or {}
+                row[f"{o.name}.source"] = m.get("source")
+                row[f"{o.name}.profile"] = m.get("profile")
+                row[f"{o.name}.spread"] = m.get("spread")
+            row.update(result.get("constraints", {}))
+            row["feasible"] = bool(result.get("feasible", False))
+            rows.append(row)
+        return rows
+
+    def _frame(self, trials):
+        import pandas as pd
+
+        return pd.DataFrame(self._rows(trials))
+
+    def _finished(self) -> list:
+        import optuna
+
+        TS = optuna.trial.TrialState
+        return latest_trials(self.job.trials(states=(TS.COMPLETE, TS.PRUNED, TS.FAIL)))
+
+    def trials(self):
+        """Every finished evaluation (complete, pruned, failed) as a DataFrame."""
+        return self._frame(self._finished())
+
+    def _feasible_trials(self) -> list:
+        return [t for t in self._finished()
+                if t.state.name == "COMPLETE" and t.user_attrs.get("result", {}).get("feasible")]
+
+    def feasible_matrix(self) -> np.ndarray:
+        """Minimised objective values of every feasible complete evaluation."""
+        return objective_matrix(self._feasible_trials(), self.objectives)
+
+    def _front_trials(self) -> list:
+        complete = self._feasible_trials()
+        if not complete:
+            return []
+        mask = pareto_mask(objective_matrix(complete, self.objectives))
+        return [t for t, keep in zip(complete, mask) if keep]
+
+    def pareto(self):
+        """The feasible non-dominated trials, sorted by the first objective."""
+        frame = self._frame(self._front_trials())
+        return frame.sort_values(self.objectives[0].name).reset_index(drop=True) if len(frame) else frame
+
+    def front_matrix(self) -> np.ndarray:
+        """Minimised objective values of the front, ``(n_front, n_objectives)``."""
+        return objective_matrix(self._front_trials(), self.objectives)
+
+    def hypervolume(self, ref_point: Sequence[float]) -> float:
+        """Hypervolume of the front in minimised space against ``ref_point`` (minimised units)."""
+        front = self.front_matrix()
+        return hypervolume(front, ref_point) if len(front) else 0.0
+
+    def arch(self, trial: int) -> ArchConfig:
+        """The architecture of trial number ``trial``."""
+        for t in self.job.trials():
+            if t.number == trial:
+                return self.space.parse(t.user_attrs["arch"])
+        raise KeyError(f"job {self.name!r} has no trial {trial}")
+
+
+def load_job(name: str, *, storage, space: SearchSpace | None = None) -> SearchResult:
+    """The :class:`SearchResult` of a job already in ``storage`` (objectives as the job recorded them).
+    Give ``space`` for a user space that is not registered."""
+    from nas.jobs.store import Job, open_storage
+
+    job = Job.load(name, storage=open_storage(storage))
+    objectives = [Objective(o["name"], o["metric"] or "user", direction=o["direction"])
+                  for o in job.config["objectives"]]
+    return SearchResult(job, objectives, space=space)
+
+
+def normalised_hypervolume(front: np.ndarray, points: np.ndarray) -> float:
+    """HV of ``front`` after mapping each objective to [0, 1] by the ideal and nadir of ``points``
+    (reference point 1.1 in each objective)."""
+    if not len(front):
+        return 0.0
+    ideal, nadir = points.min(axis=0), points.max(axis=0)
+    scale = np.where(nadir > ideal, nadir - ideal, 1.0)
+    return hypervolume((front - ideal) / scale, np.full(points.shape[1], 1.1))
+
+
+def compare_hypervolume(result: SearchResult, baseline: SearchResult) -> dict:
+    """Hypervolumes of two jobs' fronts on one scale: every objective is normalised by the ideal and
+    nadir of both jobs' feasible complete evaluations together (reference point 1.1 in each).
+    ``ratio`` = this job's / the baseline's."""
+    F, B = result.front_matrix(), baseline.front_matrix()
+    points = np.vstack([result.feasible_matrix(), baseline.feasible_matrix()])
+    if not len(points):
+        return {"hypervolume": 0.0, "baseline_hypervolume": 0.0, "ratio": None, "front_size": 0,
+                "baseline_front_size": 0, "baseline_job": baseline.name}
+    hv, hv_base = normalised_hypervolume(F, points), normalised_hypervolume(B, points)
+    return {"hypervolume": round(hv, 6), "baseline_hypervolume": round(hv_base, 6),
+            "ratio": round(hv / hv_base, 4) if hv_base > 0 else None, "front_size": len(F),
+            "baseline_front_size": len(B), "baseline_job": baseline.name,
+            "normalisation": {"ideal": points.min(axis=0).tolist(), "nadir": points.max(axis=0).tolist(),
+                              "ref": [1.1] * points.shape[1]}}
