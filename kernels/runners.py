@@ -9,6 +9,8 @@ temporary folder and runs onnxruntime's CPU provider, one inter-op thread, all g
 ``TorchRunner`` runs the module in eval mode under ``torch.inference_mode``; note that
 ``torch.set_num_threads`` is process-wide, so a call that needs another count sets it and
 restores the caller's count afterwards (no cost when they already agree).
+:func:`denormals_flushed` makes torch flush denormal floats (as onnxruntime does) inside a block
+only, restoring the caller's setting after it.
 ``TvmRunner`` exports to ONNX the same way, then imports, schedules and builds it with Apache TVM
 for this CPU, untuned (:mod:`kernels.tvm.build`: the simple default schedule, ``relax``
 VirtualMachine, exactly ``threads`` TVM threads); ``build_s`` is how long that took.
@@ -20,7 +22,9 @@ from __future__ import annotations
 
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -28,6 +32,25 @@ from kernels.errors import KernelError
 from kernels.onnx_export import INPUT_NAME, export_onnx
 
 BACKENDS = ("onnxruntime", "torch", "tvm")
+
+
+@contextmanager
+def denormals_flushed() -> Iterator[None]:
+    """torch flushes denormal floats to zero inside the block (``torch.set_flush_denormal``, as onnxruntime
+    does: denormal activations make CPU kernels several times slower); the setting the calling thread had
+    before is restored after it. torch has no getter for the flag, so it is probed: with flushing on, a
+    denormal float32 reads back as zero."""
+    import torch
+
+    def flushing() -> bool:
+        return bool(torch.tensor([1e-40], dtype=torch.float32).item() == 0.0)
+
+    before = flushing()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
 
 
 def _check_threads(threads) -> int:

@@ -26,6 +26,14 @@ def read_toml(path: Path) -> dict:
         raise ConfigError(f"config {str(path)!r} is not valid TOML: {err}") from None
 
 
+def subtable(blob: dict, key: str, source: str) -> dict:
+    """``blob[key]`` (``{}`` if absent); ``ConfigError`` if it is not a table."""
+    table = blob.get(key, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [{key}] must be a table, got {type(table).__name__}")
+    return table
+
+
 def typed_values(cls, table: dict, *, source: str) -> dict:
     """``table`` checked against ``cls``'s fields: unknown keys and values whose type differs from
     the field default's are errors (ints are accepted for floats; lists become tuples). Fields

@@ -13,7 +13,7 @@ _EXPORTS = {
     "ArchLevelPredictor": "latency", "KernelLevelPredictor": "latency", "MacsProxyPredictor": "latency",
     "UnknownLayerError": "latency",
     "NotFittedError": "errors",
-    "arch_features": "features", "layer_aggregates": "features", "one_hot": "features",
+    "arch_features": "features", "layer_aggregates": "features", "one_hot": "features", "one_hot_codes": "features",
     "kendall_tau": "metrics", "regression_report": "metrics", "rmse": "metrics", "spearman": "metrics",
     "within_pct": "metrics",
 }

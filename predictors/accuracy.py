@@ -37,24 +37,12 @@ from typing import Mapping
 
 import numpy as np
 
+from predictors._blas import one_blas_thread as _one_blas_thread
 from predictors.errors import NotFittedError
 
 FORMAT = 1
 _CHUNK = 8192  # rows per block in predict
 _MAX_TREE_DEPTH = 8  # a tree is stored as 2**depth leaves
-
-
-_controller = None
-
-
-def _one_blas_thread():
-    """A context that limits BLAS to one thread (the matrices here are small; on a busy machine
-    threaded BLAS made fits 5-20x and predictions 2x slower). The controller is built once."""
-    global _controller
-    if _controller is None:
-        from threadpoolctl import ThreadpoolController
-        _controller = ThreadpoolController()
-    return _controller.limit(limits=1, user_api="blas")
 
 
 def _check_int(name: str, value, minimum: int) -> int:

@@ -41,13 +41,20 @@ def layer_aggregates(layers: Sequence[LayerSpec]) -> np.ndarray:
     return np.concatenate([per_op.ravel(), extra])
 
 
+def one_hot_codes(cardinalities: Sequence[int], codes: np.ndarray) -> np.ndarray:
+    """``(n, sum(cardinalities))`` indicator rows of ``(n, n_settings)`` integer option indices (the one
+    home of the one-hot layout: setting by setting, one column per option)."""
+    cards = np.asarray(cardinalities, dtype=np.int64)
+    codes = np.asarray(codes, dtype=np.int64).reshape(-1, len(cards))
+    offsets = np.concatenate([[0], np.cumsum(cards)[:-1]])
+    out = np.zeros((len(codes), int(cards.sum())))
+    out[np.arange(len(codes))[:, None], offsets[None, :] + codes] = 1.0
+    return out
+
+
 def one_hot(space: SearchSpace, arch: ArchConfig) -> np.ndarray:
     """One indicator per (setting, option): ``sum(space.cardinalities)`` floats."""
-    codes = space.encode(arch)
-    offsets = np.concatenate([[0], np.cumsum(space.cardinalities)[:-1]])
-    out = np.zeros(int(space.cardinalities.sum()))
-    out[offsets + codes] = 1.0
-    return out
+    return one_hot_codes(space.cardinalities, space.encode(arch))[0]
 
 
 def arch_features(space: SearchSpace, archs: Sequence[ArchConfig]) -> np.ndarray:

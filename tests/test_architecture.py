@@ -25,3 +25,22 @@ def test_search_spaces_and_cli_describe_do_not_import_torch():
     )
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+
+
+def _contracts() -> list[dict]:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+
+
+def test_every_room_and_shared_module_of_nas_is_under_a_contract():
+    """A new subpackage of ``nas`` must be placed in the layers; a new top-level module must be in
+    the "nothing imports nas.testing" contract (import-linter does not see what is not listed)."""
+    contracts = _contracts()
+    layers = next(c for c in contracts if c["type"] == "layers")
+    forbidden = next(c for c in contracts if c.get("forbidden_modules") == ["nas.testing"])
+    rooms = {p.name for p in (ROOT / "nas").iterdir() if (p / "__init__.py").exists()}
+    modules = {p.stem for p in (ROOT / "nas").glob("_*.py")} - {"__init__", "__main__"}
+    assert rooms - {"testing"} == set(layers["layers"]), sorted(rooms)
+    listed = {m.removeprefix("nas.") for m in forbidden["source_modules"]}
+    assert listed == (rooms - {"testing"}) | modules, sorted(listed ^ ((rooms - {"testing"}) | modules))

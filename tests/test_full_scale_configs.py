@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.pipeline.config import QuickstartConfig
+from nas.pipeline.config import PipelineConfig
 from nas.training.config import TrainConfig
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -19,7 +19,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
     ("quickstart.toml", "tiny_mbv3", "mnist-mini"),
 ])
 def test_config_parses_for_nas_run_and_nas_train(name, space, data, tmp_path):
-    config = QuickstartConfig.from_toml(EXPERIMENTS / name)
+    config = PipelineConfig.from_toml(EXPERIMENTS / name)
     assert config.train.space == space and config.train.data == data
     assert TrainConfig.from_toml(EXPERIMENTS / name) == config.train  # `torchrun -m nas train CONFIG` reads [train]
     search = config.search_config(tmp_path)

@@ -42,7 +42,7 @@ def bench_tuned(space_name: str, arch, repeats: int, tuning_db: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="hwnas-export-bench-") as tmp:
         start = time.perf_counter()
         report = resolve_and_export(out=Path(tmp) / "out", formats="tvm", arch_obj=arch.to_dict(), space=space_name,
-                                    repeats=repeats, tuning_db=tuning_db)
+                                    repeats=repeats, tuning_db=tuning_db).to_json()
         wall = time.perf_counter() - start
     return {"export_s": round(wall, 2), "tvm_s": report["steps_s"].get("tvm_s"), "tvm_schedule": report["tvm_schedule"],
             "tuning": report["tuning"], "tvm_latency_ms": round(report["formats"]["tvm"]["latency_ms"]["value"], 3)}
@@ -56,7 +56,7 @@ def bench(space_name: str, resolution: int | None, seed: int, repeats: int, tuni
     with tempfile.TemporaryDirectory(prefix="hwnas-export-bench-") as tmp:
         start = time.perf_counter()
         report = resolve_and_export(out=Path(tmp) / "out", formats="torch,onnx,tvm", arch_obj=arch.to_dict(),
-                                    space=space_name, repeats=repeats)
+                                    space=space_name, repeats=repeats).to_json()
         wall = time.perf_counter() - start
         sizes = {fmt: (Path(tmp) / "out" / entry["file"]).stat().st_size for fmt, entry in report["formats"].items()}
     return {

@@ -78,7 +78,7 @@ def main() -> None:
                                backend=args.backend, seed=args.seed, drift_correction=not args.no_drift_correction)
     with tempfile.TemporaryDirectory(prefix="hwnas-bench-") as tmp:
         out = Path(args.out) if args.out else Path(tmp) / "profile"
-        report = profile_device(space, "host-cpu", out, settings=settings, progress=True)
+        report = profile_device(space, "host-cpu", out, settings=settings, progress=True).to_json()
         latency_model = LatencyModel.load(out)
     held = report["held_out"]
     result = {

@@ -32,6 +32,7 @@ from hw_profiles import cost_model_for, get_profile, macs
 from hw_profiles.block_table import SpaceCodes
 from nas.jobs.objectives import Constraint, MetricCatalog, Objective
 from nas.jobs.search import search
+from nas.searchers import CheapObjectives
 from nas.searchers.predictor_guided import PredictorGuidedSearcher
 from predictors.accuracy import AccuracyEnsemble
 from search_spaces import get_space
@@ -53,8 +54,9 @@ def inner_speed(n_candidates: int, seed: int) -> dict:
         F = np.column_stack([np.full(len(codes), np.nan), t_macs.evaluate(codes), t_sram.evaluate(codes)])
         return F, np.zeros((len(codes), 0))
 
-    searcher = PredictorGuidedSearcher(space=space, n_objectives=3, seed=seed, predicted=[0],
-                                       cheap=lambda archs: None, cheap_codes=cheap_codes, canonical_codes=canonical)
+    cheap = CheapObjectives(indices=(1, 2), evaluate=lambda archs: None, evaluate_codes=cheap_codes,
+                            canonical_codes=canonical)
+    searcher = PredictorGuidedSearcher(space=space, n_objectives=3, seed=seed, cheap=cheap)
     model = AccuracyEnsemble(seed=seed, n_members=3).fit(searcher._one_hot(train), -synthetic_accuracy(train))
     searcher._models = {0: model}
     candidates = canonical(rng.integers(0, space.cardinalities, size=(n_candidates, len(space.params))))

@@ -52,7 +52,7 @@ def bench_space(name: str, r: int, minutes: float, repeats: int, work: Path, db:
     from supernets.testing import enliven
 
     report = tune_space(name, device="host-cpu", minutes=minutes, resolutions=[r], db=db, check=N_SUBNETS,
-                        progress=False)
+                        progress=False).to_json()
     space = get_space(name)
     threads = report["threads"]
     target = tvm_build.host_target(threads)

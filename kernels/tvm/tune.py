@@ -22,13 +22,15 @@ Contract of :func:`tune`:
   records; the pools are shut down and the interrupt propagates. Only one process may tune a
   database at a time (an ``flock`` on ``db_dir/.tune.lock``; a second one gets ``KernelError``).
 - ``on_progress(TuneProgress)`` is called after every measured round.
+- The run's bookkeeping (which task next, what each measured round changed) is one
+  :class:`kernels.tvm._tune_state.TuneState`, shared by the task scheduler, the builder and the
+  measure callback that TVM calls back into.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
-import math
 import os
 import shutil
 import time
@@ -38,28 +40,14 @@ from typing import Callable, Sequence
 
 from kernels.errors import KernelError
 from kernels.tvm._common import _tvm
+from kernels.tvm._tune_state import MAX_EMPTY_ROUNDS, TuneProgress, TuneState  # noqa: F401 - re-exported
 from kernels.tvm.db import (Task, has_record, light_tensor_intrinsics, load_default_times, open_database,
                             save_default_times)
 
-MAX_EMPTY_ROUNDS = 3  # rounds without one valid candidate before a task is left to the default schedule
 COVERAGE_TRIALS = 2  # candidates per round while some task has no record yet
 POPULATION = 64  # evolutionary search population (TVM's default 512 is far too slow here)
 _LOG = logging.getLogger("kernels.tvm.tune")
 PHASE_S = {"build": 0.0}  # seconds spent building candidates in this process (for diagnostics)
-
-
-@dataclass(frozen=True)
-class TuneProgress:
-    """Where a :func:`tune` run stands after a measured round."""
-
-    elapsed_s: float
-    budget_s: float
-    rounds: int
-    trials: int
-    valid_trials: int
-    tasks_total: int
-    tasks_covered: int
-    last_task: str
 
 
 @dataclass(frozen=True)
@@ -91,19 +79,7 @@ def _runner_worker_init(threads: int) -> Callable[[], None]:
     return init
 
 
-def _guarded(state: dict, fn: Callable) -> Callable:
-    """``fn`` that notes a ``KeyboardInterrupt`` in ``state`` before it crosses TVM's C++ (tvm-ffi turns
-    it into a plain RuntimeError on the way back), so :func:`tune` can re-raise it as what it was."""
-    def call(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except KeyboardInterrupt:
-            state["interrupted"] = True
-            raise
-    return call
-
-
-def _make_builder(workers: int, timeout_s: float, state: dict):
+def _make_builder(workers: int, timeout_s: float, state: TuneState):
     from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
     from tvm.s_tir.meta_schedule.builder.local_builder import _serialize_params, _worker_func
     from tvm.ir.utils import derived_object
@@ -118,7 +94,7 @@ def _make_builder(workers: int, timeout_s: float, state: dict):
             self.pool = PopenPoolExecutor(max_workers=workers, timeout=timeout_s, initializer=_builder_worker_init)
 
         def build(self, build_inputs):
-            return _guarded(state, self._build)(build_inputs)
+            return state.guarded(self._build)(build_inputs)
 
         def _build(self, build_inputs):
             t0 = time.monotonic()
@@ -135,38 +111,28 @@ def _make_builder(workers: int, timeout_s: float, state: dict):
     return PersistentBuilder()
 
 
-def _make_scheduler(tasks: Sequence[Task], ids: Sequence[int], state: dict, coverage_only: bool):
+def _make_scheduler(state: TuneState, ids: Sequence[int], coverage_only: bool):
     from tvm.s_tir.meta_schedule.task_scheduler import PyTaskScheduler
     from tvm.ir.utils import derived_object
 
     @derived_object
     class BudgetScheduler(PyTaskScheduler):
-        """Coverage first, then the tasks that cost the most; -1 once the budget is spent."""
+        """Coverage first, then the tasks that cost the most (``TuneState.next_task``); -1 once done or
+        the budget is spent."""
 
         def next_task_id(self) -> int:
-            return _guarded(state, self._next)()
+            return state.guarded(self._next)()
 
         def _next(self) -> int:
             outer = self._outer()
             for i in range(len(ids)):
                 outer.touch_task(i)
-            if time.monotonic() >= state["deadline"]:
-                state["stopped"] = "budget"
+            if state.out_of_time():
                 return -1
             live = [i for i, rec in enumerate(outer.tasks_) if not rec.is_terminated]
-            uncovered = [i for i in live if state["best"][ids[i]] is None and state["empty"][ids[i]] < MAX_EMPTY_ROUNDS]
-            if not live or (coverage_only and not uncovered):
-                state["stopped"] = "done"
+            task_id = state.next_task(live, ids, coverage_only)
+            if task_id is None:
                 return -1
-            if uncovered:
-                task_id = min(uncovered, key=lambda i: (state["empty"][ids[i]], -tasks[ids[i]].total_flops))
-            else:
-                def cost(i: int) -> float:  # the task's time in a compiled model: min(record, default schedule)
-                    best, default = state["best"][ids[i]], state["default"].get(ids[i])
-                    seconds = min(x for x in (best, default, math.inf) if x is not None)
-                    time_share = tasks[ids[i]].weight * (seconds if seconds < math.inf else 0.0)
-                    return time_share / math.sqrt(1 + state["rounds"][ids[i]])
-                task_id = max(live, key=cost)
             if outer.tasks_[task_id].runner_futures is not None:
                 self.join_running_task(task_id)
             return task_id
@@ -174,7 +140,7 @@ def _make_scheduler(tasks: Sequence[Task], ids: Sequence[int], state: dict, cove
     return BudgetScheduler()
 
 
-def _make_callback(tasks: Sequence[Task], ids: Sequence[int], state: dict, on_progress):
+def _make_callback(state: TuneState, ids: Sequence[int], on_progress):
     from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
     from tvm.ir.utils import derived_object
 
@@ -183,27 +149,12 @@ def _make_callback(tasks: Sequence[Task], ids: Sequence[int], state: dict, on_pr
         """Counts valid candidates per task and reports progress (after AddToDatabase committed)."""
 
         def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
-            _guarded(state, self._apply)(task_id, runner_results)
+            state.guarded(self._apply)(task_id, runner_results)
 
         def _apply(self, local_id, runner_results) -> None:
-            task_id = ids[local_id]
-            valid = [float(sum(r.run_secs) / len(r.run_secs)) for r in runner_results
-                     if r.error_msg is None and r.run_secs and all(float(s) < 1e9 for s in r.run_secs)]
-            state["rounds"][task_id] += 1
-            state["trials"] += len(runner_results)
-            state["valid"] += len(valid)
-            if valid:
-                best = min(valid)
-                old = state["best"][task_id]
-                state["best"][task_id] = best if old is None else min(old, best)
-            else:
-                state["empty"][task_id] += 1
+            progress = state.record(ids[local_id], runner_results)
             if on_progress is not None:
-                on_progress(TuneProgress(
-                    elapsed_s=time.monotonic() - state["start"], budget_s=state["budget"],
-                    rounds=sum(state["rounds"]), trials=state["trials"], valid_trials=state["valid"],
-                    tasks_total=len(tasks), tasks_covered=sum(b is not None for b in state["best"]),
-                    last_task=tasks[task_id].name))
+                on_progress(progress)
 
     return Progress()
 
@@ -254,6 +205,15 @@ class _Lock:
         os.close(self.fd)
 
 
+@dataclass(frozen=True)
+class _Phase:
+    """One ``ms.tune_tasks`` call: the tasks it may pick (indices), candidates per round, coverage only."""
+
+    ids: list
+    per_round: int
+    coverage_only: bool
+
+
 def tune(tasks: Sequence[Task], target, db_dir, *, budget_s: float, trials_per_round: int = 8,
          max_trials_per_task: int = 1000, builders: int | None = None, seed: int = 0,
          on_progress: Callable[[TuneProgress], None] | None = None) -> TuneSummary:
@@ -263,82 +223,98 @@ def tune(tasks: Sequence[Task], target, db_dir, *, budget_s: float, trials_per_r
     if not budget_s > 0:
         raise KernelError(f"TVM tuning failed: the budget must be > 0 seconds, got {budget_s}")
     _tvm()
-    from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.runner import EvaluatorConfig, LocalRunner
 
     start = time.monotonic()
     db_dir = Path(db_dir)
     db_dir.mkdir(parents=True, exist_ok=True)
     lock = _Lock(db_dir)
-    builder = runner = None
-    state: dict = {}
+    builder = runner = state = None
     try:
         light_tensor_intrinsics()
         database = open_database(db_dir)
         threads = int(target.attrs.get("num-cores", 0) or 0) or (os.cpu_count() or 1)
-        best = [0.0 if has_record(database, t, target) else None for t in tasks]
-        covered_before = sum(b is not None for b in best)
-        state.update({"start": start, "budget": float(budget_s), "deadline": start + float(budget_s), "best": best,
-                 "rounds": [0] * len(tasks), "empty": [0] * len(tasks), "trials": 0, "valid": 0, "stopped": "done"})
-        # a recorded task's real best time is unknown here; use its FLOPs as the time share until measured
-        scale = max((t.flops for t in tasks), default=1.0) or 1.0
-        state["best"] = [(tasks[i].flops / scale * 1e-3) if b is not None else None for i, b in enumerate(best)]
+        recorded = [has_record(database, t, target) for t in tasks]
+        state = TuneState.begin(tasks, recorded, start=start, budget_s=budget_s)
         _LOG.setLevel(logging.WARNING)
         builder = _make_builder(builders or max(1, os.cpu_count() or 1), timeout_s=60.0, state=state)
         runner = LocalRunner(timeout_sec=60.0, initializer=_runner_worker_init(threads),
                              evaluator_config=EvaluatorConfig(number=3, repeat=1, min_repeat_ms=40))
-        try:
-            _measure_defaults(tasks, target, builder, runner, db_dir)
-        except Exception as err:  # noqa: BLE001 - without default times every record is applied, as before
-            _LOG.warning("default schedule times not measured: %s", err)
-        defaults = load_default_times(db_dir)
-        state["default"] = {i: defaults[str(t.key)] for i, t in enumerate(tasks) if str(t.key) in defaults}
-        uncovered = [i for i, b in enumerate(state["best"]) if b is None]
-        phases = [(uncovered, min(COVERAGE_TRIALS, trials_per_round), True)] if uncovered else []
-        if max_trials_per_task > COVERAGE_TRIALS or not uncovered:
-            phases.append((list(range(len(tasks))), trials_per_round, False))
-        for ids, per_round, coverage_only in phases:
-            if time.monotonic() >= state["deadline"]:
-                state["stopped"] = "budget"
+        state.default = _default_times(tasks, target, builder, runner, db_dir)
+        for phase in _phases(state, trials_per_round, max_trials_per_task):
+            if state.out_of_time():
                 break
-            contexts = [ms.TuneContext(
-                mod=tasks[i].mod, target=target, space_generator="post-order-apply",
-                search_strategy=ms.search_strategy.EvolutionarySearch(
-                    population_size=POPULATION, init_min_unmeasured=min(POPULATION, 16), genetic_num_iters=2,
-                    init_measured_ratio=0.2, max_fail_count=3),
-                task_name=tasks[i].name, rand_state=seed + i, num_threads=threads, logger=_LOG).clone() for i in ids]
-            cost_model = ms.cost_model.RandomModel()  # coverage: too few samples for a model to help
-            if not coverage_only:
-                try:  # retrained after every round: early stopping keeps that cheap
-                    cost_model = ms.cost_model.XGBModel(num_tuning_cores=threads, early_stopping_rounds=10,
-                                                        verbose_eval=10**6)
-                except Exception:  # noqa: BLE001 - xgboost missing: random still finds valid schedules
-                    pass
-            callbacks = [*ms.measure_callback.MeasureCallback.create("default"),
-                         _make_callback(tasks, ids, state, on_progress)]
-            ms.tune_tasks(tasks=contexts, task_weights=[tasks[i].weight for i in ids], work_dir=str(db_dir),
-                          max_trials_global=10**9, max_trials_per_task=max_trials_per_task,
-                          num_trials_per_iter=per_round, builder=builder, runner=runner, database=database,
-                          cost_model=cost_model, measure_callbacks=callbacks,
-                          task_scheduler=_make_scheduler(tasks, ids, state, coverage_only))
+            _run_phase(phase, state, target, database, builder, runner, db_dir, threads=threads, seed=seed,
+                       max_trials_per_task=max_trials_per_task, on_progress=on_progress)
         database = open_database(db_dir)
         covered = sum(has_record(database, t, target) for t in tasks)
-        return TuneSummary(elapsed_s=time.monotonic() - start, rounds=sum(state["rounds"]), trials=state["trials"],
-                           valid_trials=state["valid"], tasks_total=len(tasks), tasks_covered_before=covered_before,
-                           tasks_covered=covered, stopped=state["stopped"])
+        return TuneSummary(elapsed_s=time.monotonic() - start, rounds=sum(state.rounds), trials=state.trials,
+                           valid_trials=state.valid, tasks_total=len(tasks), tasks_covered_before=sum(recorded),
+                           tasks_covered=covered, stopped=state.stopped)
     except KernelError:
         raise
     except Exception as err:  # noqa: BLE001 - KeyboardInterrupt is not an Exception: it propagates
-        if state.get("interrupted"):
+        if state is not None and state.interrupted:
             raise KeyboardInterrupt from err
         raise KernelError(f"TVM tuning failed: {type(err).__name__}: "
                           f"{(str(err).strip().splitlines() or [''])[0][:300]}") from err
     finally:
-        for pool_owner in (getattr(builder, "_inst", None), runner):
-            pool = getattr(pool_owner, "pool", None)
-            if pool is not None:
-                try:
-                    pool.shutdown()
-                except Exception:  # noqa: BLE001
-                    pass
+        _shut_down(builder, runner)
         lock.release()
+
+
+def _default_times(tasks: Sequence[Task], target, builder, runner, db_dir: Path) -> dict[int, float]:
+    """Task index -> its default schedule's seconds (measured now when missing from ``db_dir``)."""
+    try:
+        _measure_defaults(tasks, target, builder, runner, db_dir)
+    except Exception as err:  # noqa: BLE001 - without default times every record is applied, as before
+        _LOG.warning("default schedule times not measured: %s", err)
+    defaults = load_default_times(db_dir)
+    return {i: defaults[str(t.key)] for i, t in enumerate(tasks) if str(t.key) in defaults}
+
+
+def _phases(state: TuneState, trials_per_round: int, max_trials_per_task: int) -> list[_Phase]:
+    """Coverage (the tasks without a record, ``COVERAGE_TRIALS`` a round) then every task, unless
+    ``max_trials_per_task`` stops after coverage."""
+    uncovered = [i for i, b in enumerate(state.best) if b is None]
+    phases = [_Phase(uncovered, min(COVERAGE_TRIALS, trials_per_round), True)] if uncovered else []
+    if max_trials_per_task > COVERAGE_TRIALS or not uncovered:
+        phases.append(_Phase(list(range(len(state.tasks))), trials_per_round, False))
+    return phases
+
+
+def _run_phase(phase: _Phase, state: TuneState, target, database, builder, runner, db_dir: Path, *, threads: int,
+               seed: int, max_trials_per_task: int, on_progress) -> None:
+    """One ``ms.tune_tasks`` over the phase's tasks (evolutionary search seeded from their records)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    tasks = state.tasks
+    contexts = [ms.TuneContext(
+        mod=tasks[i].mod, target=target, space_generator="post-order-apply",
+        search_strategy=ms.search_strategy.EvolutionarySearch(
+            population_size=POPULATION, init_min_unmeasured=min(POPULATION, 16), genetic_num_iters=2,
+            init_measured_ratio=0.2, max_fail_count=3),
+        task_name=tasks[i].name, rand_state=seed + i, num_threads=threads, logger=_LOG).clone() for i in phase.ids]
+    cost_model = ms.cost_model.RandomModel()  # coverage: too few samples for a model to help
+    if not phase.coverage_only:
+        try:  # retrained after every round: early stopping keeps that cheap
+            cost_model = ms.cost_model.XGBModel(num_tuning_cores=threads, early_stopping_rounds=10, verbose_eval=10**6)
+        except Exception:  # noqa: BLE001 - xgboost missing: random still finds valid schedules
+            pass
+    callbacks = [*ms.measure_callback.MeasureCallback.create("default"), _make_callback(state, phase.ids, on_progress)]
+    ms.tune_tasks(tasks=contexts, task_weights=[tasks[i].weight for i in phase.ids], work_dir=str(db_dir),
+                  max_trials_global=10**9, max_trials_per_task=max_trials_per_task,
+                  num_trials_per_iter=phase.per_round, builder=builder, runner=runner, database=database,
+                  cost_model=cost_model, measure_callbacks=callbacks,
+                  task_scheduler=_make_scheduler(state, phase.ids, phase.coverage_only))
+
+
+def _shut_down(builder, runner) -> None:
+    """Stop the builder's and the runner's worker pools (best effort)."""
+    for pool_owner in (getattr(builder, "_inst", None), runner):
+        pool = getattr(pool_owner, "pool", None)
+        if pool is not None:
+            try:
+                pool.shutdown()
+            except Exception:  # noqa: BLE001
+                pass

@@ -1,9 +1,11 @@
-"""Shared pieces of the ``nas`` command line: the usage exit code, the input error, argument types."""
+"""Shared pieces of the ``nas`` command line: the usage exit code, the input error, argument types, the
+``--quiet`` log callback, the front table of ``nas search`` and ``nas pareto``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from search_spaces import NASError
@@ -51,3 +53,15 @@ def load_arch_json(text: str) -> dict:
     if not isinstance(obj, dict):
         raise CLIInputError(f"{source} must be a JSON object like {{\"ks\": [...], ...}}, got {type(obj).__name__}")
     return obj
+
+
+def stderr_log(quiet: bool):
+    """The ``log`` callback of a command with ``--quiet``: progress lines to stderr, or nothing."""
+    return (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
+
+
+def render_front(front, names) -> str:
+    """``front`` (a ``SearchResult.pareto()`` frame) as :func:`nas.report.tables.render_front_table`."""
+    from nas.report.tables import render_front_table
+
+    return render_front_table(front, names, empty="(no feasible evaluation yet)")

@@ -20,8 +20,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 
 def is_host_profile(profile) -> bool:
     """Whether ``profile`` is measured on this host (a cpu profile with no board triple and no RPC key)."""

@@ -15,7 +15,8 @@ Contract:
   that layer modules did not reproduce). Modules go through the same path as an exported subnet:
   torch → ONNX → Relax → ``legalize`` → tasks, deduped by structural hash.
 - :func:`tune_space` tunes those tasks (coverage first) for ``minutes`` and then reports the share
-  of each of ``check`` random subnets' tasks that have a record (``hit_rate``; 1.0 is the goal).
+  of each of ``check`` random subnets' tasks that have a record (``hit_rate``; 1.0 is the goal), as a
+  :class:`TuneSpaceResult` (``to_json()``: what ``nas tune-space --json`` prints).
 - Bad input (unknown space or device, a non-cpu device, minutes <= 0, a resolution the space does
   not have) is a :class:`TuneSpaceError` (one line, exit code 2 from the CLI).
 """
@@ -25,12 +26,15 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from nas._cache import cache_root, default_db_dir  # noqa: F401 - re-exported for callers of this module
+from nas._progress import progress_bar
+from nas._results import ReportRecord
 from search_spaces import ArchConfig, LayerSpec, NASError, SearchSpace, get_space
 
 
@@ -145,17 +149,38 @@ def subnet_tasks(space: SearchSpace, arch: ArchConfig, target, work: Path, super
     return merge_tasks(module_tasks(supernet.extract(arch), supernet.input_shape(arch), target, work))
 
 
-def _bar(total, desc: str, unit: str, progress: bool):
-    from tqdm import tqdm
+@dataclass(frozen=True, kw_only=True)
+class TuneSpaceResult(ReportRecord):
+    """What :func:`tune_space` did; ``to_json()`` is what ``nas tune-space --json`` prints. ``tuning`` is the
+    ``TuneSummary`` dict; ``subnets`` has one hit-rate record per checked random subnet (the ``*_mean``
+    and ``hit_rate_min`` figures are None when ``check`` was 0)."""
 
-    return tqdm(total=total, desc=desc, unit=unit, disable=not progress, dynamic_ncols=True, leave=True)
+    _ERROR = TuneSpaceError
+
+    space: str
+    space_version: Any
+    device: str
+    threads: int
+    target: str
+    db: str
+    resolutions: list
+    workloads: int
+    tasks: int
+    tuning: dict
+    tuning_minutes: float
+    extract_s: float
+    subnets: list
+    hit_rate_mean: float | None
+    hit_rate_min: float | None
+    flops_coverage_mean: float | None
+    wall_s: float
 
 
 def tune_space(space_name: str, *, device: str = "host-cpu", minutes: float, resolutions=None, db: Path | None = None,
                check: int = 5, seed: int = 0, max_trials_per_task: int = 1000, progress: bool = True,
-               log: Callable[[str], None] | None = None) -> dict:
+               log: Callable[[str], None] | None = None) -> TuneSpaceResult:
     """Tune every task of the space's workloads for ``minutes`` into the (profile, space) database,
-    then measure the hit rate over ``check`` random subnets. Returns the report (module docstring)."""
+    then measure the hit rate over ``check`` random subnets (module docstring)."""
     if not isinstance(minutes, (int, float)) or isinstance(minutes, bool) or not minutes > 0:
         raise TuneSpaceError(f"--minutes must be > 0, got {minutes!r}")
     if check < 0:
@@ -166,8 +191,7 @@ def tune_space(space_name: str, *, device: str = "host-cpu", minutes: float, res
     resolutions = parse_resolutions(space, resolutions)
     db_dir = Path(db) if db is not None else default_db_dir(profile, space)
     from kernels.errors import KernelError
-    from kernels.tvm.db import hit_stats, merge_tasks, open_database
-    from kernels.tvm.tune import tune
+    from kernels.tvm.db import merge_tasks
 
     start = time.perf_counter()
     threads, target = profile_target(profile)
@@ -175,58 +199,74 @@ def tune_space(space_name: str, *, device: str = "host-cpu", minutes: float, res
     log(f"{space.name}@{space.version}: {len(workloads)} layer workloads at {list(resolutions)} px; database {db_dir}")
     try:
         with tempfile.TemporaryDirectory(prefix="hwnas-tune-") as tmp:
-            task_lists = []
-            with _bar(len(workloads), "tasks", "layer", progress) as bar:
+            with progress_bar(len(workloads), desc="tasks", unit="layer", enabled=progress) as bar:
+                task_lists = []
                 for spec in workloads:
                     task_lists.append(module_tasks(*workload_module(spec), target, Path(tmp)))
                     bar.update(1)
             tasks = merge_tasks(*task_lists)
             extract_s = time.perf_counter() - start
-            budget_s = float(minutes) * 60.0
             log(f"{len(tasks)} distinct tasks; tuning for {minutes:g} min")
-            with _bar(round(budget_s), "tuning", "s", progress) as bar:
-                def on_progress(p) -> None:
-                    bar.n = min(round(p.elapsed_s), bar.total)
-                    bar.set_postfix_str(f"covered {p.tasks_covered}/{p.tasks_total} trials {p.trials}", refresh=True)
-                summary = tune(tasks, target, db_dir, budget_s=budget_s, seed=seed, on_progress=on_progress,
-                               max_trials_per_task=max_trials_per_task)
-                bar.n = bar.total
-            database = open_database(db_dir)
-            rng = np.random.default_rng(seed)
-            checks = []
-            from supernets import create_supernet
-
-            supernet = create_supernet(space.name)
-            for _ in range(check):
-                arch = space.with_resolution(space.sample(rng), int(rng.choice(resolutions)))
-                stats = hit_stats(subnet_tasks(space, arch, target, Path(tmp), supernet), database, target)
-                checks.append({"arch_id": arch.arch_id, "r": arch["r"], **stats.to_dict()})
+            summary = _tune_with_bar(tasks, target, db_dir, budget_s=float(minutes) * 60.0, seed=seed,
+                                     max_trials_per_task=max_trials_per_task, progress=progress)
+            checks = _check_subnets(space, resolutions, target, db_dir, Path(tmp), check=check, seed=seed)
     except KernelError as err:
         raise TuneSpaceError(str(err)) from None
     rates = [c["hit_rate"] for c in checks]
-    return {
-        "space": space.name, "space_version": space.version, "device": profile.ref, "threads": threads,
-        "target": str(target), "db": str(db_dir), "resolutions": list(resolutions), "workloads": len(workloads),
-        "tasks": len(tasks), "tuning": summary.to_dict(), "tuning_minutes": round(summary.elapsed_s / 60.0, 3),
-        "extract_s": round(extract_s, 1), "subnets": checks,
-        "hit_rate_mean": float(np.mean(rates)) if rates else None, "hit_rate_min": float(min(rates)) if rates else None,
-        "flops_coverage_mean": float(np.mean([c["flops_coverage"] for c in checks])) if checks else None,
-        "wall_s": round(time.perf_counter() - start, 1),
-    }
+    return TuneSpaceResult(
+        space=space.name, space_version=space.version, device=profile.ref, threads=threads, target=str(target),
+        db=str(db_dir), resolutions=list(resolutions), workloads=len(workloads), tasks=len(tasks),
+        tuning=summary.to_dict(), tuning_minutes=round(summary.elapsed_s / 60.0, 3), extract_s=round(extract_s, 1),
+        subnets=checks, hit_rate_mean=float(np.mean(rates)) if rates else None,
+        hit_rate_min=float(min(rates)) if rates else None,
+        flops_coverage_mean=float(np.mean([c["flops_coverage"] for c in checks])) if checks else None,
+        wall_s=round(time.perf_counter() - start, 1))
 
 
-def render_report(report: dict) -> str:
+def _tune_with_bar(tasks, target, db_dir: Path, *, budget_s: float, seed: int, max_trials_per_task: int,
+                   progress: bool):
+    """:func:`kernels.tvm.tune.tune` with a bar of seconds spent, coverage and trials."""
+    from kernels.tvm.tune import tune
+
+    with progress_bar(round(budget_s), desc="tuning", unit="s", enabled=progress) as bar:
+        def on_progress(p) -> None:
+            bar.n = min(round(p.elapsed_s), bar.total)
+            bar.set_postfix_str(f"covered {p.tasks_covered}/{p.tasks_total} trials {p.trials}", refresh=True)
+        summary = tune(tasks, target, db_dir, budget_s=budget_s, seed=seed, on_progress=on_progress,
+                       max_trials_per_task=max_trials_per_task)
+        bar.n = bar.total
+    return summary
+
+
+def _check_subnets(space: SearchSpace, resolutions: Sequence[int], target, db_dir: Path, work: Path, *, check: int,
+                   seed: int) -> list[dict]:
+    """The database hit stats of ``check`` seeded random subnets at random ``resolutions``."""
+    from kernels.tvm.db import hit_stats, open_database
+    from supernets import create_supernet
+
+    database = open_database(db_dir)
+    rng = np.random.default_rng(seed)
+    supernet = create_supernet(space.name)
+    checks = []
+    for _ in range(check):
+        arch = space.with_resolution(space.sample(rng), int(rng.choice(resolutions)))
+        stats = hit_stats(subnet_tasks(space, arch, target, work, supernet), database, target)
+        checks.append({"arch_id": arch.arch_id, "r": arch["r"], **stats.to_dict()})
+    return checks
+
+
+def render_report(result: TuneSpaceResult) -> str:
     """A few lines: tasks, coverage after tuning, hit rate over the random subnets."""
-    t = report["tuning"]
-    lines = [f"tuned {report['space']}@{report['space_version']} for {report['device']} "
-             f"({report['threads']} threads) at {report['resolutions']} px into {report['db']}",
-             f"{report['workloads']} layer workloads -> {report['tasks']} distinct TVM tasks; "
+    t = result.tuning
+    lines = [f"tuned {result.space}@{result.space_version} for {result.device} "
+             f"({result.threads} threads) at {result.resolutions} px into {result.db}",
+             f"{result.workloads} layer workloads -> {result.tasks} distinct TVM tasks; "
              f"{t['tasks_covered']}/{t['tasks_total']} have a record ({t['trials']} trials, "
-             f"{report['tuning_minutes']:.1f} min, stopped: {t['stopped']})"]
-    for c in report["subnets"]:
+             f"{result.tuning_minutes:.1f} min, stopped: {t['stopped']})"]
+    for c in result.subnets:
         lines.append(f"  subnet {c['arch_id']} r={c['r']}: {c['tasks_hit']}/{c['tasks_total']} tasks in the database "
                      f"({c['hit_rate']:.0%}, {c['flops_coverage']:.0%} of FLOPs)")
-    if report["hit_rate_mean"] is not None:
-        lines.append(f"database hit rate over {len(report['subnets'])} random subnets: mean "
-                     f"{report['hit_rate_mean']:.1%}, min {report['hit_rate_min']:.1%}")
+    if result.hit_rate_mean is not None:
+        lines.append(f"database hit rate over {len(result.subnets)} random subnets: mean "
+                     f"{result.hit_rate_mean:.1%}, min {result.hit_rate_min:.1%}")
     return "\n".join(lines)

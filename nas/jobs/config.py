@@ -32,7 +32,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from hw_profiles import get_profile
-from nas._config_io import ConfigError, read_toml, typed_values
+from nas._config_io import ConfigError, read_toml, subtable, typed_values
 from nas.jobs.objectives import CPU_METRICS, Constraint, MetricCatalog, Objective, ObjectiveError
 from search_spaces import get_space
 
@@ -91,10 +91,10 @@ class SearchConfig:
         unknown = sorted(set(blob) - known)
         if unknown:
             raise ConfigError(f"{source}: unknown table(s) {unknown}; valid: {sorted(known)}")
-        search = SearchSettings(**typed_values(SearchSettings, _table(blob, "search", source), source=f"{source} [search]"))
-        accuracy = AccuracySettings(**typed_values(AccuracySettings, _table(blob, "accuracy", source),
+        search = SearchSettings(**typed_values(SearchSettings, subtable(blob, "search", source), source=f"{source} [search]"))
+        accuracy = AccuracySettings(**typed_values(AccuracySettings, subtable(blob, "accuracy", source),
                                                    source=f"{source} [accuracy]"))
-        models = _table(blob, "latency_models", source)
+        models = subtable(blob, "latency_models", source)
         for key, value in models.items():
             if not isinstance(value, str):
                 raise ConfigError(f"{source} [latency_models]: {key} must be a folder path string, got {value!r}")
@@ -198,13 +198,6 @@ def host_measurer(space, profile, *, tvm: bool = False):
         return state["model"].measure(arch)
 
     return measure
-
-
-def _table(blob: dict, key: str, source: str) -> dict:
-    table = blob.get(key, {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{source}: [{key}] must be a table, got {type(table).__name__}")
-    return table
 
 
 def _rows(blob: dict, key: str, cls, source: str) -> list:

@@ -4,9 +4,11 @@ Contract: ``Evaluator(space, objectives, constraints, catalog)`` validates every
 (``ObjectiveError`` naming the bad one). ``screen(archs)`` computes, for each arch, the cheap
 metrics (built-in analytic metrics and objectives marked cheap) and the violations of the
 constraints that only need them; an arch violating one is *rejected* before anything expensive
-runs. ``complete(arch, screened)`` adds the expensive objectives and constraints and returns an
-:class:`Outcome` whose ``values`` are the objectives in order, in their natural units and
-directions. Batch objectives (``batch=True``) receive lists.
+runs. ``complete(outcomes)`` fills the screened, non-rejected outcomes in place with the expensive
+metrics and every constraint, sets each one's ``values`` (the objectives in order, in their natural
+units and directions) and returns them. Batch objectives (``batch=True``) receive lists.
+``cheap_objectives()`` offers the cheap objectives and constraints to searchers that model the
+others (``linas``), vectorised over integer codes where every one of them has a block table.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
+
 from hw_profiles import Metric
 from nas.jobs.objectives import Constraint, MetricCatalog, Objective, ObjectiveError, _as_metric
+from nas.searchers import CheapObjectives
 from search_spaces import ArchConfig, SearchSpace
 
 
@@ -108,10 +113,61 @@ class Evaluator:
         return outcomes
 
     def complete(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
-        """Expensive objectives and constraints of screened, non-rejected outcomes (in place)."""
+        """Fill the non-rejected ``outcomes`` of :meth:`screen` in place (expensive metrics, every
+        constraint, ``values``) and return them; rejected ones are skipped and left as they are."""
         outcomes = [o for o in outcomes if not o.rejected]
         self._fill(outcomes, self.names + [c.metric for c in self.constraints])
         for outcome in outcomes:
             self._constrain(outcome, self.constraints)
             outcome.values = [outcome.metrics[n].value for n in self.names]
         return outcomes
+
+    # ----------------------------------------------------- offered to searchers
+    def cheap_objectives(self) -> CheapObjectives:
+        """The cheap objective columns (minimised) and cheap constraints, for searchers that predict
+        the others; ``evaluate_codes`` is vectorised when every one of them has a block table."""
+        cheap = tuple(j for j, o in enumerate(self.objectives) if self.is_cheap(o.name))
+
+        def evaluate(archs: Sequence[ArchConfig]):
+            outcomes = self.screen(archs)
+            F = np.full((len(archs), len(self.objectives)), np.nan)
+            for j in cheap:
+                o = self.objectives[j]
+                F[:, j] = [o.sign * out.metrics[o.name].value for out in outcomes]
+            G = np.array([[out.constraints.get(c.label, 0.0) for c in self.constraints] for out in outcomes],
+                         dtype=np.float64).reshape(len(archs), len(self.constraints))
+            return F, G
+
+        fast = self._cheap_codes(cheap) if len(cheap) < len(self.objectives) else None
+        return CheapObjectives(indices=cheap, evaluate=evaluate, evaluate_codes=fast,
+                               canonical_codes=_canonical_codes(self.space) if fast else None)
+
+    def _block_table(self, name: str):
+        objective = self._by_name.get(name)
+        metric = name if objective is None else objective.fn
+        return self.catalog.block_table(metric) if isinstance(metric, str) else None
+
+    def _cheap_codes(self, cheap: Sequence[int]):
+        """A vectorised ``codes -> (F, G)`` when every cheap objective and constraint has a block table."""
+        objectives, constraints = self.objectives, self.constraints
+        cols = {j: self._block_table(objectives[j].name) for j in cheap}
+        cons = [(i, c, self._block_table(c.metric)) for i, c in enumerate(constraints) if self.is_cheap(c.metric)]
+        if any(t is None for t in cols.values()) or any(t is None for _, _, t in cons):
+            return None
+
+        def cheap_codes(codes: np.ndarray):
+            F = np.full((len(codes), len(objectives)), np.nan)
+            for j, t in cols.items():
+                F[:, j] = objectives[j].sign * t.evaluate(codes)
+            G = np.zeros((len(codes), len(constraints)))
+            for i, c, t in cons:
+                G[:, i] = c.violation(t.evaluate(codes))
+            return F, G
+
+        return cheap_codes
+
+
+def _canonical_codes(space: SearchSpace):
+    from hw_profiles.block_table import SpaceCodes
+
+    return SpaceCodes(space).canonical

@@ -1,8 +1,8 @@
 """Reading a job back: every trial and the Pareto front as pandas DataFrames.
 
 Contract: ``SearchResult(job, objectives)`` reads the store on each call (a job other processes
-still extend is seen as it is now). Columns of :meth:`SearchResult.trials` and
-:meth:`SearchResult.pareto`: ``trial``, ``state``, ``arch_id``, one column per setting, one per
+still extend is seen as it is now). :meth:`SearchResult.records` are the finished trials as
+:class:`~nas.jobs.records.TrialRecord`; columns of :meth:`SearchResult.trials` and :meth:`SearchResult.pareto`: ``trial``, ``state``, ``arch_id``, one column per setting, one per
 objective (natural units and direction), then per objective ``<name>.source``, ``<name>.profile``,
 ``<name>.spread``, one column per constraint (its violation, ``<= 0`` satisfied) and ``feasible``.
 A retried trial (its worker died) appears once: its newest attempt. The front holds the feasible,
@@ -16,35 +16,28 @@ from typing import Sequence
 import numpy as np
 
 from nas.jobs.objectives import Objective
+from nas.jobs.records import FINISHED, TrialRecord, latest_records
 from nas.searchers.loop import hypervolume, pareto_mask
 from search_spaces import ArchConfig, SearchSpace, get_space
 
-STATE_NAMES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "fail", "RUNNING": "running",
-               "WAITING": "waiting"}
 
-
-def latest_trials(trials) -> list:
-    """One trial per arch_id: the newest attempt (trials come in number order)."""
-    latest = {}
-    for t in trials:
-        aid = t.user_attrs.get("arch_id")
-        if aid is not None:
-            latest[aid] = t
-    return sorted(latest.values(), key=lambda t: t.number)
-
-
-def objective_matrix(trials, objectives: Sequence[Objective]) -> np.ndarray:
+def objective_matrix(records: Sequence[TrialRecord], objectives: Sequence[Objective]) -> np.ndarray:
     """``(n, n_objectives)`` minimised values (maximised ones negated) of ``objectives`` (any subset of
-    the job's), read from each trial's recorded metrics; NaN rows for trials without values."""
+    the job's), read from each record's metrics; NaN rows for records without values."""
     signs = np.array([o.sign for o in objectives])
     rows = []
-    for t in trials:
-        metrics = t.user_attrs.get("result", {}).get("metrics", {})
-        if t.state.name == "COMPLETE" and all(o.name in metrics for o in objectives):
-            rows.append(np.array([metrics[o.name]["value"] for o in objectives], dtype=np.float64) * signs)
+    for r in records:
+        if r.state == "complete" and all(o.name in r.metrics for o in objectives):
+            rows.append(np.array([r.metrics[o.name].value for o in objectives], dtype=np.float64) * signs)
         else:
             rows.append(np.full(len(objectives), np.nan))
-    return np.array(rows, dtype=np.float64).reshape(len(trials), len(objectives))
+    return np.array(rows, dtype=np.float64).reshape(len(records), len(objectives))
+
+
+def constraint_matrix(records: Sequence[TrialRecord], labels: Sequence[str]) -> np.ndarray:
+    """``(n, len(labels))`` constraint violations of each record (NaN where not recorded)."""
+    return np.array([[r.constraints.get(label, np.nan) for label in labels] for r in records],
+                    dtype=np.float64).reshape(len(records), len(labels))
 
 
 class SearchResult:
@@ -64,51 +57,44 @@ class SearchResult:
     def name(self) -> str:
         return self.job.name
 
-    def _rows(self, trials) -> list[dict]:
+    def _rows(self, records: Sequence[TrialRecord]) -> list[dict]:
         rows = []
-        for t in trials:
-            attrs = t.user_attrs
-            row = {"trial": t.number, "state": STATE_NAMES.get(t.state.name, t.state.name.lower()),
-                   "arch_id": attrs.get("arch_id"), **attrs.get("arch", {})}
-            result = attrs.get("result", {})
-            metrics = result.get("metrics", {})
+        for r in records:
+            row = {"trial": r.number, "state": r.state, "arch_id": r.arch_id, **r.arch}
             for o in self.objectives:
-                m = metrics.get(o.name)
-                row[o.name] = m["value"] if m else np.nan
+                row[o.name] = r.value(o.name)
             for o in self.objectives:
-                m = metrics.get(o.name) or {}
-                row[f"{o.name}.source"] = m.get("source")
-                row[f"{o.name}.profile"] = m.get("profile")
-                row[f"{o.name}.spread"] = m.get("spread")
-            row.update(result.get("constraints", {}))
-            row["feasible"] = bool(result.get("feasible", False))
+                m = r.metrics.get(o.name)
+                row[f"{o.name}.source"] = m.source if m else None
+                row[f"{o.name}.profile"] = m.profile if m else None
+                row[f"{o.name}.spread"] = m.spread if m else None
+            row.update(r.constraints)
+            row["feasible"] = r.feasible
             rows.append(row)
         return rows
 
-    def _frame(self, trials):
+    def _frame(self, records: Sequence[TrialRecord]):
         import pandas as pd
 
-        return pd.DataFrame(self._rows(trials))
+        return pd.DataFrame(self._rows(records))
 
-    def _finished(self) -> list:
-        import optuna
+    def records(self) -> list[TrialRecord]:
+        """Every finished evaluation as a :class:`TrialRecord` (a retried arch once: its newest attempt)."""
+        return latest_records(self.job.records(states=FINISHED))
 
-        TS = optuna.trial.TrialState
-        return latest_trials(self.job.trials(states=(TS.COMPLETE, TS.PRUNED, TS.FAIL)))
 
     def trials(self):
         """Every finished evaluation (complete, pruned, failed) as a DataFrame."""
-        return self._frame(self._finished())
+        return self._frame(self.records())
 
-    def _feasible_trials(self) -> list:
-        return [t for t in self._finished()
-                if t.state.name == "COMPLETE" and t.user_attrs.get("result", {}).get("feasible")]
+    def _feasible_trials(self) -> list[TrialRecord]:
+        return [r for r in self.records() if r.state == "complete" and r.feasible]
 
     def feasible_matrix(self) -> np.ndarray:
         """Minimised objective values of every feasible complete evaluation."""
         return objective_matrix(self._feasible_trials(), self.objectives)
 
-    def _front_trials(self) -> list:
+    def _front_trials(self) -> list[TrialRecord]:
         complete = self._feasible_trials()
         if not complete:
             return []
@@ -131,9 +117,9 @@ class SearchResult:
 
     def arch(self, trial: int) -> ArchConfig:
         """The architecture of trial number ``trial``."""
-        for t in self.job.trials():
-            if t.number == trial:
-                return self.space.parse(t.user_attrs["arch"])
+        for r in self.job.records():
+            if r.number == trial:
+                return self.space.parse(dict(r.arch))
         raise KeyError(f"job {self.name!r} has no trial {trial}")
 
 

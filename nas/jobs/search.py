@@ -1,32 +1,44 @@
-"""``nas.search`` (this module: ``nas.jobs.search``): a thin loop over ask/tell, a job store and an evaluator.
+"""``nas.search`` (this module: ``nas.jobs.search``): the search loop over a job store and an evaluator.
 
-Each round the searcher proposes archs; the evaluator screens them with cheap metrics and
-constraints (rejected ones are recorded as PRUNED trials and told to the searcher as failures);
-the rest are queued in the job store, claimed by this process or by ``nas worker`` processes
-sharing the storage, and read back when every one of them is finished. ``budget`` counts expensive
-evaluations (COMPLETE or FAIL trials); at most ``MAX_REJECT_FACTOR × budget`` archs are screened.
-Rerunning with the same job name and storage resumes: finished trials warm-start the searcher and
-count against the budget; nothing finished is evaluated again.
+``search()`` drives the one ask/tell loop (``nas.searchers.run_ask_tell``) with a
+:class:`~nas.searchers.Termination` and an ``evaluate`` step that goes through the job: the
+evaluator screens the asked archs with cheap metrics and constraints (rejected ones are recorded
+as PRUNED trials and told to the searcher as failures); the rest are queued in the job store,
+claimed by this process or by ``nas worker`` processes sharing the storage, and read back as
+records when every one of them is finished. ``budget`` counts expensive evaluations (COMPLETE or
+FAIL trials); at most ``MAX_REJECT_FACTOR × budget`` archs are screened; the loop also stops when
+the space is exhausted. Rerunning with the same job name and storage resumes: finished trials
+warm-start the searcher and count against the budget; nothing finished is evaluated again.
+Waiting for workers gives up with :class:`WaitTimeoutError` once ``wait_timeout_s`` pass without
+any queued trial being evaluated.
 """
 
 from __future__ import annotations
 
 import time
 import traceback
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
-from nas.jobs.evaluator import Evaluator, Outcome
+from nas.jobs.evaluator import Evaluator
 from nas.jobs.objectives import Constraint, MetricCatalog, Objective, ObjectiveError
-from nas.jobs.results import SearchResult, latest_trials, normalised_hypervolume, objective_matrix
-from nas.searchers import create_searcher
+from nas.jobs.records import FINISHED, TrialRecord, latest_records
+from nas.jobs.results import SearchResult, constraint_matrix, normalised_hypervolume, objective_matrix
 from nas.jobs.store import Job, open_storage
+from nas.searchers import SearcherError, Termination, create_searcher, run_ask_tell, searcher_uses_cheap
 from search_spaces import ArchConfig, NASError, SearchSpace
 
 MAX_REJECT_FACTOR = 20
 POLL_S = 0.2
+#: How long ``search`` waits for workers when none of its queued trials is being evaluated.
+DEFAULT_WAIT_TIMEOUT_S = 1800.0
+
+
+class WaitTimeoutError(NASError, TimeoutError):
+    """Queued trials of a job were not evaluated in time (no worker took them); the message names
+    the job, how many trials are still unfinished and what to start."""
 
 
 def job_config(space: SearchSpace, evaluator: Evaluator, *, algorithm: str, budget: int, seed: int,
@@ -49,65 +61,14 @@ def _front_postfix(result: SearchResult) -> dict:
 
 
 def make_searcher(algorithm: str, evaluator: Evaluator, seed: int):
-    """A registered searcher, or ``linas``: predictor-guided over the expensive objectives, with the
-    cheap ones and the cheap constraints computed exactly by the evaluator."""
-    objectives, constraints = evaluator.objectives, evaluator.constraints
-    common = dict(space=evaluator.space, n_objectives=len(objectives), n_constraints=len(constraints), seed=seed)
-    if algorithm != "linas":
-        return create_searcher(algorithm, **common)
-    from nas.searchers.predictor_guided import PredictorGuidedSearcher
-
-    predicted = [i for i, o in enumerate(objectives) if not evaluator.is_cheap(o.name)]
-    if not predicted:
-        raise ObjectiveError("algorithm 'linas' predicts expensive objectives, but every objective is cheap; "
-                             "use nsga2")
-
-    def cheap(archs):
-        outcomes = evaluator.screen(archs)
-        F = np.full((len(archs), len(objectives)), np.nan)
-        for j, o in enumerate(objectives):
-            if j not in predicted:
-                F[:, j] = [o.sign * out.metrics[o.name].value for out in outcomes]
-        G = np.array([[out.constraints.get(c.label, 0.0) for c in constraints] for out in outcomes],
-                     dtype=np.float64).reshape(len(archs), len(constraints))
-        return F, G
-
-    fast = _cheap_codes(evaluator, predicted)
-    return PredictorGuidedSearcher(**common, predicted=predicted, cheap=cheap, cheap_codes=fast,
-                                   canonical_codes=_canonical_codes(evaluator.space) if fast else None)
-
-
-def _canonical_codes(space):
-    from hw_profiles.block_table import SpaceCodes
-
-    return SpaceCodes(space).canonical
-
-
-def _cheap_codes(evaluator: Evaluator, predicted: list[int]):
-    """A vectorised ``codes -> (F, G)`` when every cheap objective and constraint has a block table."""
-    objectives, constraints = evaluator.objectives, evaluator.constraints
-    catalog = evaluator.catalog
-
-    def table(name: str):
-        objective = next((o for o in objectives if o.name == name), None)
-        metric = name if objective is None else objective.fn
-        return catalog.block_table(metric) if isinstance(metric, str) else None
-
-    cols = {j: table(o.name) for j, o in enumerate(objectives) if j not in predicted}
-    cons = [(c, table(c.metric)) for c in constraints if evaluator.is_cheap(c.metric)]
-    if any(t is None for t in cols.values()) or any(t is None for _, t in cons):
-        return None
-
-    def cheap_codes(codes: np.ndarray):
-        F = np.full((len(codes), len(objectives)), np.nan)
-        for j, t in cols.items():
-            F[:, j] = objectives[j].sign * t.evaluate(codes)
-        G = np.zeros((len(codes), len(constraints)))
-        for c, t in cons:
-            G[:, constraints.index(c)] = c.violation(t.evaluate(codes))
-        return F, G
-
-    return cheap_codes
+    """The registered searcher ``algorithm`` for the evaluator's problem; searchers that use it (linas)
+    are offered the evaluator's cheap objectives and constraints (:meth:`Evaluator.cheap_objectives`)."""
+    cheap = evaluator.cheap_objectives() if searcher_uses_cheap(algorithm) else None
+    try:
+        return create_searcher(algorithm, space=evaluator.space, n_objectives=len(evaluator.objectives),
+                               n_constraints=len(evaluator.constraints), seed=seed, cheap=cheap)
+    except SearcherError as err:  # the searcher cannot work on these objectives
+        raise ObjectiveError(f"algorithm {algorithm!r}: {err}") from None
 
 
 def evaluate_claimed(job: Job, evaluator: Evaluator, claimed: Sequence) -> None:
@@ -146,104 +107,130 @@ def _evaluate(evaluator: Evaluator, claimed: list) -> list:
     return [(c, "pruned" if o.rejected else "complete", o, None) for c, o in zip(claimed, outcomes)]
 
 
-def _told_rows(job: Job, evaluator: Evaluator, trials) -> tuple[list[ArchConfig], np.ndarray, np.ndarray]:
-    """Searcher-side (minimised) objective and constraint rows of finished trials; NaN for failures."""
-    archs = [evaluator.space.parse(t.user_attrs["arch"]) for t in trials]
-    F = objective_matrix(trials, evaluator.objectives)
+def _told_rows(evaluator: Evaluator, records: Sequence[TrialRecord]) -> tuple[list[ArchConfig], np.ndarray, np.ndarray]:
+    """Searcher-side (minimised) objective and constraint rows of finished records; NaN for failures."""
+    archs = [evaluator.space.parse(dict(r.arch)) for r in records]
     labels = [c.label for c in evaluator.constraints]
-    G = np.array([[t.user_attrs.get("result", {}).get("constraints", {}).get(label, np.nan) for label in labels] for t in trials],
-                 dtype=np.float64).reshape(len(trials), len(labels))
-    return archs, F, G
+    return archs, objective_matrix(records, evaluator.objectives), constraint_matrix(records, labels)
 
 
 def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Sequence[Constraint] = (), *,
            algorithm: str = "nsga2", budget: int = 300, seed: int = 0, storage=None, job: str | None = None,
            batch_size: int | None = None, catalog: MetricCatalog | None = None, evaluate_locally: bool = True,
-           progress: bool = True, config_extra: dict | None = None) -> SearchResult:
-    """Run (or resume) a search job; see the module docstring. Returns its :class:`SearchResult`."""
+           progress: bool = True, config_extra: dict | None = None,
+           wait_timeout_s: float | None = DEFAULT_WAIT_TIMEOUT_S) -> SearchResult:
+    """Run (or resume) a search job; see the module docstring. Returns its :class:`SearchResult`.
+    ``wait_timeout_s`` (None: forever) bounds how long queued trials may sit with nobody evaluating them."""
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise ValueError(f"budget must be an integer >= 1, got {budget!r}")
+    if wait_timeout_s is not None and not wait_timeout_s > 0:
+        raise ValueError(f"wait_timeout_s must be > 0 seconds or None, got {wait_timeout_s!r}")
     evaluator = Evaluator(space, objectives, constraints, catalog=catalog)
-    batch = batch_size or min(32, max(4, budget // 10))
-    optuna_storage = open_storage(storage)
     name = job or f"{space.name}-{algorithm}-seed{seed}"
     config = job_config(space, evaluator, algorithm=algorithm, budget=budget, seed=seed, extra=config_extra)
-    the_job, resumed = Job.open(name, storage=optuna_storage, directions=[o.direction for o in evaluator.objectives],
-                                config=config)
+    the_job, resumed = Job.open(name, storage=open_storage(storage),
+                                directions=[o.direction for o in evaluator.objectives], config=config)
     if resumed and the_job.config.get("budget") != budget:
         the_job.update_config(budget=budget)
     searcher = make_searcher(algorithm, evaluator, seed)
-    import optuna
-
-    TS = optuna.trial.TrialState
-    # trials queued by an interrupted run are finished first, so the warm start sees them too
-    the_job.fail_stale()
-    _drain_orphans(the_job, evaluator, evaluate_locally)
-    finished = latest_trials(the_job.trials(states=(TS.COMPLETE, TS.FAIL, TS.PRUNED)))
-    if finished:
-        searcher.warm_start(*_told_rows(the_job, evaluator, finished))
-    done = sum(t.state != TS.PRUNED for t in finished)
-    screened = len(finished)
-    bar = tqdm(total=budget, initial=min(done, budget), desc=f"search {name}", unit="eval", disable=not progress,
-               dynamic_ncols=True)
-    try:
-        while done < budget and screened < MAX_REJECT_FACTOR * budget:
-            archs = searcher.ask(min(batch, budget - done))
-            if not archs:
-                break  # the space is exhausted
-            screened += len(archs)
-            outcomes = evaluator.screen(archs)
-            for o in outcomes:
-                if o.rejected:
-                    the_job.add_pruned(o.arch, metrics=o.metrics, constraints=o.constraints)
-            the_job.enqueue([o.arch for o in outcomes if not o.rejected])
-            by_id = {t.user_attrs["arch_id"]: t
-                     for t in _wait_for(the_job, evaluator, {a.arch_id for a in archs}, evaluate_locally)}
-            told = [by_id[a.arch_id] for a in archs]
-            searcher.tell(*_told_rows(the_job, evaluator, told))
-            done += sum(t.state != TS.PRUNED for t in told)
-            bar.update(min(budget, done) - bar.n)
-            bar.set_postfix(_front_postfix(SearchResult(the_job, evaluator.objectives, space=space)), refresh=False)
-    finally:
-        bar.close()
+    waiting = dict(evaluate_locally=evaluate_locally, timeout_s=wait_timeout_s)
+    termination = _resume(the_job, evaluator, searcher, budget, **waiting)
+    with _progress(the_job, evaluator, termination, enabled=progress) as on_batch:
+        run_ask_tell(searcher, _through_the_job(the_job, evaluator, **waiting), termination=termination,
+                     batch_size=batch_size or min(32, max(4, budget // 10)), callback=on_batch)
     if hasattr(searcher, "report"):
-        the_job.study.set_user_attr("predictor", searcher.report())
-    the_job.study.set_user_attr("status", "done" if done >= budget else "stopped")
+        the_job.save_predictor_report(searcher.report())
+    the_job.set_status("done" if termination.reason == "budget" else "stopped")
     return SearchResult(the_job, evaluator.objectives, space=space)
 
 
-def _drain_orphans(job: Job, evaluator: Evaluator, evaluate_locally: bool) -> None:
-    """Finish trials queued by an earlier, interrupted run before proposing new ones."""
-    import optuna
+def _resume(job: Job, evaluator: Evaluator, searcher, budget: int, **waiting) -> Termination:
+    """Finish trials an interrupted run left queued, warm-start the searcher with every finished
+    trial, and count them: the termination rule of this run."""
+    job.fail_stale()
+    orphans = {r.arch_id for r in job.records(states=("waiting", "running"))} - {None}
+    if orphans:
+        _wait_for(job, evaluator, orphans, **waiting)
+    finished = latest_records(job.records(states=FINISHED))
+    if finished:
+        searcher.warm_start(*_told_rows(evaluator, finished))
+    return Termination(budget, max_asked=MAX_REJECT_FACTOR * budget,
+                       evaluated=sum(r.state != "pruned" for r in finished), asked=len(finished))
 
-    waiting = job.trials(states=(optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING))
-    ids = {t.user_attrs.get("arch_id") for t in waiting} - {None}
-    if ids:
-        _wait_for(job, evaluator, ids, evaluate_locally)
+
+def _through_the_job(job: Job, evaluator: Evaluator, **waiting):
+    """``evaluate`` for the loop: screen the archs, record the rejected ones PRUNED, queue the rest,
+    wait until each is finished; returns ``(F, G, counted)`` (pruned archs do not count)."""
+
+    def evaluate(archs: list[ArchConfig]):
+        outcomes = evaluator.screen(archs)
+        for o in outcomes:
+            if o.rejected:
+                job.add_pruned(o.arch, metrics=o.metrics, constraints=o.constraints)
+        job.enqueue([o.arch for o in outcomes if not o.rejected])
+        by_id = {r.arch_id: r for r in _wait_for(job, evaluator, {a.arch_id for a in archs}, **waiting)}
+        told = [by_id[a.arch_id] for a in archs]
+        _, F, G = _told_rows(evaluator, told)
+        return F, G, np.array([r.state != "pruned" for r in told], dtype=bool)
+
+    return evaluate
 
 
-def _wait_for(job: Job, evaluator: Evaluator, arch_ids: set[str], evaluate_locally: bool) -> list:
-    """Evaluate (or wait for workers to evaluate) until every arch in ``arch_ids`` has a finished trial."""
-    import optuna
+@contextmanager
+def _progress(job: Job, evaluator: Evaluator, termination: Termination, *, enabled: bool) -> Iterator:
+    """A tqdm bar over the budget; yields the loop's per-batch callback."""
+    from tqdm import tqdm
 
-    TS = optuna.trial.TrialState
-    finished_states = (TS.COMPLETE, TS.FAIL, TS.PRUNED)
+    budget = termination.budget
+    bar = tqdm(total=budget, initial=min(termination.evaluated, budget), desc=f"search {job.name}", unit="eval",
+               disable=not enabled, dynamic_ncols=True)
+
+    def on_batch(t: Termination) -> None:
+        bar.update(min(budget, t.evaluated) - bar.n)
+        bar.set_postfix(_front_postfix(SearchResult(job, evaluator.objectives, space=evaluator.space)), refresh=False)
+
+    try:
+        yield on_batch
+    finally:
+        bar.close()
+
+
+def _wait_for(job: Job, evaluator: Evaluator, arch_ids: set[str], *, evaluate_locally: bool,
+              timeout_s: float | None = None) -> list[TrialRecord]:
+    """Evaluate (or wait for workers to evaluate) until every arch in ``arch_ids`` has a finished trial;
+    returns their newest records. :class:`WaitTimeoutError` once ``timeout_s`` pass with none of them
+    running and none finishing (None: wait forever)."""
+    stalled_since, unfinished_before = time.monotonic(), len(arch_ids)
     while True:
         # a retried trial has a stale FAIL copy and a newer attempt: the newest decides
-        latest = latest_trials(t for t in job.trials() if t.user_attrs.get("arch_id") in arch_ids)
-        if len(latest) == len(arch_ids) and all(t.state in finished_states for t in latest):
+        latest = latest_records(job.records(arch_ids=arch_ids))
+        unfinished = len(arch_ids) - sum(r.finished for r in latest)
+        if not unfinished:
             return latest
+        if unfinished < unfinished_before or any(r.state == "running" for r in latest):
+            stalled_since = time.monotonic()
+        unfinished_before = unfinished
+        if timeout_s is not None and time.monotonic() - stalled_since > timeout_s:
+            raise WaitTimeoutError(
+                f"job {job.name!r}: {unfinished} of {len(arch_ids)} queued trial(s) still unfinished after "
+                f"{timeout_s:g} s with no worker evaluating them; start workers (nas worker --job {job.name} "
+                "--storage URL, with the job's storage), or search with local evaluation")
         job.fail_stale()
-        # batch objectives get the whole queue at once; otherwise one trial at a time, so that each
-        # result is recorded as soon as it exists and no claimed trial waits without heartbeats
-        group = len(arch_ids) if any(o.batch for o in evaluator.objectives) else 1
-        claimed = []
-        while evaluate_locally and len(claimed) < group:
-            one = job.claim()
-            if one is None:
-                break
-            claimed.append(one)
-        if claimed:
-            evaluate_claimed(job, evaluator, claimed)
-        else:
+        if not (evaluate_locally and _evaluate_some(job, evaluator, len(arch_ids))):
             time.sleep(POLL_S)
+
+
+def _evaluate_some(job: Job, evaluator: Evaluator, queued: int) -> bool:
+    """Claim and evaluate queued trials here; False when there was nothing to claim. Batch objectives
+    get the whole queue at once; otherwise one trial at a time, so that each result is recorded as
+    soon as it exists and no claimed trial waits without heartbeats."""
+    group = queued if any(o.batch for o in evaluator.objectives) else 1
+    claimed = []
+    while len(claimed) < group:
+        one = job.claim()
+        if one is None:
+            break
+        claimed.append(one)
+    if claimed:
+        evaluate_claimed(job, evaluator, claimed)
+    return bool(claimed)

@@ -16,7 +16,9 @@ Contract:
   optuna-dashboard shows feasibility. PRUNED means rejected by a cheap constraint before any
   expensive evaluation; FAIL means the evaluation raised (see ``result.error``).
 * The job's own record (study user attribute ``hwnas``) holds its config: space name and version,
-  objectives, constraints, algorithm, seed, budget, profiles, checkpoint hash.
+  objectives, constraints, algorithm, seed, budget, profiles, checkpoint hash. Beside it: ``status``
+  (``done`` or ``stopped`` once a search returns), ``predictor`` (linas' report) and ``report``.
+* Trials are read back as :class:`~nas.jobs.records.TrialRecord` (:meth:`Job.records`).
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from typing import Collection, Iterator, Mapping, Sequence
 
 from hw_profiles import Metric
+from nas.jobs.records import STATES, TrialRecord, arch_id_of
 from search_spaces import ArchConfig, NASError
 
 JOB_ATTR = "hwnas"
@@ -81,14 +84,23 @@ class Claimed:
     arch: dict
 
 
+def _study_storage(study):
+    """The storage object ``study`` reads and writes through. Optuna has no public accessor for it,
+    and no public call that sets another trial's state (a claim's compare-and-set, a worker's result)
+    or records a heartbeat except through the storage; the study wraps an ``RDBStorage`` in its own
+    cache, so claims and results must go through that same object, not the one we passed in."""
+    return study._storage
+
+
 class Job:
     """One search job in a storage. Build with :meth:`create`, :meth:`load` or :meth:`open`."""
 
     def __init__(self, study, *, url: str = "") -> None:
         self.study = study
-        self.storage = study._storage
+        self.storage = _study_storage(study)
         self.url = url  # the storage URL when known (SQLite claims lock a file beside the database)
         self.name = study.study_name
+        self.study_id = self.storage.get_study_id_from_name(self.name)
         self.config: dict = dict(study.user_attrs.get(JOB_ATTR, {}))
 
     # ------------------------------------------------------------- opening
@@ -132,13 +144,46 @@ class Job:
         self.config.update(changes)
         self.study.set_user_attr(JOB_ATTR, dict(self.config))
 
+    @property
+    def status(self) -> str:
+        """``done`` (the budget was reached), ``stopped`` (the search returned early) or ``running``
+        (no search has returned yet: it runs, or was killed)."""
+        return str(self.study.user_attrs.get("status", "running"))
+
+    def set_status(self, status: str) -> None:
+        if status not in ("done", "stopped", "running"):
+            raise ValueError(f"status must be done, stopped or running, got {status!r}")
+        self.study.set_user_attr("status", status)
+
+    @property
+    def predictor_report(self) -> dict | None:
+        """What a predictor-guided searcher (linas) recorded about its predictor, else None."""
+        return self.study.user_attrs.get("predictor")
+
+    def save_predictor_report(self, report: dict) -> None:
+        self.study.set_user_attr("predictor", dict(report))
+
+    def save_report(self, report: dict) -> None:
+        """Record the search report (``report.json``'s content) with the job."""
+        self.study.set_user_attr("report", report)
+
     # ------------------------------------------------------------ queueing
     def trials(self, states=None) -> list:
-        return self.storage.get_all_trials(self.study._study_id, deepcopy=False, states=states)
+        """The raw Optuna ``FrozenTrial`` objects (prefer :meth:`records`)."""
+        return self.study.get_trials(deepcopy=False, states=states)
+
+    def records(self, states: Sequence[str] | None = None, *, arch_ids: Collection[str] | None = None
+                ) -> list[TrialRecord]:
+        """Every trial as a :class:`TrialRecord`, in number order; ``states`` (``complete``, ``pruned``,
+        ``fail``, ``running``, ``waiting``) and ``arch_ids`` keep only those."""
+        trials = self.trials(_trial_states(states))
+        if arch_ids is not None:
+            trials = [t for t in trials if arch_id_of(t) in arch_ids]
+        return [TrialRecord.from_trial(t) for t in trials]
 
     def arch_ids(self) -> set[str]:
         """Every arch_id queued, running or finished in this job."""
-        return {t.user_attrs.get("arch_id") for t in self.trials()} - {None}
+        return {arch_id_of(t) for t in self.trials()} - {None}
 
     def enqueue(self, archs: Sequence[ArchConfig]) -> int:
         """Queue archs not yet in the job; returns how many were queued."""
@@ -178,16 +223,17 @@ class Job:
     def _claim(self) -> Claimed | None:
         optuna = _optuna()
         for trial in self.trials(states=(optuna.trial.TrialState.WAITING,)):
+            trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
             try:
-                if not self.storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.RUNNING):
+                if not self.storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.RUNNING):
                     continue  # another process took it first
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
             # Optuna never declares a RUNNING trial without any heartbeat stale: beat at once, so a
             # process killed between claiming and evaluating still has its trial retried
             if getattr(self.storage, "get_heartbeat_interval", lambda: None)():
-                self.storage.record_heartbeat(trial._trial_id)
-            return Claimed(trial._trial_id, trial.number, dict(trial.user_attrs["arch"]))
+                self.storage.record_heartbeat(trial_id)
+            return Claimed(trial_id, trial.number, dict(TrialRecord.from_trial(trial).arch))
         return None
 
     @contextmanager
@@ -241,6 +287,17 @@ class Job:
                   "fail": optuna.trial.TrialState.FAIL}
         self.storage.set_trial_state_values(trial_id, state=states[state],
                                             values=list(values) if state == "complete" else None)
+
+
+def _trial_states(states: Sequence[str] | None):
+    """Optuna ``TrialState`` members for record state names (None: every state)."""
+    if states is None:
+        return None
+    by_name = {record_state: optuna_name for optuna_name, record_state in STATES.items()}
+    unknown = [s for s in states if s not in by_name]
+    if unknown:
+        raise ValueError(f"states must be among {sorted(by_name)}, got {unknown}")
+    return tuple(getattr(_optuna().trial.TrialState, by_name[s]) for s in states)
 
 
 def _url(storage) -> str:

@@ -59,7 +59,7 @@ def run_worker(job_name: str, *, storage, evaluator: Evaluator | None = None, po
             idle_since = time.monotonic()
             log(f"worker: finished trial {claimed.number} ({finished} so far)")
             continue
-        if job.study.user_attrs.get("status") == "done":
+        if job.status == "done":
             return finished
         if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
             return finished

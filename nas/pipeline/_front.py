@@ -1,5 +1,5 @@
 """The front stage of ``nas run``: check the latency model on a few front members, write ``front.csv``
-and ``front.png``, render the front as a table, and pick the subnet to export.
+and ``front.png``, and pick the subnet to export (the table: :mod:`nas.report.tables`).
 
 Contract: :func:`verify_front` measures the device latency of ``n`` front members spread over the
 predicted-latency range (fastest, slowest and evenly between) on this host with the profile's
@@ -99,33 +99,6 @@ def write_front(out: Path, frame, trials, baseline_trials, objectives: Sequence[
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def render_front_table(frame, objectives: Sequence[Objective], latency: str) -> str:
-    """The front as a fixed-width table: trial, arch_id, each objective with its provenance in the
-    header, and the measured latency where one was taken."""
-    if not len(frame):
-        return "(no feasible evaluation: the front is empty)"
-    header = ["trial", "arch_id"]
-    for o in objectives:
-        source = frame[f"{o.name}.source"].dropna()
-        header.append(f"{o.name} [{source.iloc[0] if len(source) else '?'}]")
-    measured = f"{latency}.measured_ms"
-    has_measured = measured in frame and frame[measured].notna().any()
-    if has_measured:
-        header.append(f"{latency} [measured]")
-    rows = []
-    for _, row in frame.iterrows():
-        values = [str(int(row["trial"])), str(row["arch_id"])] + [_fmt(row[o.name]) for o in objectives]
-        if has_measured:
-            values.append("" if np.isnan(row[measured]) else _fmt(row[measured]))
-        rows.append(values)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    return "\n".join("  ".join(v.rjust(w) for v, w in zip(values, widths)) for values in [header, *rows])
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.4f}" if abs(value) <= 1 else f"{value:.4g}"
 
 
 def pick_within_budget(frame, *, accuracy: str, latency: str, budget_ms: float):

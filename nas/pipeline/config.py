@@ -1,20 +1,22 @@
-"""``QuickstartConfig``: the settings of ``nas run`` (train → profile → search → front → export), from TOML.
+"""``PipelineConfig``: the settings of ``nas run`` (train → profile → search → front → export), from TOML.
 
 Layout (every table but ``[[objectives]]`` is optional; see ``experiments/quickstart.toml``)::
 
-    [train]                 # any TrainConfig key (nas/train_config.py)
+    [train]                 # any TrainConfig key (nas/training/config.py)
     [profile]               # device (a cpu profile, default host-cpu) + ProfileSettings keys
-    [search]                # SearchSettings keys (nas/search_config.py) except space; storage
-                            #   defaults to OUT/nas.db (a postgresql:// URL lets workers share it)
+    [search]                # SearchSettings keys (nas/jobs/config.py) except space; job defaults
+                            #   to the config file's name, storage to OUT/nas.db (a postgresql://
+                            #   URL lets workers share it)
     [[objectives]]          # as in a search config; one must be metric "accuracy" and one
     [[constraints]]         #   "<profile device>.latency_ms" (predicted by the stage-2 model)
     [front]                 # measure = front members whose latency is measured to check the model
     [export]                # latency_budget_ms, formats, repeats
 
-What the pipeline fills in itself: the search space is ``[train] space``; the job store is
-``OUT/nas.db`` (SQLite) unless ``[search] storage`` names another; accuracy comes from ``OUT/train`` and the device's latency from the model in
-``OUT/profile``. Construction validates everything and does no I/O; every problem is a one-line
-:class:`~nas._config_io.ConfigError` naming the key.
+What the pipeline fills in itself: the search space is ``[train] space``; the job is named after the
+config file unless ``[search] job`` names it; the job store is ``OUT/nas.db`` (SQLite) unless
+``[search] storage`` names another; accuracy comes from ``OUT/train`` and the device's latency from
+the model in ``OUT/profile``. Construction validates everything and does no I/O; every problem is a
+one-line :class:`~nas._config_io.ConfigError` naming the key.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hw_profiles import get_profile
-from nas._config_io import ConfigError, read_toml, typed_values
+from nas._config_io import ConfigError, read_toml, subtable, typed_values
 from nas.export.subnet import FORMATS, parse_formats
 from nas.jobs.objectives import Constraint, MetricCatalog, Objective, ObjectiveError
 from nas.profiling.device import ProfileSettings
@@ -63,7 +65,7 @@ class ExportSettings:
 
 
 @dataclass(frozen=True)
-class QuickstartConfig:
+class PipelineConfig:
     """Every stage's settings; :meth:`search_config` binds the search to an output folder."""
 
     train: TrainConfig
@@ -79,12 +81,13 @@ class QuickstartConfig:
     storage: str = ""  # the job store URL; empty: OUT/nas.db
 
     @classmethod
-    def from_dict(cls, blob: dict, *, source: str = "config") -> "QuickstartConfig":
+    def from_dict(cls, blob: dict, *, source: str = "config", default_job: str = "pipeline") -> "PipelineConfig":
+        """The config of the TOML document ``blob``; ``[search] job`` defaults to ``default_job``."""
         unknown = sorted(set(blob) - set(TABLES))
         if unknown:
             raise ConfigError(f"{source}: unknown table(s) {unknown}; valid: {list(TABLES)}")
-        train = TrainConfig.from_dict(_table(blob, "train", source), source=f"{source} [train]")
-        profile_table = dict(_table(blob, "profile", source))
+        train = TrainConfig.from_dict(subtable(blob, "train", source), source=f"{source} [train]")
+        profile_table = dict(subtable(blob, "profile", source))
         device = profile_table.pop("device", "host-cpu")
         if not isinstance(device, str):
             raise ConfigError(f"{source} [profile]: device must be a string, got {device!r}")
@@ -96,7 +99,7 @@ class QuickstartConfig:
             profile = ProfileSettings(**profile_values)
         except NASError as err:
             raise ConfigError(f"{source} [profile]: {err}") from None
-        search_table = dict(_table(blob, "search", source))
+        search_table = dict(subtable(blob, "search", source))
         if "space" in search_table and search_table["space"] != train.space:
             raise ConfigError(f"{source} [search]: remove space (it is [train] space)")
         search_table.pop("space", None)
@@ -104,9 +107,10 @@ class QuickstartConfig:
         if not isinstance(storage, str):
             raise ConfigError(f"{source} [search]: storage must be a URL string such as "
                               f"postgresql://USER@HOST/DB, got {storage!r}")
-        search_table.setdefault("job", "quickstart")
-        front = FrontSettings(**typed_values(FrontSettings, _table(blob, "front", source), source=f"{source} [front]"))
-        export = ExportSettings(**typed_values(ExportSettings, _table(blob, "export", source),
+        search_table.setdefault("job", default_job)
+        front = FrontSettings(**typed_values(FrontSettings, subtable(blob, "front", source),
+                                             source=f"{source} [front]"))
+        export = ExportSettings(**typed_values(ExportSettings, subtable(blob, "export", source),
                                                source=f"{source} [export]"))
         # the search part goes through SearchConfig's own checks now, with placeholder folders
         probe = SearchConfig.from_dict(
@@ -120,8 +124,10 @@ class QuickstartConfig:
                    front=front, export=export, accuracy_objective=acc, latency_objective=lat, storage=storage)
 
     @classmethod
-    def from_toml(cls, path: Path) -> "QuickstartConfig":
-        return cls.from_dict(read_toml(Path(path)), source=str(path))
+    def from_toml(cls, path: Path) -> "PipelineConfig":
+        """The config in the TOML file ``path``; without ``[search] job`` the job is named after the
+        file (``cifar10.toml`` -> ``cifar10``)."""
+        return cls.from_dict(read_toml(Path(path)), source=str(path), default_job=Path(path).stem)
 
     @property
     def job(self) -> str:
@@ -139,31 +145,25 @@ class QuickstartConfig:
             {"search": {**self.search_table, "space": self.train.space, "storage": self.storage or storage_url(out)},
              "accuracy": {"checkpoint": TRAIN_DIR}, "latency_models": {self.device: PROFILE_DIR},
              "objectives": list(self.objectives), "constraints": list(self.constraints)},
-            source="quickstart search", base_dir=str(out))
+            source="pipeline search", base_dir=str(out))
 
     def to_dict(self) -> dict:
         return {"train": self.train.to_dict(), "profile": {"device": self.device, **asdict(self.profile)},
-                "search": {**self.search_table, **({"storage": self.storage} if self.storage else {})}, "objectives": list(self.objectives),
-                "constraints": list(self.constraints), "front": asdict(self.front), "export": asdict(self.export)}
+                "search": {**self.search_table, **({"storage": self.storage} if self.storage else {})},
+                "objectives": list(self.objectives), "constraints": list(self.constraints),
+                "front": asdict(self.front), "export": asdict(self.export)}
 
 
 def storage_url(out: Path) -> str:
-    """The SQLite job store of a quickstart run in ``out``."""
+    """The SQLite job store of a pipeline run in ``out``."""
     return f"sqlite:///{Path(out).resolve() / STORE_NAME}"
-
-
-def _table(blob: dict, key: str, source: str) -> dict:
-    table = blob.get(key, {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{source}: [{key}] must be a table, got {type(table).__name__}")
-    return table
 
 
 def _check_metrics(probe: SearchConfig, device: str, space_name: str, source: str) -> tuple[str, str]:
     """Every metric resolves; returns the names of the accuracy and the device-latency objectives."""
     from nas.searchers import list_searchers
 
-    algorithms = [*list_searchers(), "linas"]
+    algorithms = list_searchers()
     if probe.search.algorithm not in algorithms:
         raise ConfigError(f"{source} [search]: algorithm {probe.search.algorithm!r} is not one of {algorithms}")
     try:  # directions and constraint operators, as the search will build them

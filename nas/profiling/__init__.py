@@ -1,1 +1,2 @@
-"""nas.profiling.device."""
+"""``nas profile``: ``device`` (profile_device, ProfileResult), ``latency_model`` (LatencyModel); the
+drift-robust interleaved measurement in ``_interleaved``."""

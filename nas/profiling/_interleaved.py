@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from hw_profiles import MeasuredCostModel, Metric
+from nas._progress import progress_bar
 
 Build = Callable[[], "tuple[object, tuple[int, ...]]"]  # -> (module, input_shape)
 
@@ -33,7 +33,7 @@ def measure_chunks(model: MeasuredCostModel, builds: Sequence[Build], reference:
                    unit: str, progress: bool) -> list[Sample]:
     """Measure every item, ``chunk`` at a time, each chunk interleaved with the reference."""
     samples: list[Sample] = []
-    with tqdm(total=len(builds), desc=desc, unit=unit, disable=not progress, dynamic_ncols=True) as bar:
+    with progress_bar(len(builds), desc=desc, unit=unit, enabled=progress) as bar:
         for start in range(0, len(builds), chunk):
             part = builds[start:start + chunk]
             metrics = model.measure_interleaved([b() for b in part] + [reference()])

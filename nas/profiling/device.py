@@ -22,17 +22,17 @@ import dataclasses
 import json
 import os
 import platform
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from hw_profiles import MeasuredCostModel, Profile, get_profile, macs
 from hw_profiles.tvm_measured import measured_model_for
+from nas._folders import check_new_folder, staged_folder
+from nas._results import ReportRecord
 from nas.profiling._interleaved import corrected, measure_chunks, reference_scale
 from nas.profiling.latency_model import LatencyModel
 from predictors.features import arch_features
@@ -103,10 +103,6 @@ def _cpu_model(profile: Profile, settings: ProfileSettings, space: SearchSpace) 
                               warmup=settings.warmup, repeats=settings.repeats, seed=settings.seed)
 
 
-def _bar(total: int, desc: str, unit: str, progress: bool) -> tqdm:
-    return tqdm(total=total, desc=desc, unit=unit, disable=not progress, dynamic_ncols=True, leave=True)
-
-
 def _layer_build(spec):
     def build():
         from supernets.layer_module import layer_input_shape, layer_module
@@ -133,108 +129,165 @@ def _workloads(space: SearchSpace, archs, coverage: int, rng: np.random.Generato
     return list(seen)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ProfileResult(ReportRecord):
+    """What :func:`profile_device` measured and how well each predictor did; ``to_json()`` is ``report.json``
+    (also the ``report`` of ``latency_model.json``). ``held_out`` maps each predictor to its
+    ``regression_report`` on the held-out split; ``repeatability`` is the re-measurement ceiling."""
+
+    _ERROR = ProfileJobError
+
+    device: str
+    backend: str
+    threads: int
+    space: str
+    space_version: Any
+    samples: int
+    n_fit: int
+    n_held_out: int
+    layer_workloads: int
+    seed: int
+    warmup: int
+    repeats: int
+    latency_ms: dict
+    median_iqr_pct: float
+    repeatability: dict
+    drift: dict
+    held_out: dict
+    wall_s: float
+    machine: dict
+    default_predictor: str
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The sampled subnets, their fit/held-out split, the layer workloads and the reference subnet."""
+
+    archs: list
+    fit_idx: list
+    test_idx: list
+    workloads: list
+    ref_arch: ArchConfig
+
+
+@dataclass(frozen=True)
+class _Runs:
+    """Every measurement of a run: raw chunk samples and drift-corrected metrics."""
+
+    layer_runs: list
+    arch_runs: list
+    again_runs: list
+    table: dict  # workload -> corrected ms
+    measured: list  # corrected Metric per sampled subnet
+    remeasured: list  # corrected Metric per held-out subnet (second measurement)
+
+
 def profile_device(space: SearchSpace, device: str, out: Path, *, settings: ProfileSettings = ProfileSettings(),
-                   progress: bool = True) -> dict:
-    """Run the whole job (see the module docstring); returns the report dict also written to ``out``."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ProfileJobError(f"--out {str(out)!r} exists and is not empty; choose a new folder or remove it")
+                   progress: bool = True) -> ProfileResult:
+    """Run the whole job (see the module docstring); returns the report also written to ``out``."""
+    out = check_new_folder(out, ProfileJobError)
     profile = get_profile(device)
     model = _cpu_model(profile, settings, space)
+    started = time.perf_counter()
+    plan = _plan(space, settings)
+    runs = _measure(model, plan, settings, progress)
+    y = np.array([m.value for m in runs.measured])
+    layers = [space.layers(a) for a in plan.archs]
+    features = arch_features(space, plan.archs)
+    macs_x = np.array([macs(rows) for rows in layers], dtype=np.float64)
+    fit, test = plan.fit_idx, plan.test_idx
+    kernel = KernelLevelPredictor(layer_latency_ms=runs.table).fit([layers[i] for i in fit], y[fit])
+    arch_level = ArchLevelPredictor().fit(features[fit], y[fit])
+    proxy = MacsProxyPredictor().fit(macs_x[fit], y[fit])
+    predictions = {"kernel_level": kernel.predict([layers[i] for i in test]),
+                   "arch_level": arch_level.predict(features[test]),
+                   "macs_proxy": proxy.predict(macs_x[test])}
+    result = _result(model, space, settings, plan, runs, predictions, wall_s=time.perf_counter() - started)
+    latency_model = LatencyModel(space=space, profile_ref=model.profile.ref, backend=model.backend,
+                                 threads=model.threads, kernel_level=kernel, arch_level=arch_level,
+                                 default=result.default_predictor, report=result.to_json())
+    with staged_folder(out) as folder:
+        for name, text in {"latency_model.json": json.dumps(latency_model.to_dict(), indent=1),
+                           "measurements.jsonl": "".join(json.dumps(r) + "\n" for r in _rows(plan, runs)),
+                           "report.json": json.dumps(result.to_json(), indent=2)}.items():
+            (folder / name).write_text(text, encoding="utf-8")
+    return result
+
+
+def _plan(space: SearchSpace, settings: ProfileSettings) -> _Plan:
+    """Steps 1-2 of the module docstring: distinct seeded subnets split 80/20, and the workloads to measure."""
     rng = np.random.default_rng(settings.seed)
     archs = _distinct_archs(space, settings.samples, rng)
     if len(archs) < 10:
         raise ProfileJobError(f"space {space.name!r} yielded only {len(archs)} distinct subnets; need >= 10")
     n_test = max(2, int(round(settings.holdout * len(archs))))
     order = rng.permutation(len(archs))
-    test_idx, fit_idx = sorted(order[:n_test]), sorted(order[n_test:])
-    started = time.perf_counter()
-    workloads = _workloads(space, archs, settings.coverage, rng)
-    ref_arch = space.sample(np.random.default_rng(settings.seed + 7919))
-    reference = _arch_build(model, ref_arch)
-    chunked = dict(chunk=settings.chunk, progress=progress)
-    layer_runs = measure_chunks(model, [_layer_build(w) for w in workloads], reference, desc="layers", unit="layer",
-                                **chunked)
-    arch_runs = measure_chunks(model, [_arch_build(model, a) for a in archs], reference, desc="subnets",
-                               unit="subnet", **chunked)
-    again_runs = measure_chunks(model, [_arch_build(model, archs[i]) for i in test_idx], reference,
-                                desc="re-measure", unit="subnet", **chunked)
-    scale = reference_scale(layer_runs, arch_runs, again_runs)
-    fix = dict(scale_ms=scale, enabled=settings.drift_correction)
-    table = {w: m.value for w, m in zip(workloads, corrected(layer_runs, **fix))}
-    measured = corrected(arch_runs, **fix)
-    remeasured = corrected(again_runs, **fix)
-    y = np.array([m.value for m in measured])
-    layers = [space.layers(a) for a in archs]
-    features = arch_features(space, archs)
-    macs_x = np.array([macs(rows) for rows in layers], dtype=np.float64)
+    return _Plan(archs=archs, fit_idx=sorted(order[n_test:]), test_idx=sorted(order[:n_test]),
+                 workloads=_workloads(space, archs, settings.coverage, rng),
+                 ref_arch=space.sample(np.random.default_rng(settings.seed + 7919)))
 
-    kernel = KernelLevelPredictor(layer_latency_ms=table).fit([layers[i] for i in fit_idx], y[fit_idx])
-    arch_level = ArchLevelPredictor().fit(features[fit_idx], y[fit_idx])
-    proxy = MacsProxyPredictor().fit(macs_x[fit_idx], y[fit_idx])
-    y_test = y[test_idx]
-    predictions = {"kernel_level": kernel.predict([layers[i] for i in test_idx]),
-                   "arch_level": arch_level.predict(features[test_idx]),
-                   "macs_proxy": proxy.predict(macs_x[test_idx])}
-    again = np.array([m.value for m in remeasured])
-    report = {
-        "device": model.profile.ref, "backend": model.backend, "threads": model.threads, "space": space.name,
-        "space_version": space.version, "samples": len(archs), "n_fit": len(fit_idx), "n_held_out": len(test_idx),
-        "layer_workloads": len(table), "seed": settings.seed, "warmup": settings.warmup, "repeats": settings.repeats,
-        "latency_ms": {"min": float(y.min()), "median": float(np.median(y)), "max": float(y.max())},
-        "median_iqr_pct": float(np.median([m.spread / m.value * 100 for m in measured])),
-        "repeatability": {"within_10pct": within_pct(y_test, again), "spearman": spearman(y_test, again)},
-        "drift": {"correction": settings.drift_correction, "chunk": settings.chunk, "reference_arch_id": ref_arch.arch_id,
-                  "reference_ms": _spread([s.reference_ms for run in (layer_runs, arch_runs, again_runs) for s in run])},
-        "held_out": {name: regression_report(y_test, p) for name, p in predictions.items()},
-        "wall_s": round(time.perf_counter() - started, 1),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count()},
-    }
-    best = max(("kernel_level", "arch_level"), key=lambda k: report["held_out"][k]["within_10pct"])
-    report["default_predictor"] = best
-    latency_model = LatencyModel(space=space, profile_ref=model.profile.ref, backend=model.backend,
-                                 threads=model.threads, kernel_level=kernel, arch_level=arch_level, default=best,
-                                 report=report)
-    again_by_index = dict(zip(test_idx, remeasured))
-    rows = [{"arch_id": a.arch_id, "arch": a.to_dict(), "split": "held_out" if i in again_by_index else "fit",
+
+def _measure(model: MeasuredCostModel, plan: _Plan, settings: ProfileSettings, progress: bool) -> _Runs:
+    """Step 3: layers, subnets and the held-out re-measurements, interleaved with the reference, corrected."""
+    reference = _arch_build(model, plan.ref_arch)
+    chunked = dict(chunk=settings.chunk, progress=progress)
+    layer_runs = measure_chunks(model, [_layer_build(w) for w in plan.workloads], reference, desc="layers",
+                                unit="layer", **chunked)
+    arch_runs = measure_chunks(model, [_arch_build(model, a) for a in plan.archs], reference, desc="subnets",
+                               unit="subnet", **chunked)
+    again_runs = measure_chunks(model, [_arch_build(model, plan.archs[i]) for i in plan.test_idx], reference,
+                                desc="re-measure", unit="subnet", **chunked)
+    fix = dict(scale_ms=reference_scale(layer_runs, arch_runs, again_runs), enabled=settings.drift_correction)
+    return _Runs(layer_runs=layer_runs, arch_runs=arch_runs, again_runs=again_runs,
+                 table={w: m.value for w, m in zip(plan.workloads, corrected(layer_runs, **fix))},
+                 measured=corrected(arch_runs, **fix), remeasured=corrected(again_runs, **fix))
+
+
+def _result(model: MeasuredCostModel, space: SearchSpace, settings: ProfileSettings, plan: _Plan, runs: _Runs,
+            predictions: dict, *, wall_s: float) -> ProfileResult:
+    """Step 4's report: held-out accuracy of each predictor beside the re-measurement ceiling."""
+    y = np.array([m.value for m in runs.measured])
+    y_test = y[plan.test_idx]
+    again = np.array([m.value for m in runs.remeasured])
+    held_out = {name: regression_report(y_test, p) for name, p in predictions.items()}
+    reference_ms = [s.reference_ms for run in (runs.layer_runs, runs.arch_runs, runs.again_runs) for s in run]
+    return ProfileResult(
+        device=model.profile.ref, backend=model.backend, threads=model.threads, space=space.name,
+        space_version=space.version, samples=len(plan.archs), n_fit=len(plan.fit_idx), n_held_out=len(plan.test_idx),
+        layer_workloads=len(runs.table), seed=settings.seed, warmup=settings.warmup, repeats=settings.repeats,
+        latency_ms={"min": float(y.min()), "median": float(np.median(y)), "max": float(y.max())},
+        median_iqr_pct=float(np.median([m.spread / m.value * 100 for m in runs.measured])),
+        repeatability={"within_10pct": within_pct(y_test, again), "spearman": spearman(y_test, again)},
+        drift={"correction": settings.drift_correction, "chunk": settings.chunk,
+               "reference_arch_id": plan.ref_arch.arch_id, "reference_ms": _spread(reference_ms)},
+        held_out=held_out, wall_s=round(wall_s, 1),
+        machine={"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                 "cpu_count": os.cpu_count()},
+        default_predictor=max(("kernel_level", "arch_level"), key=lambda k: held_out[k]["within_10pct"]))
+
+
+def _rows(plan: _Plan, runs: _Runs) -> list[dict]:
+    """``measurements.jsonl``: one measured subnet per line with its split, spread and raw values."""
+    again_by_index = dict(zip(plan.test_idx, runs.remeasured))
+    return [{"arch_id": a.arch_id, "arch": a.to_dict(), "split": "held_out" if i in again_by_index else "fit",
              "latency_ms": m.value, "iqr_ms": m.spread, "source": m.source, "profile": m.profile,
              "raw_latency_ms": raw.raw.value, "reference_ms": raw.reference_ms,
              "remeasured_ms": again_by_index[i].value if i in again_by_index else None}
-            for i, (a, m, raw) in enumerate(zip(archs, measured, arch_runs))]
-    _write_folder(out, {"latency_model.json": json.dumps(latency_model.to_dict(), indent=1),
-                        "measurements.jsonl": "".join(json.dumps(r) + "\n" for r in rows),
-                        "report.json": json.dumps(report, indent=2)})
-    return report
+            for i, (a, m, raw) in enumerate(zip(plan.archs, runs.measured, runs.arch_runs))]
 
 
-def render_report(report: dict, out: Path) -> str:
+def render_report(result: ProfileResult, out: Path) -> str:
     """The report as a short table: held-out accuracy of each predictor against the ceiling."""
-    lat = report["latency_ms"]
-    lines = [f"{report['device']} ({report['backend']}, {report['threads']} threads), space {report['space']}: "
-             f"{report['samples']} subnets measured ({report['n_fit']} fit, {report['n_held_out']} held out), "
-             f"{report['layer_workloads']} layer workloads, {report['wall_s']:.0f} s",
+    lat = result.latency_ms
+    lines = [f"{result.device} ({result.backend}, {result.threads} threads), space {result.space}: "
+             f"{result.samples} subnets measured ({result.n_fit} fit, {result.n_held_out} held out), "
+             f"{result.layer_workloads} layer workloads, {result.wall_s:.0f} s",
              f"latency {lat['min']:.3g}..{lat['max']:.3g} ms (median {lat['median']:.3g}), "
-             f"median IQR {report['median_iqr_pct']:.1f}% of the median",
+             f"median IQR {result.median_iqr_pct:.1f}% of the median",
              "", f"{'held-out':<24}{'within ±10%':>12}{'Spearman':>10}{'RMSE ms':>10}"]
-    rep = report["repeatability"]
+    rep = result.repeatability
     lines.append(f"{'re-measurement (ceiling)':<24}{rep['within_10pct']:>12.1%}{rep['spearman']:>10.3f}{'':>10}")
-    for name, row in report["held_out"].items():
+    for name, row in result.held_out.items():
         lines.append(f"{name:<24}{row['within_10pct']:>12.1%}{row['spearman']:>10.3f}{row['rmse']:>10.3g}")
-    lines += ["", f"latency model: {out / 'latency_model.json'} (default predictor: {report['default_predictor']})"]
+    lines += ["", f"latency model: {out / 'latency_model.json'} (default predictor: {result.default_predictor})"]
     return "\n".join(lines)
-
-
-def _write_folder(out: Path, files: dict[str, str]) -> None:
-    """Write every file into a temporary sibling folder, then rename it to ``out`` in one step."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        for name, text in files.items():
-            (tmp / name).write_text(text, encoding="utf-8")
-        if out.exists():
-            out.rmdir()  # empty (checked before measuring)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)

@@ -6,7 +6,8 @@
 
 Registered: pymoo's ``nsga2`` (the default), ``nsga3``, ``smsemoa``, ``moead`` and, where numba
 is installed, ``agemoea2``; optuna's ``tpe``, ``optuna-nsga2`` and, where optuna has it and
-torch and scipy are installed, ``gp``; and the ``random`` baseline. ``import
+torch and scipy are installed, ``gp``; ``linas`` (predictor-guided; it uses the caller's
+:class:`CheapObjectives` when offered one); and the ``random`` baseline. ``import
 nas.searchers`` imports neither pymoo nor optuna; a searcher's adapter module loads on first
 ``create_searcher``.
 """
@@ -16,9 +17,9 @@ from __future__ import annotations
 import importlib.util
 from importlib.metadata import PackageNotFoundError, version
 
-from nas.searchers.base import ENUMERATE_LIMIT, Evaluation, Searcher
+from nas.searchers.base import ENUMERATE_LIMIT, CheapObjectives, Evaluation, Searcher
 from nas.searchers.errors import SearcherError, UnknownSearcherError
-from nas.searchers.loop import History, feasible_mask, hypervolume, pareto_mask, run_ask_tell
+from nas.searchers.loop import History, Termination, feasible_mask, hypervolume, pareto_mask, run_ask_tell
 from nas.searchers.random_searcher import RandomSearcher
 from nas.searchers.registry import (
     DEFAULT_SEARCHER,
@@ -26,10 +27,12 @@ from nas.searchers.registry import (
     lazy_factory,
     list_searchers,
     register_searcher,
+    searcher_uses_cheap,
 )
 
 _PYMOO = "nas.searchers.pymoo_searchers"
 _OPTUNA = "nas.searchers.optuna_searchers"
+_LINAS = "nas.searchers.predictor_guided"
 
 
 def _gp_available() -> bool:
@@ -52,9 +55,10 @@ register_searcher("tpe", lazy_factory(_OPTUNA, "TPESearcher"))
 register_searcher("optuna-nsga2", lazy_factory(_OPTUNA, "OptunaNSGA2Searcher"))
 if _gp_available():
     register_searcher("gp", lazy_factory(_OPTUNA, "GPSearcher"))
+register_searcher("linas", lazy_factory(_LINAS, "PredictorGuidedSearcher"), uses_cheap=True)
 
 __all__ = [
-    "DEFAULT_SEARCHER", "ENUMERATE_LIMIT", "Evaluation", "History", "RandomSearcher", "Searcher", "SearcherError",
-    "UnknownSearcherError", "create_searcher", "feasible_mask", "hypervolume", "lazy_factory", "list_searchers",
-    "pareto_mask", "register_searcher", "run_ask_tell",
+    "DEFAULT_SEARCHER", "ENUMERATE_LIMIT", "CheapObjectives", "Evaluation", "History", "RandomSearcher", "Searcher",
+    "SearcherError", "Termination", "UnknownSearcherError", "create_searcher", "feasible_mask", "hypervolume",
+    "lazy_factory", "list_searchers", "pareto_mask", "register_searcher", "run_ask_tell", "searcher_uses_cheap",
 ]

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -63,6 +63,29 @@ class Evaluation:
     objectives: np.ndarray  # (n_objectives,) float
     constraints: np.ndarray  # (n_constraints,) float
     failed: bool
+
+
+@dataclass(frozen=True)
+class CheapObjectives:
+    """What a caller can compute exactly and quickly, offered to searchers that model the rest (``linas``).
+
+    ``indices``: the objective columns that are cheap. ``evaluate(archs) -> (F, G)``: ``F`` holds those
+    columns (minimised; other columns are ignored), ``G`` every constraint that is cheap (0.0 for the
+    others). Optional, vectorised over rows of canonical integer codes: ``evaluate_codes(codes) ->
+    (F, G)`` (the same values) and ``canonical_codes(codes) -> codes`` (raw rows to canonical ones)."""
+
+    indices: tuple[int, ...]
+    evaluate: Callable
+    evaluate_codes: Callable | None = None
+    canonical_codes: Callable | None = None
+
+    def __post_init__(self) -> None:
+        if any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < 0 for i in self.indices):
+            raise ValueError(f"CheapObjectives.indices must be objective columns (integers >= 0), got {self.indices!r}")
+        for name in ("evaluate", "evaluate_codes", "canonical_codes"):
+            value = getattr(self, name)
+            if not callable(value) and not (value is None and name != "evaluate"):
+                raise ValueError(f"CheapObjectives.{name} must be callable, got {value!r}")
 
 
 def _check_int(name: str, value, minimum: int) -> int:

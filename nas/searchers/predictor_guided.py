@@ -1,59 +1,63 @@
 """``linas``: predictor-in-the-loop search (LINAS, as in DyNAS-T), behind ``Searcher``.
 
-Expensive objectives (``predicted``: their column indices, e.g. accuracy) are learnt by an
-:class:`~predictors.accuracy.AccuracyEnsemble` per objective, on the one-hot encoding of every
-arch told so far. Each round (each ``ask`` once ``warmup`` archs have values):
+Expensive objectives (``predicted``: every column not in ``cheap.indices``, e.g. accuracy) are
+learnt by an :class:`~predictors.accuracy.AccuracyEnsemble` per objective, on the one-hot encoding
+(``predictors.features.one_hot_codes``) of every arch told so far. Each round (each ``ask`` once
+``warmup`` archs have values):
 1. the ensembles are refitted on all told archs;
 2. an inner pymoo NSGA-II searches ``inner_generations × inner_population`` candidates, scoring
-   each with the *exact* cheap objectives and constraints (``cheap(archs) -> (F, G)``, columns of
-   ``predicted`` ignored) and an optimistic prediction (``mean − kappa·std``, all minimised) for
-   the expensive ones;
+   each with the *exact* cheap objectives and constraints (``cheap``, a
+   :class:`~nas.searchers.base.CheapObjectives`) and an optimistic prediction (``mean − kappa·std``,
+   all minimised) for the expensive ones;
 3. the best unseen candidates (non-dominated rank, then crowding) are returned for real evaluation.
-Before ``warmup`` values exist, ``ask`` returns uniform unseen samples. Every refit first scores
-the previous predictor on the archs told since (Kendall τ on evaluations it had not seen):
-``kendall_history``.
+Without ``cheap`` (as the registry builds it from ``space``, ``n_objectives``, ``n_constraints`` and
+``seed`` alone) every objective and every constraint is predicted. Before ``warmup`` values exist,
+``ask`` returns uniform unseen samples. Every refit first scores the previous predictor on the
+archs told since (Kendall τ on evaluations it had not seen): ``kendall_history``.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from nas.searchers.base import Evaluation, Searcher, _check_int
+from nas.searchers.base import CheapObjectives, Evaluation, Searcher, _check_int
+from nas.searchers.errors import SearcherError
+from predictors.features import one_hot_codes
 from search_spaces import ArchConfig, SearchSpace
-
-Cheap = Callable[[list[ArchConfig]], "tuple[np.ndarray, np.ndarray]"]
-CheapCodes = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
 
 
 class PredictorGuidedSearcher(Searcher):
     name = "linas"
 
     def __init__(self, *, space: SearchSpace, n_objectives: int, n_constraints: int = 0, seed: int,
-                 predicted: Sequence[int], cheap: Cheap, cheap_codes: CheapCodes | None = None,
-                 canonical_codes: Callable[[np.ndarray], np.ndarray] | None = None, warmup: int = 16,
-                 inner_population: int = 100,
+                 cheap: CheapObjectives | None = None, warmup: int = 16, inner_population: int = 100,
                  inner_generations: int = 20, kappa: float = 0.5, n_members: int = 3) -> None:
         super().__init__(space=space, n_objectives=n_objectives, n_constraints=n_constraints, seed=seed)
-        self.predicted = sorted({int(i) for i in predicted})
-        if not self.predicted or not all(0 <= i < self.n_objectives for i in self.predicted):
-            raise ValueError(f"predicted must name objective columns in 0..{self.n_objectives - 1}, got {predicted!r}")
-        if not callable(cheap):
-            raise ValueError(f"cheap must be a callable archs -> (F, G), got {cheap!r}")
+        if cheap is not None and not isinstance(cheap, CheapObjectives):
+            raise ValueError(f"cheap must be a CheapObjectives or None, got {cheap!r}")
+        exact = sorted({int(i) for i in cheap.indices}) if cheap is not None else []
+        if not all(0 <= i < self.n_objectives for i in exact):
+            raise ValueError(f"cheap.indices must name objective columns in 0..{self.n_objectives - 1}, "
+                             f"got {list(cheap.indices)!r}")
+        self.predicted = [i for i in range(self.n_objectives) if i not in exact]
+        if not self.predicted:
+            raise SearcherError("linas predicts expensive objectives, but every objective is cheap; use nsga2")
         if not np.isfinite(kappa) or kappa < 0:
             raise ValueError(f"kappa must be a finite number >= 0, got {kappa!r}")
-        self.cheap, self.cheap_codes, self.kappa = cheap, cheap_codes, float(kappa)
-        self.canonical_codes = canonical_codes or self._canonical_codes_slow
-        cards = space.cardinalities
-        self._offsets = np.concatenate([[0], np.cumsum(cards)[:-1]])
-        self._width = int(cards.sum())
+        self.cheap, self.kappa = cheap, float(kappa)
+        # without a cheap hook the constraints are unknown until evaluated: they are predicted too
+        self.predicted_constraints = list(range(self.n_constraints)) if cheap is None else []
+        self.canonical_codes = (cheap.canonical_codes if cheap is not None and cheap.canonical_codes
+                                else self._canonical_codes_slow)
         self.warmup = _check_int("warmup", warmup, 2)
         self.inner_population = _check_int("inner_population", inner_population, 8)
         self.inner_generations = _check_int("inner_generations", inner_generations, 1)
         self.n_members = _check_int("n_members", n_members, 1)
         self._history: list[Evaluation] = []
         self._models: dict[int, object] = {}
+        self._constraint_models: dict[int, object] = {}
         self._fitted_on = 0
         self.kendall_history: list[dict] = []
         self.inner_evaluations = 0
@@ -79,46 +83,61 @@ class PredictorGuidedSearcher(Searcher):
         return self._one_hot(np.vstack([self.space.encode(a) for a in archs]))
 
     def _one_hot(self, codes: np.ndarray) -> np.ndarray:
-        """One-hot rows of option indices, as ``predictors.features.one_hot`` builds them."""
-        out = np.zeros((len(codes), self._width))
-        out[np.arange(len(codes))[:, None], self._offsets[None, :] + codes] = 1.0
-        return out
+        return one_hot_codes(self.space.cardinalities, codes)
 
     def _canonical_codes_slow(self, codes: np.ndarray) -> np.ndarray:
         return np.vstack([self.space.encode(self._arch(row)) for row in codes])
 
+    def _score_previous(self, X: np.ndarray) -> None:
+        """Kendall τ of the current models on the archs told since they were fitted."""
+        from predictors.metrics import kendall_tau
+
+        new = slice(self._fitted_on, len(self._history))
+        if not self._models or len(self._history) - self._fitted_on < 3:
+            return
+        for i, model in self._models.items():
+            y_new = np.array([e.objectives[i] for e in self._history[new]])
+            tau = kendall_tau(y_new, model.predict(X[new]))
+            self.kendall_history.append({"objective": i, "n_train": self._fitted_on,
+                                         "n_held_out": len(y_new), "kendall_tau": tau})
+
     def _refit(self) -> None:
         from predictors.accuracy import AccuracyEnsemble
-        from predictors.metrics import kendall_tau
 
         if self._fitted_on == len(self._history):
             return
         X = self._features([e.arch for e in self._history])
-        new = slice(self._fitted_on, len(self._history))
-        if self._models and len(self._history) - self._fitted_on >= 3:
-            for i, model in self._models.items():
-                y_new = np.array([e.objectives[i] for e in self._history[new]])
-                tau = kendall_tau(y_new, model.predict(X[new]))
-                self.kendall_history.append({"objective": i, "n_train": self._fitted_on,
-                                             "n_held_out": len(y_new), "kendall_tau": tau})
+        self._score_previous(X)
         for i in self.predicted:
             y = np.array([e.objectives[i] for e in self._history])
             self._models[i] = AccuracyEnsemble(seed=self.seed + i, n_members=self.n_members).fit(X, y)
+        for j in self.predicted_constraints:
+            y = np.array([e.constraints[j] for e in self._history])
+            seed = self.seed + self.n_objectives + j
+            self._constraint_models[j] = AccuracyEnsemble(seed=seed, n_members=self.n_members).fit(X, y)
         self._fitted_on = len(self._history)
+
+    def _exact(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The cheap objectives and constraints of canonical code rows (NaN and 0.0 without a hook)."""
+        n = len(codes)
+        if self.cheap is None:
+            return np.full((n, self.n_objectives), np.nan), np.zeros((n, self.n_constraints))
+        if self.cheap.evaluate_codes is not None:
+            F, G = self.cheap.evaluate_codes(codes)
+        else:
+            F, G = self.cheap.evaluate([self.space.decode(row) for row in codes])
+        return (np.array(F, dtype=np.float64).reshape(n, self.n_objectives),
+                np.array(G, dtype=np.float64).reshape(n, self.n_constraints))
 
     def surrogate(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For canonical code rows: exact cheap objectives and constraints, and optimistic
-        predictions (``mean − kappa·std``) for the expensive ones; all minimised."""
-        if self.cheap_codes is not None:
-            F, G = self.cheap_codes(codes)
-        else:
-            F, G = self.cheap([self.space.decode(row) for row in codes])
-        F = np.array(F, dtype=np.float64).reshape(len(codes), self.n_objectives)
-        G = np.array(G, dtype=np.float64).reshape(len(codes), self.n_constraints)
+        predictions (``mean − kappa·std``) for the predicted ones; all minimised."""
+        F, G = self._exact(codes)
         X = self._one_hot(codes)
-        for i, model in self._models.items():
-            mean, var = model.predict_dist(X)
-            F[:, i] = mean - self.kappa * np.sqrt(var)
+        for columns, models in ((F, self._models), (G, self._constraint_models)):
+            for i, model in models.items():
+                mean, var = model.predict_dist(X)
+                columns[:, i] = mean - self.kappa * np.sqrt(var)
         self.inner_evaluations += len(codes)
         return F, G
 

@@ -8,24 +8,37 @@ from typing import Callable
 
 from search_spaces.registry import Registry
 
-from nas.searchers.base import Searcher
+from nas.searchers.base import CheapObjectives, Searcher
 from nas.searchers.errors import UnknownSearcherError
 
 SEARCHERS: Registry[Searcher] = Registry("searcher", UnknownSearcherError)
+_USES_CHEAP: set[str] = set()
 
 #: The searcher ``create_searcher`` callers should use when the user names none.
 DEFAULT_SEARCHER = "nsga2"
 
 
-def register_searcher(name: str, factory: Callable[..., Searcher]) -> None:
-    """Register ``factory(*, space, n_objectives, n_constraints, seed, **options) -> Searcher``."""
+def register_searcher(name: str, factory: Callable[..., Searcher], *, uses_cheap: bool = False) -> None:
+    """Register ``factory(*, space, n_objectives, n_constraints, seed, **options) -> Searcher``.
+    ``uses_cheap``: the factory also takes ``cheap`` (a :class:`CheapObjectives` or None)."""
     SEARCHERS.register(name, factory)
+    if uses_cheap:
+        _USES_CHEAP.add(name)
 
 
-def create_searcher(name: str, **kwargs) -> Searcher:
+def create_searcher(name: str, *, cheap: CheapObjectives | None = None, **kwargs) -> Searcher:
     """A new searcher; keyword arguments go to its constructor (``space``, ``n_objectives``,
-    ``n_constraints``, ``seed`` and the algorithm's options)."""
+    ``n_constraints``, ``seed`` and the algorithm's options). Every searcher may be offered ``cheap``
+    (the objectives the caller computes exactly); those registered with ``uses_cheap`` get it, the
+    others ignore it."""
+    if name in _USES_CHEAP:
+        kwargs["cheap"] = cheap
     return SEARCHERS.create(name, **kwargs)
+
+
+def searcher_uses_cheap(name: str) -> bool:
+    """Whether ``create_searcher(name, cheap=...)`` uses its ``cheap`` hook (so it is worth building)."""
+    return name in _USES_CHEAP
 
 
 def list_searchers() -> list[str]:

@@ -1,1 +1,2 @@
-"""nas.training."""
+"""``nas train`` and ``nas eval``: ``train`` (the training job), ``config`` (TrainConfig from TOML),
+``distributed`` (torchrun setup), ``evaluation`` (accuracy of a checkpoint's subnet)."""

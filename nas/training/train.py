@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from nas.data import DataSource, load_data
 from nas.training.distributed import (DistContext, broadcast_buffers, gather_fingerprints, init_distributed,
-                             shutdown_distributed)
+                                      shutdown_distributed)
 from nas.training.config import ConfigError, TrainConfig
 from search_spaces import NASError
 from supernets import Supernet, create_supernet
@@ -134,15 +134,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
     state = _prepare_out(out, config, resume)
     # Bad data or settings fail here, before anything is written to ``out``.
     data = load_data(config.data, seed=config.seed, val_fraction=config.val_fraction, image_size=config.image_size)
-    try:
-        steps = data.steps_per_epoch(batch_size=config.batch_size, world_size=ctx.world_size)
-    except ValueError:
-        steps = 0
-    if config.steps_per_epoch:
-        steps = min(steps, config.steps_per_epoch)
-    if steps < 1:
-        raise ConfigError(f"batch_size={config.batch_size} leaves no full batch per process in {config.data} "
-                          f"({data.n_train} training images, {ctx.world_size} process(es)); use a smaller --batch-size")
+    steps = _steps_per_epoch(config, data, ctx)
     ctx.barrier()  # every rank has checked the directory before rank 0 writes to it
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -151,33 +143,9 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
     strategy = build_strategy(config)
     plan = strategy.plan(steps * config.epochs)
     log = _Log(out, ctx.is_main)
-    start_epoch, global_step = 0, 0
-    if state is not None:
-        supernet.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, global_step = state["meta"]["epoch"] + 1, state["meta"]["global_step"]
-        log.event("resume", f"resuming {out} after epoch {start_epoch}", epoch=start_epoch - 1,
-                  global_step=global_step, checkpoint_sha256=state["sha256"])
-    elif ctx.is_main:
-        for leftover in (out / TEACHER_NAME, out / LOG_NAME):
-            leftover.unlink(missing_ok=True)
-        atomic_write_bytes(out / CONFIG_NAME, json.dumps(config.to_dict(), indent=2).encode())
-        log.event("start", f"training {config.space} on {data.name} with {config.strategy}: {config.epochs} epochs "
-                  f"x {steps} steps, {ctx.world_size} process(es) on {ctx.device}",
-                  config=config.to_dict(), world_size=ctx.world_size, device=str(ctx.device))
-
+    start_epoch, global_step = _begin(out, config, state, supernet, optimizer, log, data=data, steps=steps, ctx=ctx)
     ctx.barrier()
-
-    logged_stages: set[str] = set()
-
-    def on_stage_start(stage: Stage) -> None:
-        if isinstance(strategy, ProgressiveShrinking) and stage.name != "full" and strategy.teacher is None:
-            strategy.set_teacher(_teacher(supernet, out, ctx))
-        if stage.name not in logged_stages:  # also runs at every epoch start; log each stage once per process
-            logged_stages.add(stage.name)
-            log.event("stage", f"stage {stage.name}: steps {stage.start}-{stage.end}", stage=stage.name,
-                      start=stage.start, end=stage.end)
-
+    on_stage_start = _stage_hook(strategy, supernet, out, log, ctx)
     bar = tqdm(total=steps * config.epochs, initial=global_step, unit="step", desc="train",
                disable=not (progress and ctx.is_main), dynamic_ncols=True)
 
@@ -200,18 +168,8 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
             val = evaluate_probes(supernet, data, config, ctx.device) if ctx.is_main else {}
             if ctx.is_main:
                 stage = stage_at(plan, global_step - 1).name
-                meta = {"space": supernet.space.name, "space_version": supernet.space.version,
-                        "config_hash": config.hash, "config": config.to_dict(), "strategy": config.strategy,
-                        "stage": stage, "epoch": epoch, "global_step": global_step,
-                        "rng": capture_rng_state(), "world_size": ctx.world_size,
-                        "val": {k: v.top1 for k, v in val.items()}}
-                save_checkpoint(out, model_state=supernet.state_dict(), optimizer_state=optimizer.state_dict(),
-                                meta=meta)
-                summary = " ".join(f"{k} {v.top1:.2%}" for k, v in val.items())
-                log.event("epoch", f"epoch {epoch + 1}/{config.epochs} [{stage}] loss {loss:.3f} | val top1 "
-                          f"{summary} | {time.time() - started:.0f} s", epoch=epoch, stage=stage,
-                          global_step=global_step, train_loss=loss, seconds=round(time.time() - started, 2),
-                          val={k: {"top1": v.top1, "loss": v.loss, "n": v.n} for k, v in val.items()})
+                _end_epoch(out, config, supernet, optimizer, log, epoch=epoch, stage=stage, global_step=global_step,
+                           loss=loss, val=val, started=started, world_size=ctx.world_size)
             ctx.barrier()
     finally:
         bar.close()
@@ -219,6 +177,73 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
     log.event("done", f"done: {config.epochs} epochs, checkpoint {out / CHECKPOINT_NAME}",
               global_step=global_step, fingerprints=fingerprints, ranks_in_sync=len(set(fingerprints)) == 1)
     return TrainSummary(out, config.epochs - start_epoch, global_step, val, fingerprints)
+
+
+def _steps_per_epoch(config: TrainConfig, data: DataSource, ctx: DistContext) -> int:
+    """Full batches per process and epoch (capped by ``steps_per_epoch``); ``ConfigError`` if none."""
+    try:
+        steps = data.steps_per_epoch(batch_size=config.batch_size, world_size=ctx.world_size)
+    except ValueError:
+        steps = 0
+    if config.steps_per_epoch:
+        steps = min(steps, config.steps_per_epoch)
+    if steps < 1:
+        raise ConfigError(f"batch_size={config.batch_size} leaves no full batch per process in {config.data} "
+                          f"({data.n_train} training images, {ctx.world_size} process(es)); use a smaller --batch-size")
+    return steps
+
+
+def _begin(out: Path, config: TrainConfig, state: dict | None, supernet: Supernet, optimizer: torch.optim.Optimizer,
+           log: _Log, *, data: DataSource, steps: int, ctx: DistContext) -> tuple[int, int]:
+    """Load the checkpoint ``state`` (resume) or start a fresh ``out``; returns (first epoch, global step)."""
+    if state is not None:
+        supernet.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, global_step = state["meta"]["epoch"] + 1, state["meta"]["global_step"]
+        log.event("resume", f"resuming {out} after epoch {start_epoch}", epoch=start_epoch - 1,
+                  global_step=global_step, checkpoint_sha256=state["sha256"])
+        return start_epoch, global_step
+    if ctx.is_main:
+        for leftover in (out / TEACHER_NAME, out / LOG_NAME):
+            leftover.unlink(missing_ok=True)
+        atomic_write_bytes(out / CONFIG_NAME, json.dumps(config.to_dict(), indent=2).encode())
+        log.event("start", f"training {config.space} on {data.name} with {config.strategy}: {config.epochs} epochs "
+                  f"x {steps} steps, {ctx.world_size} process(es) on {ctx.device}",
+                  config=config.to_dict(), world_size=ctx.world_size, device=str(ctx.device))
+    return 0, 0
+
+
+def _stage_hook(strategy: TrainingStrategy, supernet: Supernet, out: Path, log: _Log, ctx: DistContext):
+    """``on_stage_start`` for ``train_steps``: snapshots the progressive-shrinking teacher when the
+    full stage ends, and logs each stage once per process."""
+    logged_stages: set[str] = set()
+
+    def on_stage_start(stage: Stage) -> None:
+        if isinstance(strategy, ProgressiveShrinking) and stage.name != "full" and strategy.teacher is None:
+            strategy.set_teacher(_teacher(supernet, out, ctx))
+        if stage.name not in logged_stages:  # also runs at every epoch start; log each stage once per process
+            logged_stages.add(stage.name)
+            log.event("stage", f"stage {stage.name}: steps {stage.start}-{stage.end}", stage=stage.name,
+                      start=stage.start, end=stage.end)
+
+    return on_stage_start
+
+
+def _end_epoch(out: Path, config: TrainConfig, supernet: Supernet, optimizer: torch.optim.Optimizer, log: _Log, *,
+               epoch: int, stage: str, global_step: int, loss: float, val: dict[str, EvalResult], started: float,
+               world_size: int) -> None:
+    """Rank 0 after an epoch: the checkpoint (atomic) and the epoch's log line."""
+    meta = {"space": supernet.space.name, "space_version": supernet.space.version,
+            "config_hash": config.hash, "config": config.to_dict(), "strategy": config.strategy,
+            "stage": stage, "epoch": epoch, "global_step": global_step,
+            "rng": capture_rng_state(), "world_size": world_size,
+            "val": {k: v.top1 for k, v in val.items()}}
+    save_checkpoint(out, model_state=supernet.state_dict(), optimizer_state=optimizer.state_dict(), meta=meta)
+    summary = " ".join(f"{k} {v.top1:.2%}" for k, v in val.items())
+    log.event("epoch", f"epoch {epoch + 1}/{config.epochs} [{stage}] loss {loss:.3f} | val top1 "
+              f"{summary} | {time.time() - started:.0f} s", epoch=epoch, stage=stage,
+              global_step=global_step, train_loss=loss, seconds=round(time.time() - started, 2),
+              val={k: {"top1": v.top1, "loss": v.loss, "n": v.n} for k, v in val.items()})
 
 
 def _teacher(supernet: Supernet, out: Path, ctx: DistContext) -> torch.nn.Module:

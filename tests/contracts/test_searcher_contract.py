@@ -1,260 +1,50 @@
-"""The contract every registered searcher keeps (see nas/searchers/base.py).
+"""The contract every registered searcher keeps (see nas/searchers/base.py), through ``nas.testing.searchers``.
 
 Every test runs for every name in ``list_searchers()``. ``gp`` refits Gaussian processes on
-every ask (about a second each on a shared 2-core machine), so its parametrisations carry the
-``slow`` marker; everything else runs in the default suite.
+every ask (about a second each on a shared 2-core machine) and ``linas`` refits its predictor
+ensembles and runs an inner NSGA-II on every ask, so their parametrisations carry the ``slow``
+marker; everything else runs in the default suite.
 """
 
 from __future__ import annotations
 
+import functools
 
-import numpy as np
 import pytest
 
-from nas.searchers import (
-    SearcherError,
-    create_searcher,
-    feasible_mask,
-    hypervolume,
-    list_searchers,
-    pareto_mask,
-    run_ask_tell,
-)
-from search_spaces import Choice, SearchSpace
+from nas.searchers import create_searcher, list_searchers
+from nas.testing.searchers import SearcherContract
 
-SLOW_SEARCHERS = {"gp"}
+SLOW_SEARCHERS = {"gp", "linas"}
 #: Searchers with generations; a small population keeps several generations inside the toy budgets.
 POPULATION_SEARCHERS = {"nsga2", "nsga3", "agemoea2", "smsemoa", "moead", "optuna-nsga2"}
 
 SEARCHERS = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_SEARCHERS else n for n in list_searchers()]
-LEARNING_SEARCHERS = [p for p in SEARCHERS if (p.values[0] if hasattr(p, "values") else p) != "random"]
-
-TOY = SearchSpace(
-    "toy",
-    [Choice("a", [0, 1, 2, 3]), Choice("b", ["x", "y", "z"]), Choice("c", [1, 2, 4, 8]), Choice("d", [True, False])],
-)  # 96 archs
 
 
-class AliasSpace(SearchSpace):
-    """``c`` is ignored when ``d`` is False: 24 codes, 15 distinct networks."""
-
-    def inactive(self, arch):
-        return frozenset({"c"}) if arch["d"] is False else frozenset()
+@pytest.fixture(params=SEARCHERS)
+def searcher_name(request) -> str:
+    return request.param
 
 
-ALIAS = AliasSpace("alias", [Choice("a", [0, 1, 2]), Choice("c", [1, 2, 4, 8]), Choice("d", [True, False])])
-BIG = SearchSpace("big", [Choice(f"p{i}", list(range(8))) for i in range(6)])  # 262,144 archs
+class TestRegisteredSearchers(SearcherContract):
+    @pytest.fixture
+    def searcher_factory(self, searcher_name):
+        return functools.partial(create_searcher, searcher_name)
+
+    @pytest.fixture
+    def small_budget_options(self, searcher_name):
+        return {"population_size": 8} if searcher_name in POPULATION_SEARCHERS else {}
+
+    @pytest.fixture
+    def searcher_is_slow(self, searcher_name):
+        return searcher_name in SLOW_SEARCHERS
+
+    @pytest.fixture
+    def searcher_learns(self, searcher_name):
+        return searcher_name != "random"
 
 
-def make(name: str, space: SearchSpace = TOY, *, seed: int = 0, n_objectives: int = 2, n_constraints: int = 1,
-         small: bool = True):
-    options = {"population_size": 8} if small and name in POPULATION_SEARCHERS else {}
-    return create_searcher(name, space=space, n_objectives=n_objectives, n_constraints=n_constraints, seed=seed,
-                           **options)
-
-
-def toy_eval(space: SearchSpace, n_constraints: int = 1):
-    """Two conflicting objectives over the codes; one constraint (``c`` code <= 2)."""
-
-    def evaluate(archs):
-        X = np.array([space.encode(a) for a in archs], dtype=float)
-        F = np.column_stack([X.sum(axis=1), -X[:, 0] * 2 + X[:, -1] - X[:, 1] ** 2])
-        G = (X[:, [min(2, X.shape[1] - 1)]] - 2.0) if n_constraints else None
-        return F, G
-
-    return evaluate
-
-
-def ids(archs) -> list[str]:
-    return [a.arch_id for a in archs]
-
-
-# --------------------------------------------------------------------------- budget & dedup
-@pytest.mark.parametrize("name", SEARCHERS)
-def test_budget_is_respected_exactly(name):
-    calls: list[int] = []
-    base = toy_eval(TOY)
-
-    def evaluate(archs):
-        calls.append(len(archs))
-        return base(archs)
-
-    history = run_ask_tell(make(name), evaluate, budget=37, batch_size=8)
-    assert sum(calls) == len(history) == 37
-    assert max(calls) <= 8
-    assert history.F.shape == (37, 2) and history.G.shape == (37, 1)
-    assert run_ask_tell(make(name), evaluate, budget=0, batch_size=8).archs == ()
-
-
-@pytest.mark.parametrize("name", SEARCHERS)
-def test_never_asks_an_arch_twice_and_asks_canonical_archs(name):
-    searcher = make(name, ALIAS, n_constraints=0)
-    evaluate = toy_eval(ALIAS, n_constraints=0)
-    asked = []
-    for n in (4, 7, 1, 9):
-        batch = searcher.ask(n)
-        assert len(batch) == min(n, 15 - len(asked))
-        assert all(ALIAS.canonicalize(a) == a for a in batch)
-        asked += batch
-        searcher.tell(batch, *evaluate(batch))
-    assert len(set(ids(asked))) == len(asked) == 15  # every distinct network once, aliases never
-
-
-@pytest.mark.parametrize("name", SEARCHERS)
-def test_asks_without_tell_in_between_stay_distinct(name):
-    searcher = make(name)
-    evaluate = toy_eval(TOY)
-    first, second = searcher.ask(5), searcher.ask(11)  # more than one generation of 8, nothing told
-    assert len(first) == 5 and len(second) == 11
-    searcher.tell(second, *evaluate(second))  # out of order
-    searcher.tell(first, *evaluate(first))
-    third = searcher.ask(9)
-    assert len(set(ids(first + second + third))) == 25
-    assert set(ids(searcher.pending)) == set(ids(third))
-    with pytest.raises(SearcherError):
-        searcher.tell(first[:1], *evaluate(first[:1]))  # already told
-
-
-# ------------------------------------------------------------------------------ determinism
-def _sequence(name: str, seed: int) -> list[str]:
-    return ids(run_ask_tell(make(name, seed=seed), toy_eval(TOY), budget=30, batch_size=7).archs)
-
-
-@pytest.mark.parametrize("name", SEARCHERS)
-def test_same_seed_gives_same_sequence(name):
-    assert _sequence(name, 3) == _sequence(name, 3)
-
-
-@pytest.mark.parametrize("name", SEARCHERS)
-def test_different_seeds_give_different_sequences(name):
-    assert _sequence(name, 3) != _sequence(name, 4)
-
-
-# ------------------------------------------------------------------------------- warm start
-@pytest.mark.parametrize("name", SEARCHERS)
-@pytest.mark.parametrize("n_history", [3, 30])  # fewer / more than a population
-def test_warm_started_archs_are_never_asked(name, n_history):
-    rng = np.random.default_rng(7)
-    history = []
-    while len(history) < n_history:
-        arch = TOY.sample(rng)
-        if arch.arch_id not in ids(history):
-            history.append(arch)
-    evaluate = toy_eval(TOY)
-    searcher = make(name)
-    searcher.warm_start(history, *evaluate(history))
-    asked = run_ask_tell(searcher, evaluate, budget=40, batch_size=6).archs
-    assert len(asked) == 40
-    assert not set(ids(history)) & set(ids(asked))
-    searcher.warm_start(history[:2], *evaluate(history[:2]))  # repeats are skipped
-    late = [a for a in (TOY.sample(rng) for _ in range(200)) if not searcher.is_seen(a)][:5]
-    late = list({a.arch_id: a for a in late}.values())
-    searcher.warm_start(late, *evaluate(late))  # warm start after asks
-    more = searcher.ask(10)
-    assert not set(ids(more)) & set(ids(history + late + list(asked)))
-
-
-# ------------------------------------------------------------------------------- exhaustion
-@pytest.mark.parametrize("name", SEARCHERS)
-@pytest.mark.parametrize("space_name", ["tiny", "alias"])
-def test_exhausting_a_tiny_space_returns_fewer_without_hanging(name, space_name):
-    space = ALIAS if space_name == "alias" else SearchSpace("tiny", [Choice("a", [1, 2, 3]), Choice("b", [0, 1])])
-    total = 15 if space_name == "alias" else 6
-    evaluate = toy_eval(space, n_constraints=0)
-    searcher = make(name, space, n_constraints=0)
-    got = []
-    for _ in range(6):
-        batch = searcher.ask(4)
-        got += batch
-        if batch:
-            searcher.tell(batch, *evaluate(batch))
-    assert len(got) == len(set(ids(got))) == total
-    assert searcher.ask(4) == []
-
-
-def test_one_arch_space():
-    space = SearchSpace("one", [Choice("a", [1]), Choice("b", ["x"])])
-    for name in [n for n in list_searchers() if n not in SLOW_SEARCHERS]:
-        searcher = make(name, space, n_constraints=0)
-        batch = searcher.ask(3)
-        assert len(batch) == 1
-        searcher.tell(batch, [[1.0, 2.0]])
-        assert searcher.ask(3) == []
-
-
-# ------------------------------------------------------------------------- failures, feasibility
-@pytest.mark.parametrize("name", SEARCHERS)
-@pytest.mark.parametrize("n_constraints", [0, 1])
-def test_failed_evaluations_do_not_crash_and_never_reach_the_front(name, n_constraints):
-    base = toy_eval(TOY, n_constraints)
-
-    def evaluate(archs):
-        F, G = base(archs)
-        bad = np.array([a["b"] == "y" for a in archs])
-        F[bad] = np.nan
-        if G is not None:
-            G[bad] = np.nan
-        return F, G
-
-    history = run_ask_tell(make(name, n_constraints=n_constraints), evaluate, budget=45, batch_size=9)
-    assert len(history) == len(set(ids(history.archs))) == 45
-    front = history.pareto_mask()
-    assert front.any()
-    assert not any(history.archs[i]["b"] == "y" for i in np.flatnonzero(front))
-
-
-@pytest.mark.parametrize("name", SEARCHERS)
-def test_front_is_non_empty_and_feasible(name):
-    history = run_ask_tell(make(name), toy_eval(TOY), budget=40, batch_size=8)
-    front = history.pareto_mask()
-    assert front.any()
-    assert (history.G[front] <= 0).all()
-
-
-def _pulls_to_infeasible(archs):
-    """f1 wants large codes, f2 wants codes near 5, but only small codes are feasible (~7%)."""
-    X = np.array([BIG.encode(a) for a in archs], dtype=float)
-    w = np.array([3, 2, 1, 2, 1, 1.5])
-    return np.column_stack([-X.sum(axis=1), ((X - 5) ** 2).sum(axis=1)]), (X @ w / w.sum() - 2.0)[:, None]
-
-
-def _n_feasible(name: str, seeds, budget: int) -> int:
-    total = 0
-    for seed in seeds:
-        history = run_ask_tell(make(name, BIG, seed=seed, small=False), _pulls_to_infeasible, budget=budget,
-                               batch_size=10)
-        total += int(feasible_mask(history.F, history.G).sum())
-    return total
-
-
-@pytest.mark.parametrize("name", SEARCHERS)
-def test_finds_feasible_points_where_feasibility_matters(name):
-    seeds, budget = ((0,), 40) if name in SLOW_SEARCHERS else ((0, 1), 100)
-    found = _n_feasible(name, seeds, budget)
-    assert found >= 1
-    if name != "random":
-        assert found >= _n_feasible("random", seeds, budget)  # a searcher that is told constraints uses them
-
-
-# ---------------------------------------------------------------------------------- quality
-def _zdt1(archs):
-    """ZDT1 on codes scaled to [0, 1]: the front needs p1..p5 all at 0, which random search
-    almost never hits (1 in 8**5)."""
-    X = np.array([BIG.encode(a) for a in archs], dtype=float) / 7.0
-    g = 1.0 + 9.0 * X[:, 1:].mean(axis=1)
-    return np.column_stack([X[:, 0], g * (1.0 - np.sqrt(X[:, 0] / g))]), None
-
-
-def _median_hv(name: str, budget: int) -> float:
-    values = []
-    for seed in range(3):
-        searcher = make(name, BIG, seed=seed, n_constraints=0, small=False)
-        history = run_ask_tell(searcher, _zdt1, budget=budget, batch_size=10)
-        values.append(hypervolume(history.F[history.pareto_mask()], [1.1, 1.5]))
-    return float(np.median(values))
-
-
-@pytest.mark.parametrize("name", LEARNING_SEARCHERS)
-def test_quality_at_least_random_search(name):
-    budget = 60 if name in SLOW_SEARCHERS else 300  # gp: ~1 s per ask here
-    assert _median_hv(name, budget) >= _median_hv("random", budget)
+def test_the_suite_covers_every_registered_searcher():
+    assert [p.values[0] if hasattr(p, "values") else p for p in SEARCHERS] == list_searchers()
+    assert "random" in list_searchers()  # the baseline the suite compares with

@@ -100,3 +100,24 @@ def test_missing_onnxruntime_names_pip_install(subnet, monkeypatch):
     module, shape = subnet
     with pytest.raises(KernelError, match="pip install onnxruntime"):
         make_runner("onnxruntime", module, inputs(shape, 0), threads=1)
+
+
+def _flushing() -> bool:
+    return torch.tensor([1e-40], dtype=torch.float32).item() == 0.0
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_denormals_are_flushed_only_inside_the_block(before):
+    from kernels.runners import denormals_flushed
+
+    was = _flushing()
+    torch.set_flush_denormal(before)
+    try:
+        with denormals_flushed():
+            assert _flushing()
+        assert _flushing() is before
+        with pytest.raises(RuntimeError), denormals_flushed():
+            raise RuntimeError("boom")
+        assert _flushing() is before
+    finally:
+        torch.set_flush_denormal(was)

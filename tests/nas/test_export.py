@@ -11,7 +11,7 @@ import torch
 import nas
 from kernels.errors import KernelError
 from nas.cli._main import main
-from nas.export.subnet import ExportError, export_subnet, load_subnet, parse_formats
+from nas.export.subnet import ExportError, ExportResult, check_tune_minutes, export_subnet, load_subnet, parse_formats
 from search_spaces import get_space
 from supernets import create_supernet
 from supernets.testing import enliven
@@ -44,21 +44,23 @@ def test_torch_and_onnx_export_with_parity_and_round_trip(tmp_path):
     out = tmp_path / "deep" / "er" / "sub"
     report = export_subnet(supernet, arch, out, formats="onnx,torch", warmup=1, repeats=3)
     assert _left(out) == ["arch.json", "model.onnx", "model.pt", "report.json"]
-    assert json.loads((out / "report.json").read_text()) == report
+    assert json.loads((out / "report.json").read_text()) == report.to_json()
     assert _left(out.parent) == ["sub"]  # no temp folder left beside it
     info = json.loads((out / "arch.json").read_text())
     assert info["arch_id"] == arch.arch_id and info["space"] == "tiny_mbv3" and info["space_version"] == "1"
     assert get_space("tiny_mbv3").parse(info["arch"]) == arch and info["checkpoint_sha256"] is None
-    assert list(report["formats"]) == ["torch", "onnx"]
-    onnx = report["formats"]["onnx"]
+    assert list(report.formats) == ["torch", "onnx"]
+    onnx = report.formats["onnx"]
     assert onnx["parity"]["output_max_abs"] > 1e-2  # outputs with signal, so parity means something
     assert onnx["parity"]["max_abs_diff"] < 1e-4 * max(1.0, onnx["parity"]["output_max_abs"])
-    assert report["formats"]["torch"]["parity"]["max_abs_diff"] == 0.0
-    for entry in report["formats"].values():
+    assert report.formats["torch"]["parity"]["max_abs_diff"] == 0.0
+    for entry in report.formats.values():
         lat = entry["latency_ms"]
         assert lat["source"] == "measured" and lat["profile"] == "host-cpu@1" and lat["value"] > 0
         assert lat["spread"] >= 0
-    assert set(report["steps_s"]) >= {"extract_s", "torch_s", "onnx_s", "latency_s", "total_s"}
+    assert set(report.steps_s) >= {"extract_s", "torch_s", "onnx_s", "latency_s", "total_s"}
+    assert ExportResult.from_json(report.to_json()) == report
+    assert "tvm_schedule" not in report.to_json() and report.tvm_schedule is None  # no TVM build on this host
 
     module = nas.load_subnet(out)
     assert not module.training
@@ -80,8 +82,8 @@ def test_dynamic_batch_onnx_runs_other_batch_sizes(tmp_path):
     arch = _arch(1)
     report = export_subnet(_lively(arch), arch, tmp_path / "dyn", formats=["onnx"], dynamic_batch=True,
                            warmup=1, repeats=2)
-    parity = report["formats"]["onnx"]["parity_batch3"]
-    assert report["dynamic_batch"] and parity["output_max_abs"] > 1e-2
+    parity = report.formats["onnx"]["parity_batch3"]
+    assert report.dynamic_batch and parity["output_max_abs"] > 1e-2
     assert parity["max_abs_diff"] < 1e-4 * max(1.0, parity["output_max_abs"]), parity
 
 
@@ -94,6 +96,34 @@ def test_load_subnet_refuses_foreign_or_missing_files(tmp_path):
     (out / "model.pt").write_bytes(b"not a state dict")
     with pytest.raises(ExportError, match="cannot load"):
         load_subnet(out)
+
+
+def test_export_result_files_are_checked_on_load():
+    with pytest.raises(ExportError, match=r"missing keys \['format_version'"):
+        ExportResult.from_json({"space": "tiny_mbv3"})
+    with pytest.raises(ExportError, match="JSON object"):
+        ExportResult.from_json([1, 2])
+
+
+def test_tune_minutes_must_be_a_finite_number_at_least_zero():
+    assert check_tune_minutes(0) == 0.0 and check_tune_minutes(1.5) == 1.5
+    for bad in (-1, float("inf"), float("nan"), True, "2"):
+        with pytest.raises(ExportError, match="--tune-minutes"):
+            check_tune_minutes(bad)
+
+
+def test_timing_leaves_the_denormal_setting_as_it_was(tmp_path):
+    def flushing() -> bool:
+        return torch.tensor([1e-40], dtype=torch.float32).item() == 0.0
+
+    was = flushing()
+    torch.set_flush_denormal(False)
+    try:
+        arch = _arch()
+        export_subnet(_lively(arch), arch, tmp_path / "d", formats="torch", warmup=0, repeats=1)
+        assert not flushing()
+    finally:
+        torch.set_flush_denormal(was)
 
 
 def test_parse_formats():
@@ -113,7 +143,7 @@ def test_tvm_export_reloads_with_parity(tmp_path):
     out = tmp_path / "tvm"
     report = export_subnet(supernet, arch, out, formats="tvm", warmup=1, repeats=3)
     assert _left(out) == ["arch.json", "model.so", "report.json"]
-    tvm = report["formats"]["tvm"]
+    tvm = report.formats["tvm"]
     assert tvm["parity"]["reloaded"] and tvm["parity"]["output_max_abs"] > 1e-2
     assert tvm["parity"]["max_abs_diff"] < 1e-3 * max(1.0, tvm["parity"]["output_max_abs"])
     assert tvm["latency_ms"]["source"] == "measured" and "untuned" in tvm["schedule"]
@@ -236,8 +266,8 @@ def test_latency_model_prediction_sits_beside_the_measurement(tmp_path, monkeypa
     report = export_subnet(_lively(arch), arch, tmp_path / "p", formats="onnx", latency_model=tmp_path / "lm",
                            warmup=1, repeats=1)
     assert seen == [tmp_path / "lm"]
-    assert report["predicted_latency_ms"]["value"] == 1.5 and report["predicted_latency_ms"]["source"] == "predicted"
-    assert report["formats"]["onnx"]["latency_ms"]["source"] == "measured"
+    assert report.predicted_latency_ms["value"] == 1.5 and report.predicted_latency_ms["source"] == "predicted"
+    assert report.formats["onnx"]["latency_ms"]["source"] == "measured"
     monkeypatch.undo()
     with pytest.raises(LatencyModelError):
         export_subnet(_lively(arch), arch, tmp_path / "q", formats="onnx", latency_model=tmp_path / "missing")

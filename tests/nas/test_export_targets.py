@@ -32,13 +32,13 @@ def _export(supernet, tmp_path, device, **kwargs):
 
 def test_mcu_export_is_c_source_checked_on_this_host_with_estimates(supernet, tmp_path):
     report = _export(supernet, tmp_path, "stm32f746")
-    tvm = report["formats"]["tvm"]
+    tvm = report.formats["tvm"]
     assert tvm["file"] == "model_stm32f746.tar" and tvm["target"] == "c" and tvm["verified"] is True
     assert tvm["parity"]["max_abs_diff"] <= tvm["parity"]["tolerance"] and tvm["parity"]["output_max_abs"] > 1e-2
     with tarfile.open(tmp_path / "out" / tvm["file"]) as tar:
         assert "lib0.c" in tar.getnames()
-    assert "latency_ms" not in tvm and "not this host" in report["formats"]["onnx"]["latency_note"]
-    estimated = report["estimated"]
+    assert "latency_ms" not in tvm and "not this host" in report.formats["onnx"]["latency_note"]
+    estimated = report.estimated
     assert estimated["peak_sram_kb"]["source"] == "estimated" and estimated["peak_sram_kb"]["profile"] == "stm32f746@1"
     assert estimated["latency_ms"]["value"] > 0
 
@@ -50,7 +50,7 @@ def test_board_without_cross_compiler_gets_object_files_marked_unverified(supern
     if shutil.which("aarch64-linux-gnu-g++"):
         pytest.skip("a cross compiler is installed: the .so path is tested over RPC instead")
     report = _export(supernet, tmp_path, "rpi4")
-    tvm = report["formats"]["tvm"]
+    tvm = report.formats["tvm"]
     assert tvm["file"] == "model_rpi4.tar" and tvm["verified"] is False
     assert "no cross compiler aarch64-linux-gnu-g++" in tvm["reason"]
     assert "parity" not in tvm and "latency_ms" not in tvm
@@ -64,7 +64,7 @@ def test_board_over_rpc_is_verified_and_measured_there(supernet, tmp_path):
                      '[cpu]\nbackend = "tvm"\nthreads = 1\nrpc_key = "hwnas-export-board"\n')
     with LoopbackRpc(key="hwnas-export-board") as rpc:
         report = _export(supernet, tmp_path, str(board), rpc_tracker=f"127.0.0.1:{rpc.tracker_port}")
-    tvm = report["formats"]["tvm"]
+    tvm = report.formats["tvm"]
     assert tvm["file"] == "model_board.so" and tvm["verified"] is True, tvm.get("reason")
     assert "TVM RPC" in tvm["parity"]["runtime"] and tvm["parity"]["max_abs_diff"] <= tvm["parity"]["tolerance"]
     assert tvm["latency_ms"]["source"] == "measured" and tvm["latency_ms"]["profile"] == "board@1"
@@ -77,11 +77,11 @@ def test_gpu_export_builds_cuda_and_says_why_it_did_not_run(supernet, tmp_path):
     if nvcc_missing_reason():
         pytest.skip(nvcc_missing_reason())
     report = _export(supernet, tmp_path, "h100")
-    tvm = report["formats"]["tvm"]
+    tvm = report.formats["tvm"]
     assert tvm["file"] == "model_h100.so" and tvm["target"] == "cuda"
     if cuda_unavailable_reason():
         assert tvm["verified"] is False and "built for sm_90, not run" in tvm["reason"]
-    assert report["estimated"]["latency_ms"]["source"] == "estimated"
+    assert report.estimated["latency_ms"]["source"] == "estimated"
 
 
 def test_fpga_profile_is_refused_with_one_line(tmp_path, capsys):

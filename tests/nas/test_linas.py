@@ -31,7 +31,7 @@ def _run(algorithm: str, seed: int):
 def test_linas_records_its_predictor_and_is_reproducible():
     first, again = _run("linas", 0), _run("linas", 0)
     assert first.trials().arch_id.tolist() == again.trials().arch_id.tolist()
-    report = first.job.study.user_attrs["predictor"]
+    report = first.job.predictor_report
     assert report["inner_evaluations"] >= 1000  # thousands of candidates scored on the predictor
     taus = [row["kendall_tau"] for row in report["kendall_tau"]]
     assert taus and all(-1 <= t <= 1 for t in taus) and np.mean(taus) > 0.3

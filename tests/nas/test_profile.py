@@ -10,7 +10,7 @@ import pytest
 from hw_profiles import MeasuredCostModel, MeasurementFailedError
 from nas.cli._main import main
 from nas.profiling.latency_model import LatencyModel, LatencyModelError
-from nas.profiling.device import ProfileJobError, ProfileSettings, profile_device
+from nas.profiling.device import ProfileJobError, ProfileResult, ProfileSettings, profile_device
 from predictors.latency import UnknownLayerError
 from search_spaces import get_space
 
@@ -27,19 +27,21 @@ def profiled(tmp_path_factory):
 def test_profile_writes_a_usable_latency_model(profiled):
     out, report = profiled
     assert sorted(p.name for p in out.iterdir()) == ["latency_model.json", "measurements.jsonl", "report.json"]
-    assert json.loads((out / "report.json").read_text()) == report
-    assert report["device"] == "host-cpu@1" and report["backend"] == "onnxruntime"
-    assert report["n_fit"] + report["n_held_out"] == report["samples"] == 10
+    assert json.loads((out / "report.json").read_text()) == report.to_json()
+    assert json.loads((out / "latency_model.json").read_text())["report"] == report.to_json()
+    assert ProfileResult.from_json(report.to_json()) == report
+    assert report.device == "host-cpu@1" and report.backend == "onnxruntime"
+    assert report.n_fit + report.n_held_out == report.samples == 10
     for name in ("kernel_level", "arch_level", "macs_proxy"):
-        assert set(report["held_out"][name]) >= {"within_10pct", "spearman", "rmse"}
-    assert 0.0 <= report["repeatability"]["within_10pct"] <= 1.0
+        assert set(report.held_out[name]) >= {"within_10pct", "spearman", "rmse"}
+    assert 0.0 <= report.repeatability["within_10pct"] <= 1.0
     rows = [json.loads(line) for line in (out / "measurements.jsonl").read_text().splitlines()]
     assert len(rows) == 10 and {r["source"] for r in rows} == {"measured"}
     assert all(r["latency_ms"] > 0 and r["iqr_ms"] >= 0 and r["raw_latency_ms"] > 0 for r in rows)
     held = [r for r in rows if r["split"] == "held_out"]
     assert held and all(r["remeasured_ms"] > 0 for r in held)
     # drift correction: every value is its raw value scaled by (run reference / chunk reference)
-    scale = report["drift"]["reference_ms"]["median"]
+    scale = report.drift["reference_ms"]["median"]
     for r in rows:
         assert r["latency_ms"] == pytest.approx(r["raw_latency_ms"] * scale / r["reference_ms"])
 

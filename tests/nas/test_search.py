@@ -82,8 +82,8 @@ def test_a_failing_objective_is_recorded_and_the_search_goes_on():
                     progress=False)
     trials = result.trials()
     assert (trials.state == "fail").any() and (trials.state == "complete").any()
-    failed = [t for t in result.job.trials() if t.state.name == "FAIL"]
-    assert "simulated evaluation crash" in failed[0].user_attrs["result"]["error"]
+    failed = [r for r in result.job.records() if r.state == "fail"]
+    assert "simulated evaluation crash" in failed[0].error
     assert len(trials[trials.state != "pruned"]) == 20
 
 
@@ -139,3 +139,48 @@ def test_batch_objectives_receive_lists_of_archs():
     with pytest.raises(ObjectiveError, match="returned 1 values for"):
         search(SPACE, [Objective("q", lambda archs: [1.0], batch=True), Objective("size", search_toy.size)],
                budget=4, seed=0, batch_size=4, progress=False)
+
+
+# ------------------------------------------------------------------------ records, waiting
+def test_trial_records_carry_typed_metrics_and_old_stores_load(tmp_path):
+    import optuna
+
+    from hw_profiles import Metric
+    from nas.jobs.records import TrialRecord
+    from nas.jobs.store import Job, open_storage
+
+    storage = f"sqlite:///{tmp_path / 'nas.db'}"
+    result = search(SPACE, search_toy.objectives(), search_toy.constraints(), budget=6, seed=0, storage=storage,
+                    job="r", progress=False)
+    records = result.records()
+    assert records and all(isinstance(r, TrialRecord) for r in records)
+    complete = [r for r in records if r.state == "complete"]
+    assert all(isinstance(m, Metric) for r in complete for m in r.metrics.values())
+    assert complete[0].metrics["quality"].source == "measured" and complete[0].metrics["quality"].profile == "user"
+    frame = result.trials().set_index("arch_id")
+    assert all(frame.loc[r.arch_id, "quality"] == r.value("quality") for r in complete)
+    job = Job.load("r", storage=open_storage(storage))
+    assert job.status == "done"
+    # a trial exactly as stores written before TrialRecord existed hold it
+    attrs = {"arch_id": "abc", "arch": {"a": 1, "b": 2, "c": "x", "d": 4},
+             "result": {"metrics": {"size": {"value": 7.0, "unit": "", "source": "estimated", "profile": "user",
+                                             "spread": None}},
+                        "constraints": {"size <= 12": -5.0}, "feasible": False, "error": "boom"}}
+    old = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs=attrs)
+    record = TrialRecord.from_trial(old)
+    assert record.state == "fail" and record.error == "boom" and record.arch == attrs["arch"]
+    assert record.metrics["size"] == Metric(value=7.0, unit="", source="estimated", profile="user")
+    assert record.constraints == {"size <= 12": -5.0} and not record.feasible and not np.isnan(record.value("size"))
+    assert np.isnan(record.value("quality"))
+
+
+def test_waiting_for_workers_that_never_come_times_out_with_advice():
+    from nas.jobs.search import WaitTimeoutError
+    from search_spaces import NASError
+
+    with pytest.raises(WaitTimeoutError, match=r"job 'lonely': \d+ of \d+ queued trial.*nas worker") as err:
+        search(SPACE, search_toy.objectives(), search_toy.constraints(), budget=4, seed=0, job="lonely",
+               evaluate_locally=False, wait_timeout_s=0.5, progress=False)
+    assert isinstance(err.value, NASError) and isinstance(err.value, TimeoutError)
+    with pytest.raises(ValueError, match="wait_timeout_s"):
+        search(SPACE, search_toy.objectives(), budget=4, wait_timeout_s=0, progress=False)

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 import search_toy
-from nas.jobs.results import load_job, latest_trials
+from nas.jobs.records import latest_records
+from nas.jobs.results import load_job
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
@@ -36,7 +37,7 @@ def _complete(url: str, job: str) -> list:
         result = load_job(job, storage=search_toy.storage(url), space=search_toy.SPACE)
     except Exception:  # noqa: BLE001 - the job may not exist yet
         return []
-    return [t for t in latest_trials(result.job.trials()) if t.state.name == "COMPLETE"]
+    return [r for r in latest_records(result.job.records()) if r.state == "complete"]
 
 
 def _wait_until(predicate, timeout: float, what: str) -> None:
@@ -54,12 +55,12 @@ def test_sigkill_mid_search_then_resume_loses_and_repeats_nothing(tmp_path):
     assert proc.poll() is None, proc.stderr.read()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_before = {t.user_attrs["arch_id"] for t in _complete(url, "killed")}
+    done_before = {t.arch_id for t in _complete(url, "killed")}
 
     resumed = _spawn("coordinator", url, "killed", "30", "local", log=log, sleep=0.0)
     assert resumed.wait(timeout=180) == 0, resumed.stderr.read()
     complete = _complete(url, "killed")
-    ids = [t.user_attrs["arch_id"] for t in complete]
+    ids = [t.arch_id for t in complete]
     assert len(ids) == 30 and len(set(ids)) == 30
     assert done_before <= set(ids)
     evaluations = Counter(log.read_text().split())
@@ -82,10 +83,10 @@ def _workers_share_one_job(url: str, tmp_path: Path, n_workers: int, kill_one: b
     for w in workers:
         assert w.wait(timeout=60) == 0, w.stderr.read()
     result = load_job(job, storage=search_toy.storage(url), space=search_toy.SPACE)
-    trials = result.job.trials()
-    latest = latest_trials(trials)
-    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in latest)  # every candidate evaluated
-    complete_ids = [t.user_attrs["arch_id"] for t in latest if t.state.name == "COMPLETE"]
+    records = result.job.records()
+    latest = latest_records(records)
+    assert all(r.state in ("complete", "pruned") for r in latest)  # every candidate evaluated
+    complete_ids = [r.arch_id for r in latest if r.state == "complete"]
     assert len(complete_ids) == 24 and len(set(complete_ids)) == 24
     evaluations = Counter(log.read_text().split())
     assert max(evaluations.values()) == 1  # no duplicate evaluations among the live workers
@@ -93,8 +94,9 @@ def _workers_share_one_job(url: str, tmp_path: Path, n_workers: int, kill_one: b
     if kill_one:
         killed = slow_log.read_text().split()
         assert len(killed) == 1 and killed[0] in evaluations  # the killed worker's trial was retried
-        stale = [t for t in trials if t.state.name == "FAIL" and t.user_attrs["arch_id"] == killed[0]]
-        retried = [t for t in trials if t.system_attrs.get("failed_trial") == stale[0].number]
+        stale = [r for r in records if r.state == "fail" and r.arch_id == killed[0]]
+        # optuna's own retry bookkeeping (system attribute failed_trial) is read from its raw trials
+        retried = [t for t in result.job.trials() if t.system_attrs.get("failed_trial") == stale[0].number]
         assert len(stale) == 1 and len(retried) == 1 and retried[0].state.name == "COMPLETE"
 
 

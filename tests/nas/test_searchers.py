@@ -264,3 +264,53 @@ def test_optuna_learns_from_warm_start_and_fallback_archs(name):
     assert len(s._study.get_trials(deepcopy=False)) == len(history)
     archs = s.ask(5)
     assert not {a.arch_id for a in archs} & {a.arch_id for a in history}
+
+
+# ---------------------------------------------------------------------- loop & termination
+def test_termination_stops_at_the_budget_the_ask_cap_or_exhaustion():
+    from nas.searchers import Termination
+
+    s = create_searcher("random", space=SPACE, n_objectives=2, seed=0)
+    base = codes_eval(SPACE)
+
+    def half_counted(archs):  # only archs with b == "x" count against the budget
+        F, G = base(archs)
+        return F, G, [a["b"] == "x" for a in archs]
+
+    t = Termination(6, max_asked=40)
+    history = run_ask_tell(s, half_counted, batch_size=4, termination=t)
+    assert t.reason == "budget" and t.evaluated >= 6 and t.asked == len(history)
+    capped = Termination(1000, max_asked=10)
+    run_ask_tell(create_searcher("random", space=SPACE, n_objectives=2, seed=0), half_counted, batch_size=4,
+                 termination=capped)
+    assert capped.reason == "max_asked" and capped.asked == 12
+    resumed = Termination(5, evaluated=5)
+    assert resumed.done() and resumed.reason == "budget"
+    out = Termination(100)
+    run_ask_tell(create_searcher("random", space=SPACE, n_objectives=2, seed=0), base, batch_size=16,
+                 termination=out)
+    assert out.reason == "exhausted" and out.asked == SPACE.size
+    with pytest.raises(ValueError, match="budget or termination"):
+        run_ask_tell(s, base, batch_size=4)
+
+
+# ------------------------------------------------------------------------------- linas
+def test_linas_is_registered_and_built_from_the_uniform_arguments():
+    from nas.searchers import CheapObjectives, searcher_uses_cheap
+    from nas.searchers.predictor_guided import PredictorGuidedSearcher
+    from predictors.features import one_hot
+
+    assert "linas" in list_searchers() and searcher_uses_cheap("linas") and not searcher_uses_cheap("nsga2")
+    alone = create_searcher("linas", space=SPACE, n_objectives=2, n_constraints=1, seed=0)
+    assert isinstance(alone, PredictorGuidedSearcher)
+    assert alone.predicted == [0, 1] and alone.predicted_constraints == [0]  # nothing cheap: all predicted
+    evaluate = codes_eval(SPACE, n_constraints=1)
+    cheap = CheapObjectives(indices=(1,), evaluate=lambda archs: evaluate(archs))
+    guided = create_searcher("linas", space=SPACE, n_objectives=2, n_constraints=1, seed=0, cheap=cheap)
+    assert guided.predicted == [0] and guided.predicted_constraints == []
+    nsga2 = create_searcher("nsga2", space=SPACE, n_objectives=2, n_constraints=1, seed=0, cheap=cheap)
+    assert nsga2.n_objectives == 2  # searchers that do not use the hook ignore it
+    with pytest.raises(SearcherError, match="every objective is cheap"):
+        create_searcher("linas", space=SPACE, n_objectives=1, seed=0, cheap=CheapObjectives((0,), evaluate))
+    archs = [SPACE.sample(np.random.default_rng(i)) for i in range(3)]
+    assert np.array_equal(alone._features(archs), np.vstack([one_hot(SPACE, a) for a in archs]))

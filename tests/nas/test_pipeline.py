@@ -12,7 +12,9 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -217,3 +219,46 @@ def test_out_must_be_new_or_a_previous_run(tmp_path, capsys):
     assert main(["run", str(QUICKSTART), "--out", str(tmp_path)]) == 2
     assert "holds no `nas run` output" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stranger.txt"]
+
+
+@pytest.mark.parametrize("filename, job", [("cifar_like.toml", "cifar_like"), ("quickstart.toml", "quickstart")])
+def test_job_defaults_to_the_config_file_name(tmp_path, filename, job):
+    from nas.pipeline.config import PipelineConfig
+
+    text = QUICKSTART.read_text()
+    assert 'job = "quickstart"\n' in text
+    path = tmp_path / filename
+    path.write_text(text.replace('job = "quickstart"\n', "", 1))
+    config = PipelineConfig.from_toml(path)
+    assert config.job == job and config.baseline_job == f"{job}.random"  # runs/quickstart of `make demo` resumes
+    assert config.to_dict()["search"]["job"] == job
+    assert config.search_config(tmp_path).search.job == job
+    assert PipelineConfig.from_toml(QUICKSTART).job == "quickstart"
+
+
+@dataclass(frozen=True)
+class FakeTrainResult:
+    KEY: ClassVar[str] = "train"
+    status: str
+
+    def to_json(self) -> dict:
+        return {"val_top1": {"largest": 0.5}}
+
+
+def test_stage_records_status_wall_time_and_first_run_time(tmp_path):
+    from nas.pipeline._stages import StageContext
+    from nas.pipeline.config import PipelineConfig
+    from nas.pipeline.run import SUMMARY_NAME, _stage
+
+    lines: list[str] = []
+    previous = {"stages": {"train": {"status": "done", "wall_s": 12.5}}}
+    ctx = StageContext(config=PipelineConfig.from_toml(QUICKSTART), out=tmp_path, space=None, progress=False,
+                       echo=lines.append, previous=previous)
+    summary: dict = {"config": {}, "out": str(tmp_path), "stages": {}}
+    result = _stage(ctx, summary, "train", "what it does", lambda: FakeTrainResult("skipped"))
+    assert result == FakeTrainResult("skipped")
+    assert summary["train"] == {"val_top1": {"largest": 0.5}}
+    assert summary["stages"]["train"]["status"] == "skipped" and summary["stages"]["train"]["first_run_wall_s"] == 12.5
+    assert list(summary) == ["config", "out", "stages", "train", "total_s"]
+    assert json.loads((tmp_path / SUMMARY_NAME).read_text()) == summary
+    assert lines[0] == "\n[1/5] train: what it does" and lines[1].startswith("[1/5] train: skipped in ")

@@ -1,0 +1,45 @@
+"""``nas pareto``: the Pareto front of a job as a table, CSV or JSON, and optionally a PNG plot."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nas.cli._args import CLIInputError, render_front
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("pareto", help="the Pareto front of a job: table, CSV, JSON, PNG")
+    p.add_argument("job")
+    p.add_argument("--storage", default="sqlite:///nas.db", help="Optuna storage URL (default sqlite:///nas.db)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--plot", metavar="FRONT.png", help="also write a plot of the front")
+    p.add_argument("--objectives", help="comma-separated subset of the job's objectives")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas.jobs.results import load_job
+
+    result = load_job(args.job, storage=args.storage)
+    names = [o.name for o in result.objectives]
+    if args.objectives:
+        chosen = [n.strip() for n in args.objectives.split(",") if n.strip()]
+        unknown = [n for n in chosen if n not in names]
+        if unknown or not chosen:
+            raise CLIInputError(f"--objectives {args.objectives!r}: unknown {unknown}; job {args.job!r} has {names}")
+        result.objectives = [o for o in result.objectives if o.name in chosen]
+    front = result.pareto()
+    if args.format == "csv":
+        print(front.to_csv(index=False), end="")
+    elif args.format == "json":
+        print(front.to_json(orient="records", indent=2))
+    else:
+        print(render_front(front, [o.name for o in result.objectives]))
+    if args.plot:
+        from nas.report.plots import plot_front
+
+        plot_front(result.trials(), front, result.objectives, Path(args.plot), title=f"job {args.job}")
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0

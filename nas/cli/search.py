@@ -1,0 +1,40 @@
+"""``nas search``: run or resume a search job from a TOML config (and its random-search baseline)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nas.cli._args import _int_at_least, render_front
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("search", help="run or resume a search job from a TOML config")
+    p.add_argument("config", help="TOML file: [search], [[objectives]], [[constraints]], [accuracy], [latency_models]")
+    p.add_argument("--job", help="job name (default: [search] job, else SPACE-ALGORITHM-seedN)")
+    p.add_argument("--storage", help="Optuna storage URL (default: [search] storage, else sqlite:///nas.db)")
+    p.add_argument("--budget", type=_int_at_least(1), help="expensive evaluations in total (resume counts past ones)")
+    p.add_argument("--no-local-eval", action="store_true", help="only queue candidates; `nas worker`s evaluate")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip the random-search baseline job (same budget and seed) and its hypervolume report")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas.jobs.from_config import search_from_config
+
+    done = search_from_config(Path(args.config), job=args.job, storage=args.storage, budget=args.budget,
+                              evaluate_locally=not args.no_local_eval, baseline=not args.no_baseline,
+                              progress=not args.no_progress)
+    result = done.result
+    front = result.pareto()
+    print(f"job {result.name}: {len(result.trials())} evaluations, {len(front)} on the Pareto front "
+          f"(storage {done.storage})")
+    print(render_front(front, [o.name for o in result.objectives]))
+    if done.report is not None:
+        report = done.report
+        print(f"hypervolume (normalised, ref 1.1): {report['hypervolume']:.4f} vs random search at equal budget "
+              f"and seed {report['baseline_hypervolume']:.4f} (ratio {report['ratio']}); baseline job "
+              f"{done.baseline.name}")
+    return 0

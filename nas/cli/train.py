@@ -1,0 +1,38 @@
+"""``nas train``: train a once-for-all supernet (also under torchrun for several processes)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nas.cli._args import _int_at_least
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("train", help="train a once-for-all supernet (also under torchrun for several "
+                                            "processes)")
+    p.add_argument("config", nargs="?", help="TOML file with a [train] table; flags override it")
+    p.add_argument("--space", help="supernet/space name (default tiny_mbv3)")
+    p.add_argument("--data", help="mnist-mini (default, embedded), cifar10:PATH or imagefolder:PATH")
+    p.add_argument("--strategy", choices=["sandwich", "ps"], help="sandwich rule or progressive shrinking")
+    p.add_argument("--epochs", type=_int_at_least(1))
+    p.add_argument("--batch-size", type=_int_at_least(1))
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=_int_at_least(0))
+    p.add_argument("--steps-per-epoch", type=_int_at_least(0), help="cap on steps per epoch (0: full pass)")
+    p.add_argument("--out", required=True, help="output directory (checkpoint, logs)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas.training.train import train
+    from nas.training.config import TrainConfig
+
+    config = TrainConfig.from_toml(Path(args.config)) if args.config else TrainConfig()
+    config = config.with_overrides(
+        space=args.space, data=args.data, strategy=args.strategy, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, seed=args.seed, steps_per_epoch=args.steps_per_epoch)
+    train(config, out=Path(args.out), resume=args.resume, progress=not args.no_progress)
+    return 0

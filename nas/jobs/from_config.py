@@ -1,0 +1,47 @@
+"""``search_from_config``: the search job a ``SearchConfig`` TOML file describes, and by default its
+random-search baseline (same budget, seed and storage; job ``NAME.random``) with the hypervolume
+comparison stored on the job as its ``report`` attribute."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from nas.jobs.results import SearchResult
+
+
+@dataclass(frozen=True)
+class ConfigSearch:
+    """What ``search_from_config`` ran: the job, the storage URL it used, and (unless the baseline was
+    skipped or the algorithm is ``random``) the baseline job and ``compare_hypervolume``'s report."""
+
+    result: SearchResult
+    storage: str
+    baseline: SearchResult | None = None
+    report: dict | None = None
+
+
+def search_from_config(path: Path, *, job: str | None = None, storage: str | None = None, budget: int | None = None,
+                       evaluate_locally: bool = True, baseline: bool = True, progress: bool = True) -> ConfigSearch:
+    """Run or resume the job of the config at ``path``; ``job``, ``storage`` and ``budget`` override the
+    config's ``[search]`` values when given. Raises the config's and the search's NASErrors."""
+    from nas.jobs.config import SearchConfig
+    from nas.jobs.search import search
+
+    config = SearchConfig.from_toml(Path(path))
+    settings = config.search
+    space, objectives, constraints, catalog, extra = config.build()
+    storage = storage or settings.storage
+    common = dict(budget=budget or settings.budget, seed=settings.seed, storage=storage, catalog=catalog,
+                  batch_size=settings.batch_size or None, evaluate_locally=evaluate_locally, progress=progress,
+                  config_extra=extra)
+    result = search(space, objectives, constraints, algorithm=settings.algorithm, job=job or settings.job or None,
+                    **common)
+    if not baseline or settings.algorithm == "random":
+        return ConfigSearch(result=result, storage=storage)
+    from nas.jobs.results import compare_hypervolume
+
+    base = search(space, objectives, constraints, algorithm="random", job=f"{result.name}.random", **common)
+    report = compare_hypervolume(result, base)
+    result.job.save_report(report)
+    return ConfigSearch(result=result, storage=storage, baseline=base, report=report)

@@ -1,0 +1,48 @@
+"""The Pareto front as a text table, as ``nas run``, ``nas search`` and ``nas pareto`` print it.
+
+Contract: :func:`render_front_table` returns fixed-width, right-aligned columns: trial, arch_id,
+then each objective with its provenance in the header (``acc [measured]``); a column whose rows
+come from several sources names the source in every cell instead (``0.1234 [predicted]``), so no
+estimate passes for a measurement. Then, with ``measured=NAME``, the measured latency column
+``NAME.measured_ms`` where one was taken. Values within ±1 have 4 decimals, others 4 significant
+digits. An empty front renders as ``empty``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+EMPTY_FRONT = "(no feasible evaluation: the front is empty)"
+
+
+def render_front_table(frame, names: Sequence[str], *, measured: str | None = None, empty: str = EMPTY_FRONT) -> str:
+    """``frame`` (a ``SearchResult.pareto()`` frame) with objective columns ``names`` as a table."""
+    if not len(frame):
+        return empty
+    header = ["trial", "arch_id"]
+    mixed = set()
+    for name in names:
+        sources = list(dict.fromkeys(frame[f"{name}.source"].dropna()))
+        if len(sources) > 1:
+            mixed.add(name)
+            header.append(name)
+        else:
+            header.append(f"{name} [{sources[0] if sources else '?'}]")
+    column = f"{measured}.measured_ms" if measured else None
+    has_measured = column is not None and column in frame and frame[column].notna().any()
+    if has_measured:
+        header.append(f"{measured} [measured]")
+    rows = []
+    for _, row in frame.iterrows():
+        values = [str(int(row["trial"])), str(row["arch_id"])]
+        values += [f"{_fmt(row[name])} [{row[f'{name}.source']}]" if name in mixed else _fmt(row[name]) for name in names]
+        if has_measured:
+            values.append("" if math.isnan(row[column]) else _fmt(row[column]))
+        rows.append(values)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    return "\n".join("  ".join(v.rjust(w) for v, w in zip(values, widths)) for values in [header, *rows])
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4f}" if abs(value) <= 1 else f"{value:.4g}"
