@@ -36,7 +36,7 @@ def rng() -> np.random.Generator:
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent / "nas"))  # search_toy: the user space of the search tests
+sys.path.insert(0, str(Path(__file__).parent / "nas" / "jobs"))  # search_toy: the user space of the search tests
 
 
 def pytest_collection_modifyitems(config, items):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.cli._main import build_parser, main
+from nas.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

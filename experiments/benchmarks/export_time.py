@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import nas
-from nas.export._job_member import resolve_and_export
+from nas.export.from_job import resolve_and_export
 
 SUBNETS = (("ofa_mbv3@160", "ofa_mbv3", 160), ("tiny_mbv3", "tiny_mbv3", None))
 

@@ -23,7 +23,7 @@ import torch
 
 import nas
 from nas.report.describe import describe_arch
-from nas.testing._signal import enliven
+from nas.testing import enliven
 
 
 def summary(values: list[float]) -> dict:

@@ -1,5 +1,6 @@
-"""The ``nas`` command line: each command's parser beside its handler; parse, call one function, print."""
+"""The ``nas`` command line: one module per command, its parser beside its handler (``add_parser``,
+``run``); each parses, calls one function of the rooms below and prints. ``_main`` assembles them."""
 
-from nas.cli._main import main
+from nas.cli._main import build_parser, main
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]

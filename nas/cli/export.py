@@ -37,7 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.export._job_member import render_summary, resolve_and_export
+    from nas.export.from_job import render_summary, resolve_and_export
 
     report = resolve_and_export(
         out=Path(args.out), formats=args.format, job=args.job, trial=args.trial, storage=args.storage,

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nas.cli._args import CLIInputError, render_front
+from nas.cli._args import render_front
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -23,13 +23,8 @@ def run(args: argparse.Namespace) -> int:
     from nas.jobs.results import load_job
 
     result = load_job(args.job, storage=args.storage)
-    names = [o.name for o in result.objectives]
     if args.objectives:
-        chosen = [n.strip() for n in args.objectives.split(",") if n.strip()]
-        unknown = [n for n in chosen if n not in names]
-        if unknown or not chosen:
-            raise CLIInputError(f"--objectives {args.objectives!r}: unknown {unknown}; job {args.job!r} has {names}")
-        result.objectives = [o for o in result.objectives if o.name in chosen]
+        result = result.with_objectives(args.objectives)
     front = result.pareto()
     if args.format == "csv":
         print(front.to_csv(index=False), end="")

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     print(render_front(front, [o.name for o in result.objectives]))
     if done.report is not None:
         report = done.report
-        print(f"hypervolume (normalised, ref 1.1): {report['hypervolume']:.4f} vs random search at equal budget "
-              f"and seed {report['baseline_hypervolume']:.4f} (ratio {report['ratio']}); baseline job "
+        print(f"hypervolume (normalised, ref 1.1): {report.hypervolume:.4f} vs random search at equal budget "
+              f"and seed {report.baseline_hypervolume:.4f} (ratio {report.ratio}); baseline job "
               f"{done.baseline.name}")
     return 0

@@ -1,3 +1,4 @@
-"""``nas export`` and ``nas tune-space``: ``subnet`` (export_subnet, load_subnet, ExportResult), ``tuning``
-(tune_space, TuneSpaceResult); private steps in ``_formats``, ``_targets`` (other devices), ``_job_member``
-(the CLI's arch and weights lookup) and ``_common``."""
+"""``nas export`` and ``nas tune-space``: ``subnet`` (export_subnet, load_subnet, ExportResult), ``from_job``
+(resolve_and_export: a job's trial or an arch, with a ``nas train`` folder's weights, exported; what
+``nas export`` and the pipeline call), ``tuning`` (tune_space, TuneSpaceResult); private steps in
+``_formats``, ``_targets`` (other devices) and ``_common``."""

@@ -25,7 +25,7 @@ Contract:
   ``profile@version``, IQR). With a latency model the predicted figure goes beside them.
 - A failure is an :class:`ExportError` (a ``NASError``: one line, exit code 2 from the CLI) whose
   message names the step and the format, e.g. ``"TVM build failed: ..."``.
-- :func:`nas.export._job_member.resolve_and_export` (the CLI) takes the weights from a ``nas train`` folder, BN
+- :func:`nas.export.from_job.resolve_and_export` (the CLI) takes the weights from a ``nas train`` folder, BN
   recalibrated for the arch on its data, or else from a freshly initialised supernet
   (``"weights": "random-init"``) whose BN statistics are fit to seeded random inputs.
 - :func:`load_subnet` rebuilds the ``nn.Module`` of an export folder from ``arch.json`` and

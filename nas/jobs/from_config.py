@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from nas.jobs.results import SearchResult
+from nas.jobs.results import HypervolumeComparison, SearchResult
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class ConfigSearch:
     result: SearchResult
     storage: str
     baseline: SearchResult | None = None
-    report: dict | None = None
+    report: HypervolumeComparison | None = None
 
 
 def search_from_config(path: Path, *, job: str | None = None, storage: str | None = None, budget: int | None = None,
@@ -43,5 +43,5 @@ def search_from_config(path: Path, *, job: str | None = None, storage: str | Non
 
     base = search(space, objectives, constraints, algorithm="random", job=f"{result.name}.random", **common)
     report = compare_hypervolume(result, base)
-    result.job.save_report(report)
+    result.job.save_report(report.to_json())
     return ConfigSearch(result=result, storage=storage, baseline=base, report=report)

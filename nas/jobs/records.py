@@ -1,16 +1,20 @@
-"""``TrialRecord``: one trial of a job, read from the Optuna store in one place (like optuna's ``FrozenTrial``).
+"""Typed records of the job store, each read from Optuna in one place: ``TrialRecord`` (one trial,
+like optuna's ``FrozenTrial``) and ``JobConfig`` (the job's own record).
 
-Contract: :meth:`TrialRecord.from_trial` is the only code that reads a trial's user attributes
-(the layout is described in ``nas.jobs.store``); everything else in ``nas`` reads records. The
-stored layout is unchanged, so stores written before records existed load as they are.
+Contract: :meth:`TrialRecord.from_trial` is the only code that reads a trial's user attributes and
+:meth:`JobConfig.from_json` the only code that reads the job's ``hwnas`` record (the layouts are
+described in ``nas.jobs.store``); everything else in ``nas`` reads records. The stored layouts are
+unchanged, so stores written before records existed load as they are (missing keys read as
+``None`` or empty).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping
 
 from hw_profiles import Metric
+from nas.jobs.objectives import Objective
 
 #: Optuna ``TrialState`` names -> the record's ``state``.
 STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "fail", "RUNNING": "running", "WAITING": "waiting"}
@@ -79,3 +83,70 @@ def latest_records(records: Iterable[TrialRecord]) -> list[TrialRecord]:
         if record.arch_id is not None:
             latest[record.arch_id] = record
     return sorted(latest.values(), key=lambda r: r.number)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobObjective:
+    """An objective as the job recorded it: ``metric`` is its catalog metric name, ``None`` for a
+    Python function (such a job's objectives cannot be rebuilt from the store)."""
+
+    name: str
+    direction: str
+    metric: str | None = None
+
+    def objective(self) -> Objective:
+        """An :class:`Objective` of this name and direction, to read results with (metric ``user`` for
+        a Python function's)."""
+        return Objective(self.name, self.metric or "user", direction=self.direction)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "direction": self.direction, "metric": self.metric}
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobConfig:
+    """What a job recorded about itself: its space, objectives (in order), constraint labels, algorithm,
+    budget and seed; ``extra`` holds the other keys of the record (``config``: the ``SearchConfig``
+    of a job started from TOML, ``profiles``, ``checkpoint_sha256``). ``to_json()`` is the stored
+    record of a new job: the fields in this order, then ``extra``'s keys."""
+
+    space: str | None = None
+    space_version: Any = None
+    objectives: tuple[JobObjective, ...] = ()
+    constraints: tuple[str, ...] = ()
+    algorithm: str | None = None
+    budget: int | None = None
+    seed: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not all(isinstance(o, JobObjective) for o in self.objectives):
+            raise ValueError(f"JobConfig.objectives must be JobObjective records, got {self.objectives!r}")
+        if self.budget is not None and (isinstance(self.budget, bool) or not isinstance(self.budget, int)):
+            raise ValueError(f"JobConfig.budget must be an integer or None, got {self.budget!r}")
+        clash = sorted(set(self.extra) & _JOB_KEYS)
+        if clash:
+            raise ValueError(f"JobConfig.extra must not hold the record's own keys, got {clash}")
+
+    @property
+    def search_config(self) -> Mapping[str, Any] | None:
+        """The stored ``SearchConfig.to_dict()`` of a job started from a TOML config, else ``None``."""
+        return self.extra.get("config") or None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"space": self.space, "space_version": self.space_version,
+                "objectives": [o.to_json() for o in self.objectives], "constraints": list(self.constraints),
+                "algorithm": self.algorithm, "budget": self.budget, "seed": self.seed, **self.extra}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "JobConfig":
+        """The record of a stored ``hwnas`` attribute (any age: missing keys read as None or empty)."""
+        objectives = tuple(JobObjective(name=o["name"], direction=o["direction"], metric=o.get("metric"))
+                           for o in data.get("objectives") or ())
+        return cls(space=data.get("space"), space_version=data.get("space_version"), objectives=objectives,
+                   constraints=tuple(data.get("constraints") or ()), algorithm=data.get("algorithm"),
+                   budget=data.get("budget"), seed=data.get("seed"),
+                   extra={k: v for k, v in data.items() if k not in _JOB_KEYS})
+
+
+_JOB_KEYS = frozenset(f.name for f in fields(JobConfig)) - {"extra"}

@@ -11,11 +11,13 @@ non-dominated COMPLETE trials.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-from nas.jobs.objectives import Objective
+from nas._results import OMIT_NONE, ReportRecord
+from nas.jobs.objectives import Objective, ObjectiveError
 from nas.jobs.records import FINISHED, TrialRecord, latest_records
 from nas.searchers.loop import hypervolume, pareto_mask
 from search_spaces import ArchConfig, SearchSpace, get_space
@@ -50,12 +52,24 @@ class SearchResult:
     def space(self) -> SearchSpace:
         """The job's space (looked up in the registry unless given)."""
         if self._space is None:
-            self._space = get_space(self.job.config["space"])
+            self._space = get_space(self.job.job_config.space)
         return self._space
 
     @property
     def name(self) -> str:
         return self.job.name
+
+    def with_objectives(self, names: str | Sequence[str]) -> "SearchResult":
+        """This job's result over a subset of its objectives (kept in the job's order); ``names`` is a
+        sequence or a comma-separated string (as ``nas pareto --objectives`` takes it). An empty
+        subset or an unknown name raises :class:`ObjectiveError` naming them and the job's objectives."""
+        spec = names if isinstance(names, str) else ",".join(names)
+        chosen = [n.strip() for n in spec.split(",") if n.strip()]
+        known = [o.name for o in self.objectives]
+        unknown = [n for n in chosen if n not in known]
+        if unknown or not chosen:
+            raise ObjectiveError(f"--objectives {spec!r}: unknown {unknown}; job {self.name!r} has {known}")
+        return SearchResult(self.job, [o for o in self.objectives if o.name in chosen], space=self._space)
 
     def _rows(self, records: Sequence[TrialRecord]) -> list[dict]:
         rows = []
@@ -129,9 +143,7 @@ def load_job(name: str, *, storage, space: SearchSpace | None = None) -> SearchR
     from nas.jobs.store import Job, open_storage
 
     job = Job.load(name, storage=open_storage(storage))
-    objectives = [Objective(o["name"], o["metric"] or "user", direction=o["direction"])
-                  for o in job.config["objectives"]]
-    return SearchResult(job, objectives, space=space)
+    return SearchResult(job, [o.objective() for o in job.job_config.objectives], space=space)
 
 
 def normalised_hypervolume(front: np.ndarray, points: np.ndarray) -> float:
@@ -144,18 +156,35 @@ def normalised_hypervolume(front: np.ndarray, points: np.ndarray) -> float:
     return hypervolume((front - ideal) / scale, np.full(points.shape[1], 1.1))
 
 
-def compare_hypervolume(result: SearchResult, baseline: SearchResult) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class HypervolumeComparison(ReportRecord):
+    """:func:`compare_hypervolume`'s report (stored as the job's ``report`` attribute, and under
+    ``search.hypervolume`` in ``summary.json``): both fronts' normalised hypervolumes and sizes,
+    ``ratio`` (None when the baseline's is 0), and the ``normalisation`` used (``ideal``, ``nadir``,
+    ``ref``; absent when neither job has a feasible evaluation)."""
+
+    hypervolume: float
+    baseline_hypervolume: float
+    ratio: float | None
+    front_size: int
+    baseline_front_size: int
+    baseline_job: str
+    normalisation: dict | None = field(default=None, metadata=OMIT_NONE)
+
+
+def compare_hypervolume(result: SearchResult, baseline: SearchResult) -> HypervolumeComparison:
     """Hypervolumes of two jobs' fronts on one scale: every objective is normalised by the ideal and
     nadir of both jobs' feasible complete evaluations together (reference point 1.1 in each).
     ``ratio`` = this job's / the baseline's."""
     F, B = result.front_matrix(), baseline.front_matrix()
     points = np.vstack([result.feasible_matrix(), baseline.feasible_matrix()])
     if not len(points):
-        return {"hypervolume": 0.0, "baseline_hypervolume": 0.0, "ratio": None, "front_size": 0,
-                "baseline_front_size": 0, "baseline_job": baseline.name}
+        return HypervolumeComparison(hypervolume=0.0, baseline_hypervolume=0.0, ratio=None, front_size=0,
+                                     baseline_front_size=0, baseline_job=baseline.name)
     hv, hv_base = normalised_hypervolume(F, points), normalised_hypervolume(B, points)
-    return {"hypervolume": round(hv, 6), "baseline_hypervolume": round(hv_base, 6),
-            "ratio": round(hv / hv_base, 4) if hv_base > 0 else None, "front_size": len(F),
-            "baseline_front_size": len(B), "baseline_job": baseline.name,
-            "normalisation": {"ideal": points.min(axis=0).tolist(), "nadir": points.max(axis=0).tolist(),
-                              "ref": [1.1] * points.shape[1]}}
+    return HypervolumeComparison(
+        hypervolume=round(hv, 6), baseline_hypervolume=round(hv_base, 6),
+        ratio=round(hv / hv_base, 4) if hv_base > 0 else None, front_size=len(F),
+        baseline_front_size=len(B), baseline_job=baseline.name,
+        normalisation={"ideal": points.min(axis=0).tolist(), "nadir": points.max(axis=0).tolist(),
+                       "ref": [1.1] * points.shape[1]})

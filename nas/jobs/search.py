@@ -18,13 +18,13 @@ from __future__ import annotations
 import time
 import traceback
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
 from nas.jobs.evaluator import Evaluator
 from nas.jobs.objectives import Constraint, MetricCatalog, Objective, ObjectiveError
-from nas.jobs.records import FINISHED, TrialRecord, latest_records
+from nas.jobs.records import FINISHED, JobConfig, JobObjective, TrialRecord, latest_records
 from nas.jobs.results import SearchResult, constraint_matrix, normalised_hypervolume, objective_matrix
 from nas.jobs.store import Job, open_storage
 from nas.searchers import SearcherError, Termination, create_searcher, run_ask_tell, searcher_uses_cheap
@@ -42,13 +42,13 @@ class WaitTimeoutError(NASError, TimeoutError):
 
 
 def job_config(space: SearchSpace, evaluator: Evaluator, *, algorithm: str, budget: int, seed: int,
-               extra: dict | None = None) -> dict:
+               extra: Mapping | None = None) -> JobConfig:
     """What the store records about a job (see ``nas.jobs.store``)."""
-    return {"space": space.name, "space_version": space.version,
-            "objectives": [{"name": o.name, "direction": o.direction,
-                            "metric": o.fn if isinstance(o.fn, str) else None} for o in evaluator.objectives],
-            "constraints": [c.label for c in evaluator.constraints],
-            "algorithm": algorithm, "budget": budget, "seed": seed, **(extra or {})}
+    objectives = tuple(JobObjective(name=o.name, direction=o.direction, metric=o.fn if isinstance(o.fn, str) else None)
+                       for o in evaluator.objectives)
+    return JobConfig(space=space.name, space_version=space.version, objectives=objectives,
+                     constraints=tuple(c.label for c in evaluator.constraints), algorithm=algorithm, budget=budget,
+                     seed=seed, extra=dict(extra or {}))
 
 
 def _front_postfix(result: SearchResult) -> dict:
@@ -130,7 +130,7 @@ def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Seq
     config = job_config(space, evaluator, algorithm=algorithm, budget=budget, seed=seed, extra=config_extra)
     the_job, resumed = Job.open(name, storage=open_storage(storage),
                                 directions=[o.direction for o in evaluator.objectives], config=config)
-    if resumed and the_job.config.get("budget") != budget:
+    if resumed and the_job.job_config.budget != budget:
         the_job.update_config(budget=budget)
     searcher = make_searcher(algorithm, evaluator, seed)
     waiting = dict(evaluate_locally=evaluate_locally, timeout_s=wait_timeout_s)
@@ -138,8 +138,9 @@ def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Seq
     with _progress(the_job, evaluator, termination, enabled=progress) as on_batch:
         run_ask_tell(searcher, _through_the_job(the_job, evaluator, **waiting), termination=termination,
                      batch_size=batch_size or min(32, max(4, budget // 10)), callback=on_batch)
-    if hasattr(searcher, "report"):
-        the_job.save_predictor_report(searcher.report())
+    report = searcher.report()
+    if report is not None:
+        the_job.save_predictor_report(report)
     the_job.set_status("done" if termination.reason == "budget" else "stopped")
     return SearchResult(the_job, evaluator.objectives, space=space)
 

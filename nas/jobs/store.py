@@ -18,7 +18,8 @@ Contract:
 * The job's own record (study user attribute ``hwnas``) holds its config: space name and version,
   objectives, constraints, algorithm, seed, budget, profiles, checkpoint hash. Beside it: ``status``
   (``done`` or ``stopped`` once a search returns), ``predictor`` (linas' report) and ``report``.
-* Trials are read back as :class:`~nas.jobs.records.TrialRecord` (:meth:`Job.records`).
+* Trials are read back as :class:`~nas.jobs.records.TrialRecord` (:meth:`Job.records`), the job's
+  record as :class:`~nas.jobs.records.JobConfig` (:attr:`Job.job_config`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from typing import Collection, Iterator, Mapping, Sequence
 
 from hw_profiles import Metric
-from nas.jobs.records import STATES, TrialRecord, arch_id_of
+from nas.jobs.records import STATES, JobConfig, TrialRecord, arch_id_of
 from search_spaces import ArchConfig, NASError
 
 JOB_ATTR = "hwnas"
@@ -101,17 +102,27 @@ class Job:
         self.url = url  # the storage URL when known (SQLite claims lock a file beside the database)
         self.name = study.study_name
         self.study_id = self.storage.get_study_id_from_name(self.name)
-        self.config: dict = dict(study.user_attrs.get(JOB_ATTR, {}))
+        self._stored: dict = dict(study.user_attrs.get(JOB_ATTR, {}))
+
+    @property
+    def job_config(self) -> JobConfig:
+        """The job's own record, typed (see :class:`~nas.jobs.records.JobConfig`)."""
+        return JobConfig.from_json(self._stored)
+
+    @property
+    def config(self) -> dict:
+        """The job's own record as stored (a copy; read :attr:`job_config` instead)."""
+        return dict(self._stored)
 
     # ------------------------------------------------------------- opening
     @classmethod
-    def create(cls, name: str, *, storage, directions: Sequence[str], config: Mapping) -> "Job":
+    def create(cls, name: str, *, storage, directions: Sequence[str], config: JobConfig) -> "Job":
         optuna = _optuna()
         try:
             study = optuna.create_study(study_name=name, storage=storage, directions=list(directions))
         except optuna.exceptions.DuplicatedStudyError:
             raise StoreError(f"job {name!r} already exists in this storage; load it to resume") from None
-        study.set_user_attr(JOB_ATTR, dict(config))
+        study.set_user_attr(JOB_ATTR, config.to_json())
         return cls(study, url=_url(storage))
 
     @classmethod
@@ -127,22 +138,22 @@ class Job:
         return cls(study, url=_url(storage))
 
     @classmethod
-    def open(cls, name: str, *, storage, directions: Sequence[str], config: Mapping) -> tuple["Job", bool]:
+    def open(cls, name: str, *, storage, directions: Sequence[str], config: JobConfig) -> tuple["Job", bool]:
         """Load ``name`` if it exists (``resumed=True``), else create it. A resumed job must have been
         created with the same space and objectives."""
         if name in list_jobs(storage):
             job = cls.load(name, storage=storage)
             for key in ("space", "space_version", "objectives", "constraints"):
-                if job.config.get(key) != config.get(key):
-                    raise StoreError(f"job {name!r} exists with another {key} ({job.config.get(key)!r}, now "
-                                     f"{config.get(key)!r}); choose a new --job name")
+                if getattr(job.job_config, key) != getattr(config, key):
+                    raise StoreError(f"job {name!r} exists with another {key} ({job._stored.get(key)!r}, now "
+                                     f"{config.to_json()[key]!r}); choose a new --job name")
             return job, True
         return cls.create(name, storage=storage, directions=directions, config=config), False
 
     def update_config(self, **changes) -> None:
-        """Change recorded settings of a resumed job (e.g. a larger budget)."""
-        self.config.update(changes)
-        self.study.set_user_attr(JOB_ATTR, dict(self.config))
+        """Change recorded settings of a resumed job (e.g. a larger budget); other keys stay as stored."""
+        self._stored.update(changes)
+        self.study.set_user_attr(JOB_ATTR, dict(self._stored))
 
     @property
     def status(self) -> str:

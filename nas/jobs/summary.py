@@ -29,10 +29,9 @@ def job_summaries(storage) -> list[JobSummary]:
     for name in list_jobs(storage):
         result = load_job(name, storage=storage)
         trials = result.trials()
-        cfg = result.job.config
+        cfg = result.job.job_config
         summaries.append(JobSummary(
-            name=name, space=cfg.get("space"), algorithm=cfg.get("algorithm"),
-            evaluated=int((trials.state != "pruned").sum()) if len(trials) else 0, budget=cfg.get("budget"),
-            status=result.job.status,
-            objectives=tuple(o["name"] for o in cfg.get("objectives", []))))
+            name=name, space=cfg.space, algorithm=cfg.algorithm,
+            evaluated=int((trials.state != "pruned").sum()) if len(trials) else 0, budget=cfg.budget,
+            status=result.job.status, objectives=tuple(o.name for o in cfg.objectives)))
     return summaries

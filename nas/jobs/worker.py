@@ -21,7 +21,7 @@ from nas.jobs.store import Job, StoreError, list_jobs, open_storage
 def evaluator_from_job(job: Job) -> Evaluator:
     from nas.jobs.config import SearchConfig
 
-    stored = job.config.get("config")
+    stored = job.job_config.search_config
     if not stored:
         raise StoreError(f"job {job.name!r} was started from Python with its own objectives; start workers "
                          "from Python too (nas.jobs.worker.run_worker(..., evaluator=...))")

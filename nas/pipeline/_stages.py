@@ -19,6 +19,7 @@ from search_spaces import NASError, SearchSpace
 
 if TYPE_CHECKING:
     from nas.export.subnet import ExportResult
+    from nas.jobs.results import HypervolumeComparison
     from nas.profiling.device import ProfileResult
 
 
@@ -71,7 +72,7 @@ class SearchStageResult:
     budget: int
     evaluations: int  # not pruned
     baseline_evaluations: int
-    hypervolume: dict  # compare_hypervolume's report
+    hypervolume: HypervolumeComparison
     predictor: Any  # the job's accuracy-predictor record (linas), or None
     result: Any = field(repr=False, compare=False)  # SearchResult of the job
     baseline: Any = field(repr=False, compare=False)  # SearchResult of the baseline
@@ -79,8 +80,8 @@ class SearchStageResult:
     def to_json(self) -> dict:
         return {"job": self.job, "algorithm": self.algorithm, "baseline_job": self.baseline_job,
                 "storage": self.storage, "budget": self.budget, "evaluations": self.evaluations,
-                "baseline_evaluations": self.baseline_evaluations, "front_size": self.hypervolume["front_size"],
-                "hypervolume": self.hypervolume, "predictor": self.predictor}
+                "baseline_evaluations": self.baseline_evaluations, "front_size": self.hypervolume.front_size,
+                "hypervolume": self.hypervolume.to_json(), "predictor": self.predictor}
 
 
 @dataclass(frozen=True)
@@ -171,13 +172,13 @@ def search_stage(ctx: StageContext) -> SearchStageResult:
                    catalog=catalog, progress=ctx.progress, config_extra=extra)
     result, baseline = (load_job(j, storage=storage, space=ctx.space) for j in jobs)
     report = compare_hypervolume(result, baseline)
-    result.job.save_report(report)
+    result.job.save_report(report.to_json())
     n, n_base = (int((r.trials()["state"] != "pruned").sum()) for r in (result, baseline))
-    ratio = f"ratio {report['ratio']}" if report["ratio"] is not None else "baseline front empty"
-    ctx.echo(f"job {jobs[0]} ({settings.algorithm}): {n} evaluations, front {report['front_size']}; "
-             f"random baseline {jobs[1]}: {n_base} evaluations, front {report['baseline_front_size']}")
-    ctx.echo(f"hypervolume (normalised, ref 1.1): {report['hypervolume']:.4f} vs random search at equal "
-             f"budget and seed {report['baseline_hypervolume']:.4f} ({ratio})")
+    ratio = f"ratio {report.ratio}" if report.ratio is not None else "baseline front empty"
+    ctx.echo(f"job {jobs[0]} ({settings.algorithm}): {n} evaluations, front {report.front_size}; "
+             f"random baseline {jobs[1]}: {n_base} evaluations, front {report.baseline_front_size}")
+    ctx.echo(f"hypervolume (normalised, ref 1.1): {report.hypervolume:.4f} vs random search at equal "
+             f"budget and seed {report.baseline_hypervolume:.4f} ({ratio})")
     return SearchStageResult(status=status, job=jobs[0], algorithm=settings.algorithm, baseline_job=jobs[1],
                              storage=storage, budget=settings.budget, evaluations=n, baseline_evaluations=n_base,
                              hypervolume=report, predictor=result.job.predictor_report,
@@ -191,7 +192,7 @@ def _job_done(storage: str, name: str, budget: int) -> bool:
     if name not in list_jobs(optuna_storage):
         return False
     job = Job.load(name, storage=optuna_storage)
-    return job.status == "done" and job.config.get("budget") == budget
+    return job.status == "done" and job.job_config.budget == budget
 
 
 # ---------------------------------------------------------------------------------------------- front
@@ -227,7 +228,7 @@ def front_stage(ctx: StageContext, searched: SearchStageResult) -> FrontStageRes
 def export_stage(ctx: StageContext, searched: SearchStageResult, front: FrontStageResult) -> ExportStageResult:
     """Export the most accurate front member within the latency budget into ``OUT/export``; skipped
     when that folder already holds the same arch in the same formats."""
-    from nas.export._job_member import render_summary
+    from nas.export.from_job import render_summary
     from nas.export.subnet import ExportResult, parse_formats
     from nas.pipeline._front import pick_within_budget
 
@@ -265,7 +266,7 @@ def export_stage(ctx: StageContext, searched: SearchStageResult, front: FrontSta
 
 def _export_files(ctx: StageContext, best, folder: Path, formats: list[str], storage: str) -> ExportResult:
     """``resolve_and_export`` of ``best``'s trial into ``folder``, with a progress bar over its steps."""
-    from nas.export._job_member import resolve_and_export
+    from nas.export.from_job import resolve_and_export
 
     bar = tqdm(total=len(formats) + 1, desc="export", unit="step", disable=not ctx.progress, dynamic_ncols=True)
     steps: list[str] = []

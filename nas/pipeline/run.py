@@ -10,7 +10,7 @@ function of :mod:`nas.pipeline._stages` returning its own frozen result, passed 
 4. **front**: a few front members' latency measured beside the prediction, the front printed as a
    table and written to ``DIR/front.csv`` and ``DIR/front.png`` (baseline in grey);
 5. **export** the most accurate front member whose predicted latency is within
-   ``[export] latency_budget_ms`` to torch, ONNX and TVM (``nas.export._job_member.resolve_and_export``:
+   ``[export] latency_budget_ms`` to torch, ONNX and TVM (``nas.export.from_job.resolve_and_export``:
    parity-checked, measured on this host, the prediction beside it) into ``DIR/export``.
 
 Contract: every stage prints a one-line header and shows tqdm progress bars with ETAs on stderr;

@@ -186,6 +186,11 @@ class Searcher(ABC):
         aid = self.space.canonicalize(arch).arch_id
         return aid in self._pending or aid in self._told
 
+    def report(self) -> dict | None:
+        """A JSON-able summary of the searcher's internals for the job to record (e.g. ``linas``'s
+        predictor quality per refit); ``None`` (the default) when there is nothing to record."""
+        return None
+
     # -------------------------------------------------------------------- hooks
     @abstractmethod
     def _ask(self, n: int) -> list[ArchConfig]:

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from hw_profiles import MeasuredCostModel, MeasurementFailedError, MeasurementRequiredError, get_profile
-from nas.cli._main import main
+from nas.cli import main
 from search_spaces import get_space
 from supernets import create_supernet
 

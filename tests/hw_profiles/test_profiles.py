@@ -12,7 +12,7 @@ from hw_profiles import (Metric, MeasurementRequiredError, ProfileError, Unknown
                          get_profile, list_profiles)
 from hw_profiles.gpu import GpuRooflineModel, layer_bytes, layer_kernels
 from hw_profiles.profile import load_profile_file, parse_profile
-from nas.cli._main import main
+from nas.cli import main
 from search_spaces import LayerSpec, get_space
 
 DEMO_ARCH = "@" + str(Path(__file__).resolve().parents[2] / "experiments" / "archs" / "ofa_mbv3_demo.json")

@@ -62,7 +62,7 @@ def test_rpc_endpoint_comes_from_the_profile_and_can_be_overridden(monkeypatch):
 
 
 def test_nas_profile_with_a_bad_tracker_is_one_line_and_writes_nothing(tmp_path, capsys):
-    from nas.cli._main import main
+    from nas.cli import main
 
     out = tmp_path / "model"
     assert main(["profile", "--device", "rpi4", "--space", "tiny_mbv3", "--rpc-tracker", "no-port",

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from hw_profiles import analytic
-from nas.cli._main import main
+from nas.cli import main
 from search_spaces import get_space
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def run(capsys, *argv):

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from nas.cli._main import main
+from nas.cli import main
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 QUICK = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "32", "--no-progress"]
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nas.cli._main import main
+from nas.cli import main
 
 CONFIG = """
 [search]

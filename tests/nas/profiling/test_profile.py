@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hw_profiles import MeasuredCostModel, MeasurementFailedError
-from nas.cli._main import main
+from nas.cli import main
 from nas.profiling.latency_model import LatencyModel, LatencyModelError
 from nas.profiling.device import ProfileJobError, ProfileResult, ProfileSettings, profile_device
 from predictors.latency import UnknownLayerError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nas.cli._main import main
+from nas.cli import main
 from nas.jobs.results import load_job
 
 CONFIG = """

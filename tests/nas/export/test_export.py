@@ -10,7 +10,7 @@ import torch
 
 import nas
 from kernels.errors import KernelError
-from nas.cli._main import main
+from nas.cli import main
 from nas.export.subnet import ExportError, ExportResult, check_tune_minutes, export_subnet, load_subnet, parse_formats
 from search_spaces import get_space
 from supernets import create_supernet

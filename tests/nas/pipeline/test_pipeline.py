@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 import nas
-from nas.cli._main import main
+from nas.cli import main
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 QUICKSTART = REPO / "experiments" / "quickstart.toml"
 
 # the shipped config, shrunk: the same tables and objectives, tiny budgets

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from nas.cli._main import main
+from nas.cli import main
 from nas.export.tuning import cache_root, covering_archs, default_db_dir, space_workloads, workload_module
 from search_spaces import get_space, list_spaces, register_space
 from search_spaces.mobilenet_v3 import MobileNetV3Space, StageSpec

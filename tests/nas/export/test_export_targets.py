@@ -8,7 +8,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from nas.cli._main import main
+from nas.cli import main
 from nas.export.subnet import ExportError, export_subnet
 from search_spaces import get_space
 from supernets import create_supernet

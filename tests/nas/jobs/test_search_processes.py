@@ -21,7 +21,7 @@ from nas.jobs.records import latest_records
 from nas.jobs.results import load_job
 
 HERE = Path(__file__).parent
-ROOT = HERE.parents[1]
+ROOT = HERE.parents[2]
 pytestmark = pytest.mark.slow
 
 
