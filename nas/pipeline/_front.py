@@ -3,8 +3,8 @@ and ``front.png``, and pick the subnet to export (the table: :mod:`nas.report.ta
 
 Contract: :func:`verify_front` measures the device latency of ``n`` front members spread over the
 predicted-latency range (fastest, slowest and evenly between) on this host with the profile's
-backend and threads, and returns one record per member with the prediction and the measurement,
-each with its provenance. :func:`write_front` writes the front (every column of
+backend and threads, and returns one :class:`FrontMeasurement` per member with the prediction and
+the measurement, each with its provenance. :func:`write_front` writes the front (every column of
 ``SearchResult.pareto()`` plus ``<latency>.measured_ms`` / ``<latency>.measured_iqr_ms`` where
 measured) to ``front.csv`` and the plot (baseline in grey) to ``front.png``, both atomically.
 :func:`pick_within_budget` returns the most accurate front row whose *predicted* latency is within
@@ -16,12 +16,14 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
+from hw_profiles import Metric
 from nas.jobs.objectives import Objective
 from search_spaces import NASError
 
@@ -39,8 +41,36 @@ def spread_indices(n: int, k: int) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, n - 1, min(k, n))})
 
 
-def verify_front(front, space, device: str, latency: str, n: int, *, progress: bool = True) -> list[dict]:
-    """Measure ``n`` front members' ``device`` latency; records of trial, arch_id, predicted, measured."""
+@dataclass(frozen=True, kw_only=True)
+class FrontMeasurement:
+    """One front member's latency: the search's ``predicted_ms`` beside this host's ``measured_ms``
+    (each a :class:`~hw_profiles.Metric` with provenance) and ``error_pct`` = (predicted - measured) /
+    measured, in %. ``to_json()`` is its entry under ``front.measured`` in ``summary.json``."""
+
+    trial: int
+    arch_id: str
+    predicted_ms: Metric
+    measured_ms: Metric
+    error_pct: float
+
+    def to_json(self) -> dict[str, Any]:
+        p = self.predicted_ms
+        return {"trial": self.trial, "arch_id": self.arch_id,
+                "predicted_ms": {"value": p.value, "source": p.source, "profile": p.profile, "spread": p.spread},
+                "measured_ms": self.measured_ms.to_dict(), "error_pct": self.error_pct}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "FrontMeasurement":
+        """The record :meth:`to_json` wrote (a previous run's ``summary.json``)."""
+        p = data["predicted_ms"]
+        predicted = Metric(value=p["value"], unit="ms", source=p["source"], profile=p["profile"], spread=p["spread"])
+        return cls(trial=data["trial"], arch_id=data["arch_id"], predicted_ms=predicted,
+                   measured_ms=Metric(**data["measured_ms"]), error_pct=data["error_pct"])
+
+
+def verify_front(front, space, device: str, latency: str, n: int, *,
+                 progress: bool = True) -> list[FrontMeasurement]:
+    """Measure ``n`` front members' ``device`` latency beside their predicted latency."""
     from hw_profiles import get_profile
     from nas.jobs.config import host_measurer
 
@@ -53,13 +83,11 @@ def verify_front(front, space, device: str, latency: str, n: int, *, progress: b
     for i in tqdm(picks, desc="verify latency", unit="subnet", disable=not progress, dynamic_ncols=True):
         row = ordered.iloc[i]
         measured = measure(space.parse(_arch_of(row, space)))["latency_ms"]
-        predicted = float(row[latency])
-        records.append({
-            "trial": int(row["trial"]), "arch_id": row["arch_id"],
-            "predicted_ms": {"value": predicted, "source": row[f"{latency}.source"],
-                             "profile": row[f"{latency}.profile"], "spread": _float(row[f"{latency}.spread"])},
-            "measured_ms": measured.to_dict(),
-            "error_pct": round((predicted - measured.value) / measured.value * 100, 1)})
+        predicted = Metric(value=float(row[latency]), unit="ms", source=row[f"{latency}.source"],
+                           profile=row[f"{latency}.profile"], spread=_float(row[f"{latency}.spread"]))
+        records.append(FrontMeasurement(
+            trial=int(row["trial"]), arch_id=row["arch_id"], predicted_ms=predicted, measured_ms=measured,
+            error_pct=round((predicted.value - measured.value) / measured.value * 100, 1)))
     return records
 
 
@@ -75,14 +103,14 @@ def _float(value) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-def with_measurements(front, latency: str, records: Sequence[dict]):
+def with_measurements(front, latency: str, records: Sequence[FrontMeasurement]):
     """The front with ``<latency>.measured_ms`` and ``<latency>.measured_iqr_ms`` (NaN where unmeasured)."""
     if not len(front):
         return front
-    by_trial = {r["trial"]: r["measured_ms"] for r in records}
+    by_trial = {r.trial: r.measured_ms for r in records}
     frame = front.copy()
-    frame[f"{latency}.measured_ms"] = [by_trial[t]["value"] if t in by_trial else np.nan for t in frame["trial"]]
-    frame[f"{latency}.measured_iqr_ms"] = [by_trial[t]["spread"] if t in by_trial else np.nan for t in frame["trial"]]
+    frame[f"{latency}.measured_ms"] = [by_trial[t].value if t in by_trial else np.nan for t in frame["trial"]]
+    frame[f"{latency}.measured_iqr_ms"] = [by_trial[t].spread if t in by_trial else np.nan for t in frame["trial"]]
     return frame
 
 

@@ -20,6 +20,7 @@ from search_spaces import NASError, SearchSpace
 if TYPE_CHECKING:
     from nas.export.subnet import ExportResult
     from nas.jobs.results import HypervolumeComparison
+    from nas.pipeline._front import FrontMeasurement
     from nas.profiling.device import ProfileResult
 
 
@@ -89,12 +90,13 @@ class FrontStageResult:
     KEY: ClassVar[str] = "front"
     status: str
     frame: Any  # the Pareto front (DataFrame) with the measured latency columns
-    measured: list  # verify_front's records
+    measured: tuple[FrontMeasurement, ...]  # verify_front's records
     csv: str
     png: str
 
     def to_json(self) -> dict:
-        return {"size": len(self.frame), "csv": self.csv, "png": self.png, "measured": self.measured}
+        return {"size": len(self.frame), "csv": self.csv, "png": self.png,
+                "measured": [m.to_json() for m in self.measured]}
 
 
 @dataclass(frozen=True)
@@ -134,13 +136,13 @@ def _trained(ctx: StageContext, result: TrainStageResult) -> TrainStageResult:
 # -------------------------------------------------------------------------------------------- profile
 def profile_stage(ctx: StageContext) -> ProfileStageResult:
     """Fit the device's latency model into ``OUT/profile``; skipped when one for the same settings is there."""
-    from nas.profiling.device import ProfileResult, profile_device, render_report
+    from nas.profiling.device import profile_device, render_report
     from nas.profiling.latency_model import LatencyModel
 
     folder, config, settings = ctx.out / PROFILE_DIR, ctx.config, ctx.config.profile
     status = "done"
     if (folder / "latency_model.json").exists():
-        report = ProfileResult.from_json(LatencyModel.load(folder, space=ctx.space).report)
+        report = LatencyModel.load(folder, space=ctx.space).report
         mine = {"device": config.device, "seed": settings.seed, "repeats": settings.repeats}
         theirs = {"device": report.device.partition("@")[0], "seed": report.seed, "repeats": report.repeats}
         if mine != theirs:
@@ -199,7 +201,8 @@ def _job_done(storage: str, name: str, budget: int) -> bool:
 def front_stage(ctx: StageContext, searched: SearchStageResult) -> FrontStageResult:
     """Measure a few front members, write ``front.csv``/``front.png``; skipped when the search was
     and the previous run's files hold a front of the same size."""
-    from nas.pipeline._front import CSV_NAME, PNG_NAME, verify_front, with_measurements, write_front
+    from nas.pipeline._front import (CSV_NAME, PNG_NAME, FrontMeasurement, verify_front, with_measurements,
+                                     write_front)
     from nas.report.tables import render_front_table
 
     cfg, latency, result = ctx.config, ctx.config.latency_objective, searched.result
@@ -207,20 +210,19 @@ def front_stage(ctx: StageContext, searched: SearchStageResult) -> FrontStageRes
     previous = ctx.previous.get("front")
     done = (searched.status == "skipped" and (ctx.out / CSV_NAME).exists() and (ctx.out / PNG_NAME).exists()
             and previous is not None and previous.get("size") == len(front))
-    records = previous["measured"] if done else verify_front(front, ctx.space, cfg.device, latency,
-                                                             cfg.front.measure, progress=ctx.progress)
+    records = ([FrontMeasurement.from_json(r) for r in previous["measured"]] if done else
+               verify_front(front, ctx.space, cfg.device, latency, cfg.front.measure, progress=ctx.progress))
     frame = with_measurements(front, latency, records)
     if not done:
         write_front(ctx.out, frame, result.trials(), searched.baseline.trials(), result.objectives,
                     title=f"job {cfg.job} ({len(front)} on the front) vs random search (grey)")
     ctx.echo(render_front_table(frame, [o.name for o in result.objectives], measured=latency))
     for r in records:
-        p, m = r["predicted_ms"], r["measured_ms"]
-        ctx.echo(f"trial {r['trial']}: {latency} predicted {p['value']:.3g} ms [{p['source']}] vs measured "
-                 f"{m['value']:.3g} ± {m['spread']:.2g} ms [{m['source']}, {m['profile']}] "
-                 f"({r['error_pct']:+.1f}%)")
+        p, m = r.predicted_ms, r.measured_ms
+        ctx.echo(f"trial {r.trial}: {latency} predicted {p.value:.3g} ms [{p.source}] vs measured "
+                 f"{m.value:.3g} ± {m.spread:.2g} ms [{m.source}, {m.profile}] ({r.error_pct:+.1f}%)")
     ctx.echo(f"wrote {ctx.out / CSV_NAME} and {ctx.out / PNG_NAME}")
-    return FrontStageResult(status="skipped" if done else "done", frame=frame, measured=records, csv=CSV_NAME,
+    return FrontStageResult(status="skipped" if done else "done", frame=frame, measured=tuple(records), csv=CSV_NAME,
                             png=PNG_NAME)
 
 

@@ -25,26 +25,21 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from hw_profiles import MeasuredCostModel, Profile, get_profile, macs
 from hw_profiles.tvm_measured import measured_model_for
 from nas._folders import check_new_folder, staged_folder
-from nas._results import ReportRecord
 from nas.profiling._interleaved import corrected, measure_chunks, reference_scale
+from nas.profiling._report import ProfileJobError, ProfileResult  # noqa: F401 - ProfileJobError is public here
 from nas.profiling.latency_model import LatencyModel
 from predictors.features import arch_features
 from predictors.latency import ArchLevelPredictor, KernelLevelPredictor, MacsProxyPredictor
 from predictors.metrics import regression_report, spearman, within_pct
-from search_spaces import ArchConfig, NASError, SearchSpace
+from search_spaces import ArchConfig, SearchSpace
 
 BACKENDS = ("onnxruntime", "tvm", "torch")
-
-
-class ProfileJobError(NASError, ValueError):
-    """A ``nas profile`` setting is unusable (wrong device kind, too few samples, output exists)."""
 
 
 @dataclass(frozen=True)
@@ -129,36 +124,6 @@ def _workloads(space: SearchSpace, archs, coverage: int, rng: np.random.Generato
     return list(seen)
 
 
-@dataclass(frozen=True, kw_only=True)
-class ProfileResult(ReportRecord):
-    """What :func:`profile_device` measured and how well each predictor did; ``to_json()`` is ``report.json``
-    (also the ``report`` of ``latency_model.json``). ``held_out`` maps each predictor to its
-    ``regression_report`` on the held-out split; ``repeatability`` is the re-measurement ceiling."""
-
-    _ERROR = ProfileJobError
-
-    device: str
-    backend: str
-    threads: int
-    space: str
-    space_version: Any
-    samples: int
-    n_fit: int
-    n_held_out: int
-    layer_workloads: int
-    seed: int
-    warmup: int
-    repeats: int
-    latency_ms: dict
-    median_iqr_pct: float
-    repeatability: dict
-    drift: dict
-    held_out: dict
-    wall_s: float
-    machine: dict
-    default_predictor: str
-
-
 @dataclass(frozen=True)
 class _Plan:
     """The sampled subnets, their fit/held-out split, the layer workloads and the reference subnet."""
@@ -205,7 +170,7 @@ def profile_device(space: SearchSpace, device: str, out: Path, *, settings: Prof
     result = _result(model, space, settings, plan, runs, predictions, wall_s=time.perf_counter() - started)
     latency_model = LatencyModel(space=space, profile_ref=model.profile.ref, backend=model.backend,
                                  threads=model.threads, kernel_level=kernel, arch_level=arch_level,
-                                 default=result.default_predictor, report=result.to_json())
+                                 default=result.default_predictor, report=result)
     with staged_folder(out) as folder:
         for name, text in {"latency_model.json": json.dumps(latency_model.to_dict(), indent=1),
                            "measurements.jsonl": "".join(json.dumps(r) + "\n" for r in _rows(plan, runs)),

@@ -1,7 +1,8 @@
 """A device's latency model as built by ``nas profile``: predicted latency with provenance.
 
 Contract: :class:`LatencyModel` holds the fitted kernel-level and arch-level predictors of one
-(space, device profile, backend, threads), the held-out report they were judged by, and which one
+(space, device profile, backend, threads), the held-out report they were judged by
+(:class:`~nas.profiling.device.ProfileResult`, ``report``), and which one
 answers by default (the one with more held-out subnets within ±10%). ``predict(archs)`` returns one
 ``Metric`` per arch, tagged ``predicted`` with the profile's ``name@version``; its ``spread`` is
 the held-out RMSE (ms) of the predictor used, so a prediction is never read as a measurement.
@@ -17,6 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from hw_profiles import Metric
+from nas.profiling._report import ProfileJobError, ProfileResult
 from predictors.features import arch_features
 from predictors.latency import ArchLevelPredictor, KernelLevelPredictor
 from search_spaces import ArchConfig, NASError, SearchSpace, get_space
@@ -32,12 +34,12 @@ class LatencyModelError(NASError, ValueError):
 class LatencyModel:
     def __init__(self, *, space: SearchSpace, profile_ref: str, backend: str, threads: int,
                  kernel_level: KernelLevelPredictor, arch_level: ArchLevelPredictor, default: str,
-                 report: Mapping) -> None:
+                 report: ProfileResult | Mapping) -> None:
         if default not in PREDICTORS:
             raise ValueError(f"default must be one of {list(PREDICTORS)}, got {default!r}")
         self.space, self.profile_ref, self.backend, self.threads = space, profile_ref, backend, threads
         self.kernel_level, self.arch_level, self.default = kernel_level, arch_level, default
-        self.report = dict(report)
+        self.report = report if isinstance(report, ProfileResult) else ProfileResult.from_json(report)
 
     def predict(self, archs: Sequence[ArchConfig], *, predictor: str | None = None) -> list[Metric]:
         """Predicted batch-1 latency (ms) of each arch, with provenance."""
@@ -51,14 +53,14 @@ class LatencyModel:
             values = self.kernel_level.predict([self.space.layers(a) for a in archs])
         else:
             values = self.arch_level.predict(arch_features(self.space, archs))
-        rmse = self.report.get("held_out", {}).get(name, {}).get("rmse")
+        rmse = self.report.rmse_ms(name)
         return [Metric(value=float(max(v, 0.0)), unit="ms", source="predicted", profile=self.profile_ref,
                        spread=rmse) for v in np.asarray(values)]
 
     def to_dict(self) -> dict:
         return {"format_version": FORMAT_VERSION, "space": self.space.name, "space_version": self.space.version,
                 "profile": self.profile_ref, "backend": self.backend, "threads": self.threads,
-                "default": self.default, "report": self.report,
+                "default": self.default, "report": self.report.to_json(),
                 "kernel_level": self.kernel_level.to_dict(), "arch_level": self.arch_level.to_dict()}
 
     @classmethod
@@ -70,10 +72,14 @@ class LatencyModel:
         if space.name != data["space"] or space.version != data["space_version"]:
             raise LatencyModelError(f"latency model was built for space {data['space']}@{data['space_version']}, "
                                     f"not {space.name}@{space.version}")
+        try:
+            report = ProfileResult.from_json(data["report"])
+        except ProfileJobError as err:
+            raise LatencyModelError(f"latency model report: {err}; rebuild it with `nas profile`") from None
         return cls(space=space, profile_ref=data["profile"], backend=data["backend"], threads=data["threads"],
                    kernel_level=KernelLevelPredictor.from_dict(data["kernel_level"]),
                    arch_level=ArchLevelPredictor.from_dict(data["arch_level"]), default=data["default"],
-                   report=data["report"])
+                   report=report)
 
     @classmethod
     def load(cls, path: Path | str, *, space: SearchSpace | None = None) -> "LatencyModel":
