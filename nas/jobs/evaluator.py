@@ -114,7 +114,8 @@ class Evaluator:
 
     def complete(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
         """Fill the non-rejected ``outcomes`` of :meth:`screen` in place (expensive metrics, every
-        constraint, ``values``) and return them; rejected ones are skipped and left as they are."""
+        constraint, ``values``) and return the list of those filled ones only; rejected ones are
+        skipped, left as they are and not returned."""
         outcomes = [o for o in outcomes if not o.rejected]
         self._fill(outcomes, self.names + [c.metric for c in self.constraints])
         for outcome in outcomes:
