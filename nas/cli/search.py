@@ -15,10 +15,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--storage", help="Optuna storage URL (default: [search] storage, else sqlite:///nas.db)")
     p.add_argument("--budget", type=_int_at_least(1), help="expensive evaluations in total (resume counts past ones)")
     p.add_argument("--no-local-eval", action="store_true", help="only queue candidates; `nas worker`s evaluate")
+    p.add_argument("--wait-timeout", type=_seconds, default=1800.0, metavar="S",
+                   help="give up (exit 2) when queued candidates wait S seconds with no worker evaluating them "
+                        "(default 1800; 0: wait forever)")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip the random-search baseline job (same budget and seed) and its hypervolume report")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def _seconds(text: str) -> float:
+    """``--wait-timeout``: a finite number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0 (0: wait forever), got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     done = search_from_config(Path(args.config), job=args.job, storage=args.storage, budget=args.budget,
                               evaluate_locally=not args.no_local_eval, baseline=not args.no_baseline,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, wait_timeout_s=args.wait_timeout or None)
     result = done.result
     front = result.pareto()
     print(f"job {result.name}: {len(result.trials())} evaluations, {len(front)} on the Pareto front "

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nas.jobs.results import HypervolumeComparison, SearchResult
+from nas.jobs.search import DEFAULT_WAIT_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -22,9 +23,11 @@ class ConfigSearch:
 
 
 def search_from_config(path: Path, *, job: str | None = None, storage: str | None = None, budget: int | None = None,
-                       evaluate_locally: bool = True, baseline: bool = True, progress: bool = True) -> ConfigSearch:
+                       evaluate_locally: bool = True, baseline: bool = True, progress: bool = True,
+                       wait_timeout_s: float | None = DEFAULT_WAIT_TIMEOUT_S) -> ConfigSearch:
     """Run or resume the job of the config at ``path``; ``job``, ``storage`` and ``budget`` override the
-    config's ``[search]`` values when given. Raises the config's and the search's NASErrors."""
+    config's ``[search]`` values when given; ``wait_timeout_s`` as in :func:`nas.jobs.search.search`. Raises
+    the config's and the search's NASErrors."""
     from nas.jobs.config import SearchConfig
     from nas.jobs.search import search
 
@@ -34,7 +37,7 @@ def search_from_config(path: Path, *, job: str | None = None, storage: str | Non
     storage = storage or settings.storage
     common = dict(budget=budget or settings.budget, seed=settings.seed, storage=storage, catalog=catalog,
                   batch_size=settings.batch_size or None, evaluate_locally=evaluate_locally, progress=progress,
-                  config_extra=extra)
+                  config_extra=extra, wait_timeout_s=wait_timeout_s)
     result = search(space, objectives, constraints, algorithm=settings.algorithm, job=job or settings.job or None,
                     **common)
     if not baseline or settings.algorithm == "random":

@@ -117,3 +117,14 @@ def test_pareto_errors(finished, capsys):
     assert "unknown ['bogus']" in capsys.readouterr().err
     assert main(["jobs", "--storage", "redis://x"]) == 2
     assert "storage must be a URL" in capsys.readouterr().err
+
+
+def test_search_without_workers_gives_up_after_the_wait_timeout(tmp_path, capsys):
+    storage = f"sqlite:///{tmp_path / 'nas.db'}"
+    config = tmp_path / "search.toml"
+    config.write_text(CONFIG.format(storage=storage).replace('job = "cli"', 'job = "no-workers"'))
+    rc = main(["search", str(config), "--no-progress", "--no-local-eval", "--no-baseline", "--wait-timeout", "0.5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and "no-workers" in err[0] and "nas worker" in err[0], err
+    assert "Traceback" not in "\n".join(err)
