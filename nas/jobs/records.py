@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping
 
 from hw_profiles import Metric
+from search_spaces import NASError
 from nas.jobs.objectives import Objective
 
 #: Optuna ``TrialState`` names -> the record's ``state``.
@@ -140,13 +141,24 @@ class JobConfig:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "JobConfig":
-        """The record of a stored ``hwnas`` attribute (any age: missing keys read as None or empty)."""
-        objectives = tuple(JobObjective(name=o["name"], direction=o["direction"], metric=o.get("metric"))
-                           for o in data.get("objectives") or ())
-        return cls(space=data.get("space"), space_version=data.get("space_version"), objectives=objectives,
-                   constraints=tuple(data.get("constraints") or ()), algorithm=data.get("algorithm"),
-                   budget=data.get("budget"), seed=data.get("seed"),
-                   extra={k: v for k, v in data.items() if k not in _JOB_KEYS})
+        """The record of a stored ``hwnas`` attribute (any age: missing keys read as None or empty).
+        A malformed record (a forged or damaged store) is a one-line :class:`JobRecordError`."""
+        try:
+            if not isinstance(data, Mapping):
+                raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+            objectives = tuple(JobObjective(name=str(o["name"]), direction=str(o["direction"]),
+                                            metric=o.get("metric")) for o in data.get("objectives") or ())
+            return cls(space=data.get("space"), space_version=data.get("space_version"), objectives=objectives,
+                       constraints=tuple(data.get("constraints") or ()), algorithm=data.get("algorithm"),
+                       budget=data.get("budget"), seed=data.get("seed"),
+                       extra={k: v for k, v in data.items() if k not in _JOB_KEYS})
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
+            raise JobRecordError(f"the job's stored record is malformed ({type(err).__name__}: {err}); "
+                                 "the store was not written by hwnas or is damaged") from None
+
+
+class JobRecordError(NASError, ValueError):
+    """A job's stored record cannot be read (one line; the CLI exits with code 2)."""
 
 
 _JOB_KEYS = frozenset(f.name for f in fields(JobConfig)) - {"extra"}

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Collection, Iterator, Mapping, Sequence
 
 from hw_profiles import Metric
-from nas.jobs.records import STATES, JobConfig, TrialRecord, arch_id_of
+from nas.jobs.records import STATES, JobConfig, JobRecordError, TrialRecord, arch_id_of
 from search_spaces import ArchConfig, NASError
 
 JOB_ATTR = "hwnas"
@@ -102,17 +102,22 @@ class Job:
         self.url = url  # the storage URL when known (SQLite claims lock a file beside the database)
         self.name = study.study_name
         self.study_id = self.storage.get_study_id_from_name(self.name)
-        self._stored: dict = dict(study.user_attrs.get(JOB_ATTR, {}))
+        stored = study.user_attrs.get(JOB_ATTR, {})
+        self._stored = dict(stored) if isinstance(stored, dict) else stored  # not a dict: job_config says so
 
     @property
     def job_config(self) -> JobConfig:
-        """The job's own record, typed (see :class:`~nas.jobs.records.JobConfig`)."""
-        return JobConfig.from_json(self._stored)
+        """The job's own record, typed (see :class:`~nas.jobs.records.JobConfig`); ``JobRecordError``
+        naming the job when the stored record is malformed."""
+        try:
+            return JobConfig.from_json(self._stored)
+        except JobRecordError as err:
+            raise JobRecordError(f"job {self.name!r}: {err}") from None
 
     @property
     def config(self) -> dict:
         """The job's own record as stored (a copy; read :attr:`job_config` instead)."""
-        return dict(self._stored)
+        return dict(self._stored) if isinstance(self._stored, dict) else {}
 
     # ------------------------------------------------------------- opening
     @classmethod

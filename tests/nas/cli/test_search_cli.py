@@ -128,3 +128,20 @@ def test_search_without_workers_gives_up_after_the_wait_timeout(tmp_path, capsys
     assert rc == 2
     assert len(err) == 1 and "no-workers" in err[0] and "nas worker" in err[0], err
     assert "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize("forged", [{"objectives": [{"direction": "minimize"}]}, {"budget": "many"}, ["not", "a", "dict"]])
+def test_a_forged_job_record_is_one_line_exit_2_and_the_store_is_left_alone(tmp_path, capsys, forged):
+    import optuna
+
+    from nas.jobs.store import JOB_ATTR
+
+    storage = f"sqlite:///{tmp_path / 'nas.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="forged", storage=storage, directions=["minimize"])
+    study.set_user_attr(JOB_ATTR, forged)
+    for argv in (["jobs", "--storage", storage], ["pareto", "forged", "--storage", storage]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "forged" in err[0] and "malformed" in err[0], err
+    assert optuna.load_study(study_name="forged", storage=storage).user_attrs[JOB_ATTR] == forged
