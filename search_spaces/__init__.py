@@ -10,8 +10,9 @@ from search_spaces.errors import (
     UnknownNameError,
     UnknownSpaceError,
 )
-from search_spaces.layers import ACTIVATIONS, OPS, LayerSpec
+from search_spaces.layers import ACTIVATIONS, OPS, PRECISION_BITS, LayerSpec
 from search_spaces.mobilenet_v3 import MobileNetV3Space, StageSpec, make_divisible, ofa_mbv3, tiny_mbv3
+from search_spaces.quantization import QuantizedSpace, QuantPolicy, quantized
 from search_spaces.registry import get_space, list_spaces, register_space
 from search_spaces.space import SearchSpace
 
@@ -19,7 +20,7 @@ register_space("ofa_mbv3", ofa_mbv3)
 register_space("tiny_mbv3", tiny_mbv3)
 
 __all__ = [
-    "ACTIVATIONS", "OPS", "ArchConfig", "Choice", "DuplicateNameError", "InvalidArchError", "LayerSpec",
+    "ACTIVATIONS", "OPS", "PRECISION_BITS", "ArchConfig", "QuantPolicy", "QuantizedSpace", "quantized", "Choice", "DuplicateNameError", "InvalidArchError", "LayerSpec",
     "MobileNetV3Space", "NASError", "NoLayerIRError", "SearchSpace", "StageSpec", "UnknownNameError",
     "UnknownSpaceError", "get_space", "list_spaces", "make_divisible", "ofa_mbv3", "register_space", "tiny_mbv3",
 ]

@@ -13,6 +13,10 @@ OPS = ("conv", "pwconv", "dwconv", "gap", "linear")
 
 ACTIVATIONS = ("none", "relu", "hswish")
 
+PRECISION_BITS = {"fp32": (32, 32), "int8": (8, 8)}
+"""Numeric formats a row can carry: ``name -> (weight bits, activation bits)``. ``fp32`` is the float
+network we train; ``int8`` is signed 8-bit weights and activations (int32 accumulation)."""
+
 
 @dataclass(frozen=True)
 class LayerSpec:
@@ -23,7 +27,9 @@ class LayerSpec:
     module (reduce 1×1 conv with bias → ReLU → expand 1×1 conv with bias → h-sigmoid, then a
     channel-wise multiply) acts on this op's output after its activation. ``residual`` marks the
     last op of a block whose output is added to that block's input. ``bn`` is a BatchNorm with
-    affine parameters after the op; ``bias`` is the op's own bias.
+    affine parameters after the op; ``bias`` is the op's own bias. ``precision`` is the row's
+    numeric format (a key of ``PRECISION_BITS``) when a quantization policy sets it; ``None`` means
+    unset: host runtimes run the float network, and MCU/FPGA models assume their native int8.
     """
 
     op: str
@@ -39,8 +45,11 @@ class LayerSpec:
     bias: bool = False
     bn: bool = False
     block: str = ""
+    precision: str | None = None
 
     def __post_init__(self) -> None:
+        if self.precision is not None and self.precision not in PRECISION_BITS:
+            raise ValueError(f"LayerSpec.precision={self.precision!r} is not one of {list(PRECISION_BITS)} (or None)")
         if self.op not in OPS:
             raise ValueError(f"LayerSpec.op={self.op!r} is not one of {list(OPS)}")
         if self.act not in ACTIVATIONS:

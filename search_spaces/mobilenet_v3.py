@@ -211,6 +211,15 @@ class MobileNetV3Space(SearchSpace):
         }
 
     # ------------------------------------------------------------ layer table
+    def block_labels(self) -> tuple[str, ...]:
+        stages = [f"stage{s + 1}.block{j}" for s, stage in enumerate(self.stages) for j in range(stage.max_depth)]
+        return ("stem", "block0", *stages, "head", "classifier")
+
+    def active_block_labels(self, arch: ArchConfig) -> frozenset[str]:
+        arch = self.validate(arch)
+        stages = {f"stage{s + 1}.block{j}" for s in range(len(self.stages)) for j in range(arch[f"d_{s}"])}
+        return frozenset({"stem", "block0", "head", "classifier"} | stages)
+
     def input_shape(self, arch: ArchConfig) -> tuple[int, int, int]:
         r = self.validate(arch)["r"]
         return (self.in_channels, r, r)

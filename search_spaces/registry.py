@@ -50,8 +50,20 @@ def register_space(name: str, factory: Callable[..., SearchSpace]) -> None:
 
 
 def get_space(name: str, **kwargs) -> SearchSpace:
-    """A new instance of the registered space ``name`` (keyword options go to its factory)."""
-    return SPACES.create(name, **kwargs)
+    """A new instance of the registered space ``name`` (keyword options go to its factory).
+
+    ``"<name>+q"`` and ``"<name>+q(int8,fp32)"`` give the registered space with a searched
+    quantization policy (see ``search_spaces.quantization``)."""
+    from search_spaces.quantization import QuantizedSpace, split_quantized_name
+
+    composed = split_quantized_name(name) if isinstance(name, str) else None
+    if composed is None:
+        return SPACES.create(name, **kwargs)
+    base, precisions = composed
+    try:
+        return QuantizedSpace(SPACES.create(base, **kwargs), precisions=precisions)
+    except ValueError as err:
+        raise UnknownSpaceError(f"space {name!r}: {err}") from None
 
 
 def list_spaces() -> list[str]:

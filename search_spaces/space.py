@@ -163,6 +163,15 @@ class SearchSpace:
         """``(channels, height, width)`` of the input the network built from ``arch`` takes."""
         raise NoLayerIRError(f"space {self.name!r} has no input shape; only network families define it")
 
+    def block_labels(self) -> tuple[str, ...]:
+        """Every ``LayerSpec.block`` label any arch's layer table can use, in network order: the
+        units a quantization policy assigns a precision to."""
+        raise NoLayerIRError(f"space {self.name!r} has no layer table; only network families have blocks")
+
+    def active_block_labels(self, arch: ArchConfig) -> frozenset[str]:
+        """The block labels that occur in ``layers(arch)`` (default: read from the table)."""
+        return frozenset(row.block for row in self.layers(arch))
+
     # ------------------------------------------------------------------- helpers
     def _to_flat(self, obj: Mapping) -> dict:
         """Turn an accepted dict layout into ``{param: value}``. Default: already flat."""

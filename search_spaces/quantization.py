@@ -1,0 +1,166 @@
+"""A quantization policy searched with the network: ``QuantizedSpace`` composes any network space.
+
+``quantized(space)`` adds, per block label of the base space (``space.block_labels()``: stem, each
+block slot, head, classifier), a precision setting ``q_<label>`` (``int8`` or ``fp32`` by default),
+plus two global settings: ``q_weights`` (``per_channel`` or ``per_tensor`` weight scales) and
+``q_activations`` (``symmetric`` or ``asymmetric`` activation ranges). The arch is the base arch's
+settings followed by these, so encoders, searchers and predictors see the policy like any other
+choice, and ``arch_id`` covers it.
+
+Canonical form: the base space's rule, plus the precision of every block the base arch switched
+off, plus the two scheme settings when every block is ``fp32`` (nothing is quantized, so they do
+not matter). The composed space is named ``<base>+q`` (default precisions) or
+``<base>+q(int8,fp32,...)``; ``get_space`` resolves both, so a stored job rebuilds the same space.
+A plain space (no policy) keeps its own ``arch_id``s: it is today's float32 network.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Mapping, Sequence
+
+from search_spaces.arch import ArchConfig
+from search_spaces.choice import Choice
+from search_spaces.errors import InvalidArchError
+from search_spaces.layers import PRECISION_BITS, LayerSpec
+from search_spaces.space import SearchSpace
+
+DEFAULT_PRECISIONS = ("int8", "fp32")
+WEIGHT_GRANULARITIES = ("per_channel", "per_tensor")
+ACTIVATION_SCHEMES = ("asymmetric", "symmetric")
+WEIGHTS_KEY, ACTIVATIONS_KEY = "q_weights", "q_activations"
+SUFFIX = "+q"
+_NAME = re.compile(r"^(?P<base>[^+]+)\+q(?:\((?P<precisions>[a-z0-9,]+)\))?$")
+
+
+@dataclass(frozen=True)
+class QuantPolicy:
+    """The numeric format of one subnet: precision per block label, weight scale granularity and
+    activation range scheme (the names ORT's ``quantize_static`` options take)."""
+
+    precisions: Mapping[str, str]
+    weight_granularity: str = "per_channel"
+    activation_scheme: str = "asymmetric"
+
+    @property
+    def per_channel(self) -> bool:
+        return self.weight_granularity == "per_channel"
+
+    @property
+    def activation_symmetric(self) -> bool:
+        return self.activation_scheme == "symmetric"
+
+    def blocks_in(self, precision: str) -> tuple[str, ...]:
+        return tuple(label for label, p in self.precisions.items() if p == precision)
+
+    @property
+    def label(self) -> str:
+        """``fp32``, ``int8`` or ``mixed``: the format a figure of this subnet belongs to."""
+        kinds = set(self.precisions.values())
+        return kinds.pop() if len(kinds) == 1 else "mixed"
+
+    def to_dict(self) -> dict:
+        return {"precisions": dict(self.precisions), "weight_granularity": self.weight_granularity,
+                "activation_scheme": self.activation_scheme, "format": self.label}
+
+    @classmethod
+    def uniform(cls, labels: Sequence[str], precision: str, **scheme) -> "QuantPolicy":
+        """Every block in ``precision`` (e.g. the sequential baseline's all-int8 policy)."""
+        if precision not in PRECISION_BITS:
+            raise InvalidArchError(f"unknown precision {precision!r}; valid: {list(PRECISION_BITS)}")
+        return cls({label: precision for label in labels}, **scheme)
+
+
+class QuantizedSpace(SearchSpace):
+    """``base``'s settings followed by a quantization policy (see the module docstring)."""
+
+    def __init__(self, base: SearchSpace, *, precisions: Sequence[str] = DEFAULT_PRECISIONS) -> None:
+        if isinstance(base, QuantizedSpace):
+            raise ValueError(f"space {base.name!r} already has a quantization policy")
+        precisions = tuple(precisions)
+        unknown = [p for p in precisions if p not in PRECISION_BITS]
+        if unknown or not precisions:
+            raise ValueError(f"precision choices {list(precisions)} must be a non-empty subset of "
+                             f"{list(PRECISION_BITS)}")
+        labels = base.block_labels()
+        self.base = base
+        self.precisions = precisions
+        self.labels = labels
+        self._n_base = len(base.params)
+        params = [*base.params, *(Choice(f"q_{label}", precisions) for label in labels),
+                  Choice(WEIGHTS_KEY, WEIGHT_GRANULARITIES), Choice(ACTIVATIONS_KEY, ACTIVATION_SCHEMES)]
+        suffix = SUFFIX if precisions == DEFAULT_PRECISIONS else f"{SUFFIX}({','.join(precisions)})"
+        super().__init__(base.name + suffix, params, version=base.version)
+
+    # ------------------------------------------------------------------ the two halves
+    def network(self, arch: ArchConfig) -> ArchConfig:
+        """The base space's arch: what the supernet trains and extracts."""
+        arch = self.validate(arch)
+        return self.base.canonicalize(self.base._make([v for _, v in arch.items[: self._n_base]]))
+
+    def policy(self, arch: ArchConfig) -> QuantPolicy:
+        """The arch's quantization policy over the blocks its network runs."""
+        arch = self.validate(arch)
+        active = self.base.active_block_labels(self.network(arch))
+        return QuantPolicy({label: arch[f"q_{label}"] for label in self.labels if label in active},
+                           weight_granularity=arch[WEIGHTS_KEY], activation_scheme=arch[ACTIVATIONS_KEY])
+
+    def combine(self, network: ArchConfig, policy: QuantPolicy) -> ArchConfig:
+        """The arch of ``network`` (a base arch) quantized by ``policy``; blocks it omits get the
+        first precision choice. A label the base space does not have raises ``InvalidArchError``."""
+        network = self.base.validate(network)
+        unknown = sorted(set(policy.precisions) - set(self.labels))
+        if unknown:
+            raise InvalidArchError(f"space {self.base.name!r} has no block(s) {unknown}; blocks: {list(self.labels)}")
+        values = {**network.to_dict(), WEIGHTS_KEY: policy.weight_granularity,
+                  ACTIVATIONS_KEY: policy.activation_scheme}
+        values.update({f"q_{label}": policy.precisions.get(label, self.precisions[0]) for label in self.labels})
+        return self.canonicalize(self.parse(values))
+
+    # ------------------------------------------------------------------ SearchSpace hooks
+    def inactive(self, arch: ArchConfig) -> frozenset[str]:
+        net = self.base._make([v for _, v in arch.items[: self._n_base]])
+        off = set(self.base.inactive(net))
+        active = self.base.active_block_labels(net)
+        off.update(f"q_{label}" for label in self.labels if label not in active)
+        if all(arch[f"q_{label}"] == "fp32" for label in self.labels if label in active):
+            off.update((WEIGHTS_KEY, ACTIVATIONS_KEY))
+        return frozenset(off)
+
+    def layers(self, arch: ArchConfig) -> list[LayerSpec]:
+        """The base table with each row's ``precision`` set from its block's setting."""
+        arch = self.validate(arch)
+        return [replace(row, precision=arch[f"q_{row.block}"]) for row in self.base.layers(self.network(arch))]
+
+    def input_shape(self, arch: ArchConfig) -> tuple[int, int, int]:
+        return self.base.input_shape(self.network(arch))
+
+    def block_labels(self) -> tuple[str, ...]:
+        return self.labels
+
+    def active_block_labels(self, arch: ArchConfig) -> frozenset[str]:
+        return self.base.active_block_labels(self.network(arch))
+
+    def _to_flat(self, obj: Mapping) -> dict:
+        """Flat ``{setting: value}``; a nested ``{"network": {...}, "quantization": {...}}`` (what
+        ``describe`` writes) and the base space's own layouts for the network part are accepted too."""
+        if set(obj) == {"network", "quantization"} and isinstance(obj["quantization"], Mapping):
+            q = dict(obj["quantization"])
+            return {**self.base._to_flat(dict(obj["network"])), **q}
+        network = {k: v for k, v in obj.items() if not str(k).startswith("q_")}
+        return {**self.base._to_flat(network), **{k: v for k, v in obj.items() if str(k).startswith("q_")}}
+
+
+def quantized(space: SearchSpace, *, precisions: Sequence[str] = DEFAULT_PRECISIONS) -> QuantizedSpace:
+    """``space`` searched together with a per-block quantization policy."""
+    return QuantizedSpace(space, precisions=precisions)
+
+
+def split_quantized_name(name: str) -> tuple[str, tuple[str, ...]] | None:
+    """``("tiny_mbv3", ("int8", "fp32"))`` for ``"tiny_mbv3+q"``; None for a plain name."""
+    match = _NAME.match(name)
+    if match is None:
+        return None
+    precisions = match["precisions"]
+    return match["base"], tuple(precisions.split(",")) if precisions else DEFAULT_PRECISIONS
