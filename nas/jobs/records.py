@@ -25,9 +25,10 @@ FINISHED = ("complete", "pruned", "fail")
 
 def metric_from_dict(blob: Mapping[str, Any]) -> Metric:
     """The :class:`~hw_profiles.Metric` that ``Metric.to_dict()`` stored."""
-    spread = blob.get("spread")
+    spread, precision = blob.get("spread"), blob.get("precision")
     return Metric(value=float(blob["value"]), unit=str(blob.get("unit", "")), source=str(blob["source"]),
-                  profile=str(blob.get("profile", "")), spread=None if spread is None else float(spread))
+                  profile=str(blob.get("profile", "")), spread=None if spread is None else float(spread),
+                  precision=None if precision is None else str(precision))
 
 
 def arch_id_of(trial) -> str | None:
