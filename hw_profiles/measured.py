@@ -82,7 +82,7 @@ class MeasuredCostModel(CostModel):
         try:
             for i, (module, shape) in enumerate(items):
                 x = torch.randn(tuple(shape), generator=torch.Generator().manual_seed(self.seed))
-                runners[str(i)] = make_runner(self.backend, module.eval(), x, threads=self.threads, spin=False)
+                runners[str(i)] = make_runner(self.backend, _ready(module), x, threads=self.threads, spin=False)
             timings = measure(runners, warmup=self.warmup, repeats=self.repeats, threads=self.threads,
                               warm_calls=1)  # each timed with its own weights in cache (kernels.timing)
         except KernelError as err:
@@ -99,12 +99,17 @@ class MeasuredCostModel(CostModel):
 
         x = torch.randn(tuple(input_shape), generator=torch.Generator().manual_seed(self.seed))
         try:
-            timing = time_module(module.eval(), x, backend=self.backend, threads=self.threads,
+            timing = time_module(_ready(module), x, backend=self.backend, threads=self.threads,
                                  warmup=self.warmup, repeats=self.repeats)
         except KernelError as err:
             raise MeasurementFailedError(f"measuring on {self.profile.ref} ({self.backend}) failed: {err}") from err
         return Metric(value=timing.median_ms, unit="ms", source="measured", profile=self.profile.ref,
                       spread=timing.iqr_ms)
+
+
+def _ready(module):
+    """An ``nn.Module`` in eval mode; a built artefact (``kernels.quantize.QuantizedOnnx``) as it is."""
+    return module.eval() if hasattr(module, "eval") else module
 
 
 def gpu_unavailable_reason(profile: Profile) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Iterable, Sequence
 
 SOURCES = ("measured", "estimated", "predicted")
 PRECISIONS = ("fp32", "int8", "mixed")
@@ -32,3 +33,22 @@ class Metric:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def precision_label(formats: Iterable[str]) -> str | None:
+    """The ``Metric.precision`` of a network whose rows run in ``formats``: the one format when
+    they share it (None if that is not one of ``PRECISIONS``, e.g. fp16), ``mixed`` when they differ,
+    None for no rows."""
+    kinds = set(formats)
+    if len(kinds) > 1:
+        return "mixed"
+    if not kinds:
+        return None
+    (kind,) = kinds
+    return kind if kind in PRECISIONS else None
+
+
+def layers_precision(layers: Sequence, unset: str) -> str | None:
+    """:func:`precision_label` of a layer table, a row without ``precision`` counting as ``unset``
+    (the format the device runs a plain network in)."""
+    return precision_label({layer.precision or unset for layer in layers})

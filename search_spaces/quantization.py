@@ -118,6 +118,27 @@ class QuantizedSpace(SearchSpace):
         values.update({f"q_{label}": policy.precisions.get(label, self.precisions[0]) for label in self.labels})
         return self.canonicalize(self.parse(values))
 
+    # ------------------------------------------------------------------ the base network's facts
+    @property
+    def num_classes(self) -> int:
+        return self.base.num_classes
+
+    @property
+    def in_channels(self) -> int:
+        return self.base.in_channels
+
+    def largest(self) -> ArchConfig:
+        """The base's largest network, every block in float: the most accurate subnet."""
+        return self._uniform(self.base.largest(), "fp32" if "fp32" in self.precisions else self.precisions[0])
+
+    def smallest(self) -> ArchConfig:
+        """The base's smallest network in the narrowest precision on offer."""
+        narrow = min(self.precisions, key=lambda p: PRECISION_BITS[p])
+        return self._uniform(self.base.smallest(), narrow)
+
+    def _uniform(self, network: ArchConfig, precision: str) -> ArchConfig:
+        return self.combine(network, QuantPolicy.uniform(self.labels, precision))
+
     # ------------------------------------------------------------------ SearchSpace hooks
     def inactive(self, arch: ArchConfig) -> frozenset[str]:
         net = self.base._make([v for _, v in arch.items[: self._n_base]])

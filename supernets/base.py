@@ -10,6 +10,9 @@ Contract:
   active, and whose MACs/params equal ``space.layers(arch)``'s. It does not change the
   active arch. The returned module is in eval mode.
 - The supernet does not resize inputs: feed tensors of ``input_shape(arch, batch)``.
+- ``block_scopes(arch)`` maps each block label of ``space.layers(arch)`` to the dotted module
+  paths of ``extract(arch)`` that compute it (every module with parameters lies under exactly one):
+  how a per-block quantization policy finds the ops it keeps in float.
 """
 
 from __future__ import annotations
@@ -63,3 +66,6 @@ class Supernet(nn.Module):
 
     def extract(self, arch: ArchConfig) -> nn.Module:
         raise NotImplementedError
+
+    def block_scopes(self, arch: ArchConfig) -> dict[str, tuple[str, ...]]:
+        raise NotImplementedError(f"{type(self).__name__} does not map block labels to module paths")

@@ -115,6 +115,23 @@ def evaluate(
     return result
 
 
+def recalibrated_subnet(supernet: Supernet, arch: ArchConfig, calib_batches: Iterable, n_calib_batches: int = 20,
+                        *, device: torch.device | None = None) -> nn.Module:
+    """``supernet.extract(arch)`` with BN statistics re-estimated for ``arch`` on ``calib_batches``
+    (resized to its resolution), as :func:`evaluate` uses them; the supernet's own BN buffers and
+    active arch are restored. The subnet is in eval mode on ``device``."""
+    arch = supernet.space.validate(arch)
+    device = device or next(supernet.parameters()).device
+    resolution = supernet.space.input_shape(arch)[-1]
+    was_training = supernet.training
+    with preserved_bn_state(supernet):
+        resized = ((resize_batch(x.to(device), resolution)) for x, *_ in _as_pairs(calib_batches))
+        recalibrate_bn(supernet, arch, resized, n_calib_batches)
+        subnet = supernet.extract(arch)
+    supernet.train(was_training)
+    return subnet.eval()
+
+
 def _as_pairs(batches: Iterable) -> Iterator[tuple]:
     for batch in batches:
         yield batch if isinstance(batch, (tuple, list)) else (batch,)

@@ -152,3 +152,12 @@ class OFAMobileNetV3Supernet(Supernet):
             copy.deepcopy(self.classifier), self.dropout.p,
         )
         return net.eval()
+
+    def block_scopes(self, arch: ArchConfig) -> dict[str, tuple[str, ...]]:
+        """Paths in :class:`~supernets.static.MobileNetV3`: ``blocks.0`` is the fixed first block,
+        ``blocks.k`` the k-th active elastic block; the head is the final expand and feature mix."""
+        active = self.space.active_blocks(self.space.validate(arch))
+        scopes = {"stem": ("stem",), "block0": ("blocks.0",)}
+        scopes.update({f"stage{b.stage + 1}.block{b.index}": (f"blocks.{k}",) for k, b in enumerate(active, start=1)})
+        scopes.update({"head": ("final_expand", "feature_mix"), "classifier": ("classifier",)})
+        return scopes

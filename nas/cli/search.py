@@ -51,4 +51,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"hypervolume (normalised, ref 1.1): {report.hypervolume:.4f} vs random search at equal budget "
               f"and seed {report.baseline_hypervolume:.4f} (ratio {report.ratio}); baseline job "
               f"{done.baseline.name}")
+    if done.sequential is not None:
+        seq = done.sequential
+        print(f"quantization: joint search (arch x policy) hypervolume {seq.joint_hypervolume:.4f} vs sequential "
+              f"(float search, then int8) {seq.sequential_hypervolume:.4f} (ratio {seq.ratio}); "
+              f"{seq.joint_evaluations} vs {seq.sequential_evaluations} evaluations; float job {seq.float_job}")
     return 0

@@ -16,9 +16,14 @@ Layout::
     metric = "stm32f746.peak_sram_kb"
     op = "<="
     bound = 320
+    [quantization]                # only for a space with a policy ("tiny_mbv3+q")
+    method = "minmax"             # calibration: minmax | entropy | percentile
+    samples = 256                 # calibration images from the training split (seeded)
+    sequential_baseline = true    # also search float32, then quantize its front to int8 (equal budget)
 
 Metrics: ``accuracy`` (top-1 on the checkpoint's validation split, BN recalibrated; measured,
-expensive), ``macs``, ``params``, ``PROFILE.METRIC`` (see ``nas devices``); a cpu profile's
+expensive; for a space with a quantization policy, the top-1 of the post-training-quantized model
+run by onnxruntime, labelled with its format), ``accuracy_drop`` (float minus quantized top-1), ``macs``, ``params``, ``PROFILE.METRIC`` (see ``nas devices``); a cpu profile's
 ``latency_ms`` is predicted from its latency model when one is named, else measured (on this host,
 or on its board over TVM RPC); its ``tvm_latency_ms`` is the TVM-compiled subnet measured there,
 compiled from the ``nas tune-space`` database when one exists.
@@ -37,6 +42,7 @@ from nas.jobs.objectives import CPU_METRICS, Constraint, MetricCatalog, Objectiv
 from search_spaces import get_space
 
 DEFAULT_STORAGE = "sqlite:///nas.db"
+ACCURACY_METRICS = ("accuracy", "accuracy_drop")
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,21 @@ class AccuracySettings:
 
 
 @dataclass(frozen=True)
+class QuantizationSettings:
+    method: str = "minmax"
+    samples: int = 256
+    sequential_baseline: bool = True
+
+    def settings(self):
+        from nas.training.quantized import QuantizationError, QuantSettings
+
+        try:
+            return QuantSettings(method=self.method, samples=self.samples)
+        except QuantizationError as err:
+            raise ConfigError(f"[quantization]: {err}") from None
+
+
+@dataclass(frozen=True)
 class ObjectiveSpec:
     name: str
     metric: str
@@ -80,6 +101,7 @@ class ConstraintSpec:
 class SearchConfig:
     search: SearchSettings = field(default_factory=SearchSettings)
     accuracy: AccuracySettings = field(default_factory=AccuracySettings)
+    quantization: QuantizationSettings = field(default_factory=QuantizationSettings)
     latency_models: dict = field(default_factory=dict)
     objectives: tuple = ()
     constraints: tuple = ()
@@ -87,13 +109,16 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, blob: dict, *, source: str = "config", base_dir: str = ".") -> "SearchConfig":
-        known = {"search", "accuracy", "latency_models", "objectives", "constraints"}
+        known = {"search", "accuracy", "quantization", "latency_models", "objectives", "constraints"}
         unknown = sorted(set(blob) - known)
         if unknown:
             raise ConfigError(f"{source}: unknown table(s) {unknown}; valid: {sorted(known)}")
         search = SearchSettings(**typed_values(SearchSettings, subtable(blob, "search", source), source=f"{source} [search]"))
         accuracy = AccuracySettings(**typed_values(AccuracySettings, subtable(blob, "accuracy", source),
                                                    source=f"{source} [accuracy]"))
+        quantization = QuantizationSettings(**typed_values(
+            QuantizationSettings, subtable(blob, "quantization", source), source=f"{source} [quantization]"))
+        quantization.settings()  # checks the values
         models = subtable(blob, "latency_models", source)
         for key, value in models.items():
             if not isinstance(value, str):
@@ -102,7 +127,8 @@ class SearchConfig:
         constraints = tuple(_rows(blob, "constraints", ConstraintSpec, source))
         if not objectives:
             raise ConfigError(f"{source}: needs at least one [[objectives]] table with name and metric")
-        return cls(search=search, accuracy=accuracy, latency_models=dict(models), objectives=objectives,
+        return cls(search=search, accuracy=accuracy, quantization=quantization, latency_models=dict(models),
+                   objectives=objectives,
                    constraints=constraints, base_dir=base_dir)
 
     @classmethod
@@ -113,6 +139,7 @@ class SearchConfig:
     def to_dict(self) -> dict:
         """The TOML-shaped dict (with ``base_dir``), as stored in the job."""
         return {"search": asdict(self.search), "accuracy": asdict(self.accuracy),
+                "quantization": asdict(self.quantization),
                 "latency_models": dict(self.latency_models), "objectives": [asdict(o) for o in self.objectives],
                 "constraints": [asdict(c) for c in self.constraints], "base_dir": self.base_dir}
 
@@ -143,11 +170,12 @@ class SearchConfig:
         catalog = MetricCatalog(space, latency_models=models, measure=measure)
         extra = {"config": self.to_dict(), "profiles": sorted({m.partition(".")[0] for m in metrics if "." in m})}
         objectives = []
+        accuracy_metrics = None
         for spec in self.objectives:
-            if spec.metric == "accuracy":
-                fn, checkpoint_hash = self._accuracy(space)
-                extra["checkpoint_sha256"] = checkpoint_hash
-                objectives.append(Objective(spec.name, fn, direction=spec.direction))
+            if spec.metric in ACCURACY_METRICS:
+                accuracy_metrics = accuracy_metrics or self._accuracy(space)
+                extra["checkpoint_sha256"] = accuracy_metrics.checkpoint_hash
+                objectives.append(Objective(spec.name, accuracy_metrics.fn(spec.metric), direction=spec.direction))
             else:
                 objectives.append(Objective(spec.name, spec.metric, direction=spec.direction))
         try:
@@ -159,21 +187,10 @@ class SearchConfig:
     def _accuracy(self, space):
         if not self.accuracy.checkpoint:
             raise ConfigError("metric 'accuracy' needs [accuracy] checkpoint = a `nas train` output folder")
-        from hw_profiles import Metric
-        from nas.training.evaluation import CheckpointEvaluator
+        from nas.jobs.accuracy import AccuracyMetrics
 
-        evaluator = CheckpointEvaluator(self.path(self.accuracy.checkpoint), data=self.accuracy.data or None)
-        if evaluator.space.name != space.name:
-            raise ConfigError(f"[accuracy] checkpoint is a {evaluator.space.name} supernet, but [search] space = "
-                              f"{space.name!r}")
-        profile = f"{evaluator.data}@ckpt-{evaluator.checkpoint_hash[:12]}"
-
-        def accuracy(arch) -> Metric:
-            result = evaluator(arch)
-            stderr = (result.top1 * (1 - result.top1) / max(result.n, 1)) ** 0.5  # binomial standard error
-            return Metric(value=result.top1, unit="fraction", source="measured", profile=profile, spread=stderr)
-
-        return accuracy, evaluator.checkpoint_hash
+        return AccuracyMetrics.open(self.path(self.accuracy.checkpoint), space, data=self.accuracy.data or None,
+                                    quantization=self.quantization.settings())
 
 
 def host_measurer(space, profile, *, tvm: bool = False):
@@ -190,14 +207,26 @@ def host_measurer(space, profile, *, tvm: bool = False):
         if "model" not in state:
             from supernets import create_supernet
 
-            supernet = create_supernet(space.name, num_classes=space.num_classes, in_channels=space.in_channels, seed=0)
-            db = default_db_dir(profile, space)
-            kwargs = dict(build=supernet.extract, input_shape=lambda a: (1, *space.input_shape(a)))
+            from nas.jobs.accuracy import network_builder
+
+            network = getattr(space, "base", space)
+            supernet = create_supernet(network.name, num_classes=space.num_classes, in_channels=space.in_channels,
+                                       seed=0)
+            db = default_db_dir(profile, network)
+            kwargs = dict(build=network_builder(supernet, space), input_shape=lambda a: (1, *space.input_shape(a)))
             state["model"] = (TvmMeasuredCostModel(profile, database=db if db.is_dir() else None, **kwargs) if tvm
                               else measured_model_for(profile, database=db if db.is_dir() else None, **kwargs))
-        return state["model"].measure(arch)
+        return _labelled(state["model"].measure(arch), space, arch)
 
     return measure
+
+
+def _labelled(metrics: dict, space, arch) -> dict:
+    """``metrics`` with the numeric format of the network that ran (fp32 unless a policy quantized it)."""
+    from dataclasses import replace
+
+    label = space.policy(arch).label if hasattr(space, "policy") else "fp32"
+    return {name: replace(m, precision=label) for name, m in metrics.items()}
 
 
 def _rows(blob: dict, key: str, cls, source: str) -> list:

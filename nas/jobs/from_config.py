@@ -9,6 +9,7 @@ from pathlib import Path
 
 from nas.jobs.results import HypervolumeComparison, SearchResult
 from nas.jobs.search import DEFAULT_WAIT_TIMEOUT_S
+from nas.jobs.sequential import SequentialComparison
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class ConfigSearch:
     storage: str
     baseline: SearchResult | None = None
     report: HypervolumeComparison | None = None
+    sequential: SequentialComparison | None = None
 
 
 def search_from_config(path: Path, *, job: str | None = None, storage: str | None = None, budget: int | None = None,
@@ -40,11 +42,22 @@ def search_from_config(path: Path, *, job: str | None = None, storage: str | Non
                   config_extra=extra, wait_timeout_s=wait_timeout_s)
     result = search(space, objectives, constraints, algorithm=settings.algorithm, job=job or settings.job or None,
                     **common)
-    if not baseline or settings.algorithm == "random":
+    if not baseline:
         return ConfigSearch(result=result, storage=storage)
+    sequential = None
+    if hasattr(space, "policy") and config.quantization.sequential_baseline:
+        from nas.jobs.evaluator import Evaluator
+        from nas.jobs.sequential import sequential_baseline
+
+        sequential = sequential_baseline(config, result, evaluator=Evaluator(space, objectives, constraints,
+                                                                              catalog=catalog),
+                                         **{k: v for k, v in common.items() if k not in ("catalog", "config_extra")})
+        result.job.save_sequential_report(sequential.to_json())
+    if settings.algorithm == "random":
+        return ConfigSearch(result=result, storage=storage, sequential=sequential)
     from nas.jobs.results import compare_hypervolume
 
     base = search(space, objectives, constraints, algorithm="random", job=f"{result.name}.random", **common)
     report = compare_hypervolume(result, base)
     result.job.save_report(report.to_json())
-    return ConfigSearch(result=result, storage=storage, baseline=base, report=report)
+    return ConfigSearch(result=result, storage=storage, baseline=base, report=report, sequential=sequential)

@@ -4,7 +4,8 @@ Contract: ``SearchResult(job, objectives)`` reads the store on each call (a job 
 still extend is seen as it is now). :meth:`SearchResult.records` are the finished trials as
 :class:`~nas.jobs.records.TrialRecord`; columns of :meth:`SearchResult.trials` and :meth:`SearchResult.pareto`: ``trial``, ``state``, ``arch_id``, one column per setting, one per
 objective (natural units and direction), then per objective ``<name>.source``, ``<name>.profile``,
-``<name>.spread``, one column per constraint (its violation, ``<= 0`` satisfied) and ``feasible``.
+``<name>.spread``, ``<name>.precision`` (the numeric format: fp32, int8, mixed; None for MACs and
+params), one column per constraint (its violation, ``<= 0`` satisfied) and ``feasible``.
 A retried trial (its worker died) appears once: its newest attempt. The front holds the feasible,
 non-dominated COMPLETE trials.
 """
@@ -82,6 +83,7 @@ class SearchResult:
                 row[f"{o.name}.source"] = m.source if m else None
                 row[f"{o.name}.profile"] = m.profile if m else None
                 row[f"{o.name}.spread"] = m.spread if m else None
+                row[f"{o.name}.precision"] = m.precision if m else None
             row.update(r.constraints)
             row["feasible"] = r.feasible
             rows.append(row)
@@ -114,6 +116,10 @@ class SearchResult:
             return []
         mask = pareto_mask(objective_matrix(complete, self.objectives))
         return [t for t, keep in zip(complete, mask) if keep]
+
+    def front_records(self) -> list[TrialRecord]:
+        """The feasible non-dominated complete trials as records, in trial order."""
+        return self._front_trials()
 
     def pareto(self):
         """The feasible non-dominated trials, sorted by the first objective."""

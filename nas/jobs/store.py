@@ -183,6 +183,10 @@ class Job:
         """Record the search report (``report.json``'s content) with the job."""
         self.study.set_user_attr("report", report)
 
+    def save_sequential_report(self, report: dict) -> None:
+        """Record the joint-vs-sequential quantization comparison with the job."""
+        self.study.set_user_attr("sequential_report", report)
+
     # ------------------------------------------------------------ queueing
     def trials(self, states=None) -> list:
         """The raw Optuna ``FrozenTrial`` objects (prefer :meth:`records`)."""

@@ -115,3 +115,15 @@ class SupernetContract:
             assert supernet.input_shape(arch, batch=3) == (3, space.in_channels, r, r)
         with pytest.raises(ValueError, match="batch"):
             supernet.input_shape(space.largest(), batch=0)
+
+    def test_block_scopes_cover_every_parameter_once(self, supernet, n_random_archs):
+        for arch in random_archs(supernet.space, n_random_archs, seed=3):
+            scopes = supernet.block_scopes(arch)
+            assert set(scopes) == {row.block for row in supernet.space.layers(arch)}, arch.to_json()
+            paths = [p for paths in scopes.values() for p in paths]
+            subnet = supernet.extract(arch)
+            modules = dict(subnet.named_modules())
+            assert all(p in modules for p in paths), paths
+            for name, _ in subnet.named_parameters():
+                owners = [p for p in paths if name.startswith(p + ".")]
+                assert len(owners) == 1, (name, owners)

@@ -1,0 +1,113 @@
+"""The accuracy metrics of a search job, float or quantized, and the network a measured latency runs.
+
+Contract: ``AccuracyMetrics.open(checkpoint, space, ...)`` loads the checkpoint once; ``fn("accuracy")``
+and ``fn("accuracy_drop")`` are ``ArchConfig -> Metric`` callables (measured, expensive). For a plain
+space ``accuracy`` is the float top-1 (``precision="fp32"``) and ``accuracy_drop`` is 0. For a space
+with a quantization policy (``"<space>+q"``) ``accuracy`` is the top-1 of the post-training-quantized
+model run by onnxruntime (``nas.training.quantized``), labelled ``int8``/``mixed``/``fp32`` by the
+arch's policy, and ``accuracy_drop`` the float top-1 minus it. Spreads are binomial standard errors.
+
+``network_builder(supernet, space)`` is the build function of a measured latency: the extracted float
+module, or for a quantized arch its QDQ ONNX model (``kernels.quantize.QuantizedOnnx``) calibrated on
+seeded random inputs (latency does not depend on the calibration), written under one temporary
+folder per process that is removed at exit.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from hw_profiles import Metric
+from nas._config_io import ConfigError
+from search_spaces import ArchConfig, QuantizedSpace, SearchSpace
+
+LATENCY_CALIBRATION_SAMPLES = 8
+
+
+def _stderr(top1: float, n: int) -> float:
+    return math.sqrt(top1 * (1 - top1) / max(n, 1))  # binomial standard error
+
+
+@dataclass(frozen=True)
+class AccuracyMetrics:
+    space: SearchSpace
+    evaluator: object  # nas.training.evaluation.CheckpointEvaluator
+    quantized: object | None  # nas.training.quantized.QuantizedEvaluator for a quantized space
+    checkpoint_hash: str
+    profile: str
+
+    @classmethod
+    def open(cls, checkpoint: Path, space: SearchSpace, *, data: str | None = None,
+             quantization=None) -> "AccuracyMetrics":
+        from nas.training.evaluation import CheckpointEvaluator
+        from nas.training.quantized import QuantizedEvaluator
+
+        evaluator = CheckpointEvaluator(checkpoint, data=data)
+        network = space.base if isinstance(space, QuantizedSpace) else space
+        if evaluator.space.name != network.name:
+            raise ConfigError(f"[accuracy] checkpoint is a {evaluator.space.name} supernet, but [search] space = "
+                              f"{space.name!r}")
+        quantized = QuantizedEvaluator(evaluator, space, quantization) if isinstance(space, QuantizedSpace) else None
+        return cls(space=space, evaluator=evaluator, quantized=quantized, checkpoint_hash=evaluator.checkpoint_hash,
+                   profile=f"{evaluator.data}@ckpt-{evaluator.checkpoint_hash[:12]}")
+
+    def fn(self, metric: str) -> Callable[[ArchConfig], Metric]:
+        """``ArchConfig -> Metric`` for ``accuracy`` or ``accuracy_drop``."""
+        if metric not in ("accuracy", "accuracy_drop"):
+            raise ConfigError(f"unknown accuracy metric {metric!r}; valid: accuracy, accuracy_drop")
+        drop = metric == "accuracy_drop"
+
+        def measure(arch) -> Metric:
+            if self.quantized is None:
+                result = self.evaluator(arch)
+                value, spread, precision = (0.0, 0.0, "fp32") if drop else (result.top1, _stderr(result.top1, result.n),
+                                                                              "fp32")
+            else:
+                q = self.quantized(arch)
+                error = _stderr(q.top1, q.n)
+                value = q.drop if drop else q.top1
+                spread, precision = (math.sqrt(2) * error if drop else error), q.precision
+            return Metric(value=value, unit="fraction", source="measured", profile=self.profile, spread=spread,
+                          precision=precision)
+
+        return measure
+
+
+def network_builder(supernet, space: SearchSpace) -> Callable[[ArchConfig], object]:
+    """The build function of a measured latency for ``space``'s archs (see the module docstring)."""
+    if not isinstance(space, QuantizedSpace):
+        return supernet.extract
+    folder = Path(tempfile.mkdtemp(prefix="hwnas-int8-"))
+    built: dict[str, object] = {}
+
+    def build(arch: ArchConfig):
+        arch = space.validate(arch)
+        module = supernet.extract(space.network(arch))
+        if space.policy(arch).label == "fp32":
+            return module
+        if arch.arch_id not in built:
+            import torch
+
+            from kernels.quantize import QuantRecipe, quantize_module
+
+            policy = space.policy(arch)
+            scopes = supernet.block_scopes(space.network(arch))
+            shape = (1, *space.input_shape(arch))
+            calibration = np.random.default_rng(0).standard_normal(
+                (LATENCY_CALIBRATION_SAMPLES, *shape[1:])).astype(np.float32)
+            recipe = QuantRecipe(per_channel=policy.per_channel, activation_symmetric=policy.activation_symmetric,
+                                 fp32_scopes=tuple(p for label in policy.blocks_in("fp32") for p in scopes[label]))
+            built[arch.arch_id] = quantize_module(module, torch.zeros(shape), folder / f"{arch.arch_id}.onnx",
+                                                  calibration, recipe)
+        return built[arch.arch_id]
+
+    weakref.finalize(build, shutil.rmtree, folder, ignore_errors=True)
+    return build

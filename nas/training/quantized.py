@@ -1,0 +1,181 @@
+"""Accuracy of a quantized subnet: real post-training quantization, measured with onnxruntime.
+
+Contract: ``QuantizedEvaluator(checkpoint_evaluator, settings)`` evaluates archs of
+``quantized(space)`` (``"<space>+q"``) for the checkpoint's supernet. For one arch: the network part
+is extracted with BN recalibrated (as float evaluation does) → ONNX → onnxruntime
+``quantize_static`` (QDQ, signed int8, the arch's weight granularity and activation scheme, the
+blocks its policy keeps in ``fp32`` excluded by node name) calibrated on ``settings.samples``
+training images in a seeded order → top-1 of the int8 model with onnxruntime on the validation
+split, beside the float subnet's (the checkpoint evaluator's figure, same images and recalibration). An all-``fp32`` policy is the float network:
+nothing is quantized. Quantized top-1s are cached next to the checkpoint (``quant_eval_cache.json``,
+keyed by checkpoint hash, data and calibration settings, then ``arch_id``). A quantized model whose top-1 falls more than ``COLLAPSE_DROP`` below the
+float one is reported ``collapsed`` (the figure is kept, not hidden).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nas._results import ReportRecord
+from search_spaces import ArchConfig, NASError, QuantizedSpace
+from supernets.evaluate import EvalCache, EvalResult, recalibrated_subnet
+from supernets.training.losses import resize_batch
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+COLLAPSE_DROP = 0.2
+CACHE_NAME = "quant_eval_cache.json"
+
+
+class QuantizationError(NASError, ValueError):
+    """A quantization setting or a quantized evaluation is unusable; the message says why."""
+
+
+@dataclass(frozen=True)
+class QuantSettings:
+    """Post-training quantization settings: the calibration method and how many training images."""
+
+    method: str = "minmax"
+    samples: int = 256
+
+    def __post_init__(self) -> None:
+        if self.method not in CALIBRATION_METHODS:
+            raise QuantizationError(f"calibration method {self.method!r} is not one of {list(CALIBRATION_METHODS)}")
+        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or not 1 <= self.samples <= 100_000:
+            raise QuantizationError(f"calibration samples must be an integer in 1..100000, got {self.samples!r}")
+
+    @property
+    def tag(self) -> str:
+        return f"{self.method}-{self.samples}"
+
+
+@dataclass(frozen=True)
+class QuantizedResult(ReportRecord):
+    """Float vs quantized top-1 of one subnet on the same validation images."""
+
+    arch_id: str
+    precision: str  # fp32 | int8 | mixed
+    top1: float
+    float_top1: float
+    n: int
+    agreement: float | None  # share of images where both models predict the same class (None: from the cache)
+    max_logit_diff: float | None
+    calibration: str
+    collapsed: bool
+    ptq_s: float
+
+    @property
+    def drop(self) -> float:
+        return self.float_top1 - self.top1
+
+
+class QuantizedEvaluator:
+    """Quantized accuracy of subnets of one checkpoint (see the module docstring)."""
+
+    def __init__(self, evaluator, space: QuantizedSpace, settings: QuantSettings | None = None) -> None:
+        if not isinstance(space, QuantizedSpace):
+            raise QuantizationError(f"space {space.name!r} has no quantization policy; use {space.name}+q")
+        if space.base.name != evaluator.space.name:
+            raise QuantizationError(f"space {space.name!r} does not quantize the checkpoint's space "
+                                    f"{evaluator.space.name!r}")
+        self.evaluator, self.space = evaluator, space
+        self.settings = settings or QuantSettings()
+        self._results: dict[str, QuantizedResult] = {}
+        self.cache = EvalCache(checkpoint_hash=evaluator.checkpoint_hash, data=f"{evaluator.data}/ptq-{self.settings.tag}",
+                               path=evaluator.cache.path.with_name(CACHE_NAME) if evaluator.cache.path else None)
+
+    # --------------------------------------------------------------------- data
+    def calibration_images(self, resolution: int) -> np.ndarray:
+        """``settings.samples`` training images (seeded order, not augmented) at ``resolution``."""
+        ev = self.evaluator
+        chunks, count = [], 0
+        for images, _ in ev.source.calib_batches(batch_size=ev.config.batch_size, seed=ev.config.seed):
+            chunks.append(resize_batch(images, resolution).numpy())
+            count += len(images)
+            if count >= self.settings.samples:
+                break
+        if not chunks:
+            raise QuantizationError("the calibration set is empty: the training split has no images")
+        return np.concatenate(chunks)[: self.settings.samples].astype(np.float32)
+
+    def _validation(self, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+        ev = self.evaluator
+        images, labels = [], []
+        for x, y in ev.source.val_batches(batch_size=ev.config.eval_batch_size):
+            images.append(resize_batch(x, resolution).numpy())
+            labels.append(y.numpy())
+        return np.concatenate(images).astype(np.float32), np.concatenate(labels)
+
+    def float_subnet(self, arch: ArchConfig) -> torch.nn.Module:
+        """The network part of ``arch``, BN recalibrated, on the CPU (what gets quantized)."""
+        ev = self.evaluator
+        net = self.space.network(arch)
+        calib = ev.source.calib_batches(batch_size=ev.config.batch_size, seed=ev.config.seed)
+        return recalibrated_subnet(ev.supernet, net, calib, ev.config.calib_batches).cpu()
+
+    # ---------------------------------------------------------------- quantizing
+    def quantize(self, arch: ArchConfig, out_path: Path, module: torch.nn.Module | None = None):
+        """Write the QDQ ONNX model of ``arch`` to ``out_path``; the ``kernels.quantize.QuantizedOnnx``."""
+        from kernels.quantize import QuantRecipe, quantize_module
+
+        arch = self.space.validate(arch)
+        policy = self.space.policy(arch)
+        net = self.space.network(arch)
+        module = module if module is not None else self.float_subnet(arch)
+        scopes = self.evaluator.supernet.block_scopes(net)
+        fp32 = tuple(path for label in policy.blocks_in("fp32") for path in scopes[label])
+        recipe = QuantRecipe(per_channel=policy.per_channel, activation_symmetric=policy.activation_symmetric,
+                             method=self.settings.method, fp32_scopes=fp32)
+        shape = (1, *self.space.input_shape(arch))
+        calibration = self.calibration_images(shape[-1])
+        return quantize_module(module, torch.zeros(shape), out_path, calibration, recipe)
+
+    def __call__(self, arch_obj) -> QuantizedResult:
+        arch = self.space.parse(arch_obj) if not isinstance(arch_obj, ArchConfig) else self.space.validate(arch_obj)
+        if arch.arch_id in self._results:
+            return self._results[arch.arch_id]
+        float_top1 = self.evaluator(self.space.network(arch)).top1  # cached by the float evaluator
+        cached = self.cache.get(arch.arch_id)
+        if cached is not None:
+            result = self._result(arch, cached.top1, float_top1, cached.n, None, None, 0.0)
+        else:
+            result = self._evaluate(arch, float_top1)
+        self._results[arch.arch_id] = result
+        return result
+
+    def _evaluate(self, arch: ArchConfig, float_top1: float) -> QuantizedResult:
+        from kernels.quantize import run_batches
+
+        policy = self.space.policy(arch)
+        module = self.float_subnet(arch)
+        images, labels = self._validation(self.space.input_shape(arch)[-1])
+        with torch.inference_mode():
+            float_logits = torch.cat([module(torch.from_numpy(images[i:i + 256])) for i in
+                                      range(0, len(images), 256)]).numpy()
+        if policy.label == "fp32":
+            logits, seconds = float_logits, 0.0
+        else:
+            start = time.perf_counter()
+            with tempfile.TemporaryDirectory(prefix="hwnas-ptq-") as tmp:
+                quantized = self.quantize(arch, Path(tmp) / "model.int8.onnx", module)
+                logits = run_batches(quantized.path, images, batch_size=256)
+            seconds = time.perf_counter() - start
+        if not np.isfinite(logits).all():
+            raise QuantizationError(f"the quantized model of {arch.arch_id} gave non-finite logits")
+        top1 = float((logits.argmax(1) == labels).mean())
+        loss = float(torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
+        self.cache.put(arch.arch_id, EvalResult(top1=top1, loss=loss, n=len(labels), bn_recalibrated=True))
+        agreement = float((logits.argmax(1) == float_logits.argmax(1)).mean())
+        diff = float(np.abs(logits - float_logits).max())
+        return self._result(arch, top1, float_top1, len(labels), agreement, diff, seconds)
+
+    def _result(self, arch, top1, float_top1, n, agreement, diff, seconds) -> QuantizedResult:
+        return QuantizedResult(
+            arch_id=arch.arch_id, precision=self.space.policy(arch).label, top1=top1, float_top1=float_top1, n=n,
+            agreement=agreement, max_logit_diff=diff, calibration=self.settings.tag,
+            collapsed=float_top1 - top1 > COLLAPSE_DROP, ptq_s=round(seconds, 3))
