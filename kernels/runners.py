@@ -14,8 +14,10 @@ only, restoring the caller's setting after it.
 ``TvmRunner`` exports to ONNX the same way, then imports, schedules and builds it with Apache TVM
 for this CPU, untuned (:mod:`kernels.tvm.build`: the simple default schedule, ``relax``
 VirtualMachine, exactly ``threads`` TVM threads); ``build_s`` is how long that took.
-``OrtFileRunner`` and ``TvmLibraryRunner`` run artefacts already on disk (an ONNX file, a TVM
-shared library) with the same settings; their example input is a numpy array.
+``OrtFileRunner``, ``TvmOnnxRunner`` and ``TvmLibraryRunner`` run artefacts already on disk (an
+ONNX file, the same built by TVM, a TVM shared library) with the same settings; their example
+input is a numpy array. :func:`make_runner` also takes a :class:`kernels.quantize.QuantizedOnnx`
+(an int8 QDQ file) as the module, for onnxruntime and tvm only.
 """
 
 from __future__ import annotations
@@ -172,6 +174,20 @@ class OrtFileRunner(OrtRunner):
         self._feed = {INPUT_NAME: np.ascontiguousarray(example_input, dtype=np.float32)}
 
 
+class TvmOnnxRunner(TvmRunner):
+    """TVM on an ONNX file already written (e.g. an int8 QDQ model), built as ``TvmRunner`` builds;
+    ``input_shape`` fixes a symbolic batch axis."""
+
+    def __init__(self, path, example_input: np.ndarray, *, threads: int, input_shape=None) -> None:
+        from kernels.tvm import build as tvm_build
+
+        self.threads = _check_threads(threads)
+        start = time.perf_counter()
+        self.model = tvm_build.compile_onnx(path, threads=self.threads, input_shape=input_shape)
+        self.build_s = time.perf_counter() - start
+        self._x = self.model.tensor(example_input)
+
+
 class TvmLibraryRunner(Runner):
     """A TVM shared library already exported (``kernels.tvm.build.export_library``), reloaded and run."""
 
@@ -198,7 +214,12 @@ def make_runner(backend: str, module, example_input, *, threads: int, spin: bool
     """A runner for ``backend`` in ``BACKENDS``, or one of ``CUDA_BACKENDS`` on the local GPU: eager
     or CUDA-graph replay (``-graph``), fp16 or fp32 (``-fp32``); ``threads`` is ignored there (see
     ``kernels.cuda``). ``spin=False`` stops onnxruntime's idle threads
-    busy-waiting: use it when timing several backends interleaved (it does not apply to tvm)."""
+    busy-waiting: use it when timing several backends interleaved (it does not apply to tvm).
+    ``module`` may be a :class:`kernels.quantize.QuantizedOnnx`: its file runs on onnxruntime or tvm."""
+    from kernels.quantize import QuantizedOnnx
+
+    if isinstance(module, QuantizedOnnx):
+        return _quantized_runner(backend, module, example_input, threads=threads, spin=spin)
     if backend == "onnxruntime":
         return OrtRunner(module, example_input, threads=threads, spin=spin)
     if backend == "torch":
@@ -211,3 +232,14 @@ def make_runner(backend: str, module, example_input, *, threads: int, spin: bool
         return CudaTorchRunner(module, example_input, dtype="fp32" if backend.endswith("fp32") else "fp16",
                                graph="-graph" in backend)
     raise KernelError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
+
+
+def _quantized_runner(backend: str, q, example_input, *, threads: int, spin: bool) -> Runner:
+    x = example_input.detach().cpu().numpy() if hasattr(example_input, "detach") else np.asarray(example_input)
+    if backend == "onnxruntime":
+        return OrtFileRunner(q.path, x, threads=threads, spin=spin)
+    if backend == "tvm":
+        return TvmOnnxRunner(q.path, x, threads=threads, input_shape=q.input_shape)
+    if backend == "torch" or backend in CUDA_BACKENDS:
+        raise KernelError(f"an int8 ONNX model runs on onnxruntime or tvm, not {backend}")
+    raise KernelError(f"unknown backend {backend!r}; an int8 ONNX model runs on 'onnxruntime' or 'tvm'")
