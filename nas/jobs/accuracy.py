@@ -6,30 +6,18 @@ space ``accuracy`` is the float top-1 (``precision="fp32"``) and ``accuracy_drop
 with a quantization policy (``"<space>+q"``) ``accuracy`` is the top-1 of the post-training-quantized
 model run by onnxruntime (``nas.training.quantized``), labelled ``int8``/``mixed``/``fp32`` by the
 arch's policy, and ``accuracy_drop`` the float top-1 minus it. Spreads are binomial standard errors.
-
-``network_builder(supernet, space)`` is the build function of a measured latency: the extracted float
-module, or for a quantized arch its QDQ ONNX model (``kernels.quantize.QuantizedOnnx``) calibrated on
-seeded random inputs (latency does not depend on the calibration), written under one temporary
-folder per process that is removed at exit.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from hw_profiles import Metric
 from nas._config_io import ConfigError
 from search_spaces import ArchConfig, QuantizedSpace, SearchSpace
-
-LATENCY_CALIBRATION_SAMPLES = 8
 
 
 def _stderr(top1: float, n: int) -> float:
@@ -79,35 +67,3 @@ class AccuracyMetrics:
                           precision=precision)
 
         return measure
-
-
-def network_builder(supernet, space: SearchSpace) -> Callable[[ArchConfig], object]:
-    """The build function of a measured latency for ``space``'s archs (see the module docstring)."""
-    if not isinstance(space, QuantizedSpace):
-        return supernet.extract
-    folder = Path(tempfile.mkdtemp(prefix="hwnas-int8-"))
-    built: dict[str, object] = {}
-
-    def build(arch: ArchConfig):
-        arch = space.validate(arch)
-        module = supernet.extract(space.network(arch))
-        if space.policy(arch).label == "fp32":
-            return module
-        if arch.arch_id not in built:
-            import torch
-
-            from kernels.quantize import QuantRecipe, quantize_module
-
-            policy = space.policy(arch)
-            scopes = supernet.block_scopes(space.network(arch))
-            shape = (1, *space.input_shape(arch))
-            calibration = np.random.default_rng(0).standard_normal(
-                (LATENCY_CALIBRATION_SAMPLES, *shape[1:])).astype(np.float32)
-            recipe = QuantRecipe(per_channel=policy.per_channel, activation_symmetric=policy.activation_symmetric,
-                                 fp32_scopes=tuple(p for label in policy.blocks_in("fp32") for p in scopes[label]))
-            built[arch.arch_id] = quantize_module(module, torch.zeros(shape), folder / f"{arch.arch_id}.onnx",
-                                                  calibration, recipe)
-        return built[arch.arch_id]
-
-    weakref.finalize(build, shutil.rmtree, folder, ignore_errors=True)
-    return build

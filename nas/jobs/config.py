@@ -207,7 +207,7 @@ def host_measurer(space, profile, *, tvm: bool = False):
         if "model" not in state:
             from supernets import create_supernet
 
-            from nas.jobs.accuracy import network_builder
+            from nas.profiling.builds import network_builder
 
             network = getattr(space, "base", space)
             supernet = create_supernet(network.name, num_classes=space.num_classes, in_channels=space.in_channels,

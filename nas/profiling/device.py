@@ -32,6 +32,7 @@ from hw_profiles import MeasuredCostModel, Profile, get_profile, macs
 from hw_profiles.tvm_measured import measured_model_for
 from nas._folders import check_new_folder, staged_folder
 from nas.profiling._interleaved import corrected, measure_chunks, reference_scale
+from nas.profiling.builds import layer_build, network_builder, scratch_folder
 from nas.profiling._report import ProfileJobError, ProfileResult  # noqa: F401 - ProfileJobError is public here
 from nas.profiling.latency_model import LatencyModel
 from predictors.features import arch_features
@@ -92,18 +93,15 @@ def _cpu_model(profile: Profile, settings: ProfileSettings, space: SearchSpace) 
                               "whose metrics are estimated; pick a cpu profile such as host-cpu")
     spec = dataclasses.replace(profile.spec, backend=settings.backend or profile.spec.backend,
                                threads=settings.threads if settings.threads is not None else profile.spec.threads)
-    supernet = create_supernet(space.name, num_classes=space.num_classes, in_channels=space.in_channels, seed=0)
+    network = getattr(space, "base", space)
+    supernet = create_supernet(network.name, num_classes=space.num_classes, in_channels=space.in_channels, seed=0)
     return measured_model_for(dataclasses.replace(profile, spec=spec), rpc_tracker=settings.rpc_tracker,
-                              build=supernet.extract, input_shape=lambda a: (1, *space.input_shape(a)),
+                              build=network_builder(supernet, space), input_shape=lambda a: (1, *space.input_shape(a)),
                               warmup=settings.warmup, repeats=settings.repeats, seed=settings.seed)
 
 
-def _layer_build(spec):
-    def build():
-        from supernets.layer_module import layer_input_shape, layer_module
-
-        return layer_module(spec), layer_input_shape(spec)
-    return build
+def _layer_build(spec, folder: Path):
+    return lambda: layer_build(spec, folder)
 
 
 def _arch_build(model: MeasuredCostModel, arch):
@@ -196,7 +194,8 @@ def _measure(model: MeasuredCostModel, plan: _Plan, settings: ProfileSettings, p
     """Step 3: layers, subnets and the held-out re-measurements, interleaved with the reference, corrected."""
     reference = _arch_build(model, plan.ref_arch)
     chunked = dict(chunk=settings.chunk, progress=progress)
-    layer_runs = measure_chunks(model, [_layer_build(w) for w in plan.workloads], reference, desc="layers",
+    folder = scratch_folder(plan)
+    layer_runs = measure_chunks(model, [_layer_build(w, folder) for w in plan.workloads], reference, desc="layers",
                                 unit="layer", **chunked)
     arch_runs = measure_chunks(model, [_arch_build(model, a) for a in plan.archs], reference, desc="subnets",
                                unit="subnet", **chunked)

@@ -54,8 +54,10 @@ class LatencyModel:
         else:
             values = self.arch_level.predict(arch_features(self.space, archs))
         rmse = self.report.rmse_ms(name)
+        policy = getattr(self.space, "policy", None)
         return [Metric(value=float(max(v, 0.0)), unit="ms", source="predicted", profile=self.profile_ref,
-                       spread=rmse) for v in np.asarray(values)]
+                       spread=rmse, precision=policy(a).label if policy else "fp32")
+                for a, v in zip(archs, np.asarray(values))]
 
     def to_dict(self) -> dict:
         return {"format_version": FORMAT_VERSION, "space": self.space.name, "space_version": self.space.version,

@@ -110,3 +110,20 @@ def test_loading_a_missing_or_foreign_model(tmp_path, profiled):
     out, _ = profiled
     with pytest.raises(LatencyModelError, match="tiny_mbv3"):
         LatencyModel.load(out, space=get_space("ofa_mbv3"))
+
+
+@pytest.mark.slow
+def test_a_quantized_space_is_profiled_with_its_int8_layers_as_their_own_workloads(tmp_path):
+    space = get_space("tiny_mbv3+q")
+    out = tmp_path / "q"
+    report = profile_device(space, "host-cpu", out, settings=ProfileSettings(samples=10, coverage=0, repeats=2,
+                                                                             warmup=1, seed=5), progress=False)
+    assert report.samples == 10
+    model = LatencyModel.load(out)
+    assert model.space.name == "tiny_mbv3+q"
+    rows = [json.loads(line) for line in (out / "measurements.jsonl").read_text().splitlines()]
+    workloads = set(model.kernel_level.layer_latency_ms)
+    assert {w.precision for w in workloads} == {"int8", "fp32"}  # the same op in both formats: two workloads
+    archs = [space.parse(r["arch"]) for r in rows[:3]]
+    for arch, metric in zip(archs, model.predict(archs, predictor="kernel_level")):
+        assert metric.precision == space.policy(arch).label and metric.value > 0

@@ -1,0 +1,81 @@
+"""What a measured latency runs: the float module, or a quantized arch's or row's int8 ONNX model.
+
+Contract: ``network_builder(supernet, space)`` is the build function of a measured cost model for
+``space``'s archs: ``supernet.extract`` for a plain space; for a space with a quantization policy
+(``"<space>+q"``) the extracted network when its policy is all ``fp32``, else its QDQ ONNX model
+(``kernels.quantize.QuantizedOnnx``: the arch's weight granularity and activation scheme, its
+``fp32`` blocks kept float by module scope). ``layer_build(spec)`` builds one ``LayerSpec`` row as a
+standalone module (``supernets.layer_module``), quantized the same way when ``spec.precision`` is
+``int8``. Calibration uses ``CALIBRATION_SAMPLES`` seeded random inputs: latency does not depend on
+it. Files go to one temporary folder per builder, removed when the builder is garbage-collected or
+at exit.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from search_spaces import ArchConfig, LayerSpec, QuantizedSpace, SearchSpace
+
+CALIBRATION_SAMPLES = 8
+
+
+def scratch_folder(owner) -> Path:
+    """A temporary folder removed when ``owner`` is garbage-collected (or at exit)."""
+    folder = Path(tempfile.mkdtemp(prefix="hwnas-int8-"))
+    weakref.finalize(owner, shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+def _quantized(module, input_shape: tuple[int, ...], path: Path, recipe):
+    import torch
+
+    from kernels.quantize import quantize_module
+
+    calibration = np.random.default_rng(0).standard_normal((CALIBRATION_SAMPLES, *input_shape[1:]))
+    return quantize_module(module, torch.zeros(input_shape), path, calibration.astype(np.float32), recipe)
+
+
+def network_builder(supernet, space: SearchSpace) -> Callable[[ArchConfig], object]:
+    """The build function of a measured latency for ``space``'s archs (see the module docstring)."""
+    if not isinstance(space, QuantizedSpace):
+        return supernet.extract
+    built: dict[str, object] = {}
+
+    def build(arch: ArchConfig):
+        from kernels.quantize import QuantRecipe
+
+        arch = space.validate(arch)
+        network, policy = space.network(arch), space.policy(arch)
+        if policy.label == "fp32":
+            return supernet.extract(network)
+        if arch.arch_id not in built:
+            scopes = supernet.block_scopes(network)
+            recipe = QuantRecipe(per_channel=policy.per_channel, activation_symmetric=policy.activation_symmetric,
+                                 fp32_scopes=tuple(p for label in policy.blocks_in("fp32") for p in scopes[label]))
+            built[arch.arch_id] = _quantized(supernet.extract(network), (1, *space.input_shape(arch)),
+                                             folder / f"{arch.arch_id}.onnx", recipe)
+        return built[arch.arch_id]
+
+    folder = scratch_folder(build)
+    return build
+
+
+def layer_build(spec: LayerSpec, folder: Path) -> tuple[object, tuple[int, ...]]:
+    """``(module or QuantizedOnnx, input shape)`` of one row; int8 rows are quantized into ``folder``."""
+    from supernets.layer_module import layer_input_shape, layer_module
+
+    module, shape = layer_module(spec), layer_input_shape(spec)
+    if spec.precision != "int8":
+        return module, shape
+    from kernels.quantize import QuantRecipe
+
+    name = f"layer-{abs(hash(spec)) & 0xFFFFFFFFFFFF:x}.onnx"
+    return _quantized(module, shape, folder / name, QuantRecipe()), shape
+
