@@ -1,8 +1,8 @@
-"""Device profiles and cost models: analytic layer-table costs (MACs, params, memory), versioned
+"""Device profiles and cost models: analytic layer-table costs (MACs, params, model size, memory), versioned
 device profiles (TOML) and estimated device metrics with provenance (GPU roofline, MCU, FPGA). Measured CPU latency lives in
 ``hw_profiles.measured`` (torch is imported only when it measures, through ``kernels``)."""
 
-from hw_profiles.analytic import layer_macs, layer_params, macs, params, peak_activation_bytes
+from hw_profiles.analytic import layer_macs, layer_params, macs, params, peak_activation_bytes, weight_bytes
 from hw_profiles.cost_model import CostModel, MeasurementRequiredError, cost_model_for
 from hw_profiles.measured import MeasuredCostModel, MeasurementFailedError
 from hw_profiles.metric import SOURCES, Metric
@@ -11,5 +11,5 @@ from hw_profiles.profile import Profile, ProfileError, UnknownProfileError, get_
 __all__ = [
     "SOURCES", "CostModel", "MeasuredCostModel", "MeasurementFailedError", "MeasurementRequiredError", "Metric", "Profile", "ProfileError", "UnknownProfileError",
     "cost_model_for", "get_profile", "layer_macs", "layer_params", "list_profiles", "macs", "params",
-    "peak_activation_bytes",
+    "peak_activation_bytes", "weight_bytes",
 ]

@@ -1,15 +1,27 @@
-"""Analytic costs read from the layer table: MACs, params, peak activation memory.
+"""Analytic costs read from the layer table: MACs, params, stored model bytes, peak activation memory.
 
 Convention (OFA's counter and most papers): MACs count conv and linear multiply-accumulates,
 including SE's two 1×1 convs, and nothing else (no BN, activations, pooling, adds or the SE
 multiply). Params count every trainable parameter: weights, biases, BN's affine pairs.
+
+Model size (``weight_bytes``): the bytes a deployed network stores, at each row's
+``LayerSpec.precision``, BN folded into the conv (one bias per output channel whether or not the
+conv had its own). Per conv or linear (SE's reduce and expand convs included; ``gap`` stores
+nothing): ``int8``: int8 weights + an int32 bias + a 4-byte requantisation scale per output channel
+(per-channel scales, the default policy; per-tensor would store one); ``fp32``: 4-byte weights + a
+4-byte bias. A row with no precision (a plain space) is the float network we train: fp32.
+``peak_activation_bytes`` takes one ``bytes_per_element`` for every row and ignores row precisions
+(the MCU model, ``hw_profiles.mcu``, counts per-row bytes).
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from search_spaces import LayerSpec
+from search_spaces import PRECISION_BITS, LayerSpec
+
+BIAS_BYTES = 4  # int32 (int8 row) or fp32 bias per output channel, BN folded in
+SCALE_BYTES = 4  # per-output-channel requantisation scale of a quantized (narrower than 32-bit) row
 
 
 def layer_macs(layer: LayerSpec) -> int:
@@ -33,6 +45,34 @@ def layer_params(layer: LayerSpec) -> int:
         c, m = layer.out_channels, layer.se_channels
         count += c * m + m + m * c + c
     return count
+
+
+def conv_weight_bytes(cin: int, cout: int, kernel: int, groups: int, precision: str) -> int:
+    """Stored bytes of one conv or linear at ``precision`` (a key of ``PRECISION_BITS``): its
+    weights at the format's weight bits, a bias per output channel, and a requantisation scale per
+    output channel when the weights are quantized (fewer than 32 bits)."""
+    weight_bits = PRECISION_BITS[precision][0]
+    per_channel = BIAS_BYTES + (SCALE_BYTES if weight_bits < 32 else 0)
+    return cin // groups * kernel * kernel * cout * weight_bits // 8 + cout * per_channel
+
+
+def layer_weight_bytes(layer: LayerSpec, unset: str = "fp32") -> int:
+    """Stored bytes of one row at its precision (``unset`` where it has none): the op's conv plus
+    SE's reduce and expand convs; ``gap`` stores nothing."""
+    if layer.op == "gap":
+        return 0
+    precision = layer.precision or unset
+    total = conv_weight_bytes(layer.in_channels, layer.out_channels, layer.kernel, layer.groups, precision)
+    if layer.se:
+        c, m = layer.out_channels, layer.se_channels
+        total += conv_weight_bytes(c, m, 1, 1, precision) + conv_weight_bytes(m, c, 1, 1, precision)
+    return total
+
+
+def weight_bytes(layers: Sequence[LayerSpec]) -> int:
+    """Model size: the bytes the network stores, each row at its precision (unset rows: fp32);
+    see the module docstring."""
+    return sum(layer_weight_bytes(layer) for layer in layers)
 
 
 def macs(layers: Sequence[LayerSpec]) -> int:

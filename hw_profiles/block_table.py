@@ -9,6 +9,10 @@ unit configuration and combines the units of each arch with numpy: ``"sum"`` (``
 check arch (relative error ≤ 1e-9); otherwise it raises :class:`NotDecomposableError` and callers
 use the exact per-arch path.
 
+Only plain ``MobileNetV3Space``s are tabled: any other space, a quantized one (``<base>+q``) included,
+raises :class:`NotDecomposableError` at once (per-block precisions put format conversions between
+neighbouring blocks into the MCU's SRAM and latency, hw_profiles.mcu).
+
 ``evaluate(codes)`` takes an ``(n, len(space.params))`` matrix of option indices (``space.encode``
 rows) and returns ``n`` floats; ``canonical_codes`` resets the settings of inactive slots.
 """
@@ -19,7 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from search_spaces import LayerSpec, MobileNetV3Space, NASError
+from search_spaces import LayerSpec, MobileNetV3Space, NASError, QuantizedSpace
 
 RULES = ("sum", "max")
 
@@ -33,7 +37,12 @@ class SpaceCodes:
 
     def __init__(self, space: MobileNetV3Space) -> None:
         if not isinstance(space, MobileNetV3Space):
-            raise NotDecomposableError(f"block tables need a MobileNetV3Space, got {type(space).__name__}")
+            why = ""
+            if isinstance(space, QuantizedSpace):  # flash would decompose; SRAM and latency would not
+                why = ("; a quantization policy is not tabled: format conversions at block boundaries couple "
+                       "neighbouring blocks")
+            raise NotDecomposableError(f"block tables need a MobileNetV3Space, got {type(space).__name__} "
+                                       f"{getattr(space, 'name', '')!r}{why}; use the exact per-arch path")
         self.space = space
         col = {name: i for i, name in enumerate(space.names)}
         self.n_slots = space.n_slots

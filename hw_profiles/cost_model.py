@@ -2,8 +2,12 @@
 
 Contract: ``metrics(layers)`` is a pure function of the ``LayerSpec`` rows (no I/O, no torch),
 returns ``{metric name: Metric}`` with units in the names (``latency_ms``, ``peak_sram_kb``…) and
-every ``Metric`` tagged ``estimated`` with ``profile.ref``. Per-layer work is cached per distinct
-``LayerSpec`` so that search can call it thousands of times a second.
+every ``Metric`` tagged ``estimated`` with ``profile.ref`` (and, where the figure depends on the
+network's numeric format, ``precision``: ``fp32``, ``int8`` or ``mixed``, from the rows'
+``LayerSpec.precision`` and the format the device runs unset rows in). Per-layer work is cached per distinct
+``LayerSpec`` so that search can call it thousands of times a second. Measured models
+(``hw_profiles.measured``, ``hw_profiles.tvm_measured``) read no layer table: they time the module
+their build function returns, in whatever format it computes, and read no row precision.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ class CostModel:
     def metrics(self, layers: Sequence[LayerSpec]) -> dict[str, Metric]:
         raise NotImplementedError
 
-    def _estimate(self, value: float, unit: str) -> Metric:
-        return Metric(value=float(value), unit=unit, source="estimated", profile=self.profile.ref)
+    def _estimate(self, value: float, unit: str, precision: str | None = None) -> Metric:
+        return Metric(value=float(value), unit=unit, source="estimated", profile=self.profile.ref, precision=precision)
 
 
 class MeasurementRequiredError(NASError, RuntimeError):

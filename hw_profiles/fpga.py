@@ -1,4 +1,4 @@
-"""Analytic cost model of an int8 CNN accelerator template on an FPGA.
+"""Analytic cost model of an int8 CNN accelerator template on an FPGA (mixed-precision rows too).
 
 The template (``FpgaSpec``; its knobs are what accelerator co-exploration searches):
 
@@ -28,7 +28,26 @@ row: ``gap`` costs ⌈C·H·W/pe_rows⌉ cycles. SE (on the dwconv row) adds its
 weight bytes (the squeeze is accumulated while the output is written). Residual adds are fused into
 the output pipeline: they cost no cycles, only the DDR read of the block input.
 
-**Off-chip traffic** (``bit_width`` bits per element; biases and BN are folded and ignored):
+**Numeric formats** (a quantization policy sets ``LayerSpec.precision`` per row): a row's weights
+and feature maps take its format's bits (``search_spaces.PRECISION_BITS``: int8 8/8, fp32 32/32); a
+row with no precision takes the template's ``bit_width`` for both. The PE array, its DSPs and the
+vector unit are ``bit_width``-bit integer datapaths with no float unit, so a wider row runs as a
+multi-precision equivalent: each operand is split into ``bit_width``-bit digits and every pair of
+digits is one pass over the array, ``passes = ⌈w_bits/bit_width⌉ · ⌈a_bits/bit_width⌉`` (how
+bit-composable arrays build wide products from narrow ones, quadratic in the width: Bit Fusion,
+Sharma et al., ISCA 2018). An fp32 row on the int8 array: 4 · 4 = 16 passes, treating fp32 as a
+32-bit operand (its 24-bit mantissa would need 3 · 3 = 9, but exponent alignment and normalisation
+have no hardware here, so 16 stands for both; an optimistic bound for a real float datapath all
+the same: an fp32 multiply-add takes several DSP48E2s against half a DSP per int8 MAC). A row's
+compute cycles (array and vector unit) and its MAC energy are multiplied by its passes;
+``layer_report`` shows ``passes``, and ``utilisation`` counts MACs against array passes. Each map is
+stored (on chip or in DDR) in the format of the row that writes it; the next row converts as it
+loads (a cast in its input pipeline, free). The network input arrives in the first row's format;
+a residual add reads its block input in the format that block input was written in. Metrics carry
+``precision``: ``int8`` (rows int8, or unset on an 8-bit template), ``fp32``, ``mixed``, or None (a
+plain network on a template that is not 8-bit).
+
+**Off-chip traffic** (each row's bits per element, as above; biases and BN are folded and ignored):
 
 - weights: read once per row (buffers are reused across rows, so nothing stays resident);
 - feature maps: rows form a chain (a row's input is the previous row's output). A map that fits
@@ -42,7 +61,7 @@ the output pipeline: they cost no cycles, only the DDR read of the block input.
 - a residual add reads the block input (the row's output shape) from DDR; when that map would
   have stayed on chip, its spill write is charged here too (×2).
 
-Energy is ``(MACs·energy_pj_per_mac + DRAM bytes·energy_pj_per_dram_byte)·1e-9 + static_power_w ·
+Energy is ``(MACs·passes·energy_pj_per_mac + DRAM bytes·energy_pj_per_dram_byte)·1e-9 + static_power_w ·
 latency`` in mJ. Resources: ``dsp = ⌈pe_rows·pe_cols / macs_per_dsp⌉``, ``bram18k`` = the three
 buffers, each rounded up to 2,304-byte blocks (the raw 18 Kbit; byte-wide ports use 2,048, and
 bank partitioning for ``pe_cols``-wide reads is ignored); a template over budget gives
@@ -58,9 +77,9 @@ from typing import NamedTuple, Sequence
 
 from hw_profiles.analytic import layer_macs
 from hw_profiles.cost_model import CostModel
-from hw_profiles.metric import Metric
+from hw_profiles.metric import Metric, layers_precision
 from hw_profiles.profile import FpgaSpec, Profile
-from search_spaces import LayerSpec
+from search_spaces import PRECISION_BITS, LayerSpec
 
 BRAM18K_BYTES = 18 * 1024 // 8  # 2,304
 TEMPLATE_FIELDS = ("pe_rows", "pe_cols", "bit_width", "clock_hz", "input_buffer_bytes", "weight_buffer_bytes",
@@ -89,10 +108,11 @@ class FpgaResources:
 
 class LayerCost(NamedTuple):
     macs: int
-    compute_cycles: int
+    compute_cycles: int  # passes included
     memory_cycles: float
     cycles: float  # max(compute, memory) + overhead
     dram_bytes: float
+    passes: int = 1  # array passes per MAC: 1 at or under the template's bit width (module doc)
 
 
 class FpgaCostModel(CostModel):
@@ -114,11 +134,14 @@ class FpgaCostModel(CostModel):
             if not getattr(spec, name) >= 0:
                 raise ValueError(f"FpgaSpec.{name} must be >= 0, got {getattr(spec, name)!r}")
         self.spec = spec
-        self._bytes_per_element = spec.bit_width / 8
         self._bytes_per_cycle = spec.ddr_bandwidth_bytes_per_s / spec.clock_hz
         self._on_chip_limit = min(spec.input_buffer_bytes, spec.output_buffer_bytes)
-        self._caches: tuple[dict, ...] = ({}, {}, {}, {})  # by edge: 1 = network input, 2 = network output
+        # by (edge, input bits, block input bits); edge 1 = network input, 2 = network output; the
+        # bits are None where they are the row's own activation bits
+        self._caches: dict[tuple, dict] = {(edge, None, None): {} for edge in range(4)}
+        self._plain_caches = tuple(self._caches[edge, None, None] for edge in range(4))  # the common case
         self._resources = self._count_resources()
+        self._unset = "int8" if spec.bit_width == 8 else f"int{spec.bit_width}"
 
     # ------------------------------------------------------------------ template
     def with_template(self, **changes) -> "FpgaCostModel":
@@ -150,19 +173,35 @@ class FpgaCostModel(CostModel):
     def _fits_on_chip(self, nbytes: float) -> bool:
         return nbytes <= self._on_chip_limit
 
-    def layer_cost(self, layer: LayerSpec, edge: int = 0) -> LayerCost:
+    def row_bits(self, layer: LayerSpec) -> tuple[int, int]:
+        """(weight bits, activation bits) of a row: its format's, or the template's ``bit_width``."""
+        if layer.precision is None:
+            return self.spec.bit_width, self.spec.bit_width
+        return PRECISION_BITS[layer.precision]
+
+    def layer_cost(self, layer: LayerSpec, edge: int = 0, in_bits: int | None = None,
+                   block_input_bits: int | None = None) -> LayerCost:
         """One row's cost; ``edge`` bit 1: its input is the network input, bit 2: its output is the
-        network output (both always cross DDR). Cached per distinct row."""
-        cache = self._caches[edge]
+        network output (both always cross DDR). ``in_bits``: the bits its input map was written in
+        (the previous row's activation bits); ``block_input_bits``: those of the block input a
+        residual add reads; None for either: the row's own. Cached per distinct row and context."""
+        own = self.row_bits(layer)[1]
+        key = (edge, None if in_bits == own else in_bits, None if block_input_bits == own else block_input_bits)
+        cache = self._caches.get(key)
+        if cache is None:
+            cache = self._caches[key] = {}
         cost = cache.get(layer)
         if cost is None:
             if len(cache) > _CACHE_LIMIT:
                 cache.clear()
-            cost = cache[layer] = self._compute_cost(layer, edge)
+            cost = cache[layer] = self._compute_cost(layer, *key)
         return cost
 
-    def _compute_cost(self, layer: LayerSpec, edge: int) -> LayerCost:
+    def _compute_cost(self, layer: LayerSpec, edge: int, in_bits: int | None = None,
+                      block_input_bits: int | None = None) -> LayerCost:
         s = self.spec
+        w_bits, a_bits = self.row_bits(layer)
+        passes = ceil(w_bits / s.bit_width) * ceil(a_bits / s.bit_width)
         rows, cols = s.pe_rows, s.pe_cols
         oh, ow = layer.out_hw
         pixels = oh * ow
@@ -183,9 +222,11 @@ class FpgaCostModel(CostModel):
             c, m = layer.out_channels, layer.se_channels
             compute += ceil(m / rows) * ceil(c / cols) + ceil(c / rows) * ceil(m / cols) + ceil(out_elems / rows)
             se_weights = 2 * c * m
-        bpe = self._bytes_per_element
-        in_bytes, out_bytes, w_bytes = in_elems * bpe, out_elems * bpe, weights * bpe
-        dram = w_bytes + se_weights * bpe
+        compute *= passes
+        bpe, wpe = a_bits / 8, w_bits / 8
+        in_bytes = in_elems * (bpe if in_bits is None else in_bits / 8)
+        out_bytes, w_bytes = out_elems * bpe, weights * wpe
+        dram = w_bytes + se_weights * wpe
         if edge & 1 or not self._fits_on_chip(in_bytes):
             refetch = 1
             if in_bytes > s.input_buffer_bytes and w_bytes > s.weight_buffer_bytes:
@@ -195,30 +236,55 @@ class FpgaCostModel(CostModel):
         if edge & 2 or not out_on_chip:
             dram += out_bytes
         if layer.residual:
-            dram += out_bytes * (2 if out_on_chip else 1)
+            if block_input_bits is None:
+                dram += out_bytes * (2 if out_on_chip else 1)
+            else:  # the block input (the output's shape) in the format it was written in
+                block_input = out_elems * (block_input_bits / 8)
+                dram += block_input * (2 if self._fits_on_chip(block_input) else 1)
         memory = dram / self._bytes_per_cycle
         return LayerCost(macs=layer_macs(layer), compute_cycles=compute, memory_cycles=memory,
-                         cycles=max(compute, memory) + s.per_layer_overhead_cycles, dram_bytes=dram)
+                         cycles=max(compute, memory) + s.per_layer_overhead_cycles, dram_bytes=dram, passes=passes)
 
     def _costs(self, layers: Sequence[LayerSpec]) -> list[LayerCost]:
         last = len(layers) - 1
-        return [self.layer_cost(layer, (i == 0) | ((i == last) << 1)) for i, layer in enumerate(layers)]
+        costs = []
+        plain = self._plain_caches
+        start = 0  # first row of the current block
+        prev = None
+        for i, layer in enumerate(layers):
+            edge = (i == 0) | ((i == last) << 1)
+            in_bits = block_bits = None
+            if prev is not None:
+                if layer.block != prev.block:
+                    start = i
+                if prev.precision != layer.precision:
+                    in_bits = self.row_bits(prev)[1]
+            if layer.residual:
+                source = layers[start - 1] if start > 0 else layers[0]  # wrote the block input
+                if source.precision != layer.precision:
+                    block_bits = self.row_bits(source)[1]
+            cost = plain[edge].get(layer) if in_bits is None and block_bits is None else None
+            costs.append(cost if cost is not None else self.layer_cost(layer, edge, in_bits, block_bits))
+            prev = layer
+        return costs
 
     # ------------------------------------------------------------------ results
     def layer_report(self, layers: Sequence[LayerSpec]) -> list[dict]:
-        """Per row: op, block, macs, compute_cycles, memory_cycles, cycles, dram_bytes, bound
-        ("compute" or "memory"), utilisation (MACs / (compute cycles × PEs): how well the mapping
-        fills the array) and effective_utilisation (MACs / (all the row's cycles × PEs))."""
+        """Per row: op, block, precision, passes, macs, compute_cycles, memory_cycles, cycles,
+        dram_bytes, bound ("compute" or "memory"), utilisation (MACs × passes / (compute cycles ×
+        PEs): how well the mapping fills the array) and effective_utilisation (MACs × passes / (all
+        the row's cycles × PEs))."""
         pes = self.spec.pe_rows * self.spec.pe_cols
         report = []
         for layer, cost in zip(layers, self._costs(layers)):
+            work = cost.macs * cost.passes
             report.append({
-                "op": layer.op, "block": layer.block, "macs": cost.macs,
-                "compute_cycles": cost.compute_cycles, "memory_cycles": cost.memory_cycles,
+                "op": layer.op, "block": layer.block, "precision": layer.precision, "passes": cost.passes,
+                "macs": cost.macs, "compute_cycles": cost.compute_cycles, "memory_cycles": cost.memory_cycles,
                 "cycles": cost.cycles, "dram_bytes": cost.dram_bytes,
                 "bound": "compute" if cost.compute_cycles >= cost.memory_cycles else "memory",
-                "utilisation": cost.macs / (cost.compute_cycles * pes) if cost.compute_cycles else 0.0,
-                "effective_utilisation": cost.macs / (cost.cycles * pes) if cost.cycles else 0.0,
+                "utilisation": work / (cost.compute_cycles * pes) if cost.compute_cycles else 0.0,
+                "effective_utilisation": work / (cost.cycles * pes) if cost.cycles else 0.0,
             })
         return report
 
@@ -226,17 +292,18 @@ class FpgaCostModel(CostModel):
         s = self.spec
         macs = cycles = dram = 0.0
         for cost in self._costs(layers):
-            macs += cost.macs
+            macs += cost.macs * cost.passes  # array MACs: a wide row's passes each cost a MAC's energy
             cycles += cost.cycles
             dram += cost.dram_bytes
         latency_ms = cycles / s.clock_hz * 1e3
         energy_mj = (macs * s.energy_pj_per_mac + dram * s.energy_pj_per_dram_byte) * 1e-9 \
             + s.static_power_w * latency_ms
         res = self._resources
+        precision = layers_precision(layers, unset=self._unset)
         return {
-            "latency_ms": self._estimate(latency_ms, "ms"),
-            "energy_mj": self._estimate(energy_mj, "mJ"),
-            "dsp": self._estimate(res.dsp, "DSP"),
-            "bram18k": self._estimate(res.bram18k, "BRAM18K"),
-            "feasible": self._estimate(1.0 if res.feasible else 0.0, "bool"),
+            "latency_ms": self._estimate(latency_ms, "ms", precision),
+            "energy_mj": self._estimate(energy_mj, "mJ", precision),
+            "dsp": self._estimate(res.dsp, "DSP", precision),
+            "bram18k": self._estimate(res.bram18k, "BRAM18K", precision),
+            "feasible": self._estimate(1.0 if res.feasible else 0.0, "bool", precision),
         }

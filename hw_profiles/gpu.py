@@ -1,5 +1,13 @@
 """GPU roofline estimate: per layer max(FLOPs / effective peak, bytes / effective bandwidth)
-plus a launch overhead per kernel. Used where no GPU is present to measure on."""
+plus a launch overhead per kernel. Used where no GPU is present to measure on.
+
+Numeric format: a row runs at its ``LayerSpec.precision`` (int8 or fp32: that precision's peak
+FLOP/s and bytes per element for its activations and weights); a row with none runs at the model's
+``precision`` (the profile's ``default_precision``, fp16 on the shipped cards, unless given). A row
+reads its input in its own format (a conversion at a format boundary is assumed fused into the
+consuming kernel, as TensorRT fuses Q/DQ nodes: no extra kernel or traffic). ``latency_ms`` carries
+``precision`` (``fp32``, ``int8`` or ``mixed``; None for an all-fp16 network, which that label does
+not name). A row whose precision the profile has no ``peak_flops`` for raises ``ValueError``."""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ from typing import Sequence
 
 from hw_profiles.analytic import layer_macs
 from hw_profiles.cost_model import CostModel
-from hw_profiles.metric import Metric
+from hw_profiles.metric import Metric, layers_precision
 from hw_profiles.profile import GpuSpec, Profile
 from search_spaces import LayerSpec
 
@@ -47,8 +55,16 @@ class GpuRooflineModel(CostModel):
         self._layer_seconds = lru_cache(maxsize=65536)(self._seconds)
 
     def _seconds(self, layer: LayerSpec) -> float:
-        compute = 2 * layer_macs(layer) / self._flops_per_s
-        memory = layer_bytes(layer, BYTES_PER_ELEMENT[self.precision]) / self._bytes_per_s
+        flops_per_s, precision = self._flops_per_s, self.precision
+        if layer.precision is not None and layer.precision != precision:
+            spec: GpuSpec = self.profile.spec
+            precision = layer.precision
+            if precision not in spec.peak_flops or precision not in BYTES_PER_ELEMENT:
+                raise ValueError(f"a {precision} row: {self.profile.ref} has no peak_flops for it "
+                                 f"(has {sorted(spec.peak_flops)})")
+            flops_per_s = spec.peak_flops[precision] * spec.compute_efficiency
+        compute = 2 * layer_macs(layer) / flops_per_s
+        memory = layer_bytes(layer, BYTES_PER_ELEMENT[precision]) / self._bytes_per_s
         return max(compute, memory) + layer_kernels(layer) * self.profile.spec.launch_overhead_s
 
     def layer_latency_s(self, layer: LayerSpec) -> float:
@@ -56,4 +72,4 @@ class GpuRooflineModel(CostModel):
 
     def metrics(self, layers: Sequence[LayerSpec]) -> dict[str, Metric]:
         seconds = sum(self._layer_seconds(layer) for layer in layers)
-        return {"latency_ms": self._estimate(seconds * 1e3, "ms")}
+        return {"latency_ms": self._estimate(seconds * 1e3, "ms", layers_precision(layers, unset=self.precision))}

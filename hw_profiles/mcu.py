@@ -1,23 +1,39 @@
-"""Microcontroller cost model: int8 inference with TinyEngine/CMSIS-NN-like kernels.
+"""Microcontroller cost model: int8 inference with TinyEngine/CMSIS-NN-like kernels, and the fp32
+rows of a mixed-precision network (a quantization policy, ``search_spaces.quantization``).
 
-Metrics (all ``estimated``, tagged with the profile's ``name@version``); memory is in KiB
-(1 KiB = 1024 bytes), latency in milliseconds:
+Metrics (all ``estimated``, tagged with the profile's ``name@version`` and the network's
+``precision``: ``int8`` when every row is int8 or unset, ``fp32`` when every row is fp32, else
+``mixed``); memory is in KiB (1 KiB = 1024 bytes), latency in milliseconds:
 
 - ``peak_sram_kb``: the largest live set over the op sequence, plus ``runtime_sram_bytes``
-  (stack, im2col buffers, runtime state). Activations are int8 (1 byte per element). While an
+  (stack, im2col buffers, runtime state). Activations take the row's activation bytes per
+  element: 1 for int8 (and an unset row: the MCU's native int8), 4 for fp32. While an
   op runs, its input and output are live, and so is a residual block's input, held from the
   block's first op through its last (unless it *is* the op's input). Depthwise convs run in place
   (TinyEngine): max(in, out) plus one padded input channel of scratch, unless their input is a
   residual block input that must survive. SE needs its pooled vector and hidden vector (C + m
-  bytes) beside the dwconv output. ``gap``'s output is C bytes.
-- ``flash_kb``: per conv/linear (and SE conv) int8 weights, an int32 bias (BN folded) and a
-  4-byte requantisation scale per output channel, plus ``runtime_flash_bytes``.
+  elements) beside the dwconv output. ``gap``'s output is C elements. Scratch, SE vectors and
+  ``gap``'s output are in the row's format; a held block input is in the format of the block's
+  first row (which read it).
+- **Format boundaries.** Every row reads and writes in its own format; the network input arrives
+  in the first row's. Where a row's input was written in another format (the previous row's), the
+  conversion is done by the consuming row as a separate pass before it runs (TFLite Micro's
+  QUANTIZE/DEQUANTIZE op): while it runs, the input is live in both formats (plus any held block
+  input); it costs one kernel call and ``elementwise_cycles_per_element`` per input element; the
+  converted copy replaces the original (and is what a residual block holds). A plain or uniform
+  network has no boundary, so it pays nothing.
+- ``flash_kb``: per conv/linear (and SE conv) at the row's format (``hw_profiles.analytic``):
+  int8: int8 weights, an int32 bias (BN folded) and a 4-byte requantisation scale per output
+  channel; fp32: 4-byte weights and a 4-byte bias, no scale; plus ``runtime_flash_bytes``.
 - ``latency_ms``: per op MACs / ``macs_per_cycle[op]`` (SE's two 1x1 convs at 1x1 are
-  matrix-vector products: ``linear`` rate), plus ``per_layer_overhead_cycles`` per kernel call
-  (the op; SE's pool, reduce, expand and scale; a residual add; an h-swish), plus
-  ``elementwise_cycles_per_element`` per element of gap input, residual add, h-swish output and
-  SE (squeeze and scale: 2 per output element), over ``clock_hz``. ReLU is fused into the
-  requantising clamp (free).
+  matrix-vector products: ``linear`` rate; an fp32 row uses ``McuSpec.float_rate(op)``:
+  ``float_macs_per_cycle`` or, by default, half the int8 rate since the FPU has no SIMD MAC,
+  see ``hw_profiles.profile.FLOAT_MAC_RATIO``), plus ``per_layer_overhead_cycles`` per kernel call
+  (the op; SE's pool, reduce, expand and scale; a residual add; an h-swish; a format conversion), plus
+  ``elementwise_cycles_per_element`` per element of gap input, residual add, h-swish output,
+  SE (squeeze and scale: 2 per output element) and format conversion, over ``clock_hz``. ReLU is
+  fused into the requantising clamp (free). Elementwise work costs the same per element in fp32
+  (no requantisation, but no SIMD either; not measured).
 - ``feasible`` (1.0/0.0, unit ``bool``), ``sram_over_kb``/``flash_over_kb`` (>= 0).
 - ``patch_recompute_overhead``: extra MACs of patch-based inference / the network's MACs (0 off).
 
@@ -29,9 +45,11 @@ conv with kernel k, stride s, pad k//2 need input rows [a*s - k//2, (b-1)*s + k 
 clipped to the tensor (padding is generated, not stored). Memory while patching: the whole input
 image (held until the last patch; conservative, a camera that returns patches on demand would
 save it) + the whole stage output (filled patch by patch) + per-patch tiles of the largest patch
-(input, output, held residual tile, dwconv scratch). Extra MACs are the overlapping halos
-recomputed; latency scales each patched row's work by its patched/full output pixels and pays
-the per-layer overhead once per patch.
+(input, output, held residual tile, dwconv scratch; at a format boundary the input tile in both
+formats), each in its row's format (the image in the first row's, the stage output in the last
+row's). Extra MACs are the overlapping halos recomputed; latency scales each patched row's work by
+its patched/full output pixels, converts each patch's input tile at a boundary, and pays the
+per-layer overhead once per patch.
 """
 
 from __future__ import annotations
@@ -39,17 +57,19 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Sequence
 
-from hw_profiles.analytic import layer_macs
+from hw_profiles.analytic import BIAS_BYTES, SCALE_BYTES, conv_weight_bytes, layer_macs, layer_weight_bytes  # noqa: F401 (the constants: re-exported)
 from hw_profiles.cost_model import CostModel
-from hw_profiles.metric import Metric
-from hw_profiles.profile import McuSpec, Profile
-from search_spaces import LayerSpec
+from hw_profiles.metric import Metric, layers_precision
+from hw_profiles.profile import MCU_OP_KINDS, McuSpec, Profile
+from search_spaces import PRECISION_BITS, LayerSpec
 
 KIB = 1024
-OP_KINDS = ("conv", "pwconv", "dwconv", "linear")
+OP_KINDS = MCU_OP_KINDS
 SE_KIND = "linear"  # SE's reduce/expand 1x1 convs act on a 1x1 pooled vector: a matrix-vector product
-BIAS_BYTES = 4  # int32 bias per output channel (BN folded in)
-SCALE_BYTES = 4  # per-channel requantisation scale
+NATIVE = "int8"  # the format of a row with no precision
+ACT_BYTES = {p: -(-bits[1] // 8) for p, bits in PRECISION_BITS.items()}
+ACT_BYTES[None] = ACT_BYTES[NATIVE]
+"""Activation bytes per element by ``LayerSpec.precision`` (whole bytes: a sub-byte format is held unpacked)."""
 PATCH_BLOCKS = ("stem", "block0")
 PATCH_PREFIX = "stage1."
 
@@ -58,20 +78,16 @@ def _elements(channels: int, hw: tuple[int, int]) -> int:
     return channels * hw[0] * hw[1]
 
 
-def conv_flash_bytes(cin: int, cout: int, kernel: int, groups: int) -> int:
-    """Bytes one int8 conv (or linear) stores: weights, int32 bias and a scale per output channel."""
-    return cin // groups * kernel * kernel * cout + cout * (BIAS_BYTES + SCALE_BYTES)
+def conv_flash_bytes(cin: int, cout: int, kernel: int, groups: int, precision: str = NATIVE) -> int:
+    """Bytes one conv (or linear) stores at ``precision``; int8: weights, int32 bias and a scale per
+    output channel (``BIAS_BYTES + SCALE_BYTES``); fp32: 4-byte weights and bias."""
+    return conv_weight_bytes(cin, cout, kernel, groups, precision)
 
 
 def layer_flash_bytes(layer: LayerSpec) -> int:
-    """Flash of one row: the op's conv plus SE's reduce and expand convs (``gap`` stores nothing)."""
-    if layer.op == "gap":
-        return 0
-    total = conv_flash_bytes(layer.in_channels, layer.out_channels, layer.kernel, layer.groups)
-    if layer.se:
-        c, m = layer.out_channels, layer.se_channels
-        total += conv_flash_bytes(c, m, 1, 1) + conv_flash_bytes(m, c, 1, 1)
-    return total
+    """Flash of one row at its precision (unset: int8): the op's conv plus SE's reduce and expand
+    convs (``gap`` stores nothing)."""
+    return layer_weight_bytes(layer, unset=NATIVE)
 
 
 def _axis_ranges(layers: Sequence[LayerSpec], axis: int, patches: int) -> list[list[tuple[int, int]]]:
@@ -89,7 +105,7 @@ def _axis_ranges(layers: Sequence[LayerSpec], axis: int, patches: int) -> list[l
 
 
 class McuCostModel(CostModel):
-    """SRAM, flash, latency and feasibility of an int8 network on an MCU profile."""
+    """SRAM, flash, latency and feasibility of an int8 (or mixed int8/fp32) network on an MCU profile."""
 
     kind = "mcu"
 
@@ -100,6 +116,11 @@ class McuCostModel(CostModel):
         if missing:
             raise ValueError(f"{profile.ref}: macs_per_cycle needs a positive rate for {missing}, "
                              f"got {dict(spec.macs_per_cycle)}")
+        floats = dict(spec.float_macs_per_cycle or {})
+        bad = sorted(k for k, v in floats.items() if k not in OP_KINDS or not 0 < v < float("inf"))
+        if bad:
+            raise ValueError(f"{profile.ref}: float_macs_per_cycle needs a finite rate > 0 per op kind of "
+                             f"{list(OP_KINDS)} (or none: half the int8 rate), got {floats}")
         if not isinstance(patch_first_stage, bool):
             raise ValueError(f"patch_first_stage must be a bool, got {patch_first_stage!r}")
         if not isinstance(patches, int) or isinstance(patches, bool) or patches < 1:
@@ -112,9 +133,11 @@ class McuCostModel(CostModel):
 
     # ------------------------------------------------------------ per row (cached)
     def _row_costs(self, layer: LayerSpec) -> tuple:
-        """(input elements, output elements, dwconv scratch, SE extra bytes, flash bytes,
-        work cycles, overhead cycles, MACs) of one row."""
+        """(input bytes, output bytes, dwconv scratch bytes, SE extra bytes, flash bytes, work
+        cycles, overhead cycles, MACs, activation bytes per element, input elements) of one row,
+        in its own format."""
         spec = self.spec
+        size = ACT_BYTES[layer.precision]
         n_in, n_out = _elements(layer.in_channels, layer.in_hw), _elements(layer.out_channels, layer.out_hw)
         macs = layer_macs(layer)
         se_macs = 2 * layer.out_channels * layer.se_channels
@@ -126,38 +149,49 @@ class McuCostModel(CostModel):
         elementwise += n_out * (int(layer.residual) + int(layer.act == "hswish") + 2 * int(layer.se))
         work = elementwise * spec.elementwise_cycles_per_element
         if layer.op != "gap":
-            work += (macs - se_macs) / spec.macs_per_cycle[layer.op] + se_macs / spec.macs_per_cycle[SE_KIND]
+            if layer.precision == "fp32":
+                rate, se_rate = spec.float_rate(layer.op), spec.float_rate(SE_KIND)
+            else:
+                rate, se_rate = spec.macs_per_cycle[layer.op], spec.macs_per_cycle[SE_KIND]
+            work += (macs - se_macs) / rate + se_macs / se_rate
         calls = 1 + 4 * int(layer.se) + int(layer.residual) + int(layer.act == "hswish")
         se_extra = layer.out_channels + layer.se_channels if layer.se else 0
-        return (n_in, n_out, scratch, se_extra, layer_flash_bytes(layer), work,
-                calls * spec.per_layer_overhead_cycles, macs)
+        return (n_in * size, n_out * size, scratch * size, se_extra * size, layer_flash_bytes(layer), work,
+                calls * spec.per_layer_overhead_cycles, macs, size, n_in)
 
     # ------------------------------------------------------------ patch stage (cached)
     def _patch_costs(self, layers: tuple[LayerSpec, ...]) -> tuple[int, float, int]:
         """(peak live bytes, cycles, extra MACs) of running ``layers`` patch by patch."""
         rows_h, rows_w = (_axis_ranges(layers, axis, self.patches) for axis in (0, 1))
         last = len(layers) - 1
-        image = _elements(layers[0].in_channels, layers[0].in_hw)
-        stage_out = _elements(layers[-1].out_channels, layers[-1].out_hw)
+        sizes = [ACT_BYTES[layer.precision] for layer in layers]
+        image = _elements(layers[0].in_channels, layers[0].in_hw) * sizes[0]
+        stage_out = _elements(layers[-1].out_channels, layers[-1].out_hw) * sizes[-1]
         tiles_in = [max(b - a for a, b in rows_h[i]) * max(b - a for a, b in rows_w[i]) for i in range(len(layers))]
         tiles_out = tiles_in[1:] + [max(b - a for a, b in rows_h[-1]) * max(b - a for a, b in rows_w[-1])]
         held = _held(layers)
         peak, cycles, extra = 0, 0.0, 0
         n_patches = len(rows_h[-1]) * len(rows_w[-1])
         for i, layer in enumerate(layers):
-            t_in = layer.in_channels * tiles_in[i] if i > 0 else 0  # row 0 reads the resident image
-            t_out = layer.out_channels * tiles_out[i] if i < last else 0  # last writes the stage buffer
+            size = sizes[i]
+            t_in = layer.in_channels * tiles_in[i] * size if i > 0 else 0  # row 0 reads the resident image
+            t_out = layer.out_channels * tiles_out[i] * size if i < last else 0  # last writes the stage buffer
             first = held[i]
-            t_held = layers[first].in_channels * tiles_in[first] if first not in (-1, i, 0) else 0
+            t_held = layers[first].in_channels * tiles_in[first] * sizes[first] if first not in (-1, i, 0) else 0
             if layer.op == "dwconv" and held[i] != i:  # in place unless its input is a held block input
                 pad = layer.kernel // 2
                 h = max(b - a for a, b in rows_h[i]) + 2 * pad
                 w = max(b - a for a, b in rows_w[i]) + 2 * pad
-                live = max(t_in, t_out) + h * w
+                live = max(t_in, t_out) + h * w * size
             else:
                 live = t_in + t_out
+            if i > 0 and sizes[i - 1] != size:  # format boundary: the tile in both formats while converted
+                live = max(live, layer.in_channels * tiles_in[i] * (sizes[i - 1] + size))
+                converted = layer.in_channels * sum(b - a for a, b in rows_h[i]) * sum(b - a for a, b in rows_w[i])
+                cycles += converted * self.spec.elementwise_cycles_per_element \
+                    + n_patches * self.spec.per_layer_overhead_cycles
             peak = max(peak, image + stage_out + live + t_held)
-            work, overhead, macs = self._row(layer)[5:]
+            work, overhead, macs = self._row(layer)[5:8]
             done = sum(b - a for a, b in rows_h[i + 1]) * sum(b - a for a, b in rows_w[i + 1])
             ratio = done / (layer.out_hw[0] * layer.out_hw[1])
             cycles += work * ratio + overhead * n_patches
@@ -187,28 +221,37 @@ class McuCostModel(CostModel):
         flash = spec.runtime_flash_bytes + sum(r[4] for r in rows)
         for i in range(start, len(layers)):
             layer = layers[i]
-            n_in, n_out, scratch, se_extra, _, work, overhead, _ = rows[i]
+            n_in, n_out, scratch, se_extra, _, work, overhead, _, size, elements = rows[i]
             cycles += work + overhead
             keep_input = layer.op != "dwconv" or held[i] == i  # dwconv runs in place unless its input is held
             live = n_in + n_out if keep_input else max(n_in, n_out) + scratch
             if se_extra:
                 live = max(live, (n_in if keep_input else 0) + n_out + se_extra)
             first = held[i]
-            if first not in (-1, i):
-                live += rows[first][0]
+            kept = rows[first][0] if first not in (-1, i) else 0
+            if i > 0 and rows[i - 1][8] != size:  # format boundary: convert the input first (module doc)
+                live = max(live, elements * rows[i - 1][8] + n_in)
+                cycles += elements * spec.elementwise_cycles_per_element + spec.per_layer_overhead_cycles
+            if kept:
+                live += kept
             peak = max(peak, live)
         sram = peak + spec.runtime_sram_bytes
         total_macs = sum(r[7] for r in rows)
         sram_over = max(0, sram - spec.sram_bytes)
         flash_over = max(0, flash - spec.flash_bytes)
+        precision = layers_precision(layers, unset=NATIVE)
+
+        def estimate(value: float, unit: str) -> Metric:
+            return self._estimate(value, unit, precision)
+
         return {
-            "peak_sram_kb": self._estimate(sram / KIB, "KiB"),
-            "flash_kb": self._estimate(flash / KIB, "KiB"),
-            "latency_ms": self._estimate(cycles / spec.clock_hz * 1e3, "ms"),
-            "feasible": self._estimate(float(sram_over == 0 and flash_over == 0), "bool"),
-            "sram_over_kb": self._estimate(sram_over / KIB, "KiB"),
-            "flash_over_kb": self._estimate(flash_over / KIB, "KiB"),
-            "patch_recompute_overhead": self._estimate(extra / total_macs if total_macs else 0.0, "fraction"),
+            "peak_sram_kb": estimate(sram / KIB, "KiB"),
+            "flash_kb": estimate(flash / KIB, "KiB"),
+            "latency_ms": estimate(cycles / spec.clock_hz * 1e3, "ms"),
+            "feasible": estimate(float(sram_over == 0 and flash_over == 0), "bool"),
+            "sram_over_kb": estimate(sram_over / KIB, "KiB"),
+            "flash_over_kb": estimate(flash_over / KIB, "KiB"),
+            "patch_recompute_overhead": estimate(extra / total_macs if total_macs else 0.0, "fraction"),
         }
 
 

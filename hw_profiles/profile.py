@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -62,10 +63,29 @@ class GpuSpec:
     cuda_arch: str = ""  # CUDA compute capability for TVM builds, e.g. "sm_80"
 
 
+MCU_OP_KINDS = ("conv", "pwconv", "dwconv", "linear")
+"""The op kinds an MCU profile gives MAC rates for (``gap`` has no MACs)."""
+
+FLOAT_MAC_RATIO = 0.5
+"""Default fp32 MAC rate of an MCU op kind as a fraction of its int8 rate, for a profile that sets
+no ``float_macs_per_cycle`` for it. Basis (an estimate, not measured): on a Cortex-M4/M7 the int8
+kernels of CMSIS-NN (Lai, Suda, Chandra 2018, arXiv:1801.06601) and TinyEngine widen int8 pairs to
+int16 (SXTB16) and issue SMLAD, a dual 16-bit multiply-accumulate per instruction (2 MACs), while
+the single-precision FPU has no SIMD: VFMA.F32/VMLA.F32 is one MAC per instruction at best one per
+cycle (Arm Cortex-M7 Technical Reference Manual, DDI 0489, FPU instruction timing; Arm white paper
+"The DSP capabilities of Arm Cortex-M4 and Cortex-M7 Processors", T. Lorenser, 2016: single-cycle
+MAC for 32-bit float, dual 16-bit MAC with SMLAD). fp32 operands are also 4x the bytes to load per
+MAC (the M7 dual-issues one 32-bit load beside an FPU op). Hence ~1 float MAC per cycle against ~2
+int8 MACs per cycle in the inner loops: half the rate, applied to the calibrated int8 rates."""
+
+
 @dataclass(frozen=True)
 class McuSpec:
-    """A microcontroller running int8 kernels (CMSIS-NN-like). Units: Hz, bytes, cycles; every
-    op kind's rate must be positive (SE's 1x1 convs run at the ``linear`` rate). ``hw_profiles.mcu``."""
+    """A microcontroller running int8 kernels (CMSIS-NN-like), and fp32 rows of a mixed-precision
+    network on its FPU. Units: Hz, bytes, cycles; every op kind's rate must be positive (SE's 1x1
+    convs run at the ``linear`` rate). ``float_macs_per_cycle`` (optional, per op kind of
+    ``MCU_OP_KINDS``, each > 0) is the fp32 rate; an op kind it leaves out runs at
+    ``FLOAT_MAC_RATIO`` times its int8 rate. ``hw_profiles.mcu``."""
 
     core: str
     clock_hz: float
@@ -76,6 +96,14 @@ class McuSpec:
     runtime_sram_bytes: int  # stack, runtime state, scratch buffers, besides activations
     per_layer_overhead_cycles: float
     elementwise_cycles_per_element: float  # pooling, residual adds, SE scaling
+    float_macs_per_cycle: Mapping[str, float] | None = None  # fp32 rows; None: FLOAT_MAC_RATIO x int8
+
+    def float_rate(self, op: str) -> float:
+        """MACs per cycle of an fp32 row of op kind ``op``."""
+        rates = self.float_macs_per_cycle
+        if rates is not None and op in rates:
+            return rates[op]
+        return self.macs_per_cycle[op] * FLOAT_MAC_RATIO
 
 
 @dataclass(frozen=True)
@@ -123,7 +151,10 @@ _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string"}
 
 
 def _check(value, annotation, where: str):
-    """``value`` converted to ``annotation`` (int, float, str, Mapping[str, float]) or ProfileError."""
+    """``value`` converted to ``annotation`` (int, float, str, Mapping[str, float], or one of them
+    ``| None``, where TOML's missing key is the None) or ProfileError."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
     if typing.get_origin(annotation) in (collections.abc.Mapping, dict):
         if not isinstance(value, dict):
             raise ProfileError(f"{where} must be a table of numbers, got {value!r}")
@@ -167,7 +198,27 @@ def parse_profile(blob: dict, *, source: str) -> Profile:
     extra = sorted(set(blob) - {"name", "version", "kind", "description", kind, "sources"})
     if extra:
         raise ProfileError(f"{source}: unknown top-level key(s) {extra}")
+    for check in _RANGE_CHECKS.get(kind, ()):
+        check(values, f"{source}: {kind}")
     return Profile(spec=spec_cls(**values), sources=types.MappingProxyType(dict(sources)), **header)
+
+
+def _check_float_macs(values: dict, where: str) -> None:
+    rates = values.get("float_macs_per_cycle")
+    if rates is None:
+        return
+    unknown = sorted(set(rates) - set(MCU_OP_KINDS))
+    if unknown:
+        raise ProfileError(f"{where}.float_macs_per_cycle has unknown op kind(s) {unknown}; "
+                           f"valid: {', '.join(MCU_OP_KINDS)}")
+    for op, rate in rates.items():
+        if not (rate > 0 and math.isfinite(rate)):
+            raise ProfileError(f"{where}.float_macs_per_cycle.{op} must be a finite number > 0 "
+                               f"(fp32 MACs per cycle), got {rate!r}")
+
+
+_RANGE_CHECKS = {"mcu": (_check_float_macs,)}
+"""Per kind, checks of value ranges beyond the types (``values``: the checked keys of the table)."""
 
 
 def load_profile_file(path: Path) -> Profile:
