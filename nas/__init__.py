@@ -8,10 +8,13 @@ from search_spaces import (
     InvalidArchError,
     LayerSpec,
     NASError,
+    QuantizedSpace,
+    QuantPolicy,
     SearchSpace,
     UnknownSpaceError,
     get_space,
     list_spaces,
+    quantized,
     register_space,
 )
 
@@ -33,6 +36,8 @@ _LAZY = {
     "load_job": "nas.jobs.results",
     "SearchResult": "nas.jobs.results",
     "LatencyModel": "nas.profiling.latency_model",
+    "AccuracyMetrics": "nas.jobs.accuracy",
+    "QuantSettings": "nas.training.quantized",
     "load_subnet": "nas.export.subnet",
     "export_subnet": "nas.export.subnet",
 }
@@ -47,6 +52,6 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "ArchConfig", "Choice", "InvalidArchError", "LayerSpec", "NASError", "SearchSpace", "UnknownSpaceError",
-    "get_space", "list_spaces", "register_space", *_LAZY,
+    "ArchConfig", "Choice", "InvalidArchError", "LayerSpec", "NASError", "QuantPolicy", "QuantizedSpace", "SearchSpace",
+    "UnknownSpaceError", "get_space", "list_spaces", "quantized", "register_space", *_LAZY,
 ]

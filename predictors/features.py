@@ -27,6 +27,11 @@ def _row(layer: LayerSpec) -> tuple[float, float, float, float, float]:
     return 1.0, macs, layer.in_channels * layer.in_hw[0] * layer.in_hw[1], out_elements, params
 
 
+def layer_macs(layer: LayerSpec) -> float:
+    """Multiply-accumulates of one row's op (SE excluded; 0 for ``gap``)."""
+    return _row(layer)[1]
+
+
 def layer_aggregates(layers: Sequence[LayerSpec]) -> np.ndarray:
     """``len(OPS) * len(AGGREGATES) + 4`` floats summarising a layer table."""
     per_op = np.zeros((len(OPS), len(AGGREGATES)))

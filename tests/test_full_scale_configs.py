@@ -29,3 +29,14 @@ def test_config_parses_for_nas_run_and_nas_train(name, space, data, tmp_path):
         assert config.train.strategy == "ps"
     else:
         assert search.search.storage == f"sqlite:///{tmp_path.resolve() / 'nas.db'}"
+
+
+def test_the_quantized_search_config_parses_with_its_policy_space():
+    from nas.jobs.config import SearchConfig
+    from search_spaces import QuantizedSpace, get_space
+
+    config = SearchConfig.from_toml(EXPERIMENTS / "quantized_search.toml")
+    assert isinstance(get_space(config.search.space), QuantizedSpace)
+    assert config.quantization.sequential_baseline and config.quantization.samples == 256
+    assert config.path(config.accuracy.checkpoint) == EXPERIMENTS / "../runs/tiny"
+    assert {c.metric for c in config.constraints} == {"stm32f746.peak_sram_kb", "predicted_accuracy_drop"}

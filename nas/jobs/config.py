@@ -23,7 +23,9 @@ Layout::
 
 Metrics: ``accuracy`` (top-1 on the checkpoint's validation split, BN recalibrated; measured,
 expensive; for a space with a quantization policy, the top-1 of the post-training-quantized model
-run by onnxruntime, labelled with its format), ``accuracy_drop`` (float minus quantized top-1), ``macs``, ``params``, ``PROFILE.METRIC`` (see ``nas devices``); a cpu profile's
+run by onnxruntime, labelled with its format), ``accuracy_drop`` (float minus quantized top-1),
+``predicted_accuracy_drop`` (cheap: a drop predictor refitted on the drops measured so far; a
+constraint on it screens policies before any PTQ runs), ``macs``, ``params``, ``PROFILE.METRIC`` (see ``nas devices``); a cpu profile's
 ``latency_ms`` is predicted from its latency model when one is named, else measured (on this host,
 or on its board over TVM RPC); its ``tvm_latency_ms`` is the TVM-compiled subnet measured there,
 compiled from the ``nas tune-space`` database when one exists.
@@ -43,6 +45,7 @@ from search_spaces import get_space
 
 DEFAULT_STORAGE = "sqlite:///nas.db"
 ACCURACY_METRICS = ("accuracy", "accuracy_drop")
+PREDICTED_DROP = "predicted_accuracy_drop"
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,12 @@ class SearchConfig:
                 objectives.append(Objective(spec.name, accuracy_metrics.fn(spec.metric), direction=spec.direction))
             else:
                 objectives.append(Objective(spec.name, spec.metric, direction=spec.direction))
+        if PREDICTED_DROP in metrics:
+            accuracy_metrics = accuracy_metrics or self._accuracy(space)
+            if accuracy_metrics.quantized is None:
+                raise ConfigError(f"metric {PREDICTED_DROP!r} needs a space with a quantization policy, e.g. "
+                                  f"{space.name}+q; [search] space = {space.name!r}")
+            catalog.cheap[PREDICTED_DROP] = accuracy_metrics.quantized.predicted_drop
         try:
             constraints = [Constraint(c.metric, c.op, c.bound) for c in self.constraints]
         except ObjectiveError as err:

@@ -103,20 +103,22 @@ class MetricCatalog:
     its ``latency_ms`` is then *predicted* (cheap). Otherwise a cpu profile's metrics are *measured*
     (expensive) through ``measure``, which maps a metric name (``"host-cpu.latency_ms"``,
     ``"host-cpu.tvm_latency_ms"``: the TVM-compiled subnet) to a callable
-    ``ArchConfig -> {metric: Metric}``.
+    ``ArchConfig -> {metric: Metric}``. ``cheap`` maps further metric names (no dot, e.g.
+    ``predicted_accuracy_drop``) to cheap batch callables ``list[ArchConfig] -> list[Metric]``.
     """
 
     def __init__(self, space: SearchSpace, *, latency_models: Mapping[str, object] | None = None,
-                 measure: Mapping[str, Callable] | None = None) -> None:
+                 measure: Mapping[str, Callable] | None = None, cheap: Mapping[str, Callable] | None = None) -> None:
         self.space = space
         self.latency_models = dict(latency_models or {})
         self.measure = dict(measure or {})
+        self.cheap = dict(cheap or {})
         self._models: dict[str, CostModel] = {}
         self._tables: dict[str, object] = {}
 
     def check(self, name: str) -> None:
         """``ObjectiveError`` naming the problem unless ``name`` resolves."""
-        if name in ("macs", "params"):
+        if name in ("macs", "params") or name in self.cheap:
             return
         device, _, metric = name.partition(".")
         if not metric:
@@ -154,6 +156,8 @@ class MetricCatalog:
             return lambda layers: float(macs(layers))
         if name == "params":
             return lambda layers: float(params(layers))
+        if name in self.cheap:
+            return None
         device, _, metric = name.partition(".")
         if not metric or self._predicted(name) or name in self.measure:
             return None
@@ -175,6 +179,8 @@ class MetricCatalog:
 
     def resolve(self, name: str, archs: Sequence[ArchConfig]) -> list[Metric]:
         """One ``Metric`` per arch for the built-in metric ``name``."""
+        if name in self.cheap:
+            return list(self.cheap[name](list(archs)))
         if name in ("macs", "params"):
             count = macs if name == "macs" else params
             unit = "MACs" if name == "macs" else "params"

@@ -2,7 +2,7 @@
 
 Contract: ``sequential_baseline(config, joint, ...)`` runs (or resumes) the job ``<joint>.float``: the
 same config on the base space (float accuracy; MCU/FPGA costs at their native int8, as for any
-plain space), the same algorithm, budget and seed. Every member of its Pareto front is then
+plain space; constraints on the predicted quantization drop dropped), the same algorithm, budget and seed. Every member of its Pareto front is then
 quantized uniformly to int8 (per-channel weights, asymmetric activations: onnxruntime's defaults)
 and evaluated with the joint job's objectives and constraints, exactly as a joint trial is. The
 report compares the joint front with those int8 members on one scale (both normalised by the ideal
@@ -45,7 +45,10 @@ def sequential_baseline(config, joint: SearchResult, *, evaluator: Evaluator, **
     space = evaluator.space
     if not isinstance(space, QuantizedSpace):
         raise ValueError(f"the sequential baseline needs a quantized space, got {space.name!r}")
-    float_config = replace(config, search=replace(config.search, space=space.base.name))
+    from nas.jobs.config import PREDICTED_DROP
+
+    float_config = replace(config, search=replace(config.search, space=space.base.name),
+                           constraints=tuple(c for c in config.constraints if c.metric != PREDICTED_DROP))
     base_space, objectives, constraints, catalog, extra = float_config.build()
     search_kwargs = {**search_kwargs, "catalog": catalog, "config_extra": extra}
     float_result = search(base_space, objectives, constraints, algorithm=config.search.algorithm,

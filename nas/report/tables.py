@@ -4,7 +4,10 @@ Contract: :func:`render_front_table` returns fixed-width, right-aligned columns:
 then each objective with its provenance in the header (``acc [measured]``); a column whose rows
 come from several sources names the source in every cell instead (``0.1234 [predicted]``), so no
 estimate passes for a measurement. Then, with ``measured=NAME``, the measured latency column
-``NAME.measured_ms`` where one was taken. Values within ±1 have 4 decimals, others 4 significant
+``NAME.measured_ms`` where one was taken, then ``format``: the numeric format the row's figures
+belong to (``int8``, ``fp32``, ``mixed``), or, where its figures belong to different formats (a
+float accuracy beside an MCU cost that assumes int8), each objective's own (``acc:fp32 sram:int8``),
+so such a pairing is never hidden. Values within ±1 have 4 decimals, others 4 significant
 digits. An empty front renders as ``empty``.
 """
 
@@ -33,15 +36,31 @@ def render_front_table(frame, names: Sequence[str], *, measured: str | None = No
     has_measured = column is not None and column in frame and frame[column].notna().any()
     if has_measured:
         header.append(f"{measured} [measured]")
+    precision_columns = [f"{n}.precision" for n in names if f"{n}.precision" in frame]
+    has_format = any(frame[c].notna().any() for c in precision_columns)
+    if has_format:
+        header.append("format")
     rows = []
     for _, row in frame.iterrows():
         values = [str(int(row["trial"])), str(row["arch_id"])]
         values += [f"{_fmt(row[name])} [{row[f'{name}.source']}]" if name in mixed else _fmt(row[name]) for name in names]
         if has_measured:
             values.append("" if math.isnan(row[column]) else _fmt(row[column]))
+        if has_format:
+            values.append(_format(row, names))
         rows.append(values)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     return "\n".join("  ".join(v.rjust(w) for v, w in zip(values, widths)) for values in [header, *rows])
+
+
+def _format(row, names: Sequence[str]) -> str:
+    """The row's numeric format, or each objective's where they differ."""
+    labels = {n: row.get(f"{n}.precision") for n in names}
+    labels = {n: p for n, p in labels.items() if isinstance(p, str)}
+    kinds = set(labels.values())
+    if len(kinds) <= 1:
+        return kinds.pop() if kinds else ""
+    return " ".join(f"{n}:{p}" for n, p in labels.items())
 
 
 def _fmt(value: float) -> str:

@@ -30,6 +30,7 @@ from supernets.training.losses import resize_batch
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 COLLAPSE_DROP = 0.2
 CACHE_NAME = "quant_eval_cache.json"
+MIN_DROP_FIT = 4
 
 
 class QuantizationError(NASError, ValueError):
@@ -86,8 +87,29 @@ class QuantizedEvaluator:
         self.evaluator, self.space = evaluator, space
         self.settings = settings or QuantSettings()
         self._results: dict[str, QuantizedResult] = {}
+        self._archs: dict[str, ArchConfig] = {}
         self.cache = EvalCache(checkpoint_hash=evaluator.checkpoint_hash, data=f"{evaluator.data}/ptq-{self.settings.tag}",
                                path=evaluator.cache.path.with_name(CACHE_NAME) if evaluator.cache.path else None)
+
+    # ------------------------------------------------------------ predicted drop
+    def predicted_drop(self, archs) -> list:
+        """The drop of each arch predicted by a :class:`~predictors.quantization.QuantDropPredictor`
+        refitted on every drop measured so far in this process (cheap: no PTQ runs). With fewer
+        than ``MIN_DROP_FIT`` measurements the prediction is 0 with an infinite spread: nothing is
+        screened out before the predictor has data."""
+        from hw_profiles import Metric
+        from predictors.quantization import QuantDropPredictor, drop_features
+
+        archs = [self.space.validate(a) for a in archs]
+        measured = [r for r in self._results.values()]
+        model = QuantDropPredictor(seed=0)
+        if len(measured) >= MIN_DROP_FIT:
+            fit_archs = [self._archs[r.arch_id] for r in measured]
+            model.fit(drop_features(self.space, fit_archs), [r.drop for r in measured])
+        mean, var = model.predict_dist(drop_features(self.space, archs))
+        return [Metric(value=float(m), unit="fraction", source="predicted", profile=f"ptq-drop@{len(measured)}",
+                       spread=float(np.sqrt(v)) if np.isfinite(v) else None, precision=self.space.policy(a).label)
+                for a, m, v in zip(archs, mean, var)]
 
     # --------------------------------------------------------------------- data
     def calibration_images(self, resolution: int) -> np.ndarray:
@@ -146,6 +168,7 @@ class QuantizedEvaluator:
         else:
             result = self._evaluate(arch, float_top1)
         self._results[arch.arch_id] = result
+        self._archs[arch.arch_id] = arch
         return result
 
     def _evaluate(self, arch: ArchConfig, float_top1: float) -> QuantizedResult:

@@ -39,6 +39,11 @@ metric = "stm32f746.flash_kb"
 metric = "stm32f746.peak_sram_kb"
 op = "<="
 bound = 320
+
+[[constraints]]
+metric = "predicted_accuracy_drop"
+op = "<="
+bound = 0.5
 """
 
 
@@ -82,6 +87,7 @@ def test_joint_search_reports_the_sequential_baseline_and_formats(checkpoint, tm
     rows = json.loads(capsys.readouterr().out)
     assert rows and all(row["acc.precision"] in ("int8", "fp32", "mixed") for row in rows)
     assert all(row["flash_kb.precision"] == row["acc.precision"] for row in rows)
+    assert all(row["predicted_accuracy_drop <= 0.5"] <= 0 for row in rows)
     assert main(["pareto", "q.float", "--storage", storage, "--format", "json"]) == 0
     assert all(row["acc.precision"] == "fp32" for row in json.loads(capsys.readouterr().out))
 
@@ -97,3 +103,22 @@ def test_bad_quantization_settings_are_one_line_errors(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.slow
+def test_a_quantized_search_from_the_python_api(checkpoint, tmp_path):
+    import nas
+
+    space = nas.quantized(nas.get_space("tiny_mbv3"))
+    accuracy = nas.AccuracyMetrics.open(checkpoint, space, quantization=nas.QuantSettings(samples=32))
+    objectives = [nas.Objective("acc", accuracy.fn("accuracy"), direction="maximize"),
+                  nas.Objective("flash_kb", "stm32f746.flash_kb")]
+    result = nas.search(space, objectives, budget=4, seed=3, storage=f"sqlite:///{tmp_path / 'api.db'}",
+                        algorithm="random", progress=False)
+    records = result.records()
+    assert len(records) == 4
+    for record in records:
+        arch = space.parse(dict(record.arch))
+        label = space.policy(arch).label
+        assert record.metrics["acc"].precision == label == record.metrics["flash_kb"].precision
+        assert record.metrics["acc"].source == "measured"
