@@ -213,29 +213,16 @@ def host_measurer(space, profile, *, tvm: bool = False):
     state = {}
 
     def measure(arch):
+        from nas.profiling.builds import labelled, measured_for
+
         if "model" not in state:
-            from supernets import create_supernet
-
-            from nas.profiling.builds import network_builder
-
-            network = getattr(space, "base", space)
-            supernet = create_supernet(network.name, num_classes=space.num_classes, in_channels=space.in_channels,
-                                       seed=0)
-            db = default_db_dir(profile, network)
-            kwargs = dict(build=network_builder(supernet, space), input_shape=lambda a: (1, *space.input_shape(a)))
-            state["model"] = (TvmMeasuredCostModel(profile, database=db if db.is_dir() else None, **kwargs) if tvm
-                              else measured_model_for(profile, database=db if db.is_dir() else None, **kwargs))
-        return _labelled(state["model"].measure(arch), space, arch)
+            db = default_db_dir(profile, getattr(space, "base", space))
+            database = db if db.is_dir() else None
+            state["model"] = measured_for(space, TvmMeasuredCostModel if tvm else measured_model_for, profile,
+                                          database=database)
+        return labelled(state["model"].measure(arch), space, arch)
 
     return measure
-
-
-def _labelled(metrics: dict, space, arch) -> dict:
-    """``metrics`` with the numeric format of the network that ran (fp32 unless a policy quantized it)."""
-    from dataclasses import replace
-
-    label = space.policy(arch).label if hasattr(space, "policy") else "fp32"
-    return {name: replace(m, precision=label) for name, m in metrics.items()}
 
 
 def _rows(blob: dict, key: str, cls, source: str) -> list:

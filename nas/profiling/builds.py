@@ -67,6 +67,26 @@ def network_builder(supernet, space: SearchSpace) -> Callable[[ArchConfig], obje
     return build
 
 
+def labelled(metrics: dict, space: SearchSpace, arch: ArchConfig) -> dict:
+    """Measured ``metrics`` of ``arch`` tagged with the numeric format of the network that ran
+    (``fp32`` unless ``space``'s policy quantized it)."""
+    from dataclasses import replace
+
+    label = space.policy(arch).label if isinstance(space, QuantizedSpace) else "fp32"
+    return {name: replace(m, precision=label) for name, m in metrics.items()}
+
+
+def measured_for(space: SearchSpace, model_factory, profile, **kwargs):
+    """``model_factory(profile, build=, input_shape=, **kwargs)`` (a measured cost model) over a fresh
+    seed-0 supernet of ``space``'s network (weights do not change latency)."""
+    from supernets import create_supernet
+
+    network = space.base if isinstance(space, QuantizedSpace) else space
+    supernet = create_supernet(network.name, num_classes=space.num_classes, in_channels=space.in_channels, seed=0)
+    return model_factory(profile, build=network_builder(supernet, space),
+                         input_shape=lambda a: (1, *space.input_shape(a)), **kwargs)
+
+
 def layer_build(spec: LayerSpec, folder: Path) -> tuple[object, tuple[int, ...]]:
     """``(module or QuantizedOnnx, input shape)`` of one row; int8 rows are quantized into ``folder``."""
     from supernets.layer_module import layer_input_shape, layer_module

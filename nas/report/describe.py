@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Sequence
 
 from hw_profiles.measured import CudaMeasuredCostModel, gpu_unavailable_reason
-from hw_profiles import Profile, cost_model_for, get_profile, layer_macs, layer_params, macs, params, peak_activation_bytes
+from hw_profiles import (Profile, cost_model_for, get_profile, layer_macs, layer_params, macs, params,
+                         peak_activation_bytes, weight_bytes)
 from hw_profiles.tvm_measured import measured_model_for
-from search_spaces import ArchConfig, SearchSpace
+from search_spaces import ArchConfig, QuantizedSpace, SearchSpace
 
 
 def describe_arch(space: SearchSpace, arch: ArchConfig, devices: Sequence[str] = ()) -> dict:
@@ -36,6 +37,8 @@ def describe_arch(space: SearchSpace, arch: ArchConfig, devices: Sequence[str] =
         "macs": macs(rows),
         "params": params(rows),
         "peak_activation_bytes": {"fp32": peak_activation_bytes(rows, 4), "int8": peak_activation_bytes(rows, 1)},
+        "weight_bytes": weight_bytes(rows),
+        **({"quantization": space.policy(arch).to_dict()} if isinstance(space, QuantizedSpace) else {}),
         "layers": table,
         "devices": {name: {metric: m.to_dict() for metric, m in _device_metrics(space, arch, rows, get_profile(name)).items()}
                     for name in devices},
@@ -55,11 +58,9 @@ def _device_metrics(space: SearchSpace, arch: ArchConfig, rows, profile: Profile
 
 
 def _measure(space: SearchSpace, arch: ArchConfig, profile: Profile, model_cls) -> dict:
-    from supernets import create_supernet  # torch: only when a device is measured
+    from nas.profiling.builds import labelled, measured_for  # torch: only when a device is measured
 
-    supernet = create_supernet(space.name, num_classes=space.num_classes, in_channels=space.in_channels, seed=0)
-    model = model_cls(profile, build=supernet.extract, input_shape=lambda a: (1, *space.input_shape(a)))
-    return model.measure(arch)
+    return labelled(measured_for(space, model_cls, profile).measure(arch), space, arch)
 
 
 def _si(value: int) -> str:
@@ -86,22 +87,25 @@ def render_text(info: dict) -> str:
         f"peak activation memory (batch 1, largest live input+output+residual set)",
         f"            fp32 {_mib(peak['fp32'])}",
         f"            int8 {_mib(peak['int8'])}",
+        f"weights     {_mib(info['weight_bytes'])} (each layer in its own format; float unless quantized)",
     ]
     for device, metrics in info["devices"].items():
         lines.append(f"device      {device}")
         for name, m in metrics.items():
             spread = f" ± {m['spread']:.3g} (IQR)" if m["spread"] is not None else ""
-            lines.append(f"            {name:<24} {m['value']:>12.4g} {m['unit']:<8}{spread}  [{m['source']}, {m['profile']}]")
+            fmt = f", {m['precision']}" if m.get("precision") else ""
+            lines.append(f"            {name:<24} {m['value']:>12.4g} {m['unit']:<8}{spread}  "
+                         f"[{m['source']}, {m['profile']}{fmt}]")
     lines.append("")
     header = ("#", "block", "op", "in", "out", "k", "s", "groups", "in_hw", "out_hw", "act", "se", "res",
-              "macs", "params")
+              "macs", "params", "format")
     body = []
     for row in info["layers"]:
         body.append((
             str(row["index"]), row["block"], row["op"], str(row["in_channels"]), str(row["out_channels"]),
             str(row["kernel"]), str(row["stride"]), str(row["groups"]), "x".join(map(str, row["in_hw"])),
             "x".join(map(str, row["out_hw"])), row["act"], str(row["se_channels"]) if row["se"] else "-",
-            "yes" if row["residual"] else "-", f"{row['macs']:,}", f"{row['params']:,}",
+            "yes" if row["residual"] else "-", f"{row['macs']:,}", f"{row['params']:,}", row["precision"] or "-",
         ))
     widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
     numeric = {0, 3, 4, 5, 6, 7, 13, 14}
