@@ -144,6 +144,12 @@ def import_onnx(path, *, input_shape=None):
         raise KernelError(f"TVM import failed: {type(err).__name__}: {err}") from err
 
 
+def relax_text(path, *, input_shape=None) -> str:
+    """TVMScript text of the Relax module :func:`import_onnx` makes of ``path`` (to read which dtypes
+    its ops compute in)."""
+    return import_onnx(path, input_shape=input_shape).script()
+
+
 def build(mod, target):
     """``tvm.compile`` of ``mod`` for ``target`` (Relax default pipeline): a runtime executable."""
     tvm = _tvm()

@@ -1,4 +1,5 @@
-"""``nas export``: one subnet as files: torch state dict, ONNX, TVM library (parity-checked)."""
+"""``nas export``: one subnet as files: torch state dict, ONNX, TVM library (parity-checked), and with
+``--quantize`` an int8 ONNX model beside them."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--storage", default="sqlite:///nas.db", help="the job's Optuna storage URL (default sqlite:///nas.db)")
     p.add_argument("--arch", help="JSON object or @FILE, as for `describe` (instead of --job)")
     p.add_argument("--space", help="the arch's space (default: the checkpoint's)")
-    p.add_argument("--checkpoint", help="a `nas train` output folder (default: a freshly initialised supernet)")
+    p.add_argument("--checkpoint", help="a `nas train` output folder (default: a --job's own checkpoint, else a "
+                                        "freshly initialised supernet)")
     p.add_argument("--format", default="torch,onnx,tvm", help="comma-separated subset of torch,onnx,tvm (default all)")
     p.add_argument("--device", default="host-cpu",
                    help="profile to build the TVM library for: host-cpu (default, tuned DB, measured here), a board "
@@ -33,6 +35,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--tune-minutes", type=float, default=0.0,
                    help="first tune the subnet's TVM tasks for this long into the (device, space) database (default 0)")
     p.add_argument("--tuning-db", help="TVM tuning database folder (default: the cache's, see `nas tune-space`)")
+    p.add_argument("--quantize", nargs="?", const="policy", metavar="policy|int8",
+                   help="also write model.int8.onnx (post-training int8, QDQ; implies the onnx format): 'policy' (the "
+                        "default when given alone) takes the arch's quantization policy (a trial of a +q job, or "
+                        "--space SPACE+q with q_<block> settings), 'int8' puts every block in int8. The report adds "
+                        "float vs int8 top-1 (with a checkpoint), latency of both, sizes, and with the tvm format what "
+                        "TVM does with the int8 model")
+    p.add_argument("--calibration-method", metavar="METHOD", help="int8 calibration: minmax, entropy or percentile (default: the "
+                                                "job's [quantization] method, else minmax)")
+    p.add_argument("--calibration-samples", type=int, metavar="N", help="int8 calibration inputs: training images of the "
+                   "checkpoint, else seeded random inputs (default: the job's [quantization] samples, else 256)")
     return p
 
 
@@ -46,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         dynamic_batch=args.dynamic_batch, latency_model=Path(args.latency_model) if args.latency_model else None,
         repeats=args.repeats, tune_minutes=args.tune_minutes,
         tuning_db=Path(args.tuning_db) if args.tuning_db else None, rpc_tracker=args.rpc_tracker,
-        log=stderr_log(args.quiet))
+        quantize=args.quantize, calibration_method=args.calibration_method,
+        calibration_samples=args.calibration_samples, log=stderr_log(args.quiet))
     print(json.dumps(report.to_json(), indent=2) if args.json else render_summary(report, Path(args.out)))
     return 0

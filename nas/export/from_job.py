@@ -1,6 +1,13 @@
 """What ``nas export`` does before exporting: find the arch (a job's trial or ``--arch``) and the
 weights (a ``nas train`` folder, BN recalibrated for the arch, or a fresh supernet), then call
-:func:`nas.export.subnet.export_with_options`; and the summary table it prints."""
+:func:`nas.export.subnet.export_with_options`; and the summary table it prints.
+
+The arch may be of a quantized space (``<space>+q``: a trial of a ``+q`` job, or ``--space``/``--arch``
+with ``q_<block>`` settings): the supernet is the base space's and the network part is exported.
+Without ``--checkpoint`` a job's own checkpoint (its config's ``[accuracy] checkpoint``) gives the
+weights. ``--quantize`` (:mod:`nas.export._int8`) calibrates on the checkpoint's training split and
+reports top-1 on its validation split; the calibration settings default to the job's ``[quantization]``
+ones, else minmax on 256 samples."""
 
 from __future__ import annotations
 
@@ -8,51 +15,120 @@ import dataclasses
 from pathlib import Path
 from typing import Callable, Sequence
 
+from nas.export._int8 import policy_needed_error, quantized_space_of, summary_lines
 from nas.export.subnet import (RANDOM_INIT_SEED, ExportError, ExportOptions, ExportResult, _export_profile,
                                check_out_dir, export_with_options)
 from search_spaces import get_space
+from search_spaces.quantization import split_quantized_name
 
 
 def resolve_and_export(*, out: Path, formats: Sequence[str], job: str | None = None, trial: int | None = None,
                        storage: str = "sqlite:///nas.db", arch_obj: dict | None = None, space: str | None = None,
                        checkpoint: Path | None = None, device: str = "host-cpu", dynamic_batch: bool = False,
                        latency_model: Path | None = None, repeats: int = 20, tune_minutes: float = 0.0,
-                       tuning_db: Path | None = None, rpc_tracker: str | None = None,
+                       tuning_db: Path | None = None, rpc_tracker: str | None = None, quantize: str | None = None,
+                       calibration_method: str | None = None, calibration_samples: int | None = None,
                        log: Callable[[str], None] | None = None) -> ExportResult:
     """``nas export``: find the arch (a job's trial or ``arch_obj``) and the weights (a ``nas train``
-    folder, else a freshly initialised supernet), recalibrate BN for the arch, export. Every setting
-    is checked before anything is loaded."""
+    folder, else a freshly initialised supernet), recalibrate BN for the arch's network, export (and with
+    ``quantize``, "policy" or "int8", quantize: module docstring). Every setting is checked before anything
+    is loaded."""
+    quant = _QuantFlags(quantize, calibration_method, calibration_samples)
     options = ExportOptions(formats=formats, device=device, dynamic_batch=dynamic_batch, latency_model=latency_model,
                             tune_minutes=tune_minutes, tuning_db=tuning_db, rpc_tracker=rpc_tracker,
-                            warmup=min(3, repeats), repeats=repeats)
+                            warmup=min(3, repeats), repeats=repeats, **quant.settings(None))
     out = check_out_dir(out)
     _export_profile(device)
     if (job is None) == (arch_obj is None):
         raise ExportError("give either --job NAME --trial N or --arch JSON")
     if job is not None and trial is None:
         raise ExportError("--job needs --trial N (see `nas pareto JOB`)")
-    arch_dict, space_name = _job_arch(job, trial, storage, space) if job is not None else (arch_obj, space)
-    evaluator = _checkpoint_evaluator(checkpoint, space_name)
-    if evaluator is not None:
-        supernet = evaluator.supernet.cpu()
-    else:
-        if space_name is None:
-            raise ExportError("--space is required with --arch and no --checkpoint")
-        get_space(space_name)  # an unknown space lists the valid ones
-        from supernets import create_supernet
-
-        supernet = create_supernet(space_name)
-    arch = supernet.space.parse(arch_dict)
-    bn = _fit_bn(supernet, arch, evaluator)
+    found = _job_arch(job, trial, storage, space) if job is not None else _Found(arch_obj, space)
+    space_name = found.space
+    if quantize == "policy" and not _has_policy(space_name, found.arch):
+        raise policy_needed_error(space_name)
+    evaluator = _checkpoint_evaluator(checkpoint or found.checkpoint, space_name)
+    if checkpoint is None and evaluator is not None:
+        found.check_checkpoint(evaluator.checkpoint_hash)
+    supernet = _supernet(evaluator, space_name)
+    if space_name is None and _has_policy(None, found.arch):  # q_ settings, --space defaulting to the checkpoint's
+        space_name = f"{supernet.space.name}+q"
+    arch_space = (quantized_space_of(supernet.space, space_name) if space_name else None) or supernet.space
+    arch = arch_space.parse(found.arch)
+    bn = _fit_bn(supernet, arch_space.network(arch) if arch_space is not supernet.space else arch, evaluator)
     supernet.eval()
     options = dataclasses.replace(
         options, weights="checkpoint" if evaluator is not None else "random-init", bn_statistics=bn,
-        checkpoint_sha256=evaluator.checkpoint_hash if evaluator is not None else None)
-    return export_with_options(supernet, arch, out, options, log=log)
+        checkpoint_sha256=evaluator.checkpoint_hash if evaluator is not None else None, **quant.settings(found))
+    return export_with_options(supernet, arch, out, options, evaluator=evaluator, log=log)
 
 
-def _job_arch(job: str, trial: int, storage: str, space_name: str | None) -> tuple[dict, str]:
-    """``(arch dict, space name)`` of a search job's trial; ``--space`` must agree with the job's."""
+def _supernet(evaluator, space_name: str | None):
+    """The checkpoint's supernet (on the CPU), or a fresh one of the arch's (network) space."""
+    if evaluator is not None:
+        return evaluator.supernet.cpu()
+    if space_name is None:
+        raise ExportError("--space is required with --arch and no --checkpoint")
+    get_space(space_name)  # an unknown space lists the valid ones
+    from supernets import create_supernet
+
+    return create_supernet(_base_name(space_name))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Found:
+    """The arch to export (a dict), its space name (None: the checkpoint's), and for a job started from a
+    config its name, checkpoint folder and SHA-256, and ``[quantization]`` settings."""
+
+    arch: dict
+    space: str | None
+    checkpoint: Path | None = None
+    quantization: dict | None = None
+    job: str | None = None
+    checkpoint_sha256: str | None = None
+
+    def check_checkpoint(self, sha256: str) -> None:
+        """``ExportError`` when the job's checkpoint folder now holds other weights than it was searched with."""
+        if self.checkpoint_sha256 and sha256 != self.checkpoint_sha256:
+            raise ExportError(f"job {self.job!r} was searched with checkpoint sha256 {self.checkpoint_sha256[:12]}..., "
+                              f"but {str(self.checkpoint)!r} now holds {sha256[:12]}...; pass --checkpoint to export "
+                              "with other weights")
+
+
+@dataclasses.dataclass(frozen=True)
+class _QuantFlags:
+    """``--quantize``, ``--calibration-method`` and ``--calibration-samples`` as given (None: not given)."""
+
+    quantize: str | None
+    method: str | None
+    samples: int | None
+
+    def settings(self, found: _Found | None) -> dict:
+        """The ``ExportOptions`` keywords: the flags, else the job's ``[quantization]``, else minmax and 256."""
+        if self.quantize is None and (self.method is not None or self.samples is not None):
+            raise ExportError("--calibration-method and --calibration-samples set up --quantize; add --quantize "
+                              "policy or --quantize int8")
+        job = (found.quantization if found is not None else None) or {}
+        method = self.method if self.method is not None else job.get("method", "minmax")
+        samples = self.samples if self.samples is not None else job.get("samples", 256)
+        return {"quantize": self.quantize, "calibration_method": method, "calibration_samples": samples}
+
+
+def _base_name(space_name: str) -> str:
+    split = split_quantized_name(space_name)
+    return split[0] if split else space_name
+
+
+def _has_policy(space_name: str | None, arch: dict) -> bool:
+    """Whether the arch carries a quantization policy (a ``+q`` space, or ``q_`` settings with the checkpoint's)."""
+    if space_name is not None:
+        return split_quantized_name(space_name) is not None
+    return isinstance(arch, dict) and any(str(k).startswith("q_") or k == "quantization" for k in arch)
+
+
+def _job_arch(job: str, trial: int, storage: str, space_name: str | None) -> _Found:
+    """The arch of a search job's trial, its space (``--space`` must agree) and the job's checkpoint and
+    ``[quantization]`` settings when it was started from a config."""
     from nas.jobs.results import load_job
 
     result = load_job(job, storage=storage)
@@ -63,17 +139,26 @@ def _job_arch(job: str, trial: int, storage: str, space_name: str | None) -> tup
     job_space = result.space.name
     if space_name is not None and space_name != job_space:
         raise ExportError(f"--space {space_name} differs from job {job!r}'s space {job_space}")
-    return arch.to_dict(), job_space
+    config = result.job.job_config.search_config or {}
+    checkpoint = (config.get("accuracy") or {}).get("checkpoint") or None
+    if checkpoint:
+        path = Path(checkpoint).expanduser()
+        checkpoint = path if path.is_absolute() else Path(config.get("base_dir", ".")) / path
+        if not checkpoint.exists():
+            raise ExportError(f"job {job!r} was searched with checkpoint {str(checkpoint)!r}, which is missing; "
+                              "pass --checkpoint FOLDER")
+    return _Found(arch.to_dict(), job_space, checkpoint, config.get("quantization"), job,
+                  result.job.job_config.extra.get("checkpoint_sha256"))
 
 
 def _checkpoint_evaluator(checkpoint: Path | None, space_name: str | None):
-    """The ``CheckpointEvaluator`` of a ``nas train`` folder (its space must be the arch's), or None."""
+    """The ``CheckpointEvaluator`` of a ``nas train`` folder (its space must be the arch's network space), or None."""
     if checkpoint is None:
         return None
     from nas.training.evaluation import CheckpointEvaluator
 
     evaluator = CheckpointEvaluator(Path(checkpoint))
-    if space_name is not None and space_name != evaluator.space.name:
+    if space_name is not None and _base_name(space_name) != evaluator.space.name:
         raise ExportError(f"the checkpoint's space is {evaluator.space.name}, but the arch is of {space_name}")
     return evaluator
 
@@ -114,6 +199,8 @@ def render_summary(result: ExportResult, out: Path) -> str:
         if entry.get("reason"):
             notes.append(f"{fmt}: {entry['reason']}")
     lines += notes
+    if result.int8 is not None:
+        lines += summary_lines(result.int8)
     for name, metric in (result.estimated or {}).items():
         lines.append(f"estimated {name} on {metric['profile']}: {metric['value']:.4g} {metric['unit']} [{metric['source']}]")
     if result.predicted_latency_ms is not None:

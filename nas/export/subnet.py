@@ -1,4 +1,4 @@
-"""``nas export``: one subnet as deployable files (torch state dict, ONNX, TVM shared library).
+"""``nas export``: one subnet as deployable files (torch state dict, ONNX, TVM shared library, int8 ONNX).
 
 Contract:
 - :func:`export_subnet` writes into a new folder ``out`` (refused when it exists and is not
@@ -11,7 +11,12 @@ Contract:
   MetaSchedule records from the (device, space) tuning database where they beat the default
   schedule, the default schedule elsewhere; ``--tune-minutes`` tunes the subnet's tasks first) and
   ``report.json`` (:class:`ExportResult`, with ``tvm_schedule``: "metaschedule-db" or "default", and
-  ``tuning``: db path, tasks hit/total, FLOPs coverage, minutes tuned).
+  ``tuning``: db path, tasks hit/total, FLOPs coverage, minutes tuned). With ``quantize`` also
+  ``model.int8.onnx`` (QDQ) and the report's ``int8`` section (:mod:`nas.export._int8`).
+- The arch may be of the supernet's space or of its quantized space (``<space>+q``, a per-block
+  precision policy): the files are those of the network part (``space.network(arch)``); ``arch.json``
+  and ``report.json`` record the quantized arch, the network's ``network_arch_id`` and (arch.json) the
+  policy; an MCU build's entry carries the policy, and the analytic estimates follow its precisions.
 - The steps, one function each: build (:func:`nas.export._formats.build_subnet`), one exporter per
   format that writes, reloads and verifies its file (``_formats.export_torch``/``export_onnx``/
   ``export_tvm``, or ``nas.export._targets`` for another device), time (:func:`_time_files`) and report
@@ -22,7 +27,8 @@ Contract:
 - Each reloaded artefact is timed alone on this host (:func:`kernels.timing.measure`, the device
   profile's thread count, torch with denormals flushed as onnxruntime does, only while timing:
   :func:`kernels.runners.denormals_flushed`); the figures carry provenance (``measured``,
-  ``profile@version``, IQR). With a latency model the predicted figure goes beside them.
+  ``profile@version``, IQR). With a latency model the predicted figure goes beside them. The int8
+  file is timed taking turns with ``model.onnx`` instead (the report's ``int8.latency_ms``).
 - A failure is an :class:`ExportError` (a ``NASError``: one line, exit code 2 from the CLI) whose
   message names the step and the format, e.g. ``"TVM build failed: ..."``.
 - :func:`nas.export.from_job.resolve_and_export` (the CLI) takes the weights from a ``nas train`` folder, BN
@@ -45,7 +51,8 @@ from nas._folders import check_new_folder, staged_folder
 from nas._results import OMIT_NONE, ReportRecord
 from nas.export._common import (BACKEND, FILES, FORMAT_VERSION, FORMATS, OPSET, PARITY_RTOL,  # noqa: F401
                                 PARITY_SEED, RANDOM_INIT_SEED, STEP, ExportError, one_line, step_error)
-from search_spaces import ArchConfig, SearchSpace
+from search_spaces import ArchConfig, SearchSpace, quantized
+from search_spaces.quantization import split_quantized_name
 from supernets.checkpoint import file_sha256
 
 
@@ -74,10 +81,13 @@ def check_tune_minutes(minutes: float) -> float:
 
 @dataclass(frozen=True, kw_only=True)
 class ExportOptions:
-    """The keywords of :func:`export_subnet`, checked on construction (formats, timing protocol, minutes).
+    """The keywords of :func:`export_subnet`, checked on construction (formats, timing protocol, minutes,
+    quantization settings).
 
     ``weights`` says where the supernet's weights came from ("checkpoint" or "random-init");
-    ``tuning_db`` of None is the (device, space) database of ``nas._cache.default_db_dir``."""
+    ``tuning_db`` of None is the (device, space) database of ``nas._cache.default_db_dir``; ``quantize``
+    ("policy" or "int8", None for none) also writes ``model.int8.onnx`` (:mod:`nas.export._int8`), calibrated
+    with ``calibration_method`` on ``calibration_samples`` inputs, and implies the onnx format."""
 
     formats: tuple[str, ...] = FORMATS
     device: str = "host-cpu"
@@ -91,11 +101,19 @@ class ExportOptions:
     rpc_tracker: str | None = None
     warmup: int = 3
     repeats: int = 20
+    quantize: str | None = None
+    calibration_method: str = "minmax"
+    calibration_samples: int = 256
 
     def __post_init__(self) -> None:
         from kernels.timing import check_protocol
+        from nas.export._int8 import check_quantize
 
-        object.__setattr__(self, "formats", parse_formats(self.formats))
+        check_quantize(self.quantize, self.calibration_method, self.calibration_samples)
+        formats = parse_formats(self.formats)
+        if self.quantize is not None:  # the int8 file is compared with (and sits beside) model.onnx
+            formats = parse_formats((*formats, "onnx"))
+        object.__setattr__(self, "formats", formats)
         check_protocol(warmup=self.warmup, repeats=self.repeats)
         object.__setattr__(self, "tune_minutes", check_tune_minutes(self.tune_minutes))
 
@@ -105,7 +123,9 @@ class ExportResult(ReportRecord):
     """What :func:`export_subnet` did; ``to_json()`` is ``report.json``. ``formats`` maps each format to its
     entry (file, sha256, parity, ``latency_ms`` as a measured ``Metric`` dict, ...); ``tvm_schedule`` and
     ``tuning`` are set for a TVM build on this host, ``predicted_latency_ms`` with a latency model,
-    ``estimated`` for gpu and mcu profiles (analytic costs)."""
+    ``estimated`` for gpu and mcu profiles (analytic costs). For an arch of a quantized space (``<space>+q``)
+    ``space``/``arch``/``arch_id`` are that arch's and ``network_arch_id`` the exported network's; ``int8`` is
+    the :class:`~nas.export._int8.Int8Report` of ``--quantize`` (a dict in ``to_json()``)."""
 
     _ERROR = ExportError
 
@@ -127,47 +147,68 @@ class ExportResult(ReportRecord):
     tuning: dict | None = field(default=None, metadata=OMIT_NONE)
     predicted_latency_ms: dict | None = field(default=None, metadata=OMIT_NONE)
     estimated: dict | None = field(default=None, metadata=OMIT_NONE)
+    network_arch_id: str | None = field(default=None, metadata=OMIT_NONE)
+    int8: Any = field(default=None, metadata=OMIT_NONE)  # Int8Report | None
     timing: dict
     steps_s: dict
+
+    def __post_init__(self) -> None:
+        from nas.export._int8 import as_int8_report
+
+        object.__setattr__(self, "int8", as_int8_report(self.int8))
+
+    def to_json(self) -> dict[str, Any]:
+        data = super().to_json()
+        if self.int8 is not None:
+            data["int8"] = self.int8.to_json()
+        return data
 
 
 def export_subnet(supernet, arch: ArchConfig, out: Path, *, formats: Sequence[str] = FORMATS,
                   device: str = "host-cpu", dynamic_batch: bool = False, weights: str = "checkpoint",
                   checkpoint_sha256: str | None = None, latency_model: Path | None = None,
                   bn_statistics: str | None = None, tune_minutes: float = 0.0, tuning_db: Path | None = None,
-                  rpc_tracker: str | None = None, warmup: int = 3, repeats: int = 20,
+                  rpc_tracker: str | None = None, warmup: int = 3, repeats: int = 20, quantize: str | None = None,
+                  calibration_method: str = "minmax", calibration_samples: int = 256,
                   log: Callable[[str], None] | None = None) -> ExportResult:
     """Export ``supernet.extract(arch)`` into the new folder ``out`` (module docstring); the keywords are
-    those of :class:`ExportOptions`. ``supernet`` should already have BN statistics fit for ``arch``
-    (``recalibrate_bn``). ``tune_minutes`` > 0 first tunes the subnet's TVM tasks (missing ones first,
-    seeded from the database) for that long and stores the records. ``log`` hears each step's name."""
+    those of :class:`ExportOptions`. ``arch`` may be of the supernet's space or of its quantized space
+    (``<space>+q``): the network part is exported. ``supernet`` should already have BN statistics fit for
+    the network (``recalibrate_bn``). ``tune_minutes`` > 0 first tunes the subnet's TVM tasks (missing ones
+    first, seeded from the database) for that long and stores the records. ``quantize`` also writes
+    ``model.int8.onnx``, calibrated on seeded random inputs (``resolve_and_export`` calibrates on a
+    checkpoint's data). ``log`` hears each step's name."""
     options = ExportOptions(formats=formats, device=device, dynamic_batch=dynamic_batch, weights=weights,
                             checkpoint_sha256=checkpoint_sha256, latency_model=latency_model,
                             bn_statistics=bn_statistics, tune_minutes=tune_minutes, tuning_db=tuning_db,
-                            rpc_tracker=rpc_tracker, warmup=warmup, repeats=repeats)
+                            rpc_tracker=rpc_tracker, warmup=warmup, repeats=repeats, quantize=quantize,
+                            calibration_method=calibration_method, calibration_samples=calibration_samples)
     return export_with_options(supernet, arch, out, options, log=log)
 
 
-def export_with_options(supernet, arch: ArchConfig, out: Path, options: ExportOptions, *,
+def export_with_options(supernet, arch: ArchConfig, out: Path, options: ExportOptions, *, evaluator=None,
                         log: Callable[[str], None] | None = None) -> ExportResult:
-    """:func:`export_subnet` with its keywords as :class:`ExportOptions`."""
+    """:func:`export_subnet` with its keywords as :class:`ExportOptions`. ``evaluator`` (the
+    ``CheckpointEvaluator`` the weights came from) gives ``--quantize`` its calibration and validation data."""
+    from nas.export._int8 import quant_target
+
     start = time.perf_counter()
     log = log or (lambda msg: None)
     out = check_out_dir(out)
     device = _Device.of(options.device)
     space = supernet.space
-    arch = space.validate(arch)
+    target = quant_target(space, arch, options.quantize)
     predictor = _latency_model(options.latency_model, space)
     from nas.export._formats import build_subnet
 
     t = time.perf_counter()
     try:
-        subnet = build_subnet(supernet, arch, dynamic_batch=options.dynamic_batch)
+        subnet = build_subnet(supernet, target.network, dynamic_batch=options.dynamic_batch)
     except Exception as err:  # noqa: BLE001
         raise step_error("subnet extraction", err) from err
     steps = {"extract_s": time.perf_counter() - t}
     with staged_folder(out, tag="export-") as folder:
-        _write_arch_info(folder, space, arch, subnet.input_shape, options)
+        _write_arch_info(folder, space, target, subnet.input_shape, options)
         entries, runners = {}, {}
         for fmt in options.formats:
             t = time.perf_counter()
@@ -180,12 +221,32 @@ def export_with_options(supernet, arch: ArchConfig, out: Path, options: ExportOp
         log("timing the exported files")
         for fmt, latency in _time_files(runners, options, device).items():
             entries[fmt].update(latency_ms=latency, backend=BACKEND[fmt])
-        runners.clear()  # the reloaded files are released before the folder is renamed
         steps["latency_s"] = time.perf_counter() - t
-        result = _result(space=space, arch=arch, input_shape=subnet.input_shape, options=options, device=device,
-                         entries=entries, predictor=predictor, steps={**steps, "total_s": time.perf_counter() - start})
+        int8 = _export_int8(subnet, folder, supernet, target, options, device, runners, evaluator, log, steps)
+        runners.clear()  # the reloaded files are released before the folder is renamed
+        if target.qarch is not None and "tvm" in entries and device.profile.kind == "mcu":
+            from nas.export._int8 import mcu_policy
+
+            entries["tvm"]["quantization"] = mcu_policy(target, int8)
+        result = _result(space=space, target=target, input_shape=subnet.input_shape, options=options, device=device,
+                         entries=entries, predictor=predictor, int8=int8,
+                         steps={**steps, "total_s": time.perf_counter() - start})
         (folder / "report.json").write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def _export_int8(subnet, folder: Path, supernet, target, options: ExportOptions, device: "_Device", runners: dict,
+                 evaluator, log: Callable[[str], None], steps: dict):
+    """The ``--quantize`` step (:func:`nas.export._int8.export_int8`), timed into ``steps``; None without it."""
+    if options.quantize is None:
+        return None
+    from nas.export._int8 import export_int8
+
+    t = time.perf_counter()
+    int8 = export_int8(subnet, folder, supernet=supernet, target=target, options=options, device=device,
+                       runners=runners, evaluator=evaluator, log=log)
+    steps["int8_s"] = time.perf_counter() - t
+    return int8
 
 
 @dataclass(frozen=True)
@@ -229,11 +290,19 @@ def _supernet_settings(space: SearchSpace) -> dict:
     return {k: int(getattr(space, k)) for k in ("num_classes", "in_channels") if hasattr(space, k)}
 
 
-def _write_arch_info(folder: Path, space: SearchSpace, arch: ArchConfig, input_shape, options: ExportOptions) -> None:
-    info = {"format_version": FORMAT_VERSION, "space": space.name, "space_version": space.version,
+def _write_arch_info(folder: Path, space: SearchSpace, target, input_shape, options: ExportOptions) -> None:
+    """``arch.json``; for a quantized space's arch its space and arch, the network's arch_id and the policy."""
+    arch = target.arch
+    info = {"format_version": FORMAT_VERSION, "space": target.space(space).name, "space_version": space.version,
             "supernet": _supernet_settings(space), "arch_id": arch.arch_id, "arch": arch.to_dict(),
             "input_shape": list(input_shape), "weights": options.weights,
             "checkpoint_sha256": options.checkpoint_sha256}
+    if target.qarch is not None:
+        from nas.export._int8 import INT8_FILE
+
+        info["network_arch_id"] = target.network.arch_id
+        info["quantization"] = {"policy": target.policy.to_dict(), "quantize": target.mode,
+                                "int8_file": INT8_FILE if target.mode is not None else None}
     (folder / "arch.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
@@ -293,26 +362,30 @@ def _time_files(runners: dict, options: ExportOptions, device: _Device) -> dict[
     return latencies
 
 
-def _result(*, space: SearchSpace, arch: ArchConfig, input_shape, options: ExportOptions, device: _Device,
-            entries: dict, predictor, steps: dict) -> ExportResult:
-    """The report: the export's inputs, each format's entry, the prediction and estimates beside them."""
+def _result(*, space: SearchSpace, target, input_shape, options: ExportOptions, device: _Device,
+            entries: dict, predictor, int8, steps: dict) -> ExportResult:
+    """The report: the export's inputs, each format's entry, the prediction and estimates beside them (the
+    estimates of a quantized arch follow its policy's precisions), the int8 section."""
     predicted = estimated = None
+    arch, arch_space = target.arch, target.space(space)
     if predictor is not None:
-        metric = predictor.predict([arch])[0]
+        metric = predictor.predict([target.network])[0]
         predicted = {**metric.to_dict(), "backend": predictor.backend, "threads": predictor.threads}
     if device.profile.kind in ("gpu", "mcu"):
         from hw_profiles import cost_model_for
 
-        estimated = {k: m.to_dict() for k, m in cost_model_for(device.profile).metrics(space.layers(arch)).items()}
+        layers = arch_space.layers(arch)
+        estimated = {k: m.to_dict() for k, m in cost_model_for(device.profile).metrics(layers).items()}
     tvm = entries.get("tvm") if device.on_host else None
     return ExportResult(
-        format_version=FORMAT_VERSION, space=space.name, space_version=space.version, arch_id=arch.arch_id,
+        format_version=FORMAT_VERSION, space=arch_space.name, space_version=space.version, arch_id=arch.arch_id,
         arch=arch.to_dict(), weights=options.weights, checkpoint_sha256=options.checkpoint_sha256,
         bn_statistics=options.bn_statistics, device=device.profile.ref, threads=device.threads,
         input_shape=list(input_shape), dynamic_batch=options.dynamic_batch,
         parity_input=f"torch.randn seeded {PARITY_SEED}", formats=entries,
         tvm_schedule=tvm["tvm_schedule"] if tvm else None, tuning=tvm["tuning"] if tvm else None,
         predicted_latency_ms=predicted, estimated=estimated,
+        network_arch_id=target.network.arch_id if target.qarch is not None else None, int8=int8,
         timing={"warmup": options.warmup, "repeats": options.repeats},
         steps_s={k: round(v, 3) for k, v in steps.items()})
 
@@ -334,14 +407,18 @@ def load_subnet(path: Path | str):
     if not isinstance(info, dict) or not {"space", "arch", "arch_id"} <= set(info):
         raise ExportError(f"{str(folder / 'arch.json')!r} is not an export's arch.json (needs space, arch, arch_id)")
     settings = info.get("supernet") or {}
-    supernet = create_supernet(info["space"], **{k: int(v) for k, v in settings.items()})
+    split = split_quantized_name(str(info["space"]))
+    supernet = create_supernet(split[0] if split else info["space"], **{k: int(v) for k, v in settings.items()})
     space = supernet.space
     if str(info.get("space_version", space.version)) != str(space.version):
         raise ExportError(f"{folder}: exported from {info['space']} version {info['space_version']}, "
                           f"this hwnas has version {space.version}")
-    arch = space.parse(info["arch"])
+    arch_space = quantized(space, precisions=split[1]) if split else space
+    arch = arch_space.parse(info["arch"])
     if arch.arch_id != info["arch_id"]:
         raise ExportError(f"{folder}: arch_id {info['arch_id']} does not match its arch ({arch.arch_id})")
+    if split:
+        arch = arch_space.network(arch)  # the quantized arch's network part is what model.pt holds
     try:
         state = torch.load(folder / FILES["torch"], weights_only=True, map_location="cpu")
     except Exception as err:  # noqa: BLE001 - missing, truncated or unsafe

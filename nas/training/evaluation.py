@@ -56,6 +56,20 @@ class CheckpointEvaluator:
                         n_calib_batches=config.calib_batches, cache=self.cache, device=self.device)
 
 
+    def validation_arrays(self, resolution: int):
+        """The validation split resized to ``resolution``: ``(float32 images, labels)`` as numpy, in
+        the fixed order float evaluation reads it (for evaluating exported files)."""
+        import numpy as np
+
+        from supernets.training.losses import resize_batch
+
+        images, labels = [], []
+        for x, y in self.source.val_batches(batch_size=self.config.eval_batch_size):
+            images.append(resize_batch(x, resolution).numpy())
+            labels.append(y.numpy())
+        return np.concatenate(images).astype(np.float32), np.concatenate(labels)
+
+
 def evaluate_checkpoint(checkpoint: Path, arch_obj, *, data: str | None = None) -> EvalResult:
     """Load ``checkpoint`` (a training directory or its file) and evaluate one subnet (``nas eval``)."""
     return CheckpointEvaluator(checkpoint, data=data)(arch_obj)

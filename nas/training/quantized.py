@@ -125,13 +125,9 @@ class QuantizedEvaluator:
             raise QuantizationError("the calibration set is empty: the training split has no images")
         return np.concatenate(chunks)[: self.settings.samples].astype(np.float32)
 
-    def _validation(self, resolution: int) -> tuple[np.ndarray, np.ndarray]:
-        ev = self.evaluator
-        images, labels = [], []
-        for x, y in ev.source.val_batches(batch_size=ev.config.eval_batch_size):
-            images.append(resize_batch(x, resolution).numpy())
-            labels.append(y.numpy())
-        return np.concatenate(images).astype(np.float32), np.concatenate(labels)
+    def validation_images(self, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+        """The validation split at ``resolution`` (float32 images, labels), in its fixed order."""
+        return self.evaluator.validation_arrays(resolution)
 
     def float_subnet(self, arch: ArchConfig) -> torch.nn.Module:
         """The network part of ``arch``, BN recalibrated, on the CPU (what gets quantized)."""
@@ -176,7 +172,7 @@ class QuantizedEvaluator:
 
         policy = self.space.policy(arch)
         module = self.float_subnet(arch)
-        images, labels = self._validation(self.space.input_shape(arch)[-1])
+        images, labels = self.validation_images(self.space.input_shape(arch)[-1])
         with torch.inference_mode():
             float_logits = torch.cat([module(torch.from_numpy(images[i:i + 256])) for i in
                                       range(0, len(images), 256)]).numpy()
