@@ -16,7 +16,7 @@ Three parts (``--parts``, comma-separated; all by default):
 - ``accuracy``: float vs int8 top-1 on the validation split for 10 seeded tiny_mbv3 subnets of the
   checkpoint (uniform int8 policy, 256 calibration images), and the PTQ wall time per subnet.
 
-    python experiments/benchmarks/quant_cosearch.py --checkpoint runs/tiny [--budget 40] [--seeds 3]
+    python experiments/benchmarks/quant_cosearch.py --checkpoint runs/tiny [--budget 40] [--seeds 3] [--keep DIR]
 
 Prints one JSON object with ``joint_hv``, ``sequential_hv``, ``ratio`` (medians), per-seed detail, the
 latency and accuracy parts, and the machine.
@@ -182,6 +182,7 @@ def main() -> None:
     parser.add_argument("--algorithm", default="nsga2")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--no-tvm", action="store_true", help="skip the TVM columns of the latency part")
+    parser.add_argument("--keep", type=Path, help="keep the search configs and SQLite stores in this new folder")
     args = parser.parse_args()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     if {"joint", "accuracy"} & set(parts) and args.checkpoint is None:
@@ -189,6 +190,9 @@ def main() -> None:
     out: dict = {}
     with tempfile.TemporaryDirectory(prefix="quant-bench-") as tmp:
         work = Path(tmp)
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=False)
+            work = args.keep.resolve()
         if "accuracy" in parts:
             out["accuracy"] = accuracy_cost(args.checkpoint, 10)
         if "latency" in parts:

@@ -5,12 +5,14 @@ and ``fn("accuracy_drop")`` are ``ArchConfig -> Metric`` callables (measured, ex
 space ``accuracy`` is the float top-1 (``precision="fp32"``) and ``accuracy_drop`` is 0. For a space
 with a quantization policy (``"<space>+q"``) ``accuracy`` is the top-1 of the post-training-quantized
 model run by onnxruntime (``nas.training.quantized``), labelled ``int8``/``mixed``/``fp32`` by the
-arch's policy, and ``accuracy_drop`` the float top-1 minus it. Spreads are binomial standard errors.
+arch's policy, and ``accuracy_drop`` the float top-1 minus it. A collapsed quantized accuracy (more
+than ``nas.training.quantized.COLLAPSE_DROP`` below float) is kept as measured and warned about. Spreads are binomial standard errors.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -60,6 +62,9 @@ class AccuracyMetrics:
                                                                               "fp32")
             else:
                 q = self.quantized(arch)
+                if q.collapsed:
+                    warnings.warn(f"the {q.precision} accuracy of {q.arch_id} collapsed: {q.top1:.3f} against "
+                                  f"{q.float_top1:.3f} float; it is kept as measured", RuntimeWarning, stacklevel=2)
                 error = _stderr(q.top1, q.n)
                 value = q.drop if drop else q.top1
                 spread, precision = (math.sqrt(2) * error if drop else error), q.precision

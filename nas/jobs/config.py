@@ -172,6 +172,10 @@ class SearchConfig:
                     measure[metric] = host_measurer(space, get_profile(device), tvm=(name == "tvm_latency_ms"))
         catalog = MetricCatalog(space, latency_models=models, measure=measure)
         extra = {"config": self.to_dict(), "profiles": sorted({m.partition(".")[0] for m in metrics if "." in m})}
+        if hasattr(space, "policy"):  # int8 latencies depend on the instruction set the kernels use
+            from kernels.quantize import cpu_isa
+
+            extra["cpu_isa"] = cpu_isa()
         objectives = []
         accuracy_metrics = None
         for spec in self.objectives:

@@ -78,4 +78,4 @@ def test_cli_describe_measures_host_cpu(capsys):
     assert m["value"] > 0 and m["spread"] is not None and m["spread"] >= 0
     code = main(["describe", "tiny_mbv3", "--arch", arch, "--device", "host-cpu"])
     out, _ = capsys.readouterr()
-    assert code == 0 and "(IQR)  [measured, host-cpu@1]" in out
+    assert code == 0 and "(IQR)  [measured, host-cpu@1, fp32]" in out
