@@ -23,8 +23,9 @@ def test_plain_space_keeps_its_arch_ids(spaces):
 def test_policy_settings_are_choices_after_the_network(spaces):
     base, space = spaces
     assert space.names[: len(base.names)] == base.names
-    assert space.names[len(base.names):] == (*(f"q_{label}" for label in base.block_labels()), "q_weights",
-                                             "q_activations")
+    assert space.names[len(base.names):] == ("q_all", *(f"q_{label}" for label in base.block_labels()),
+                                             "q_weights", "q_activations")
+    assert space.params[len(base.names)].options == ("int8", "fp32", "per_block")
     assert space.name == "tiny_mbv3+q"
     codes = space.encode(space.sample(np.random.default_rng(1)))
     assert len(codes) == len(space.params)
@@ -32,12 +33,27 @@ def test_policy_settings_are_choices_after_the_network(spaces):
 
 def test_canonical_form_drops_precision_of_blocks_depth_switched_off(spaces):
     _, space = spaces
-    arch = space.parse({**space.sample(np.random.default_rng(2)).to_dict(), "d_0": 1})
+    arch = space.parse({**space.sample(np.random.default_rng(2)).to_dict(), "d_0": 1, "q_all": "per_block"})
     other = space.parse({**arch.to_dict(), "q_stage1.block2": "fp32" if arch["q_stage1.block2"] == "int8" else "int8"})
     assert arch.arch_id == other.arch_id
     live = space.parse({**arch.to_dict(), "q_stage1.block0": "fp32" if arch["q_stage1.block0"] == "int8" else "int8"})
     assert live.arch_id != arch.arch_id
     assert "stage1.block2" not in space.policy(arch).precisions
+
+
+def test_a_uniform_policy_ignores_the_per_block_settings(spaces):
+    base, space = spaces
+    arch = space.parse({**space.sample(np.random.default_rng(5)).to_dict(), "q_all": "int8"})
+    flipped = space.parse({**arch.to_dict(), **{f"q_{label}": "fp32" for label in space.labels}})
+    assert arch.arch_id == flipped.arch_id and space.policy(flipped).label == "int8"
+    assert {r.precision for r in space.layers(flipped)} == {"int8"}
+    mixed = space.parse({**flipped.to_dict(), "q_all": "per_block"})
+    assert space.policy(mixed).label == "fp32" and mixed.arch_id != arch.arch_id
+    # combine picks the uniform level whenever the policy is uniform over the blocks that run
+    assert space.combine(base.largest(), QuantPolicy.uniform(space.labels, "int8"))["q_all"] == "int8"
+    assert space.combine(base.largest(), QuantPolicy({"stem": "fp32"}))["q_all"] == "per_block"
+    draws = [space.sample(np.random.default_rng(i))["q_all"] for i in range(300)]
+    assert 0.2 < draws.count("per_block") / 300 < 0.5  # a uniform draw picks a uniform policy 2 times in 3
 
 
 def test_all_float_policy_ignores_the_quantization_scheme(spaces):
