@@ -28,6 +28,18 @@ def supernet_cache():
     return get
 
 
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A `nas train` folder of tiny_mbv3 on mnist-mini, 6 steps (~10 s): real weights for the tests
+    that evaluate or export from a checkpoint. Shared: tests must not change its weights."""
+    from nas.cli import main
+
+    run = tmp_path_factory.mktemp("tiny-checkpoint") / "run"
+    assert main(["train", "--out", str(run), "--epochs", "1", "--steps-per-epoch", "6", "--batch-size", "32",
+                 "--no-progress"]) == 0
+    return run
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

@@ -177,11 +177,8 @@ def test_relax_compute_ops_reads_the_dtypes_conv_and_matmul_run_in():
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    run = tmp_path_factory.mktemp("int8train") / "run"
-    assert main(["train", "--out", str(run), "--epochs", "1", "--steps-per-epoch", "6", "--batch-size", "32",
-                 "--no-progress"]) == 0
-    return run
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 @pytest.mark.slow

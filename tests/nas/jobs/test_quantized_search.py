@@ -48,11 +48,8 @@ bound = 0.5
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    run = tmp_path_factory.mktemp("qtrain") / "run"
-    assert main(["train", "--out", str(run), "--epochs", "1", "--steps-per-epoch", "6", "--batch-size", "32",
-                 "--no-progress"]) == 0
-    return run
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 @pytest.mark.slow
