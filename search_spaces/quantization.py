@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
-from search_spaces.arch import ArchConfig
+from search_spaces.arch import ArchConfig, stable_hash
 from search_spaces.choice import Choice
 from search_spaces.errors import InvalidArchError
 from search_spaces.layers import PRECISION_BITS, LayerSpec
@@ -164,6 +164,34 @@ class QuantizedSpace(SearchSpace):
             off.update((WEIGHTS_KEY, ACTIVATIONS_KEY))
         return frozenset(off)
 
+    def canonicalize(self, arch: ArchConfig) -> ArchConfig:
+        """The base rule and the inactive settings reset, and a ``per_block`` policy that gives every
+        block that runs one precision written as that uniform ``q_all``."""
+        arch = self.validate(arch)
+        return super().canonicalize(self._make(self._collapsed([v for _, v in arch.items])))
+
+    def _collapsed(self, values: Sequence) -> list:
+        """``values`` with ``q_all`` = the precision a ``per_block`` policy gives every running block."""
+        values = list(values)
+        at = self._n_base
+        if values[at] != PER_BLOCK:
+            return values
+        net = self.base._make(values[: at])
+        active = self.base.active_block_labels(net)
+        kinds = {v for label, v in zip(self.labels, values[at + 1:]) if label in active}
+        if len(kinds) == 1:
+            values[at] = kinds.pop()
+        return values
+
+    def _make(self, values: Sequence) -> ArchConfig:
+        """As the base class, but the id hashes the collapsed form: one network, one id."""
+        items = tuple(zip(self.names, values))
+        collapsed = self._collapsed(values)
+        draft = ArchConfig(self.name, tuple(zip(self.names, collapsed)), arch_id="")
+        off = self.inactive(draft)
+        canonical = {p.name: (p.default if p.name in off else v) for p, v in zip(self.params, collapsed)}
+        return ArchConfig(self.name, items, arch_id=stable_hash(self.name, canonical))
+
     def layers(self, arch: ArchConfig) -> list[LayerSpec]:
         """The base table with each row's ``precision`` set from its block's setting."""
         arch = self.validate(arch)
@@ -179,11 +207,12 @@ class QuantizedSpace(SearchSpace):
         return self.base.active_block_labels(self.network(arch))
 
     def _to_flat(self, obj: Mapping) -> dict:
-        """Flat ``{setting: value}``; a nested ``{"network": {...}, "quantization": {...}}`` (what
-        ``describe`` writes) and the base space's own layouts for the network part are accepted too."""
-        if set(obj) == {"network", "quantization"} and isinstance(obj["quantization"], Mapping):
-            q = dict(obj["quantization"])
-            return {**self.base._to_flat(dict(obj["network"])), **q}
+        """Flat ``{setting: value}``; a nested ``{"network": {...}, "quantization": {q_...}}`` and the
+        base space's own layouts for the network part are accepted too."""
+        if set(obj) == {"network", "quantization"}:
+            if not all(isinstance(obj[k], Mapping) for k in obj):
+                raise InvalidArchError("a nested quantized arch needs JSON objects under 'network' and 'quantization'")
+            return {**self.base._to_flat(dict(obj["network"])), **dict(obj["quantization"])}
         network = {k: v for k, v in obj.items() if not str(k).startswith("q_")}
         return {**self.base._to_flat(network), **{k: v for k, v in obj.items() if str(k).startswith("q_")}}
 

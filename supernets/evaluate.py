@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,7 +46,9 @@ def preserved_bn_state(supernet: nn.Module) -> Iterator[None]:
 class EvalCache:
     """Results keyed by ``arch_id`` for one (checkpoint hash, data) pair; optional JSON file.
 
-    A file written for another checkpoint or dataset is ignored, not mixed in. Writes are atomic.
+    A file written for another checkpoint or dataset is ignored, not mixed in, and so is a file that
+    does not follow the schema (a top-1 outside [0, 1], a non-finite or negative loss, a count < 1,
+    anything of the wrong type): it is overwritten by the next result. Writes are atomic.
     """
 
     def __init__(self, *, checkpoint_hash: str, data: str, path: Path | None = None) -> None:
@@ -56,8 +59,8 @@ class EvalCache:
                 blob = json.loads(path.read_text())
             except (OSError, ValueError):
                 blob = {}
-            if blob.get("checkpoint_hash") == checkpoint_hash and blob.get("data") == data:
-                self._results = {k: EvalResult(**v) for k, v in blob.get("results", {}).items()}
+            if isinstance(blob, dict) and blob.get("checkpoint_hash") == checkpoint_hash and blob.get("data") == data:
+                self._results = _checked_results(blob.get("results"))
 
     def get(self, arch_id: str) -> EvalResult | None:
         return self._results.get(arch_id)
@@ -71,6 +74,23 @@ class EvalCache:
 
     def __len__(self) -> int:
         return len(self._results)
+
+
+def _checked_results(results) -> dict[str, EvalResult]:
+    """The cached results if every entry follows the schema, else none (see :class:`EvalCache`)."""
+    if not isinstance(results, dict):
+        return {}
+    checked = {}
+    for arch_id, v in results.items():
+        if not (isinstance(v, dict) and set(v) == {"top1", "loss", "n", "bn_recalibrated"}):
+            return {}
+        top1, loss, n, recal = v["top1"], v["loss"], v["n"], v["bn_recalibrated"]
+        numbers_ok = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (top1, loss))
+        if not (numbers_ok and 0.0 <= top1 <= 1.0 and math.isfinite(loss) and loss >= 0
+                and isinstance(n, int) and not isinstance(n, bool) and n >= 1 and isinstance(recal, bool)):
+            return {}
+        checked[str(arch_id)] = EvalResult(top1=float(top1), loss=float(loss), n=n, bn_recalibrated=recal)
+    return checked
 
 
 def evaluate(

@@ -63,6 +63,9 @@ def measure_tvm(module, example_input, spec, *, database=None, rpc: RpcEndpoint 
     from kernels.tvm.targets import export_for, make_target
 
     check_protocol(warmup=warmup, repeats=repeats, threads=spec.threads)
+    if not hasattr(module, "eval"):  # e.g. a kernels.quantize.QuantizedOnnx
+        raise KernelError("TVM run refused: an int8 (QDQ) model would run in float under TVM 0.27, so its latency "
+                          "would pass for an int8 one; measure int8 models with onnxruntime")
     if rpc is None and not spec.is_host:
         raise KernelError(f"TVM run failed: a {spec.kind} {spec.mtriple} build cannot run on this host; "
                           "measure it on the board over RPC")

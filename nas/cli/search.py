@@ -19,7 +19,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="give up (exit 2) when queued candidates wait S seconds with no worker evaluating them "
                         "(default 1800; 0: wait forever)")
     p.add_argument("--no-baseline", action="store_true",
-                   help="skip the random-search baseline job (same budget and seed) and its hypervolume report")
+                   help="skip the baseline jobs (random search; for a quantized space also the sequential "
+                        "float-then-int8 one; same budget and seed) and their hypervolume reports")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 

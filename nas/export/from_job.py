@@ -139,15 +139,19 @@ def _job_arch(job: str, trial: int, storage: str, space_name: str | None) -> _Fo
     job_space = result.space.name
     if space_name is not None and space_name != job_space:
         raise ExportError(f"--space {space_name} differs from job {job!r}'s space {job_space}")
-    config = result.job.job_config.search_config or {}
-    checkpoint = (config.get("accuracy") or {}).get("checkpoint") or None
-    if checkpoint:
-        path = Path(checkpoint).expanduser()
-        checkpoint = path if path.is_absolute() else Path(config.get("base_dir", ".")) / path
-        if not checkpoint.exists():
-            raise ExportError(f"job {job!r} was searched with checkpoint {str(checkpoint)!r}, which is missing; "
-                              "pass --checkpoint FOLDER")
-    return _Found(arch.to_dict(), job_space, checkpoint, config.get("quantization"), job,
+    stored = result.job.job_config.search_config
+    checkpoint, quantization = None, None
+    if stored:
+        from nas.jobs.config import SearchConfig
+
+        config = SearchConfig.from_stored(stored)  # typed: a malformed record is one ConfigError line
+        quantization = {"method": config.quantization.method, "samples": config.quantization.samples}
+        if config.accuracy.checkpoint:
+            checkpoint = config.path(config.accuracy.checkpoint)
+            if not checkpoint.exists():
+                raise ExportError(f"job {job!r} was searched with checkpoint {str(checkpoint)!r}, which is missing; "
+                                  "pass --checkpoint FOLDER")
+    return _Found(arch.to_dict(), job_space, checkpoint, quantization, job,
                   result.job.job_config.extra.get("checkpoint_sha256"))
 
 

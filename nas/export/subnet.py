@@ -413,7 +413,10 @@ def load_subnet(path: Path | str):
     if str(info.get("space_version", space.version)) != str(space.version):
         raise ExportError(f"{folder}: exported from {info['space']} version {info['space_version']}, "
                           f"this hwnas has version {space.version}")
-    arch_space = quantized(space, precisions=split[1]) if split else space
+    try:
+        arch_space = quantized(space, precisions=split[1]) if split else space
+    except ValueError as err:
+        raise ExportError(f"{folder}: space {info['space']!r}: {err}") from None
     arch = arch_space.parse(info["arch"])
     if arch.arch_id != info["arch_id"]:
         raise ExportError(f"{folder}: arch_id {info['arch_id']} does not match its arch ({arch.arch_id})")

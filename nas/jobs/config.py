@@ -168,6 +168,7 @@ class SearchConfig:
         for metric in metrics:
             device, _, name = metric.partition(".")
             if name in CPU_METRICS and get_profile(device).kind == "cpu":
+                _check_backend(space, get_profile(device), name, metric)
                 if name == "tvm_latency_ms" or device not in models:
                     measure[metric] = host_measurer(space, get_profile(device), tvm=(name == "tvm_latency_ms"))
         catalog = MetricCatalog(space, latency_models=models, measure=measure)
@@ -204,6 +205,17 @@ class SearchConfig:
 
         return AccuracyMetrics.open(self.path(self.accuracy.checkpoint), space, data=self.accuracy.data or None,
                                     quantization=self.quantization.settings())
+
+
+def _check_backend(space, profile, name: str, metric: str) -> None:
+    from nas.profiling.builds import QuantizedBackendError, check_backend
+
+    spec = profile.spec
+    backend = "tvm" if name == "tvm_latency_ms" or spec.backend == "tvm" or spec.rpc_key else spec.backend
+    try:
+        check_backend(space, backend, metric)
+    except QuantizedBackendError as err:
+        raise ConfigError(str(err)) from None
 
 
 def host_measurer(space, profile, *, tvm: bool = False):

@@ -35,8 +35,14 @@ def search_from_config(path: Path, *, job: str | None = None, storage: str | Non
 
     config = SearchConfig.from_toml(Path(path))
     settings = config.search
+    if baseline and config.quantization.sequential_baseline:
+        from nas.jobs.sequential import check_sequential
+        from search_spaces import get_space
+
+        check_sequential(config, get_space(settings.space))  # before anything loads or runs
     space, objectives, constraints, catalog, extra = config.build()
     storage = storage or settings.storage
+    quantized_baseline = baseline and hasattr(space, "policy") and config.quantization.sequential_baseline
     common = dict(budget=budget or settings.budget, seed=settings.seed, storage=storage, catalog=catalog,
                   batch_size=settings.batch_size or None, evaluate_locally=evaluate_locally, progress=progress,
                   config_extra=extra, wait_timeout_s=wait_timeout_s)
@@ -45,7 +51,7 @@ def search_from_config(path: Path, *, job: str | None = None, storage: str | Non
     if not baseline:
         return ConfigSearch(result=result, storage=storage)
     sequential = None
-    if hasattr(space, "policy") and config.quantization.sequential_baseline:
+    if quantized_baseline:
         from nas.jobs.evaluator import Evaluator
         from nas.jobs.sequential import sequential_baseline
 

@@ -32,9 +32,24 @@ class SequentialComparison(ReportRecord):
     joint_front_size: int
     sequential_front_size: int
     joint_evaluations: int
-    sequential_evaluations: int  # the float job's plus the int8 evaluations of its front
+    sequential_evaluations: int  # the float job's plus the int8 evaluations of its front (cheap rejects not counted)
     float_job: str
     sequential_front: list  # [{arch_id, values}] of the quantized float front
+
+
+def check_sequential(config, space) -> None:
+    """``ConfigError`` before any search runs when the baseline cannot be run for ``config``."""
+    from nas._config_io import ConfigError
+
+    if not isinstance(space, QuantizedSpace):
+        return
+    if "int8" not in space.precisions:
+        raise ConfigError(f"[quantization] sequential_baseline quantizes a float front to int8, but space "
+                          f"{space.name!r} offers no int8; set sequential_baseline = false")
+    if config.latency_models:
+        raise ConfigError(f"[quantization] sequential_baseline: the float job would need a latency model of "
+                          f"{space.base.name}, but [latency_models] are fitted on {space.name}; set "
+                          "sequential_baseline = false or measure the latency")
 
 
 def sequential_baseline(config, joint: SearchResult, *, evaluator: Evaluator, **search_kwargs) -> SequentialComparison:
@@ -67,7 +82,12 @@ def sequential_baseline(config, joint: SearchResult, *, evaluator: Evaluator, **
     return SequentialComparison(
         joint_hypervolume=round(hv_joint, 6), sequential_hypervolume=round(hv_seq, 6),
         ratio=round(hv_joint / hv_seq, 4) if hv_seq > 0 else None, joint_front_size=len(J),
-        sequential_front_size=len(S), joint_evaluations=len(joint.records()),
-        sequential_evaluations=len(float_result.records()) + len(archs), float_job=float_result.name,
+        sequential_front_size=len(S), joint_evaluations=_expensive(joint),
+        sequential_evaluations=_expensive(float_result) + len(outcomes), float_job=float_result.name,
         sequential_front=[{"arch_id": o.arch.arch_id, "values": [float(v) for v in o.values]}
                           for o in outcomes if o.feasible])
+
+
+def _expensive(result: SearchResult) -> int:
+    """Evaluations that ran the expensive objectives: complete or failed trials (not cheap-pruned ones)."""
+    return sum(r.state in ("complete", "fail") for r in result.records())

@@ -32,6 +32,7 @@ from nas.profiling.device import ProfileSettings
 from nas.jobs.config import SearchConfig
 from nas.training.config import TrainConfig
 from search_spaces import NASError, get_space
+from search_spaces.quantization import split_quantized_name
 
 TABLES = ("train", "profile", "search", "objectives", "constraints", "front", "export")
 STORE_NAME = "nas.db"
@@ -99,6 +100,9 @@ class PipelineConfig:
             profile = ProfileSettings(**profile_values)
         except NASError as err:
             raise ConfigError(f"{source} [profile]: {err}") from None
+        if split_quantized_name(train.space) is not None:
+            raise ConfigError(f"{source} [train] space = {train.space!r}: a supernet trains the network alone; a "
+                              "quantized search runs with `nas search` (see experiments/quantized_search.toml)")
         search_table = dict(subtable(blob, "search", source))
         if "space" in search_table and search_table["space"] != train.space:
             raise ConfigError(f"{source} [search]: remove space (it is [train] space)")

@@ -21,9 +21,14 @@ from typing import Callable
 
 import numpy as np
 
-from search_spaces import ArchConfig, LayerSpec, QuantizedSpace, SearchSpace
+from search_spaces import ArchConfig, LayerSpec, NASError, QuantizedSpace, SearchSpace
 
 CALIBRATION_SAMPLES = 8
+KEEP_BUILT = 2  # QDQ files kept per builder (each arch is measured right after it is built)
+
+
+class QuantizedBackendError(NASError, ValueError):
+    """A quantized space was to be measured on a backend that cannot run int8."""
 
 
 def scratch_folder(owner) -> Path:
@@ -61,6 +66,8 @@ def network_builder(supernet, space: SearchSpace) -> Callable[[ArchConfig], obje
                                  fp32_scopes=tuple(p for label in policy.blocks_in("fp32") for p in scopes[label]))
             built[arch.arch_id] = _quantized(supernet.extract(network), (1, *space.input_shape(arch)),
                                              folder / f"{arch.arch_id}.onnx", recipe)
+            while len(built) > KEEP_BUILT:  # oldest first: bounded disk over a long search
+                built.pop(next(iter(built))).path.unlink(missing_ok=True)
         return built[arch.arch_id]
 
     folder = scratch_folder(build)
@@ -83,8 +90,19 @@ def measured_for(space: SearchSpace, model_factory, profile, **kwargs):
 
     network = space.base if isinstance(space, QuantizedSpace) else space
     supernet = create_supernet(network.name, num_classes=space.num_classes, in_channels=space.in_channels, seed=0)
-    return model_factory(profile, build=network_builder(supernet, space),
-                         input_shape=lambda a: (1, *space.input_shape(a)), **kwargs)
+    model = model_factory(profile, build=network_builder(supernet, space),
+                          input_shape=lambda a: (1, *space.input_shape(a)), **kwargs)
+    check_backend(space, model.backend, profile.ref)
+    return model
+
+
+def check_backend(space: SearchSpace, backend: str, where: str) -> None:
+    """``QuantizationError`` when a quantized space would be measured with TVM, which computes QDQ
+    models in float (so the figure would pass for an int8 latency it is not)."""
+    if isinstance(space, QuantizedSpace) and backend.startswith("tvm"):
+        raise QuantizedBackendError(
+            f"{where}: space {space.name!r} is measured with onnxruntime only: TVM 0.27 computes int8 (QDQ) "
+            "models in float, so its latency would not be an int8 one; use latency_ms with backend onnxruntime")
 
 
 def layer_build(spec: LayerSpec, folder: Path) -> tuple[object, tuple[int, ...]]:

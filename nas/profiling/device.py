@@ -32,7 +32,7 @@ from hw_profiles import MeasuredCostModel, Profile, get_profile, macs
 from hw_profiles.tvm_measured import measured_model_for
 from nas._folders import check_new_folder, staged_folder
 from nas.profiling._interleaved import corrected, measure_chunks, reference_scale
-from nas.profiling.builds import layer_build, network_builder, scratch_folder
+from nas.profiling.builds import check_backend, layer_build, network_builder, scratch_folder
 from nas.profiling._report import ProfileJobError, ProfileResult  # noqa: F401 - ProfileJobError is public here
 from nas.profiling.latency_model import LatencyModel
 from predictors.features import arch_features
@@ -95,6 +95,7 @@ def _cpu_model(profile: Profile, settings: ProfileSettings, space: SearchSpace) 
                                threads=settings.threads if settings.threads is not None else profile.spec.threads)
     network = getattr(space, "base", space)
     supernet = create_supernet(network.name, num_classes=space.num_classes, in_channels=space.in_channels, seed=0)
+    check_backend(space, "tvm" if spec.rpc_key or spec.mtriple else spec.backend, f"nas profile --device {profile.name}")
     return measured_model_for(dataclasses.replace(profile, spec=spec), rpc_tracker=settings.rpc_tracker,
                               build=network_builder(supernet, space), input_shape=lambda a: (1, *space.input_shape(a)),
                               warmup=settings.warmup, repeats=settings.repeats, seed=settings.seed)

@@ -75,6 +75,16 @@ class QuantizedResult(ReportRecord):
         return self.float_top1 - self.top1
 
 
+def _cache_tag(data: str, settings: QuantSettings) -> str:
+    """What a cached quantized top-1 depends on besides checkpoint and arch: data, calibration, the
+    onnxruntime version and this CPU's instruction set (int8 kernels differ between VNNI and AVX2)."""
+    import onnxruntime
+
+    from kernels.quantize import cpu_isa
+
+    return f"{data}/ptq-{settings.tag}/onnxruntime-{onnxruntime.__version__}/{cpu_isa()}"
+
+
 class QuantizedEvaluator:
     """Quantized accuracy of subnets of one checkpoint (see the module docstring)."""
 
@@ -88,7 +98,7 @@ class QuantizedEvaluator:
         self.settings = settings or QuantSettings()
         self._results: dict[str, QuantizedResult] = {}
         self._archs: dict[str, ArchConfig] = {}
-        self.cache = EvalCache(checkpoint_hash=evaluator.checkpoint_hash, data=f"{evaluator.data}/ptq-{self.settings.tag}",
+        self.cache = EvalCache(checkpoint_hash=evaluator.checkpoint_hash, data=_cache_tag(evaluator.data, self.settings),
                                path=evaluator.cache.path.with_name(CACHE_NAME) if evaluator.cache.path else None)
 
     # ------------------------------------------------------------ predicted drop

@@ -118,3 +118,20 @@ def test_unknown_precision_and_unknown_block_are_clear_errors(spaces):
         QuantPolicy.uniform(space.labels, "int4")
     with pytest.raises(ValueError, match="already has a quantization policy"):
         QuantizedSpace(space)
+
+
+def test_a_per_block_policy_with_one_precision_is_the_uniform_one(spaces):
+    base, space = spaces
+    for precision in ("int8", "fp32"):
+        uniform = space.combine(base.largest(), QuantPolicy.uniform(space.labels, precision))
+        spelled = space.parse({**uniform.to_dict(), "q_all": "per_block",
+                               **{f"q_{label}": precision for label in space.labels}})
+        assert spelled.arch_id == uniform.arch_id
+        assert space.canonicalize(spelled) == space.canonicalize(uniform)
+        assert space.canonicalize(spelled)["q_all"] == precision
+
+
+def test_a_malformed_nested_arch_is_a_clear_error(spaces):
+    _, space = spaces
+    with pytest.raises(InvalidArchError, match="nested quantized arch"):
+        space.parse({"network": 5, "quantization": {}})

@@ -121,3 +121,23 @@ def test_evaluate_recalibrates_restores_bn_and_caches(tmp_path):
     assert evaluate(supernet, arch, [], cache=reread) == result
     other = EvalCache(checkpoint_hash="other", data="synthetic", path=tmp_path / "cache.json")
     assert other.get(arch.arch_id) is None
+
+
+@pytest.mark.parametrize("results", [
+    [1, 2], {"a": {"top1": "x", "loss": 0.1, "n": 1, "bn_recalibrated": True}},
+    {"a": {"top1": 7.0, "loss": 0.1, "n": 10, "bn_recalibrated": True}},
+    {"a": {"top1": 0.5, "loss": float("nan"), "n": 10, "bn_recalibrated": True}},
+    {"a": {"top1": 0.5, "loss": 0.1, "n": -3, "bn_recalibrated": True}},
+    {"a": {"top1": 0.5, "loss": 0.1, "n": 3}},
+])
+def test_a_forged_eval_cache_is_ignored_and_overwritten(tmp_path, results):
+    import json
+
+    from supernets.evaluate import EvalCache, EvalResult
+
+    path = tmp_path / "eval_cache.json"
+    path.write_text(json.dumps({"checkpoint_hash": "h", "data": "d", "results": results}))
+    cache = EvalCache(checkpoint_hash="h", data="d", path=path)
+    assert len(cache) == 0 and cache.get("a") is None
+    cache.put("b", EvalResult(top1=0.5, loss=0.7, n=10, bn_recalibrated=True))
+    assert EvalCache(checkpoint_hash="h", data="d", path=path).get("b").top1 == 0.5

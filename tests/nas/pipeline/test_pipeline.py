@@ -262,3 +262,14 @@ def test_stage_records_status_wall_time_and_first_run_time(tmp_path):
     assert list(summary) == ["config", "out", "stages", "train", "total_s"]
     assert json.loads((tmp_path / SUMMARY_NAME).read_text()) == summary
     assert lines[0] == "\n[1/5] train: what it does" and lines[1].startswith("[1/5] train: skipped in ")
+
+
+def test_a_quantized_train_space_is_refused_with_the_way_to_a_quantized_search(tmp_path):
+    from nas.pipeline.config import PipelineConfig
+
+    config = tmp_path / "q.toml"
+    config.write_text('[train]\nspace = "tiny_mbv3+q"\n[[objectives]]\nname = "macs"\nmetric = "macs"\n')
+    from search_spaces import NASError
+
+    with pytest.raises(NASError, match="quantized search runs with `nas search`"):
+        PipelineConfig.from_toml(config)
