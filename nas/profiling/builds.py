@@ -24,7 +24,8 @@ import numpy as np
 from search_spaces import ArchConfig, LayerSpec, NASError, QuantizedSpace, SearchSpace
 
 CALIBRATION_SAMPLES = 8
-KEEP_BUILT = 2  # QDQ files kept per builder (each arch is measured right after it is built)
+KEEP_BUILT = 64  # QDQ files kept per builder: more than one interleaved chunk (nas profile builds a chunk of
+# 20 before timing it), fewer than a long search would leave (an ofa_mbv3 file is a few MB)
 
 
 class QuantizedBackendError(NASError, ValueError):
@@ -60,7 +61,7 @@ def network_builder(supernet, space: SearchSpace) -> Callable[[ArchConfig], obje
         network, policy = space.network(arch), space.policy(arch)
         if policy.label == "fp32":
             return supernet.extract(network)
-        if arch.arch_id not in built:
+        if arch.arch_id not in built or not built[arch.arch_id].path.exists():
             scopes = supernet.block_scopes(network)
             recipe = QuantRecipe(per_channel=policy.per_channel, activation_symmetric=policy.activation_symmetric,
                                  fp32_scopes=tuple(p for label in policy.blocks_in("fp32") for p in scopes[label]))
