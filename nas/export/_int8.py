@@ -186,13 +186,9 @@ def _calibration(evaluator, target: QuantTarget, shape: tuple[int, ...], method:
 
 def _recipe(supernet, target: QuantTarget, method: str):
     """The ``QuantRecipe`` of the target's policy: its fp32 blocks' module paths stay float."""
-    from kernels.quantize import QuantRecipe
+    from nas.profiling.builds import recipe_for
 
-    policy = target.policy
-    scopes = supernet.block_scopes(target.network)
-    fp32 = tuple(path for label in policy.blocks_in("fp32") for path in scopes[label])
-    return QuantRecipe(per_channel=policy.per_channel, activation_symmetric=policy.activation_symmetric,
-                       method=method, fp32_scopes=fp32)
+    return recipe_for(supernet, target.network, target.policy, method)
 
 
 def _seeded(shape: tuple[int, ...], n: int, seed: int) -> np.ndarray:

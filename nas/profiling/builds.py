@@ -48,6 +48,16 @@ def _quantized(module, input_shape: tuple[int, ...], path: Path, recipe):
     return quantize_module(module, torch.zeros(input_shape), path, calibration.astype(np.float32), recipe)
 
 
+def recipe_for(supernet, network: ArchConfig, policy, method: str = "minmax"):
+    """The ``kernels.quantize.QuantRecipe`` of ``policy`` on ``network`` (a base arch of ``supernet``):
+    its scheme settings, and the module paths of its fp32 blocks kept float."""
+    from kernels.quantize import QuantRecipe
+
+    scopes = supernet.block_scopes(network)
+    return QuantRecipe(per_channel=policy.per_channel, activation_symmetric=policy.activation_symmetric,
+                       method=method, fp32_scopes=tuple(p for label in policy.blocks_in("fp32") for p in scopes[label]))
+
+
 def network_builder(supernet, space: SearchSpace) -> Callable[[ArchConfig], object]:
     """The build function of a measured latency for ``space``'s archs (see the module docstring)."""
     if not isinstance(space, QuantizedSpace):
@@ -55,16 +65,12 @@ def network_builder(supernet, space: SearchSpace) -> Callable[[ArchConfig], obje
     built: dict[str, object] = {}
 
     def build(arch: ArchConfig):
-        from kernels.quantize import QuantRecipe
-
         arch = space.validate(arch)
         network, policy = space.network(arch), space.policy(arch)
         if policy.label == "fp32":
             return supernet.extract(network)
         if arch.arch_id not in built or not built[arch.arch_id].path.exists():
-            scopes = supernet.block_scopes(network)
-            recipe = QuantRecipe(per_channel=policy.per_channel, activation_symmetric=policy.activation_symmetric,
-                                 fp32_scopes=tuple(p for label in policy.blocks_in("fp32") for p in scopes[label]))
+            recipe = recipe_for(supernet, network, policy)
             built[arch.arch_id] = _quantized(supernet.extract(network), (1, *space.input_shape(arch)),
                                              folder / f"{arch.arch_id}.onnx", recipe)
             while len(built) > KEEP_BUILT:  # oldest first: bounded disk over a long search

@@ -149,16 +149,13 @@ class QuantizedEvaluator:
     # ---------------------------------------------------------------- quantizing
     def quantize(self, arch: ArchConfig, out_path: Path, module: torch.nn.Module | None = None):
         """Write the QDQ ONNX model of ``arch`` to ``out_path``; the ``kernels.quantize.QuantizedOnnx``."""
-        from kernels.quantize import QuantRecipe, quantize_module
+        from kernels.quantize import quantize_module
+        from nas.profiling.builds import recipe_for
 
         arch = self.space.validate(arch)
-        policy = self.space.policy(arch)
-        net = self.space.network(arch)
         module = module if module is not None else self.float_subnet(arch)
-        scopes = self.evaluator.supernet.block_scopes(net)
-        fp32 = tuple(path for label in policy.blocks_in("fp32") for path in scopes[label])
-        recipe = QuantRecipe(per_channel=policy.per_channel, activation_symmetric=policy.activation_symmetric,
-                             method=self.settings.method, fp32_scopes=fp32)
+        recipe = recipe_for(self.evaluator.supernet, self.space.network(arch), self.space.policy(arch),
+                            self.settings.method)
         shape = (1, *self.space.input_shape(arch))
         calibration = self.calibration_images(shape[-1])
         return quantize_module(module, torch.zeros(shape), out_path, calibration, recipe)
