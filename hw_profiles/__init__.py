@@ -6,7 +6,11 @@ from hw_profiles.analytic import layer_macs, layer_params, macs, params, peak_ac
 from hw_profiles.cost_model import CostModel, MeasurementRequiredError, cost_model_for
 from hw_profiles.measured import MeasuredCostModel, MeasurementFailedError
 from hw_profiles.metric import SOURCES, Metric
+from hw_profiles.fpga_space import template_source as _template_source
 from hw_profiles.profile import Profile, ProfileError, UnknownProfileError, get_profile, list_profiles
+from search_spaces.accelerator import set_template_source as _set_template_source
+
+_set_template_source(_template_source)  # get_space("<space>+hw(<fpga profile>)") reads [fpga.search]
 
 __all__ = [
     "SOURCES", "CostModel", "MeasuredCostModel", "MeasurementFailedError", "MeasurementRequiredError", "Metric", "Profile", "ProfileError", "UnknownProfileError",

@@ -72,18 +72,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from math import ceil
 from typing import NamedTuple, Sequence
 
 from hw_profiles.analytic import layer_macs
 from hw_profiles.cost_model import CostModel
+from hw_profiles.fpga_rows import BRAM18K_BYTES, DATAFLOWS, bram_count, dsp_count, row_cost, template_of
 from hw_profiles.metric import Metric, layers_precision
 from hw_profiles.profile import FpgaSpec, Profile
 from search_spaces import PRECISION_BITS, LayerSpec
 
-BRAM18K_BYTES = 18 * 1024 // 8  # 2,304
-TEMPLATE_FIELDS = ("pe_rows", "pe_cols", "bit_width", "clock_hz", "input_buffer_bytes", "weight_buffer_bytes",
-                   "output_buffer_bytes", "macs_per_dsp", "per_layer_overhead_cycles")
+__all__ = ["BRAM18K_BYTES", "DATAFLOWS", "TEMPLATE_FIELDS", "FpgaCostModel", "FpgaResources", "LayerCost"]
+TEMPLATE_FIELDS = ("dataflow", "pe_rows", "pe_cols", "bit_width", "clock_hz", "input_buffer_bytes",
+                   "weight_buffer_bytes", "output_buffer_bytes", "macs_per_dsp", "per_layer_overhead_cycles")
 """The accelerator's own knobs; the rest of ``FpgaSpec`` describes the device and board."""
 
 _POSITIVE_INTS = ("dsp_total", "bram18k_total", "pe_rows", "pe_cols", "bit_width", "input_buffer_bytes",
@@ -133,9 +133,10 @@ class FpgaCostModel(CostModel):
         for name in _NON_NEGATIVE:
             if not getattr(spec, name) >= 0:
                 raise ValueError(f"FpgaSpec.{name} must be >= 0, got {getattr(spec, name)!r}")
+        if spec.dataflow not in DATAFLOWS:
+            raise ValueError(f"FpgaSpec.dataflow must be one of {list(DATAFLOWS)}, got {spec.dataflow!r}")
         self.spec = spec
-        self._bytes_per_cycle = spec.ddr_bandwidth_bytes_per_s / spec.clock_hz
-        self._on_chip_limit = min(spec.input_buffer_bytes, spec.output_buffer_bytes)
+        self._template = template_of(spec)
         # by (edge, input bits, block input bits); edge 1 = network input, 2 = network output; the
         # bits are None where they are the row's own activation bits
         self._caches: dict[tuple, dict] = {(edge, None, None): {} for edge in range(4)}
@@ -161,18 +162,14 @@ class FpgaCostModel(CostModel):
 
     def _count_resources(self) -> FpgaResources:
         s = self.spec
-        brams = sum(ceil(b / BRAM18K_BYTES) for b in (s.input_buffer_bytes, s.weight_buffer_bytes,
-                                                       s.output_buffer_bytes))
-        return FpgaResources(dsp=ceil(s.pe_rows * s.pe_cols / s.macs_per_dsp), bram18k=brams,
+        brams = int(bram_count(s.input_buffer_bytes, s.weight_buffer_bytes, s.output_buffer_bytes))
+        return FpgaResources(dsp=int(dsp_count(s.pe_rows, s.pe_cols, s.bit_width, s.macs_per_dsp)), bram18k=brams,
                              dsp_total=s.dsp_total, bram18k_total=s.bram18k_total)
 
     def resources(self) -> FpgaResources:
         return self._resources
 
     # ------------------------------------------------------------------ per row
-    def _fits_on_chip(self, nbytes: float) -> bool:
-        return nbytes <= self._on_chip_limit
-
     def row_bits(self, layer: LayerSpec) -> tuple[int, int]:
         """(weight bits, activation bits) of a row: its format's, or the template's ``bit_width``."""
         if layer.precision is None:
@@ -199,51 +196,9 @@ class FpgaCostModel(CostModel):
 
     def _compute_cost(self, layer: LayerSpec, edge: int, in_bits: int | None = None,
                       block_input_bits: int | None = None) -> LayerCost:
-        s = self.spec
-        w_bits, a_bits = self.row_bits(layer)
-        passes = ceil(w_bits / s.bit_width) * ceil(a_bits / s.bit_width)
-        rows, cols = s.pe_rows, s.pe_cols
-        oh, ow = layer.out_hw
-        pixels = oh * ow
-        in_elems = layer.in_channels * layer.in_hw[0] * layer.in_hw[1]
-        out_elems = layer.out_channels * pixels
-        k2 = layer.kernel * layer.kernel
-        if layer.op == "gap":
-            compute, weights = ceil(in_elems / rows), 0
-        else:
-            cin_g, cout_g = layer.in_channels // layer.groups, layer.out_channels // layer.groups
-            if cin_g == 1:  # depthwise: channels on rows, k*k taps on columns
-                compute = ceil(layer.out_channels / rows) * ceil(k2 / cols) * pixels
-            else:
-                compute = layer.groups * ceil(cout_g / rows) * ceil(cin_g * k2 / cols) * pixels
-            weights = cin_g * k2 * layer.out_channels
-        se_weights = 0
-        if layer.se:
-            c, m = layer.out_channels, layer.se_channels
-            compute += ceil(m / rows) * ceil(c / cols) + ceil(c / rows) * ceil(m / cols) + ceil(out_elems / rows)
-            se_weights = 2 * c * m
-        compute *= passes
-        bpe, wpe = a_bits / 8, w_bits / 8
-        in_bytes = in_elems * (bpe if in_bits is None else in_bits / 8)
-        out_bytes, w_bytes = out_elems * bpe, weights * wpe
-        dram = w_bytes + se_weights * wpe
-        if edge & 1 or not self._fits_on_chip(in_bytes):
-            refetch = 1
-            if in_bytes > s.input_buffer_bytes and w_bytes > s.weight_buffer_bytes:
-                refetch = ceil(w_bytes / s.weight_buffer_bytes)
-            dram += in_bytes * refetch
-        out_on_chip = self._fits_on_chip(out_bytes)
-        if edge & 2 or not out_on_chip:
-            dram += out_bytes
-        if layer.residual:
-            if block_input_bits is None:
-                dram += out_bytes * (2 if out_on_chip else 1)
-            else:  # the block input (the output's shape) in the format it was written in
-                block_input = out_elems * (block_input_bits / 8)
-                dram += block_input * (2 if self._fits_on_chip(block_input) else 1)
-        memory = dram / self._bytes_per_cycle
-        return LayerCost(macs=layer_macs(layer), compute_cycles=compute, memory_cycles=memory,
-                         cycles=max(compute, memory) + s.per_layer_overhead_cycles, dram_bytes=dram, passes=passes)
+        compute, memory, cycles, dram, passes = row_cost(layer, self._template, edge, in_bits, block_input_bits)
+        return LayerCost(macs=layer_macs(layer), compute_cycles=int(compute), memory_cycles=float(memory),
+                         cycles=float(cycles), dram_bytes=float(dram), passes=int(passes))
 
     def _costs(self, layers: Sequence[LayerSpec]) -> list[LayerCost]:
         last = len(layers) - 1

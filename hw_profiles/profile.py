@@ -126,6 +126,9 @@ class FpgaSpec:
     energy_pj_per_mac: float
     energy_pj_per_dram_byte: float
     static_power_w: float
+    dataflow: str = "weight_stationary"  # or "output_stationary" (hw_profiles.fpga)
+    # [fpga.search]: the options co-exploration tries per knob (hw_profiles.fpga_space); None: defaults
+    search: Mapping[str, tuple] | None = field(default=None, compare=False)
 
 
 SPECS = {"cpu": CpuSpec, "gpu": GpuSpec, "mcu": McuSpec, "fpga": FpgaSpec}
@@ -187,6 +190,10 @@ def parse_profile(blob: dict, *, source: str) -> Profile:
         raise ProfileError(f"{source}: unknown key(s) {unknown} in [{kind}]; valid: {', '.join(sorted(known))}")
     values = {}
     for f in dataclasses.fields(spec_cls):
+        if f.name in _SPECIAL_KEYS.get(kind, {}):
+            if f.name in table:
+                values[f.name] = _SPECIAL_KEYS[kind][f.name](table[f.name], f"{source}: {kind}.{f.name}")
+            continue
         if f.name not in table:
             if f.default is dataclasses.MISSING:
                 raise ProfileError(f"{source}: missing key {kind}.{f.name} ({_TYPE_WORDS.get(hints[f.name], 'a table')})")
@@ -217,7 +224,22 @@ def _check_float_macs(values: dict, where: str) -> None:
                                f"(fp32 MACs per cycle), got {rate!r}")
 
 
-_RANGE_CHECKS = {"mcu": (_check_float_macs,)}
+def _parse_search(value, where: str) -> Mapping[str, tuple]:
+    from hw_profiles.fpga_space import parse_search_table
+
+    return parse_search_table(value, where)
+
+
+def _check_fpga(values: dict, where: str) -> None:
+    from hw_profiles.fpga_space import check_template_ranges
+
+    check_template_ranges(values, where)
+
+
+_SPECIAL_KEYS = {"fpga": {"search": _parse_search}}
+"""Per kind, keys whose tables have their own parser (``value, where -> parsed``)."""
+
+_RANGE_CHECKS = {"mcu": (_check_float_macs,), "fpga": (_check_fpga,)}
 """Per kind, checks of value ranges beyond the types (``values``: the checked keys of the table)."""
 
 

@@ -1,5 +1,6 @@
 """Search spaces: settings, architectures and layer tables. numpy only, never torch."""
 
+from search_spaces.accelerator import AcceleratorSpace, with_accelerator
 from search_spaces.arch import ArchConfig
 from search_spaces.choice import Choice
 from search_spaces.errors import (
@@ -20,7 +21,7 @@ register_space("ofa_mbv3", ofa_mbv3)
 register_space("tiny_mbv3", tiny_mbv3)
 
 __all__ = [
-    "ACTIVATIONS", "OPS", "PRECISION_BITS", "ArchConfig", "QuantPolicy", "QuantizedSpace", "quantized", "Choice", "DuplicateNameError", "InvalidArchError", "LayerSpec",
+    "ACTIVATIONS", "OPS", "AcceleratorSpace", "with_accelerator", "PRECISION_BITS", "ArchConfig", "QuantPolicy", "QuantizedSpace", "quantized", "Choice", "DuplicateNameError", "InvalidArchError", "LayerSpec",
     "MobileNetV3Space", "NASError", "NoLayerIRError", "SearchSpace", "StageSpec", "UnknownNameError",
     "UnknownSpaceError", "get_space", "list_spaces", "make_divisible", "ofa_mbv3", "register_space", "tiny_mbv3",
 ]

@@ -53,9 +53,14 @@ def get_space(name: str, **kwargs) -> SearchSpace:
     """A new instance of the registered space ``name`` (keyword options go to its factory).
 
     ``"<name>+q"`` and ``"<name>+q(int8,fp32)"`` give the registered space with a searched
-    quantization policy (see ``search_spaces.quantization``)."""
+    quantization policy (see ``search_spaces.quantization``); ``"<name>+hw(<device>)"`` adds the
+    device's accelerator knobs (``search_spaces.accelerator``), on either of those."""
+    from search_spaces.accelerator import resolve_accelerator_space, split_accelerator_name
     from search_spaces.quantization import QuantizedSpace, split_quantized_name
 
+    codesign = split_accelerator_name(name) if isinstance(name, str) else None
+    if codesign is not None:
+        return resolve_accelerator_space(get_space(codesign[0], **kwargs), codesign[1])
     composed = split_quantized_name(name) if isinstance(name, str) else None
     if composed is None:
         return SPACES.create(name, **kwargs)
