@@ -105,6 +105,21 @@ class FpgaResources:
     def feasible(self) -> bool:
         return self.dsp <= self.dsp_total and self.bram18k <= self.bram18k_total
 
+    @property
+    def dsp_over(self) -> int:
+        """DSP slices beyond the device's (0 when it fits)."""
+        return max(0, self.dsp - self.dsp_total)
+
+    @property
+    def bram18k_over(self) -> int:
+        """BRAM18K blocks beyond the device's (0 when it fits)."""
+        return max(0, self.bram18k - self.bram18k_total)
+
+    def to_dict(self) -> dict:
+        return {"dsp": self.dsp, "dsp_total": self.dsp_total, "bram18k": self.bram18k,
+                "bram18k_total": self.bram18k_total, "feasible": self.feasible, "dsp_over": self.dsp_over,
+                "bram18k_over": self.bram18k_over}
+
 
 class LayerCost(NamedTuple):
     macs: int

@@ -5,12 +5,14 @@ and ``fn("accuracy_drop")`` are ``ArchConfig -> Metric`` callables (measured, ex
 space ``accuracy`` is the float top-1 (``precision="fp32"``) and ``accuracy_drop`` is 0. For a space
 with a quantization policy (``"<space>+q"``) ``accuracy`` is the top-1 of the post-training-quantized
 model run by onnxruntime (``nas.training.quantized``), labelled ``int8``/``mixed``/``fp32`` by the
-arch's policy, and ``accuracy_drop`` the float top-1 minus it. A collapsed quantized accuracy (more
+arch's policy, and ``accuracy_drop`` the float top-1 minus it. For a co-design space (``<space>+hw(...)``)
+both are those of the arch's network part: the accelerator does not change what the network computes. A collapsed quantized accuracy (more
 than ``nas.training.quantized.COLLAPSE_DROP`` below float) is kept as measured and warned about. Spreads are binomial standard errors.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from typing import Callable
 
 from hw_profiles import Metric
 from nas._config_io import ConfigError
-from search_spaces import ArchConfig, QuantizedSpace, SearchSpace
+from search_spaces import AcceleratorSpace, ArchConfig, QuantizedSpace, SearchSpace
 
 
 def _stderr(top1: float, n: int) -> float:
@@ -33,6 +35,7 @@ class AccuracyMetrics:
     quantized: object | None  # nas.training.quantized.QuantizedEvaluator for a quantized space
     checkpoint_hash: str
     profile: str
+    network_of: Callable[[ArchConfig], ArchConfig] | None = None  # a co-design arch -> its network
 
     @classmethod
     def open(cls, checkpoint: Path, space: SearchSpace, *, data: str | None = None,
@@ -40,6 +43,9 @@ class AccuracyMetrics:
         from nas.training.evaluation import CheckpointEvaluator
         from nas.training.quantized import QuantizedEvaluator
 
+        if isinstance(space, AcceleratorSpace):  # accuracy never sees the accelerator
+            inner = cls.open(checkpoint, space.base, data=data, quantization=quantization)
+            return dataclasses.replace(inner, space=space, network_of=space.network)
         evaluator = CheckpointEvaluator(checkpoint, data=data)
         network = space.base if isinstance(space, QuantizedSpace) else space
         if evaluator.space.name != network.name:
@@ -56,6 +62,8 @@ class AccuracyMetrics:
         drop = metric == "accuracy_drop"
 
         def measure(arch) -> Metric:
+            if self.network_of is not None:
+                arch = self.network_of(arch)
             if self.quantized is None:
                 result = self.evaluator(arch)
                 value, spread, precision = (0.0, 0.0, "fp32") if drop else (result.top1, _stderr(result.top1, result.n),

@@ -20,6 +20,8 @@ Layout::
     method = "minmax"             # calibration: minmax | entropy | percentile
     samples = 256                 # calibration images from the training split (seeded)
     sequential_baseline = true    # also search float32, then quantize its front to int8 (equal budget)
+    [codesign]                    # only for a co-design space ("tiny_mbv3+hw(zcu104)")
+    mode = "joint"                # joint | nested | sequential (nas.jobs.codesign)
 
 Metrics: ``accuracy`` (top-1 on the checkpoint's validation split, BN recalibrated; measured,
 expensive; for a space with a quantization policy, the top-1 of the post-training-quantized model
@@ -86,6 +88,13 @@ class QuantizationSettings:
 
 
 @dataclass(frozen=True)
+class CodesignSettings:
+    """``[codesign]``: how a co-design space (``<space>+hw(<device>)``) is searched (``nas.jobs.codesign``)."""
+
+    mode: str = "joint"
+
+
+@dataclass(frozen=True)
 class ObjectiveSpec:
     name: str
     metric: str
@@ -105,6 +114,7 @@ class SearchConfig:
     search: SearchSettings = field(default_factory=SearchSettings)
     accuracy: AccuracySettings = field(default_factory=AccuracySettings)
     quantization: QuantizationSettings = field(default_factory=QuantizationSettings)
+    codesign: CodesignSettings = field(default_factory=CodesignSettings)
     latency_models: dict = field(default_factory=dict)
     objectives: tuple = ()
     constraints: tuple = ()
@@ -112,7 +122,7 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, blob: dict, *, source: str = "config", base_dir: str = ".") -> "SearchConfig":
-        known = {"search", "accuracy", "quantization", "latency_models", "objectives", "constraints"}
+        known = {"search", "accuracy", "quantization", "codesign", "latency_models", "objectives", "constraints"}
         unknown = sorted(set(blob) - known)
         if unknown:
             raise ConfigError(f"{source}: unknown table(s) {unknown}; valid: {sorted(known)}")
@@ -122,6 +132,12 @@ class SearchConfig:
         quantization = QuantizationSettings(**typed_values(
             QuantizationSettings, subtable(blob, "quantization", source), source=f"{source} [quantization]"))
         quantization.settings()  # checks the values
+        codesign = CodesignSettings(**typed_values(CodesignSettings, subtable(blob, "codesign", source),
+                                                   source=f"{source} [codesign]"))
+        from nas.jobs.codesign import MODES
+
+        if codesign.mode not in MODES:
+            raise ConfigError(f"{source} [codesign]: mode must be one of {list(MODES)}, got {codesign.mode!r}")
         models = subtable(blob, "latency_models", source)
         for key, value in models.items():
             if not isinstance(value, str):
@@ -130,7 +146,8 @@ class SearchConfig:
         constraints = tuple(_rows(blob, "constraints", ConstraintSpec, source))
         if not objectives:
             raise ConfigError(f"{source}: needs at least one [[objectives]] table with name and metric")
-        return cls(search=search, accuracy=accuracy, quantization=quantization, latency_models=dict(models),
+        return cls(search=search, accuracy=accuracy, quantization=quantization, codesign=codesign,
+                   latency_models=dict(models),
                    objectives=objectives,
                    constraints=constraints, base_dir=base_dir)
 
@@ -142,7 +159,7 @@ class SearchConfig:
     def to_dict(self) -> dict:
         """The TOML-shaped dict (with ``base_dir``), as stored in the job."""
         return {"search": asdict(self.search), "accuracy": asdict(self.accuracy),
-                "quantization": asdict(self.quantization),
+                "quantization": asdict(self.quantization), "codesign": asdict(self.codesign),
                 "latency_models": dict(self.latency_models), "objectives": [asdict(o) for o in self.objectives],
                 "constraints": [asdict(c) for c in self.constraints], "base_dir": self.base_dir}
 
@@ -191,7 +208,10 @@ class SearchConfig:
             if accuracy_metrics.quantized is None:
                 raise ConfigError(f"metric {PREDICTED_DROP!r} needs a space with a quantization policy, e.g. "
                                   f"{space.name}+q; [search] space = {space.name!r}")
-            catalog.cheap[PREDICTED_DROP] = accuracy_metrics.quantized.predicted_drop
+            predicted = accuracy_metrics.quantized.predicted_drop
+            network_of = accuracy_metrics.network_of
+            catalog.cheap[PREDICTED_DROP] = predicted if network_of is None else \
+                (lambda archs: predicted([network_of(a) for a in archs]))
         try:
             constraints = [Constraint(c.metric, c.op, c.bound) for c in self.constraints]
         except ObjectiveError as err:

@@ -6,7 +6,10 @@ metrics (built-in analytic metrics and objectives marked cheap) and the violatio
 constraints that only need them; an arch violating one is *rejected* before anything expensive
 runs. ``complete(outcomes)`` fills the screened, non-rejected outcomes in place with the expensive
 metrics and every constraint, sets each one's ``values`` (the objectives in order, in their natural
-units and directions) and returns them. Batch objectives (``batch=True``) receive lists.
+units and directions) and returns them. Batch objectives (``batch=True``) receive lists. For a
+co-design space (``<space>+hw(<device>)``) the device's DSP and BRAM bounds are added to the
+constraints (``MetricCatalog.device_constraints``): an accelerator the device cannot hold is rejected
+at screening, with how far over in its violations.
 ``cheap_objectives()`` offers the cheap objectives and constraints to searchers that model the
 others (``linas``), vectorised over integer codes where every one of them has a block table.
 """
@@ -22,7 +25,7 @@ import numpy as np
 from hw_profiles import Metric
 from nas.jobs.objectives import Constraint, MetricCatalog, Objective, ObjectiveError, _as_metric
 from nas.searchers import CheapObjectives
-from search_spaces import ArchConfig, SearchSpace
+from search_spaces import AcceleratorSpace, ArchConfig, SearchSpace
 
 
 @dataclass
@@ -52,8 +55,10 @@ class Evaluator:
         for c in constraints:
             if not isinstance(c, Constraint):
                 raise ObjectiveError(f"constraints must be nas.Constraint, got {c!r}")
-        self.space, self.objectives, self.constraints = space, objectives, constraints
         self.catalog = catalog or MetricCatalog(space)
+        given = {c.label for c in constraints}
+        constraints += [c for c in self.catalog.device_constraints() if c.label not in given]
+        self.space, self.objectives, self.constraints = space, objectives, constraints
         by_name = {o.name: o for o in objectives}
         for o in objectives:
             if isinstance(o.fn, str):
@@ -169,6 +174,16 @@ class Evaluator:
 
 
 def _canonical_codes(space: SearchSpace):
+    """Raw code rows -> canonical ones, vectorised (a co-design space: its network columns)."""
     from hw_profiles.block_table import SpaceCodes
 
-    return SpaceCodes(space).canonical
+    if not isinstance(space, AcceleratorSpace):
+        return SpaceCodes(space).canonical
+    network, n = SpaceCodes(space.base).canonical, len(space.base.params)
+
+    def canonical(codes: np.ndarray) -> np.ndarray:
+        out = np.array(codes, dtype=np.int64, copy=True)
+        out[:, :n] = network(out[:, :n])
+        return out
+
+    return canonical

@@ -33,19 +33,22 @@ def search_from_config(path: Path, *, job: str | None = None, storage: str | Non
     from nas.jobs.config import SearchConfig
     from nas.jobs.search import search
 
+    from nas.jobs.codesign import check_mode
+    from search_spaces import get_space
+
     config = SearchConfig.from_toml(Path(path))
     settings = config.search
+    check_mode(config.codesign.mode, get_space(settings.space))  # before anything loads or runs
     if baseline and config.quantization.sequential_baseline:
         from nas.jobs.sequential import check_sequential
-        from search_spaces import get_space
 
-        check_sequential(config, get_space(settings.space))  # before anything loads or runs
+        check_sequential(config, get_space(settings.space))
     space, objectives, constraints, catalog, extra = config.build()
     storage = storage or settings.storage
     quantized_baseline = baseline and hasattr(space, "policy") and config.quantization.sequential_baseline
     common = dict(budget=budget or settings.budget, seed=settings.seed, storage=storage, catalog=catalog,
                   batch_size=settings.batch_size or None, evaluate_locally=evaluate_locally, progress=progress,
-                  config_extra=extra, wait_timeout_s=wait_timeout_s)
+                  config_extra=extra, wait_timeout_s=wait_timeout_s, codesign=config.codesign.mode)
     result = search(space, objectives, constraints, algorithm=settings.algorithm, job=job or settings.job or None,
                     **common)
     if not baseline:

@@ -23,7 +23,7 @@ import numpy as np
 
 from hw_profiles import Metric, cost_model_for, get_profile, macs, params
 from hw_profiles.cost_model import CostModel
-from search_spaces import ArchConfig, NASError, SearchSpace
+from search_spaces import AcceleratorSpace, ArchConfig, NASError, SearchSpace
 
 DIRECTIONS = ("minimize", "maximize")
 OPS = ("<=", ">=")
@@ -115,13 +115,36 @@ class MetricCatalog:
         self.cheap = dict(cheap or {})
         self._models: dict[str, CostModel] = {}
         self._tables: dict[str, object] = {}
+        self._templates = None  # hw_profiles.template_table.TemplateModels of a co-design space
+
+    def on_template(self, device: str) -> bool:
+        """Whether ``device``'s metrics depend on each arch's own accelerator template (the device
+        of a co-design space, ``<space>+hw(<device>)``)."""
+        return isinstance(self.space, AcceleratorSpace) and device == self.space.device
+
+    def device_constraints(self) -> list["Constraint"]:
+        """The device bounds of a co-design space: its accelerator's DSP and BRAM use within the
+        device's (hard, cheap, screened before anything expensive); none for another space."""
+        if not isinstance(self.space, AcceleratorSpace):
+            return []
+        device, spec = self.space.device, self._model(self.space.device).spec
+        return [Constraint(f"{device}.dsp", "<=", float(spec.dsp_total)),
+                Constraint(f"{device}.bram18k", "<=", float(spec.bram18k_total))]
+
+    def templates(self):
+        """The exact per-template FPGA models of a co-design space (``TemplateModels``)."""
+        from hw_profiles.template_table import TemplateModels
+
+        if self._templates is None:
+            self._templates = TemplateModels(self.space, self._model(self.space.device))
+        return self._templates
 
     def check(self, name: str) -> None:
         """``ObjectiveError`` naming the problem unless ``name`` resolves."""
         if name in ("macs", "params") or name in self.cheap:
             return
-        device, _, metric = name.partition(".")
-        if not metric:
+        device, _, metric = name.rpartition(".")
+        if not device:
             raise ObjectiveError(f"unknown metric {name!r}; use macs, params or PROFILE.METRIC such as "
                                  "stm32f746.peak_sram_kb, zcu104.latency_ms or host-cpu.latency_ms")
         profile = get_profile(device)  # UnknownProfileError lists the profiles
@@ -138,7 +161,7 @@ class MetricCatalog:
             raise ObjectiveError(f"{device} has no metric {metric!r}; it has {sorted(known)}")
 
     def _predicted(self, name: str) -> bool:
-        device, _, metric = name.partition(".")
+        device, _, metric = name.rpartition(".")
         return metric == "latency_ms" and device in self.latency_models
 
     def is_cheap(self, name: str) -> bool:
@@ -158,8 +181,8 @@ class MetricCatalog:
             return lambda layers: float(params(layers))
         if name in self.cheap:
             return None
-        device, _, metric = name.partition(".")
-        if not metric or self._predicted(name) or name in self.measure:
+        device, _, metric = name.rpartition(".")
+        if not metric or self._predicted(name) or name in self.measure or self.on_template(device):
             return None
         model = self._model(device)
         return lambda layers: model.metrics(layers)[metric].value
@@ -170,9 +193,18 @@ class MetricCatalog:
         from hw_profiles.block_table import BlockCostTable, NotDecomposableError
 
         if name not in self._tables:
+            device, _, metric = name.rpartition(".")
             fn = self.layer_metric(name)
             try:
-                self._tables[name] = BlockCostTable.fit(self.space, fn) if fn else None
+                if device and self.on_template(device):
+                    from hw_profiles.template_table import TemplateBlockTable
+
+                    self._tables[name] = TemplateBlockTable.fit(self.space, metric, models=self.templates())
+                elif fn and isinstance(self.space, AcceleratorSpace):  # the network part's columns
+                    self._tables[name] = _NetworkColumns(BlockCostTable.fit(self.space.base, fn),
+                                                         len(self.space.base.params))
+                else:
+                    self._tables[name] = BlockCostTable.fit(self.space, fn) if fn else None
             except NotDecomposableError:
                 self._tables[name] = None
         return self._tables[name]
@@ -186,10 +218,23 @@ class MetricCatalog:
             unit = "MACs" if name == "macs" else "params"
             return [Metric(value=float(count(self.space.layers(a))), unit=unit, source="estimated", profile=ANALYTIC)
                     for a in archs]
-        device, _, metric = name.partition(".")
+        device, _, metric = name.rpartition(".")
         if self._predicted(name):
             return self.latency_models[device].predict(list(archs))
         if name in self.measure:
             return [self.measure[name](a)[metric] for a in archs]
+        if self.on_template(device):
+            return [self.templates().metrics(a)[metric] for a in archs]
         model = self._model(device)
         return [model.metrics(self.space.layers(a))[metric] for a in archs]
+
+
+class _NetworkColumns:
+    """A network space's block table read from the first ``n`` columns of co-design codes (metrics
+    of devices other than the searched accelerator do not depend on it)."""
+
+    def __init__(self, table, n: int) -> None:
+        self.table, self.n = table, n
+
+    def evaluate(self, codes: np.ndarray) -> np.ndarray:
+        return self.table.evaluate(np.asarray(codes)[:, : self.n])

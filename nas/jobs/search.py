@@ -28,7 +28,7 @@ from nas.jobs.records import FINISHED, JobConfig, JobObjective, TrialRecord, lat
 from nas.jobs.results import SearchResult, constraint_matrix, normalised_hypervolume, objective_matrix
 from nas.jobs.store import Job, open_storage
 from nas.searchers import SearcherError, Termination, create_searcher, run_ask_tell, searcher_uses_cheap
-from search_spaces import ArchConfig, NASError, SearchSpace
+from search_spaces import AcceleratorSpace, ArchConfig, NASError, SearchSpace
 
 MAX_REJECT_FACTOR = 20
 POLL_S = 0.2
@@ -118,31 +118,55 @@ def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Seq
            algorithm: str = "nsga2", budget: int = 300, seed: int = 0, storage=None, job: str | None = None,
            batch_size: int | None = None, catalog: MetricCatalog | None = None, evaluate_locally: bool = True,
            progress: bool = True, config_extra: dict | None = None,
-           wait_timeout_s: float | None = DEFAULT_WAIT_TIMEOUT_S) -> SearchResult:
+           wait_timeout_s: float | None = DEFAULT_WAIT_TIMEOUT_S, codesign: str = "joint") -> SearchResult:
     """Run (or resume) a search job; see the module docstring. Returns its :class:`SearchResult`.
-    ``wait_timeout_s`` (None: forever) bounds how long queued trials may sit with nobody evaluating them."""
+    ``wait_timeout_s`` (None: forever) bounds how long queued trials may sit with nobody evaluating them.
+    ``codesign``: how a co-design space (``<space>+hw(<device>)``) is searched, ``joint``, ``nested``
+    or ``sequential`` (``nas.jobs.codesign``)."""
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise ValueError(f"budget must be an integer >= 1, got {budget!r}")
     if wait_timeout_s is not None and not wait_timeout_s > 0:
         raise ValueError(f"wait_timeout_s must be > 0 seconds or None, got {wait_timeout_s!r}")
+    from nas.jobs import codesign as _codesign
+
+    if codesign != "default-template":  # the sequential mode's first stage (internal)
+        _codesign.check_mode(codesign, space)
+    common = dict(batch_size=batch_size, catalog=catalog, evaluate_locally=evaluate_locally, progress=progress,
+                  config_extra=config_extra, wait_timeout_s=wait_timeout_s, storage=storage)
+    if codesign == "sequential":
+        return _codesign.sequential_codesign(space, objectives, constraints, algorithm=algorithm, budget=budget,
+                                             seed=seed, job=job, **common)
     evaluator = Evaluator(space, objectives, constraints, catalog=catalog)
     name = job or f"{space.name}-{algorithm}-seed{seed}"
-    config = job_config(space, evaluator, algorithm=algorithm, budget=budget, seed=seed, extra=config_extra)
-    the_job, resumed = Job.open(name, storage=open_storage(storage),
-                                directions=[o.direction for o in evaluator.objectives], config=config)
+    extra = {**(config_extra or {}), "codesign": codesign} if isinstance(space, AcceleratorSpace) else config_extra
+    the_job, resumed = open_job(name, space, evaluator, algorithm=algorithm, budget=budget, seed=seed,
+                                storage=storage, extra=extra, resumed_flag=True)
     if resumed and the_job.job_config.budget != budget:
         the_job.update_config(budget=budget)
-    searcher = make_searcher(algorithm, evaluator, seed)
+    if codesign == "joint":
+        searcher = make_searcher(algorithm, evaluator, seed)
+    else:
+        searcher = _codesign.nested_searcher(algorithm, evaluator, seed, default_template=codesign == "default-template")
     waiting = dict(evaluate_locally=evaluate_locally, timeout_s=wait_timeout_s)
     termination = _resume(the_job, evaluator, searcher, budget, **waiting)
     with _progress(the_job, evaluator, termination, enabled=progress) as on_batch:
-        run_ask_tell(searcher, _through_the_job(the_job, evaluator, **waiting), termination=termination,
+        run_ask_tell(searcher, through_the_job(the_job, evaluator, **waiting), termination=termination,
                      batch_size=batch_size or min(32, max(4, budget // 10)), callback=on_batch)
     report = searcher.report()
     if report is not None:
         the_job.save_predictor_report(report)
     the_job.set_status("done" if termination.reason == "budget" else "stopped")
     return SearchResult(the_job, evaluator.objectives, space=space)
+
+
+def open_job(name: str, space: SearchSpace, evaluator: Evaluator, *, algorithm: str, budget: int, seed: int,
+             storage=None, extra: Mapping | None = None, resumed_flag: bool = False):
+    """Open or create the job ``name`` in ``storage`` for this evaluator's problem (``(job, resumed)``
+    with ``resumed_flag``, else the job)."""
+    config = job_config(space, evaluator, algorithm=algorithm, budget=budget, seed=seed, extra=extra)
+    opened = Job.open(name, storage=open_storage(storage), directions=[o.direction for o in evaluator.objectives],
+                      config=config)
+    return opened if resumed_flag else opened[0]
 
 
 def _resume(job: Job, evaluator: Evaluator, searcher, budget: int, **waiting) -> Termination:
@@ -159,7 +183,7 @@ def _resume(job: Job, evaluator: Evaluator, searcher, budget: int, **waiting) ->
                        evaluated=sum(r.state != "pruned" for r in finished), asked=len(finished))
 
 
-def _through_the_job(job: Job, evaluator: Evaluator, **waiting):
+def through_the_job(job: Job, evaluator: Evaluator, **waiting):
     """``evaluate`` for the loop: screen the archs, record the rejected ones PRUNED, queue the rest,
     wait until each is finished; returns ``(F, G, counted)`` (pruned archs do not count)."""
 

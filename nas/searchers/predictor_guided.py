@@ -25,7 +25,7 @@ import numpy as np
 from nas.searchers.base import CheapObjectives, Evaluation, Searcher, _check_int
 from nas.searchers.errors import SearcherError
 from predictors.features import one_hot_codes
-from search_spaces import ArchConfig, SearchSpace
+from search_spaces import AcceleratorSpace, ArchConfig, SearchSpace
 
 
 class PredictorGuidedSearcher(Searcher):
@@ -83,7 +83,19 @@ class PredictorGuidedSearcher(Searcher):
         return self._one_hot(np.vstack([self.space.encode(a) for a in archs]))
 
     def _one_hot(self, codes: np.ndarray) -> np.ndarray:
+        """One-hot features of the network columns: a co-design space's accelerator settings are left
+        out, so the objective models (accuracy) see only the network."""
+        n = self._network_columns
+        return one_hot_codes(self.space.cardinalities[:n], np.asarray(codes)[:, :n])
+
+    def _all_columns(self, codes: np.ndarray) -> np.ndarray:
+        """One-hot features of every column (constraints may depend on the accelerator too)."""
         return one_hot_codes(self.space.cardinalities, codes)
+
+    @property
+    def _network_columns(self) -> int:
+        space = self.space
+        return len(space.base.params) if isinstance(space, AcceleratorSpace) else len(space.params)
 
     def _canonical_codes_slow(self, codes: np.ndarray) -> np.ndarray:
         return np.vstack([self.space.encode(self._arch(row)) for row in codes])
@@ -111,10 +123,11 @@ class PredictorGuidedSearcher(Searcher):
         for i in self.predicted:
             y = np.array([e.objectives[i] for e in self._history])
             self._models[i] = AccuracyEnsemble(seed=self.seed + i, n_members=self.n_members).fit(X, y)
+        Xc = self._all_columns(np.vstack([self.space.encode(e.arch) for e in self._history]))
         for j in self.predicted_constraints:
             y = np.array([e.constraints[j] for e in self._history])
             seed = self.seed + self.n_objectives + j
-            self._constraint_models[j] = AccuracyEnsemble(seed=seed, n_members=self.n_members).fit(X, y)
+            self._constraint_models[j] = AccuracyEnsemble(seed=seed, n_members=self.n_members).fit(Xc, y)
         self._fitted_on = len(self._history)
 
     def _exact(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,8 +146,8 @@ class PredictorGuidedSearcher(Searcher):
         """For canonical code rows: exact cheap objectives and constraints, and optimistic
         predictions (``mean − kappa·std``) for the predicted ones; all minimised."""
         F, G = self._exact(codes)
-        X = self._one_hot(codes)
-        for columns, models in ((F, self._models), (G, self._constraint_models)):
+        for columns, models, X in ((F, self._models, self._one_hot(codes)),
+                                   (G, self._constraint_models, self._all_columns(codes) if self._constraint_models else None)):
             for i, model in models.items():
                 mean, var = model.predict_dist(X)
                 columns[:, i] = mean - self.kappa * np.sqrt(var)
