@@ -60,8 +60,9 @@ def stderr_log(quiet: bool):
     return (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
 
 
-def render_front(front, names) -> str:
-    """``front`` (a ``SearchResult.pareto()`` frame) as :func:`nas.report.tables.render_front_table`."""
+def render_front(front, names, space=None) -> str:
+    """``front`` (a ``SearchResult.pareto()`` frame of a job of ``space``) as
+    :func:`nas.report.tables.render_front_table`."""
     from nas.report.tables import render_front_table
 
-    return render_front_table(front, names, empty="(no feasible evaluation yet)")
+    return render_front_table(front, names, empty="(no feasible evaluation yet)", space=space)

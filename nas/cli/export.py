@@ -17,7 +17,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--trial", type=_int_at_least(0), help="the trial number (see `nas pareto JOB`)")
     p.add_argument("--storage", default="sqlite:///nas.db", help="the job's Optuna storage URL (default sqlite:///nas.db)")
     p.add_argument("--arch", help="JSON object or @FILE, as for `describe` (instead of --job)")
-    p.add_argument("--space", help="the arch's space (default: the checkpoint's)")
+    p.add_argument("--space", help="the arch's space (default: the checkpoint's); a co-design space such as "
+                                   "tiny_mbv3+hw(zcu104) exports the network and writes accelerator.toml beside it")
     p.add_argument("--checkpoint", help="a `nas train` output folder (default: a --job's own checkpoint, else a "
                                         "freshly initialised supernet)")
     p.add_argument("--format", default="torch,onnx,tvm", help="comma-separated subset of torch,onnx,tvm (default all)")

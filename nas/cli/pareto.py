@@ -26,15 +26,20 @@ def run(args: argparse.Namespace) -> int:
     if args.objectives:
         result = result.with_objectives(args.objectives)
     front = result.pareto()
+    if args.format in ("csv", "json"):  # a co-design job's front carries hw_id and its accelerator's label
+        from nas.report._accelerator import accelerator_columns
+
+        front = accelerator_columns(front, result.space)
     if args.format == "csv":
         print(front.to_csv(index=False), end="")
     elif args.format == "json":
         print(front.to_json(orient="records", indent=2))
     else:
-        print(render_front(front, [o.name for o in result.objectives]))
+        print(render_front(front, [o.name for o in result.objectives], result.space))
     if args.plot:
         from nas.report.plots import plot_front
 
-        plot_front(result.trials(), front, result.objectives, Path(args.plot), title=f"job {args.job}")
+        plot_front(result.trials(), front, result.objectives, Path(args.plot), title=f"job {args.job}",
+                   space=result.space)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0

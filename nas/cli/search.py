@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     front = result.pareto()
     print(f"job {result.name}: {len(result.trials())} evaluations, {len(front)} on the Pareto front "
           f"(storage {done.storage})")
-    print(render_front(front, [o.name for o in result.objectives]))
+    print(render_front(front, [o.name for o in result.objectives], result.space))
     if done.report is not None:
         report = done.report
         print(f"hypervolume (normalised, ref 1.1): {report.hypervolume:.4f} vs random search at equal budget "

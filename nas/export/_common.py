@@ -21,6 +21,13 @@ class ExportError(NASError, RuntimeError):
     """An export input is unusable or a step failed; the message names the step and the format."""
 
 
+def check_tune_minutes(minutes: float) -> float:
+    """``--tune-minutes`` as a float; ``ExportError`` unless it is a finite number >= 0."""
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 <= minutes < float("inf"):
+        raise ExportError(f"--tune-minutes must be a number >= 0, got {minutes!r}")
+    return float(minutes)
+
+
 def one_line(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return (text[:400] + "...") if len(text) > 400 else text

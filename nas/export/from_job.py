@@ -2,6 +2,8 @@
 weights (a ``nas train`` folder, BN recalibrated for the arch, or a fresh supernet), then call
 :func:`nas.export.subnet.export_with_options`; and the summary table it prints.
 
+A co-design arch (``<space>+hw(<device>)``: a trial of such a job, or ``--space``/``--arch``) exports its network
+part as below and ``accelerator.toml`` beside it (:mod:`nas.export._accelerator`).
 The arch may be of a quantized space (``<space>+q``: a trial of a ``+q`` job, or ``--space``/``--arch``
 with ``q_<block>`` settings): the supernet is the base space's and the network part is exported.
 Without ``--checkpoint`` a job's own checkpoint (its config's ``[accuracy] checkpoint``) gives the
@@ -15,6 +17,7 @@ import dataclasses
 from pathlib import Path
 from typing import Callable, Sequence
 
+from nas.export._accelerator import accelerator_target, export_with_accelerator, summary_line
 from nas.export._int8 import policy_needed_error, quantized_space_of, summary_lines
 from nas.export.subnet import (RANDOM_INIT_SEED, ExportError, ExportOptions, ExportResult, _export_profile,
                                check_out_dir, export_with_options)
@@ -44,6 +47,9 @@ def resolve_and_export(*, out: Path, formats: Sequence[str], job: str | None = N
     if job is not None and trial is None:
         raise ExportError("--job needs --trial N (see `nas pareto JOB`)")
     found = _job_arch(job, trial, storage, space) if job is not None else _Found(arch_obj, space)
+    accelerator = accelerator_target(found.space, found.arch, job=job, trial=trial)
+    if accelerator is not None:  # a co-design arch: its network part is exported, accelerator.toml beside it
+        found = dataclasses.replace(found, arch=accelerator.network.to_dict(), space=accelerator.network_space)
     space_name = found.space
     if quantize == "policy" and not _has_policy(space_name, found.arch):
         raise policy_needed_error(space_name)
@@ -60,6 +66,9 @@ def resolve_and_export(*, out: Path, formats: Sequence[str], job: str | None = N
     options = dataclasses.replace(
         options, weights="checkpoint" if evaluator is not None else "random-init", bn_statistics=bn,
         checkpoint_sha256=evaluator.checkpoint_hash if evaluator is not None else None, **quant.settings(found))
+    if accelerator is not None:
+        return export_with_accelerator(accelerator, out, lambda folder: export_with_options(
+            supernet, arch, folder, options, evaluator=evaluator, log=log))
     return export_with_options(supernet, arch, out, options, evaluator=evaluator, log=log)
 
 
@@ -205,6 +214,8 @@ def render_summary(result: ExportResult, out: Path) -> str:
     lines += notes
     if result.int8 is not None:
         lines += summary_lines(result.int8)
+    if result.accelerator is not None:
+        lines.append(summary_line(result.accelerator))
     for name, metric in (result.estimated or {}).items():
         lines.append(f"estimated {name} on {metric['profile']}: {metric['value']:.4g} {metric['unit']} [{metric['source']}]")
     if result.predicted_latency_ms is not None:

@@ -50,7 +50,8 @@ from typing import Any, Callable, Sequence
 from nas._folders import check_new_folder, staged_folder
 from nas._results import OMIT_NONE, ReportRecord
 from nas.export._common import (BACKEND, FILES, FORMAT_VERSION, FORMATS, OPSET, PARITY_RTOL,  # noqa: F401
-                                PARITY_SEED, RANDOM_INIT_SEED, STEP, ExportError, one_line, step_error)
+                                PARITY_SEED, RANDOM_INIT_SEED, STEP, ExportError, check_tune_minutes, one_line,
+                                step_error)
 from search_spaces import ArchConfig, SearchSpace, quantized
 from search_spaces.quantization import split_quantized_name
 from supernets.checkpoint import file_sha256
@@ -70,13 +71,6 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
 def check_out_dir(out: Path) -> Path:
     """``out`` as a Path, or ``ExportError`` when it exists and is not an empty folder."""
     return check_new_folder(out, ExportError)
-
-
-def check_tune_minutes(minutes: float) -> float:
-    """``--tune-minutes`` as a float; ``ExportError`` unless it is a finite number >= 0."""
-    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 <= minutes < float("inf"):
-        raise ExportError(f"--tune-minutes must be a number >= 0, got {minutes!r}")
-    return float(minutes)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,7 +119,8 @@ class ExportResult(ReportRecord):
     ``tuning`` are set for a TVM build on this host, ``predicted_latency_ms`` with a latency model,
     ``estimated`` for gpu and mcu profiles (analytic costs). For an arch of a quantized space (``<space>+q``)
     ``space``/``arch``/``arch_id`` are that arch's and ``network_arch_id`` the exported network's; ``int8`` is
-    the :class:`~nas.export._int8.Int8Report` of ``--quantize`` (a dict in ``to_json()``)."""
+    the :class:`~nas.export._int8.Int8Report` of ``--quantize`` (a dict in ``to_json()``). A co-design arch
+    (``+hw(...)``) adds ``accelerator`` (:mod:`nas.export._accelerator`: accelerator.toml, hw_id, feasible)."""
 
     _ERROR = ExportError
 
@@ -149,6 +144,7 @@ class ExportResult(ReportRecord):
     estimated: dict | None = field(default=None, metadata=OMIT_NONE)
     network_arch_id: str | None = field(default=None, metadata=OMIT_NONE)
     int8: Any = field(default=None, metadata=OMIT_NONE)  # Int8Report | None
+    accelerator: dict | None = field(default=None, metadata=OMIT_NONE)  # a +hw(...) arch's accelerator.toml
     timing: dict
     steps_s: dict
 

@@ -212,7 +212,9 @@ def front_stage(ctx: StageContext, searched: SearchStageResult) -> FrontStageRes
             and previous is not None and previous.get("size") == len(front))
     records = ([FrontMeasurement.from_json(r) for r in previous["measured"]] if done else
                verify_front(front, ctx.space, cfg.device, latency, cfg.front.measure, progress=ctx.progress))
-    frame = with_measurements(front, latency, records)
+    from nas.report._accelerator import accelerator_columns
+
+    frame = accelerator_columns(with_measurements(front, latency, records), ctx.space)
     if not done:
         write_front(ctx.out, frame, result.trials(), searched.baseline.trials(), result.objectives,
                     title=f"job {cfg.job} ({len(front)} on the front) vs random search (grey)")

@@ -7,8 +7,10 @@ from typing import Sequence
 from hw_profiles.measured import CudaMeasuredCostModel, gpu_unavailable_reason
 from hw_profiles import (Profile, cost_model_for, get_profile, layer_macs, layer_params, macs, params,
                          peak_activation_bytes, weight_bytes)
+from hw_profiles.profile_toml import short_template
 from hw_profiles.tvm_measured import measured_model_for
-from search_spaces import ArchConfig, QuantizedSpace, SearchSpace
+from nas.report._accelerator import accelerator_report, render_accelerator
+from search_spaces import AcceleratorSpace, ArchConfig, QuantizedSpace, SearchSpace
 
 
 def describe_arch(space: SearchSpace, arch: ArchConfig, devices: Sequence[str] = ()) -> dict:
@@ -18,9 +20,14 @@ def describe_arch(space: SearchSpace, arch: ArchConfig, devices: Sequence[str] =
     A gpu profile whose card is the local GPU is measured with CUDA (``latency_ms``, measured) and
     keeps its roofline estimate as ``roofline_latency_ms``.
 
-    ``macs``/``params`` are exact integers computed from ``space.layers(arch)``.
+    ``accelerators[PROFILE]`` (:mod:`nas.report._accelerator`) reports each fpga profile's template and
+    resources. For an ``AcceleratorSpace`` arch, ``accelerator`` holds its device, ``hw_id`` and template,
+    and the space's own device is costed on the arch's own template (``TemplateModels``); every other
+    device costs (or measures) the network part. ``macs``/``params`` are exact integers computed from
+    ``space.layers(arch)``.
     """
     arch = space.validate(arch)
+    profiles = {name: get_profile(name) for name in devices}  # every profile checked before any work
     rows = space.layers(arch)
     table = []
     for i, layer in enumerate(rows):
@@ -38,16 +45,50 @@ def describe_arch(space: SearchSpace, arch: ArchConfig, devices: Sequence[str] =
         "params": params(rows),
         "peak_activation_bytes": {"fp32": peak_activation_bytes(rows, 4), "int8": peak_activation_bytes(rows, 1)},
         "weight_bytes": weight_bytes(rows),
-        **({"quantization": space.policy(arch).to_dict()} if isinstance(space, QuantizedSpace) else {}),
+        **_composed(space, arch),
         "layers": table,
-        "devices": {name: {metric: m.to_dict() for metric, m in _device_metrics(space, arch, rows, get_profile(name)).items()}
-                    for name in devices},
+        "devices": {name: {metric: m.to_dict() for metric, m in _device_metrics(space, arch, rows, p).items()}
+                    for name, p in profiles.items()},
+        "accelerators": {name: _accelerator(space, arch, p) for name, p in profiles.items() if p.kind == "fpga"},
     }
+
+
+def _composed(space: SearchSpace, arch: ArchConfig) -> dict:
+    """``quantization`` (the policy) and ``accelerator`` (device, hw_id, template) of a composed space's arch."""
+    info = {}
+    if isinstance(space, AcceleratorSpace):
+        info["network_arch_id"] = space.network(arch).arch_id
+        info["accelerator"] = {"device": space.device, "hw_id": space.hw_id(arch), "template": space.template(arch)}
+        space, arch = space.base, space.network(arch)
+    if isinstance(space, QuantizedSpace):
+        info = {"quantization": space.policy(arch).to_dict(), **info}
+    return info
+
+
+def _own_device(space: SearchSpace, profile: Profile) -> bool:
+    """Whether ``profile`` is the device whose accelerator ``space`` searches."""
+    return isinstance(space, AcceleratorSpace) and profile.kind == "fpga" and get_profile(space.device) == profile
+
+
+def _accelerator(space: SearchSpace, arch: ArchConfig, profile: Profile) -> dict:
+    """The accelerator of an fpga profile: the arch's own template on the space's device, else the profile's."""
+    if _own_device(space, profile):
+        from hw_profiles.template_table import TemplateModels
+
+        return accelerator_report(TemplateModels(space).model_for(space.template(arch)), hw_id=space.hw_id(arch))
+    return accelerator_report(cost_model_for(profile))
 
 
 def _device_metrics(space: SearchSpace, arch: ArchConfig, rows, profile: Profile) -> dict:
     """Estimated metrics from the layer table, or, for cpu profiles, latency measured on this host
-    on the subnet extracted from a freshly initialised supernet (weights do not change latency)."""
+    on the subnet extracted from a freshly initialised supernet (weights do not change latency). A
+    joint arch: its own template on the space's device, the network part elsewhere."""
+    if isinstance(space, AcceleratorSpace):
+        if _own_device(space, profile):
+            from hw_profiles.template_table import TemplateModels
+
+            return TemplateModels(space).metrics(arch)
+        return _device_metrics(space.base, space.network(arch), rows, profile)
     if profile.kind == "gpu" and gpu_unavailable_reason(profile) is None:
         # the card is here: measure, and keep the roofline estimate beside it for comparison
         estimate = cost_model_for(profile).metrics(rows)["latency_ms"]
@@ -89,6 +130,10 @@ def render_text(info: dict) -> str:
         f"            int8 {_mib(peak['int8'])}",
         f"weights     {_mib(info['weight_bytes'])} (each layer in its own format; float unless quantized)",
     ]
+    if "accelerator" in info:  # a joint arch: which template it carries
+        acc = info["accelerator"]
+        lines.insert(2, f"template    {short_template(acc['template'])} on {acc['device']} (hw_id {acc['hw_id']}; "
+                        f"network arch_id {info['network_arch_id']})")
     for device, metrics in info["devices"].items():
         lines.append(f"device      {device}")
         for name, m in metrics.items():
@@ -96,6 +141,8 @@ def render_text(info: dict) -> str:
             fmt = f", {m['precision']}" if m.get("precision") else ""
             lines.append(f"            {name:<24} {m['value']:>12.4g} {m['unit']:<8}{spread}  "
                          f"[{m['source']}, {m['profile']}{fmt}]")
+        if device in info.get("accelerators", {}):
+            lines += render_accelerator(device, info["accelerators"][device])
     lines.append("")
     header = ("#", "block", "op", "in", "out", "k", "s", "groups", "in_hw", "out_hw", "act", "se", "res",
               "macs", "params", "format")

@@ -8,7 +8,9 @@ estimate passes for a measurement. Then, with ``measured=NAME``, the measured la
 belong to (``int8``, ``fp32``, ``mixed``), or, where its figures belong to different formats (a
 float accuracy beside an MCU cost that assumes int8), each objective's own (``acc:fp32 sram:int8``),
 so such a pairing is never hidden. Values within ±1 have 4 decimals, others 4 significant
-digits. An empty front renders as ``empty``.
+digits. An empty front renders as ``empty``. The front of a co-design job (``space`` an
+``AcceleratorSpace``, or a frame that :func:`~nas.report._accelerator.accelerator_columns` already
+extended) has ``hw_id`` and ``accelerator`` (e.g. ``ws 32x32 256/128/256KiB``) after ``arch_id``.
 """
 
 from __future__ import annotations
@@ -16,14 +18,20 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from nas.report._accelerator import accelerator_columns
+
 EMPTY_FRONT = "(no feasible evaluation: the front is empty)"
 
 
-def render_front_table(frame, names: Sequence[str], *, measured: str | None = None, empty: str = EMPTY_FRONT) -> str:
-    """``frame`` (a ``SearchResult.pareto()`` frame) with objective columns ``names`` as a table."""
+def render_front_table(frame, names: Sequence[str], *, measured: str | None = None, empty: str = EMPTY_FRONT,
+                       space=None) -> str:
+    """``frame`` (a ``SearchResult.pareto()`` frame) with objective columns ``names`` as a table; ``space``:
+    the job's space (an ``AcceleratorSpace`` adds the accelerator columns)."""
     if not len(frame):
         return empty
-    header = ["trial", "arch_id"]
+    frame = accelerator_columns(frame, space)
+    hardware = ["hw_id", "accelerator"] if "hw_id" in frame else []
+    header = ["trial", "arch_id", *hardware]
     mixed = set()
     for name in names:
         sources = list(dict.fromkeys(frame[f"{name}.source"].dropna()))
@@ -42,7 +50,7 @@ def render_front_table(frame, names: Sequence[str], *, measured: str | None = No
         header.append("format")
     rows = []
     for _, row in frame.iterrows():
-        values = [str(int(row["trial"])), str(row["arch_id"])]
+        values = [str(int(row["trial"])), str(row["arch_id"]), *(str(row[c]) for c in hardware)]
         values += [f"{_fmt(row[name])} [{row[f'{name}.source']}]" if name in mixed else _fmt(row[name]) for name in names]
         if has_measured:
             values.append("" if math.isnan(row[column]) else _fmt(row[column]))
