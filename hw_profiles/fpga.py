@@ -22,6 +22,18 @@ on 32 columns, 49/64 = 77% for 7×7 (two passes); the per-row windows assume a l
 every row its own channel. ``layer_report`` shows this as ``utilisation`` = MACs / (compute cycles × PEs);
 ``effective_utilisation`` divides by all the row's cycles instead (memory stalls, overhead).
 
+**The second dataflow: output-stationary** (``dataflow = "output_stationary"``). The same
+``pe_rows`` × ``pe_cols`` array unrolls *output pixels* over rows and *output channels* over
+columns: every PE owns one output (pixel, channel) and accumulates it over the whole reduction, one
+MAC per cycle, while weights are broadcast along columns and inputs along rows. Dense rows take
+``groups · ⌈cout_g/pe_cols⌉ · ⌈OH·OW/pe_rows⌉ · cin_g·k²`` cycles, depthwise rows
+``⌈C/pe_cols⌉ · ⌈OH·OW/pe_rows⌉ · k²`` (no idle lanes: each PE reduces its own channel's taps), and
+SE's FCs (one output pixel: one row of PEs works) ``⌈m/pe_cols⌉·C + ⌈C/pe_cols⌉·m``. So it wins on
+depthwise rows and large maps and loses on small maps and the classifier, where weight-stationary
+keeps every lane busy: a real structural choice for co-exploration. Off-chip traffic, buffers, the
+vector unit and overheads are modelled alike for both. The formulas live in ``hw_profiles.fpga_rows``
+(written once for one template or arrays of templates).
+
 **Elementwise work** runs on a post-processing vector unit of ``pe_rows`` lanes, serially after the
 row: ``gap`` costs ⌈C·H·W/pe_rows⌉ cycles. SE (on the dwconv row) adds its two FCs on the array
 (⌈m/pe_rows⌉·⌈C/pe_cols⌉ + ⌈C/pe_rows⌉·⌈m/pe_cols⌉), one scale pass ⌈C·OH·OW/pe_rows⌉, and 2·C·m
@@ -162,7 +174,7 @@ class FpgaCostModel(CostModel):
     # ------------------------------------------------------------------ template
     def with_template(self, **changes) -> "FpgaCostModel":
         """A model of the same device with ``FpgaSpec`` fields changed (e.g. ``pe_rows=64``). Its
-        profile version gains the changes (``zcu104@1+pe_rows=64``), so metrics say which template
+        profile version gains the changes (``zcu104@2+pe_rows=64``), so metrics say which template
         they belong to."""
         valid = {f.name for f in dataclasses.fields(FpgaSpec)}
         unknown = sorted(set(changes) - valid)

@@ -92,7 +92,7 @@ def check_template_ranges(values: dict, where: str) -> None:
     _check_value("dataflow", values.get("dataflow", DATAFLOWS[0]), f"{where}.dataflow")
     search = values.get("search")
     if search:
-        knobs = {k: search.get(k, (values[k],)) for k in _INT_KNOBS}
+        knobs = {k: (*search.get(k, ()), values[k]) for k in _INT_KNOBS}  # the own template is always an option
         dsp = int(dsp_count(min(knobs["pe_rows"]), min(knobs["pe_cols"]), min(knobs["bit_width"]),
                             values["macs_per_dsp"]))
         bram = int(bram_count(min(knobs["input_buffer_bytes"]), min(knobs["weight_buffer_bytes"]),

@@ -54,10 +54,18 @@ def get_space(name: str, **kwargs) -> SearchSpace:
 
     ``"<name>+q"`` and ``"<name>+q(int8,fp32)"`` give the registered space with a searched
     quantization policy (see ``search_spaces.quantization``); ``"<name>+hw(<device>)"`` adds the
-    device's accelerator knobs (``search_spaces.accelerator``), on either of those."""
+    device's accelerator knobs (``search_spaces.accelerator``), on either of those; and
+    ``"tasks(<task>=<space>;...)"`` several co-design spaces on one device (``search_spaces.multitask``)."""
     from search_spaces.accelerator import resolve_accelerator_space, split_accelerator_name
+    from search_spaces.multitask import MultiTaskSpace, split_multitask_name
     from search_spaces.quantization import QuantizedSpace, split_quantized_name
 
+    tasks = split_multitask_name(name) if isinstance(name, str) else None
+    if tasks is not None:
+        try:
+            return MultiTaskSpace({task: get_space(part, **kwargs) for task, part in tasks})
+        except ValueError as err:
+            raise UnknownSpaceError(f"space {name!r}: {err}") from None
     codesign = split_accelerator_name(name) if isinstance(name, str) else None
     if codesign is not None:
         return resolve_accelerator_space(get_space(codesign[0], **kwargs), codesign[1])

@@ -1,4 +1,4 @@
-"""Dataset specs (``mnist-mini``, ``cifar10:PATH``, ``imagefolder:PATH``) and :func:`load_data`."""
+"""Dataset specs (``mnist-mini``, ``digits``, ``cifar10:PATH``, ``imagefolder:PATH``) and :func:`load_data`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from .errors import DataError
 from .source import DataSource
 from .split import check_fraction, check_int
 
-_FORMS = ("mnist-mini", "cifar10:PATH", "imagefolder:PATH")
+_FORMS = ("mnist-mini", "digits", "cifar10:PATH", "imagefolder:PATH")
 
 
 def list_datasets() -> list[str]:
@@ -18,8 +18,8 @@ def load_data(spec: str, *, seed: int = 0, val_fraction: float = 0.2, image_size
     """Load a dataset. Reads files (never the network).
 
     ``seed`` and ``val_fraction`` shape the stratified train/val split where the data has none
-    (mnist-mini, flat image folders). ``image_size`` applies to image folders only; MNIST yields
-    28 px and CIFAR-10 32 px images. Raises ``DataError`` for an unknown spec or a missing/corrupt
+    (mnist-mini, digits, flat image folders). ``image_size`` applies to image folders only; MNIST and
+    digits (scaled up from 8 px) yield 28 px and CIFAR-10 32 px images. Raises ``DataError`` for an unknown spec or a missing/corrupt
     path and ``ValueError`` for a bad argument.
     """
     seed = check_int("seed", seed, minimum=0)
@@ -32,6 +32,10 @@ def load_data(spec: str, *, seed: int = 0, val_fraction: float = 0.2, image_size
         from .mnist import load_mnist_mini
 
         return load_mnist_mini(seed=seed, val_fraction=val_fraction)
+    if spec == "digits":
+        from .digits import load_digits_source
+
+        return load_digits_source(seed=seed, val_fraction=val_fraction)
     if kind in ("cifar10", "imagefolder") and colon:
         if not path.strip():
             raise DataError(f"dataset spec {spec!r} has no path; write {kind}:PATH")

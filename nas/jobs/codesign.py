@@ -8,13 +8,14 @@
   an exhaustive inner search over every feasible template (vectorised: ``TemplateBlockTable``).
 * ``sequential``: first search the network on the device's default template (job ``<name>.network``,
   the same budget), then pick each front network's best accelerator as ``nested`` does and evaluate
-  those pairs in the job itself (its accuracy is the network's, evaluated once in the first stage and
-  reused from the checkpoint's evaluation cache).
+  those pairs in the job itself (its accuracy is the network's: with the ``accuracy`` metric it is read
+  back from the checkpoint's evaluation cache; a user function is called again).
 
 The scalarised hardware cost of a template for one network is ``Σ_j log(m_j(template) /
 m_j(default template))`` over the job's objectives that are metrics of the searched device (each
 signed by its direction); with none, latency × energy (the energy-delay product). Infeasible templates
-(DSP or BRAM over the device's) are never picked. All three modes count the same budget: expensive
+(DSP or BRAM over the device's) are never picked; the job's own constraints are not looked at when
+picking (a pair that breaks one is rejected like any other trial). All three modes count the same budget: expensive
 (accuracy) evaluations of networks, and record every trial as a (network, accelerator) pair.
 """
 
@@ -40,6 +41,15 @@ def check_mode(mode: str, space) -> None:
     if mode != "joint" and not isinstance(space, AcceleratorSpace):
         raise ConfigError(f"[codesign] mode = {mode!r} needs a co-design space such as '{space.name}+hw(zcu104)'; "
                           f"[search] space = {space.name!r}")
+
+
+def check_resumed_mode(job, extra) -> None:
+    """``ConfigError`` when a job started in one co-design mode is resumed in another."""
+    stored = job.job_config.extra.get("codesign")
+    wanted = (extra or {}).get("codesign")
+    if stored != wanted:
+        raise ConfigError(f"job {job.name!r} was searched with [codesign] mode = {stored!r}, now {wanted!r}; "
+                          "choose a new job name")
 
 
 class TemplatePicker:
@@ -186,7 +196,7 @@ def sequential_codesign(space: AcceleratorSpace, objectives, constraints=(), *, 
 
     name = job or f"{space.name}-{algorithm}-seed{seed}-sequential"
     first = search(space, objectives, constraints, algorithm=algorithm, budget=budget, seed=seed,
-                   job=f"{name}.network", codesign="default-template", **search_kwargs)
+                   job=f"{name}.network", codesign="sequential", _default_template=True, **search_kwargs)
     evaluator = Evaluator(space, objectives, constraints, catalog=search_kwargs.get("catalog"))
     picker = TemplatePicker(evaluator)
     archs = [picker.pick(space.network(space.parse(dict(r.arch)))) for r in first.front_records()]

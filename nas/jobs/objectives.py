@@ -24,6 +24,7 @@ import numpy as np
 from hw_profiles import Metric, cost_model_for, get_profile, macs, params
 from hw_profiles.cost_model import CostModel
 from search_spaces import AcceleratorSpace, ArchConfig, NASError, SearchSpace
+from search_spaces.multitask import MultiTaskSpace
 
 DIRECTIONS = ("minimize", "maximize")
 OPS = ("<=", ">=")
@@ -116,6 +117,10 @@ class MetricCatalog:
         self._models: dict[str, CostModel] = {}
         self._tables: dict[str, object] = {}
         self._templates = None  # hw_profiles.template_table.TemplateModels of a co-design space
+        if isinstance(space, MultiTaskSpace):  # its makespan, energy and shared resources (nas.jobs.multitask)
+            from nas.jobs.multitask import multitask_metrics
+
+            self.cheap = {**multitask_metrics(space), **self.cheap}
 
     def on_template(self, device: str) -> bool:
         """Whether ``device``'s metrics depend on each arch's own accelerator template (the device
@@ -124,7 +129,12 @@ class MetricCatalog:
 
     def device_constraints(self) -> list["Constraint"]:
         """The device bounds of a co-design space: its accelerator's DSP and BRAM use within the
-        device's (hard, cheap, screened before anything expensive); none for another space."""
+        device's (hard, cheap, screened before anything expensive); for a multi-task space the sums
+        of its sub-accelerators'; none for another space."""
+        if isinstance(self.space, MultiTaskSpace):
+            from nas.jobs.multitask import multitask_constraints
+
+            return multitask_constraints(self.space)
         if not isinstance(self.space, AcceleratorSpace):
             return []
         device, spec = self.space.device, self._model(self.space.device).spec
@@ -203,11 +213,25 @@ class MetricCatalog:
                 elif fn and isinstance(self.space, AcceleratorSpace):  # the network part's columns
                     self._tables[name] = _NetworkColumns(BlockCostTable.fit(self.space.base, fn),
                                                          len(self.space.base.params))
+                elif fn and self._model(device).kind == "fpga":
+                    self._tables[name] = self._pinned_fpga_table(device, metric)
                 else:
                     self._tables[name] = BlockCostTable.fit(self.space, fn) if fn else None
             except NotDecomposableError:
                 self._tables[name] = None
         return self._tables[name]
+
+    def _pinned_fpga_table(self, device: str, metric: str):
+        """An FPGA metric of a network space on the device's own template: the co-design table with
+        one template (the FPGA model sums rows in context, not standalone blocks)."""
+        from hw_profiles.template_table import TemplateBlockTable, TemplateModels
+
+        model = self._model(device)
+        dataflow = model.spec.dataflow
+        pinned = AcceleratorSpace(self.space, device=device, knobs={"dataflow": (dataflow,)},
+                                  default={"dataflow": dataflow})
+        return _NetworkColumns(TemplateBlockTable.fit(pinned, metric, models=TemplateModels(pinned, model)),
+                               len(self.space.params), pad=1)
 
     def resolve(self, name: str, archs: Sequence[ArchConfig]) -> list[Metric]:
         """One ``Metric`` per arch for the built-in metric ``name``."""
@@ -230,11 +254,15 @@ class MetricCatalog:
 
 
 class _NetworkColumns:
-    """A network space's block table read from the first ``n`` columns of co-design codes (metrics
-    of devices other than the searched accelerator do not depend on it)."""
+    """A block table read from the first ``n`` columns of the codes: a network space's table under
+    co-design codes (other devices do not depend on the accelerator), or a one-template co-design
+    table under network codes (``pad``)."""
 
-    def __init__(self, table, n: int) -> None:
-        self.table, self.n = table, n
+    def __init__(self, table, n: int, *, pad: int = 0) -> None:
+        self.table, self.n, self.pad = table, n, pad  # pad: zero columns appended (a pinned template)
 
     def evaluate(self, codes: np.ndarray) -> np.ndarray:
-        return self.table.evaluate(np.asarray(codes)[:, : self.n])
+        codes = np.asarray(codes)[:, : self.n]
+        if self.pad:
+            codes = np.hstack([codes, np.zeros((len(codes), self.pad), dtype=codes.dtype)])
+        return self.table.evaluate(codes)

@@ -118,35 +118,39 @@ def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Seq
            algorithm: str = "nsga2", budget: int = 300, seed: int = 0, storage=None, job: str | None = None,
            batch_size: int | None = None, catalog: MetricCatalog | None = None, evaluate_locally: bool = True,
            progress: bool = True, config_extra: dict | None = None,
-           wait_timeout_s: float | None = DEFAULT_WAIT_TIMEOUT_S, codesign: str = "joint") -> SearchResult:
+           wait_timeout_s: float | None = DEFAULT_WAIT_TIMEOUT_S, codesign: str = "joint",
+           _default_template: bool = False) -> SearchResult:
     """Run (or resume) a search job; see the module docstring. Returns its :class:`SearchResult`.
     ``wait_timeout_s`` (None: forever) bounds how long queued trials may sit with nobody evaluating them.
     ``codesign``: how a co-design space (``<space>+hw(<device>)``) is searched, ``joint``, ``nested``
-    or ``sequential`` (``nas.jobs.codesign``)."""
+    or ``sequential`` (``nas.jobs.codesign``); ``_default_template`` (internal: the sequential mode's first
+    stage) searches the network part on the device's own accelerator."""
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise ValueError(f"budget must be an integer >= 1, got {budget!r}")
     if wait_timeout_s is not None and not wait_timeout_s > 0:
         raise ValueError(f"wait_timeout_s must be > 0 seconds or None, got {wait_timeout_s!r}")
     from nas.jobs import codesign as _codesign
 
-    if codesign != "default-template":  # the sequential mode's first stage (internal)
-        _codesign.check_mode(codesign, space)
+    _codesign.check_mode(codesign, space)
     common = dict(batch_size=batch_size, catalog=catalog, evaluate_locally=evaluate_locally, progress=progress,
                   config_extra=config_extra, wait_timeout_s=wait_timeout_s, storage=storage)
-    if codesign == "sequential":
+    if codesign == "sequential" and not _default_template:
         return _codesign.sequential_codesign(space, objectives, constraints, algorithm=algorithm, budget=budget,
                                              seed=seed, job=job, **common)
     evaluator = Evaluator(space, objectives, constraints, catalog=catalog)
     name = job or f"{space.name}-{algorithm}-seed{seed}"
-    extra = {**(config_extra or {}), "codesign": codesign} if isinstance(space, AcceleratorSpace) else config_extra
+    mode = "sequential:network-stage" if _default_template else codesign
+    extra = {**(config_extra or {}), "codesign": mode} if isinstance(space, AcceleratorSpace) else config_extra
     the_job, resumed = open_job(name, space, evaluator, algorithm=algorithm, budget=budget, seed=seed,
                                 storage=storage, extra=extra, resumed_flag=True)
-    if resumed and the_job.job_config.budget != budget:
-        the_job.update_config(budget=budget)
-    if codesign == "joint":
+    if resumed:
+        _codesign.check_resumed_mode(the_job, extra)
+        if the_job.job_config.budget != budget:
+            the_job.update_config(budget=budget)
+    if codesign == "joint" and not _default_template:
         searcher = make_searcher(algorithm, evaluator, seed)
     else:
-        searcher = _codesign.nested_searcher(algorithm, evaluator, seed, default_template=codesign == "default-template")
+        searcher = _codesign.nested_searcher(algorithm, evaluator, seed, default_template=_default_template)
     waiting = dict(evaluate_locally=evaluate_locally, timeout_s=wait_timeout_s)
     termination = _resume(the_job, evaluator, searcher, budget, **waiting)
     with _progress(the_job, evaluator, termination, enabled=progress) as on_batch:

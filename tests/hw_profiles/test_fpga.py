@@ -133,7 +133,7 @@ def test_oversized_template_is_a_result_not_an_error(zcu104):
     metrics = huge.metrics(space.layers(space.largest()))
     assert metrics["feasible"].value == 0.0 and metrics["feasible"].unit == "bool"
     assert metrics["dsp"].value == 128 * 128 / 2 and metrics["latency_ms"].value > 0
-    assert metrics["latency_ms"].profile == "zcu104@1+pe_cols=128,pe_rows=128"
+    assert metrics["latency_ms"].profile == "zcu104@2+pe_cols=128,pe_rows=128"
 
 
 def test_with_template_validates():
@@ -149,7 +149,7 @@ def test_with_template_validates():
 
 def test_zcu104_profile_loads_with_a_source_per_coefficient():
     profile = get_profile("zcu104")
-    assert profile.kind == "fpga" and profile.ref == "zcu104@1"
+    assert profile.kind == "fpga" and profile.ref == "zcu104@2"
     spec = profile.spec
     assert (spec.dsp_total, spec.bram18k_total, spec.pe_rows, spec.pe_cols, spec.macs_per_dsp) == (1728, 624, 32, 32, 2)
     assert 0 < spec.ddr_bandwidth_bytes_per_s < 19.2e9  # effective, below the 64-bit DDR4-2400 peak
@@ -160,7 +160,7 @@ def test_metrics_are_estimated_for_zcu104(zcu104):
     space = tiny_mbv3()
     metrics = zcu104.metrics(space.layers(space.largest()))
     assert set(metrics) == {"latency_ms", "energy_mj", "dsp", "bram18k", "feasible"}
-    assert all(m.source == "estimated" and m.profile == "zcu104@1" for m in metrics.values())
+    assert all(m.source == "estimated" and m.profile == "zcu104@2" for m in metrics.values())
     assert metrics["feasible"].value == 1.0 and metrics["latency_ms"].value > 0
 
 

@@ -49,7 +49,7 @@ def _match_shift(aug: torch.Tensor, orig: torch.Tensor, pad: int = 4) -> tuple[i
 
 
 def test_list_datasets_names_the_spec_forms():
-    assert list_datasets() == ["mnist-mini", "cifar10:PATH", "imagefolder:PATH"]
+    assert list_datasets() == ["mnist-mini", "digits", "cifar10:PATH", "imagefolder:PATH"]
 
 
 def test_mnist_mini_is_the_real_5k_subset_with_a_stratified_split(mnist):
@@ -391,3 +391,15 @@ def test_imagefolder_corrupt_image_is_named_when_decoded(tmp_path):
     ds = load_data(f"imagefolder:{tmp_path}", image_size=8)
     with pytest.raises(DataError, match=str(broken)):
         list(ds.train_batches(batch_size=2, seed=0, epoch=0))
+
+
+def test_digits_is_scikit_learns_shipped_set_at_mnist_size():
+    from nas.data.digits import read_digits
+    from nas.data.specs import list_datasets, load_data
+
+    images, labels = read_digits()
+    assert images.shape == (1797, 28, 28) and images.dtype == np.uint8 and set(labels.tolist()) == set(range(10))
+    assert images.max() > 200 and images.min() == 0
+    source = load_data("digits", seed=0, val_fraction=0.2)
+    assert (source.name, source.num_classes, source.in_channels, source.image_size) == ("digits", 10, 1, 28)
+    assert source.n_train + source.n_val == 1797
