@@ -4,7 +4,8 @@ Contract:
 * ``Objective(name, fn, direction=)``: ``fn`` is a callable ``ArchConfig -> float | Metric`` (or, with
   ``batch=True``, ``list[ArchConfig] -> list[float | Metric]``), or the name of a built-in metric:
   ``"macs"``, ``"params"`` or ``"PROFILE.METRIC"`` such as ``"stm32f746.peak_sram_kb"``,
-  ``"zcu104.latency_ms"`` or ``"host-cpu.latency_ms"`` (see :class:`MetricCatalog`).
+  ``"zcu104.latency_ms"`` or ``"host-cpu.latency_ms"`` (see :class:`MetricCatalog`); an fpga profile's
+  ``zigzag_latency_ms``/``zigzag_energy_mj`` are ZigZag's estimates of the same accelerator (expensive).
   Built-in analytic metrics are *cheap*; user functions and measured latency are *expensive* unless
   ``cheap=True``. A user function's floats are tagged with ``source`` (default ``"measured"``) and
   ``profile="user"``; return a :class:`~hw_profiles.Metric` to say more.
@@ -95,6 +96,8 @@ def _as_metric(value, objective: Objective) -> Metric:
 
 
 CPU_METRICS = ("latency_ms", "tvm_latency_ms")
+ZIGZAG_METRICS = ("zigzag_latency_ms", "zigzag_energy_mj")
+"""An fpga profile's cross-check by the external engine ZigZag: estimated, but expensive (run after screening)."""
 
 
 class MetricCatalog:
@@ -166,9 +169,28 @@ class MetricCatalog:
                 raise ObjectiveError(f"{name} needs a latency model (nas profile --device {device}) or a "
                                      "measuring function")
             return
+        if profile.kind == "fpga" and metric in ZIGZAG_METRICS:
+            self.measure.setdefault(name, self._zigzag(device))
+            return
         known = self._model(device).metrics(self.space.layers(self.space.sample(np.random.default_rng(0))))
         if metric not in known:
-            raise ObjectiveError(f"{device} has no metric {metric!r}; it has {sorted(known)}")
+            extra = list(ZIGZAG_METRICS) if profile.kind == "fpga" else []
+            raise ObjectiveError(f"{device} has no metric {metric!r}; it has {sorted(known) + extra}")
+
+    def _zigzag(self, device: str) -> Callable:
+        """``arch -> {zigzag_latency_ms, zigzag_energy_mj}``: ZigZag's estimate of the arch on its own
+        accelerator (expensive: ~1-2 s per network; ``hw_profiles.zigzag_engine``)."""
+        from hw_profiles.zigzag_engine import zigzag_metrics, zigzag_version
+
+        zigzag_version()  # ZigZagUnavailableError (one line, how to install) before any search runs
+
+        def estimate(arch: ArchConfig) -> dict[str, Metric]:
+            model = self.templates().model_for(self.space.template(arch)) if self.on_template(device) \
+                else self._model(device)
+            got = zigzag_metrics(self.space.layers(arch), model.spec, profile_ref=model.profile.ref)
+            return {"zigzag_latency_ms": got["latency_ms"], "zigzag_energy_mj": got["energy_mj"]}
+
+        return estimate
 
     def _predicted(self, name: str) -> bool:
         device, _, metric = name.rpartition(".")

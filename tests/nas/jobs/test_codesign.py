@@ -419,3 +419,26 @@ def test_linas_predictor_sees_only_the_network_columns(space):
     a, b = space.combine(net, {"pe_rows": 8}), space.combine(net, {"pe_rows": 64, "dataflow": OS})
     Xa, Xb = searcher._one_hot(np.vstack([space.encode(a), space.encode(b)]))
     assert np.array_equal(Xa, Xb) and Xa.sum() == len(space.base.params)  # one hot per network setting
+
+
+@pytest.mark.slow
+def test_zigzag_cross_check_is_an_expensive_metric_on_each_trials_own_template():
+    """``zcu104.zigzag_latency_ms``: ZigZag's estimate of the arch on its own accelerator, run after screening."""
+    from hw_profiles.template_table import TemplateModels
+    from hw_profiles.zigzag_engine import zigzag_metrics
+
+    space = get_space("tiny_mbv3+hw(zcu104)")
+    evaluator = Evaluator(space, [Objective("lat", "zcu104.latency_ms"), Objective("zz", "zcu104.zigzag_latency_ms")])
+    assert evaluator.is_cheap("lat") and not evaluator.is_cheap("zz")
+    arch = space.combine(space.base.smallest(), {"pe_rows": 8, "pe_cols": 16, "dataflow": "output_stationary"})
+    screened = evaluator.screen([arch])
+    assert "zz" not in screened[0].metrics  # expensive: not computed while screening
+    (outcome,) = evaluator.complete(screened)
+    model = TemplateModels(space).model_for(space.template(arch))
+    expected = zigzag_metrics(space.layers(arch), model.spec, profile_ref=model.profile.ref)["latency_ms"]
+    got = outcome.metrics["zz"]
+    assert got.value == expected.value and got.source == "estimated"
+    assert got.profile.startswith("zigzag-dse@") and "dataflow=output_stationary" in got.profile
+    assert got.profile.endswith(outcome.metrics["lat"].profile)
+    with pytest.raises(NASError, match="no metric"):
+        Evaluator(space, [Objective("x", "zcu104.zigzag_power")])
