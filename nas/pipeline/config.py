@@ -100,9 +100,10 @@ class PipelineConfig:
             profile = ProfileSettings(**profile_values)
         except NASError as err:
             raise ConfigError(f"{source} [profile]: {err}") from None
-        if split_quantized_name(train.space) is not None:
+        if split_quantized_name(train.space) is not None or "+hw(" in train.space or train.space.startswith("tasks("):
             raise ConfigError(f"{source} [train] space = {train.space!r}: a supernet trains the network alone; a "
-                              "quantized search runs with `nas search` (see experiments/quantized_search.toml)")
+                              "quantized or co-design search runs with `nas search` (see "
+                              "experiments/quantized_search.toml, experiments/codesign.toml)")
         search_table = dict(subtable(blob, "search", source))
         if "space" in search_table and search_table["space"] != train.space:
             raise ConfigError(f"{source} [search]: remove space (it is [train] space)")

@@ -271,5 +271,8 @@ def test_a_quantized_train_space_is_refused_with_the_way_to_a_quantized_search(t
     config.write_text('[train]\nspace = "tiny_mbv3+q"\n[[objectives]]\nname = "macs"\nmetric = "macs"\n')
     from search_spaces import NASError
 
-    with pytest.raises(NASError, match="quantized search runs with `nas search`"):
+    with pytest.raises(NASError, match="quantized or co-design search runs with `nas search`"):
+        PipelineConfig.from_toml(config)
+    config.write_text('[train]\nspace = "tiny_mbv3+hw(zcu104)"\n[[objectives]]\nname = "macs"\nmetric = "macs"\n')
+    with pytest.raises(NASError, match="co-design search runs with `nas search`"):
         PipelineConfig.from_toml(config)
