@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from typing import Callable, Mapping, Sequence
 
+from search_spaces._composed import ComposedSpace
 from search_spaces.arch import ArchConfig, stable_hash
 from search_spaces.choice import Choice, Scalar
 from search_spaces.errors import InvalidArchError, UnknownSpaceError
@@ -39,7 +40,7 @@ def set_template_source(source: TemplateSource) -> None:
     _source = source
 
 
-class AcceleratorSpace(SearchSpace):
+class AcceleratorSpace(ComposedSpace):
     """``base``'s settings followed by one ``hw_<knob>`` setting per accelerator knob (module doc).
 
     ``knobs`` maps a template field name to its options (non-empty, unique); ``default`` is the
@@ -121,14 +122,6 @@ class AcceleratorSpace(SearchSpace):
         return out
 
     # ------------------------------------------------------------------ the base network's facts
-    @property
-    def num_classes(self) -> int:
-        return self.base.num_classes
-
-    @property
-    def in_channels(self) -> int:
-        return self.base.in_channels
-
     def largest(self) -> ArchConfig:
         """The base's largest network on the device's default template."""
         return self.combine(self.base.largest())
@@ -156,15 +149,6 @@ class AcceleratorSpace(SearchSpace):
     def layers(self, arch: ArchConfig) -> list[LayerSpec]:
         """The base network's table: the accelerator changes what a row costs, not what it is."""
         return self.base.layers(self.network(arch))
-
-    def input_shape(self, arch: ArchConfig) -> tuple[int, int, int]:
-        return self.base.input_shape(self.network(arch))
-
-    def block_labels(self) -> tuple[str, ...]:
-        return self.base.block_labels()
-
-    def active_block_labels(self, arch: ArchConfig) -> frozenset[str]:
-        return self.base.active_block_labels(self.network(arch))
 
     def _to_flat(self, obj: Mapping) -> dict:
         """Flat ``{setting: value}``; a nested ``{"network": {...}, "accelerator": {knob: ...}}`` is

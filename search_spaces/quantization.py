@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
+from search_spaces._composed import ComposedSpace
 from search_spaces.arch import ArchConfig, stable_hash
 from search_spaces.choice import Choice
 from search_spaces.errors import InvalidArchError
@@ -77,7 +78,7 @@ class QuantPolicy:
         return cls({label: precision for label in labels}, **scheme)
 
 
-class QuantizedSpace(SearchSpace):
+class QuantizedSpace(ComposedSpace):
     """``base``'s settings followed by a quantization policy (see the module docstring)."""
 
     def __init__(self, base: SearchSpace, *, precisions: Sequence[str] = DEFAULT_PRECISIONS) -> None:
@@ -133,14 +134,6 @@ class QuantizedSpace(SearchSpace):
         return self.canonicalize(self.parse(values))
 
     # ------------------------------------------------------------------ the base network's facts
-    @property
-    def num_classes(self) -> int:
-        return self.base.num_classes
-
-    @property
-    def in_channels(self) -> int:
-        return self.base.in_channels
-
     def largest(self) -> ArchConfig:
         """The base's largest network, every block in float: the most accurate subnet."""
         return self._uniform(self.base.largest(), "fp32" if "fp32" in self.precisions else self.precisions[0])
@@ -197,14 +190,8 @@ class QuantizedSpace(SearchSpace):
         arch = self.validate(arch)
         return [replace(row, precision=self._precision(arch, row.block)) for row in self.base.layers(self.network(arch))]
 
-    def input_shape(self, arch: ArchConfig) -> tuple[int, int, int]:
-        return self.base.input_shape(self.network(arch))
-
     def block_labels(self) -> tuple[str, ...]:
         return self.labels
-
-    def active_block_labels(self, arch: ArchConfig) -> frozenset[str]:
-        return self.base.active_block_labels(self.network(arch))
 
     def _to_flat(self, obj: Mapping) -> dict:
         """Flat ``{setting: value}``; a nested ``{"network": {...}, "quantization": {q_...}}`` and the
