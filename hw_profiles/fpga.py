@@ -88,10 +88,10 @@ from typing import NamedTuple, Sequence
 
 from hw_profiles.analytic import layer_macs
 from hw_profiles.cost_model import CostModel
-from hw_profiles.fpga_rows import BRAM18K_BYTES, DATAFLOWS, bram_count, dsp_count, row_cost, template_of
+from hw_profiles.fpga_rows import BRAM18K_BYTES, DATAFLOWS, bram_count, dsp_count, row_bits, row_cost, template_of
 from hw_profiles.metric import Metric, layers_precision
 from hw_profiles.profile import FpgaSpec, Profile
-from search_spaces import PRECISION_BITS, LayerSpec
+from search_spaces import LayerSpec
 
 __all__ = ["BRAM18K_BYTES", "DATAFLOWS", "TEMPLATE_FIELDS", "FpgaCostModel", "FpgaResources", "LayerCost"]
 TEMPLATE_FIELDS = ("dataflow", "pe_rows", "pe_cols", "bit_width", "clock_hz", "input_buffer_bytes",
@@ -199,9 +199,7 @@ class FpgaCostModel(CostModel):
     # ------------------------------------------------------------------ per row
     def row_bits(self, layer: LayerSpec) -> tuple[int, int]:
         """(weight bits, activation bits) of a row: its format's, or the template's ``bit_width``."""
-        if layer.precision is None:
-            return self.spec.bit_width, self.spec.bit_width
-        return PRECISION_BITS[layer.precision]
+        return row_bits(layer, self._template)
 
     def layer_cost(self, layer: LayerSpec, edge: int = 0, in_bits: int | None = None,
                    block_input_bits: int | None = None) -> LayerCost:

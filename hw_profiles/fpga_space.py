@@ -8,8 +8,9 @@ and bit width fixed). The profile's own template is always one of the options (i
 list leaves it out): it is the accelerator a network-only search runs on.
 
 The device bounds the space: a template whose DSP or BRAM use exceeds the device is *infeasible*
-(a result with ``feasible`` 0 and how far over, never an error), but a search range in which even
-the smallest template cannot fit is refused when the profile loads (``ProfileError``).
+(a result with ``feasible`` 0 and how far over, never an error), but a declared search range in
+which even the smallest template cannot fit is refused when the profile loads (``ProfileError``),
+whether or not the profile's own template fits: the range says what the user meant to search.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def _error(message: str):
     return ProfileError(message)
 
 
-def _check_value(knob: str, value, where: str):
+def _check_value(knob: str, value, where: str, unit: str = "Hz"):
     """``value`` as a valid option of ``knob`` or ProfileError naming the valid range."""
     if knob == "dataflow":
         if value not in DATAFLOWS:
@@ -46,7 +47,7 @@ def _check_value(knob: str, value, where: str):
         return value
     if knob == "clock_hz":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-            raise _error(f"{where} must be a finite number > 0 (Hz), got {value!r}")
+            raise _error(f"{where} must be a finite number > 0 ({unit}), got {value!r}")
         return float(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise _error(f"{where} must be a positive integer, got {value!r}")
@@ -84,7 +85,7 @@ def check_template_ranges(values: dict, where: str) -> None:
             _check_value("pe_rows" if name not in _INT_KNOBS else name, values[name], f"{where}.{name}")
     for name in _POSITIVE:
         if name in values:
-            _check_value("clock_hz", values[name], f"{where}.{name}")
+            _check_value("clock_hz", values[name], f"{where}.{name}", unit="Hz" if name == "clock_hz" else "bytes/s")
     for name in _NON_NEGATIVE:
         value = values.get(name, 0.0)
         if not (math.isfinite(value) and value >= 0):
@@ -92,7 +93,7 @@ def check_template_ranges(values: dict, where: str) -> None:
     _check_value("dataflow", values.get("dataflow", DATAFLOWS[0]), f"{where}.dataflow")
     search = values.get("search")
     if search:
-        knobs = {k: (*search.get(k, ()), values[k]) for k in _INT_KNOBS}  # the own template is always an option
+        knobs = {k: search.get(k, (values[k],)) for k in _INT_KNOBS}  # the declared range, own value elsewhere
         dsp = int(dsp_count(min(knobs["pe_rows"]), min(knobs["pe_cols"]), min(knobs["bit_width"]),
                             values["macs_per_dsp"]))
         bram = int(bram_count(min(knobs["input_buffer_bytes"]), min(knobs["weight_buffer_bytes"]),

@@ -122,5 +122,6 @@ def accelerator_profile(space: AcceleratorSpace, arch: ArchConfig, *, job: str |
     description = (f"Accelerator template picked by hwnas co-design ({job_part}space {space.name}, arch "
                    f"{arch.arch_id}, hw_id {hw_id}) on {device.ref} ({spec.device}): {short_template(full)}. "
                    "Analytic estimate (hw_profiles.fpga), not built or measured on the board.")
-    return Profile(name=f"{device.name}-{hw_id[:8]}", version="1", kind="fpga", description=description,
+    # the device's version: the same template on another calibration of the device is another profile
+    return Profile(name=f"{device.name}-{hw_id[:8]}", version=device.version, kind="fpga", description=description,
                    spec=spec, sources=types.MappingProxyType(sources))

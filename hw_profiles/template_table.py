@@ -11,7 +11,7 @@ a block slot ever touches the network's edges. So every metric is ``fixed[τ, r]
 unit[τ, slot, r, ks, e]`` over template τ, where a unit is a slot's rows costed as interior rows,
 evaluated for every template at once with the array form of the row formulas
 (``hw_profiles.fpga_rows``). ``fit`` checks the sum against the exact model on sample archs
-(relative error ≤ 1e-9) and raises ``NotDecomposableError`` otherwise (e.g. a quantized base space,
+(error ≤ 1e-9 relative, or absolute for values below 1) and raises ``NotDecomposableError`` otherwise (e.g. a quantized base space,
 whose format conversions couple neighbouring rows); callers then use the exact path.
 """
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hw_profiles as _hw_profiles  # noqa: F401  (its template source resolves "<space>+hw(<device>)" names)
 from search_spaces import (
+    AcceleratorSpace,
     ArchConfig,
     Choice,
     InvalidArchError,
@@ -52,6 +54,6 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "ArchConfig", "Choice", "InvalidArchError", "LayerSpec", "NASError", "QuantPolicy", "QuantizedSpace", "SearchSpace",
+    "AcceleratorSpace", "ArchConfig", "Choice", "InvalidArchError", "LayerSpec", "NASError", "QuantPolicy", "QuantizedSpace", "SearchSpace",
     "UnknownSpaceError", "get_space", "list_spaces", "quantized", "register_space", *_LAZY,
 ]

@@ -86,6 +86,14 @@ class MultiTaskSpace(SearchSpace):
             off.update(f"{task}.{name}" for name in space.inactive(part))
         return frozenset(off)
 
+    def canonicalize(self, arch: ArchConfig) -> ArchConfig:
+        """Each task's part in its own space's canonical form."""
+        arch = self.validate(arch)
+        values = []
+        for task in self.tasks:
+            values += [v for _, v in self._part(arch.items, task).items]
+        return self._make(values)
+
     def _make(self, values: Sequence) -> ArchConfig:
         """The id hashes each task's canonical id, in task order."""
         items = tuple(zip(self.names, values))
@@ -115,4 +123,8 @@ def split_multitask_name(name: str) -> list[tuple[str, str]] | None:
         if not eq or not task or not space:
             raise UnknownSpaceError(f"multi-task space {name!r}: write tasks(<task>=<space>;<task>=<space>)")
         pairs.append((task, space))
+    tasks = [task for task, _ in pairs]
+    repeated = sorted({t for t in tasks if tasks.count(t) > 1})
+    if repeated:
+        raise UnknownSpaceError(f"multi-task space {name!r}: task name(s) {repeated} appear twice; name each task once")
     return pairs

@@ -9,6 +9,7 @@ import argparse
 import sys
 from typing import Sequence
 
+import hw_profiles  # noqa: F401  (registers the template source that resolves "<space>+hw(<device>)")
 from search_spaces import NASError
 
 from nas.cli import (describe, devices, evaluate, export, jobs, pareto, profile, run, sample, search, spaces, train,

@@ -43,7 +43,7 @@ def load_digits_source(*, seed: int, val_fraction: float) -> DataSource:
     images, labels = read_digits()
     train, val = stratified_split(labels, val_fraction=val_fraction, seed=seed)
     x, y = torch.from_numpy(images[:, None]), torch.from_numpy(labels)
-    pixels = images.astype(np.float64) / 255.0
+    pixels = images[train].astype(np.float64) / 255.0  # normalised by the training split alone
     store = TensorStore(train_images=x[train], train_labels=y[train], val_images=x[val], val_labels=y[val],
                         mean=(float(pixels.mean()),), std=(float(pixels.std()),), flip=False)
     return DataSource(name="digits", num_classes=10, in_channels=1, image_size=DIGITS_SIZE, n_train=store.n_train,

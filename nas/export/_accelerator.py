@@ -88,7 +88,8 @@ def export_with_accelerator(target: AcceleratorTarget, out: Path, export: Callab
         atomic_write_bytes(folder / ACCELERATOR_FILE, text.encode("utf-8"))
         entry = {**entry, "sha256": file_sha256(folder / ACCELERATOR_FILE)}
         network_id = result.network_arch_id or result.arch_id
-        result = dataclasses.replace(result, space=target.space.name, arch=target.arch.to_dict(),
+        result = dataclasses.replace(result, space=target.space.name, space_version=target.space.version,
+                                     arch=target.arch.to_dict(),
                                      arch_id=target.arch.arch_id, network_arch_id=network_id, accelerator=entry)
         _add_to_arch_json(folder / "arch.json", target, entry)
         atomic_write_bytes(folder / "report.json", (json.dumps(result.to_json(), indent=2) + "\n").encode("utf-8"))

@@ -15,8 +15,10 @@ The scalarised hardware cost of a template for one network is ``Σ_j log(m_j(tem
 m_j(default template))`` over the job's objectives that are metrics of the searched device (each
 signed by its direction); with none, latency × energy (the energy-delay product). Infeasible templates
 (DSP or BRAM over the device's) are never picked; the job's own constraints are not looked at when
-picking (a pair that breaks one is rejected like any other trial). All three modes count the same budget: expensive
-(accuracy) evaluations of networks, and record every trial as a (network, accelerator) pair.
+picking (a pair that breaks one is rejected like any other trial). Objectives the analytic model does
+not table (e.g. ``zigzag_latency_ms``) are not part of the cost. All three modes search the same
+budget of networks (the sequential mode then evaluates its front's pairs besides, see above) and
+record every trial as a (network, accelerator) pair.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from nas.searchers import CheapObjectives
 from search_spaces import AcceleratorSpace, ArchConfig
 
 MODES = ("joint", "nested", "sequential")
+_MEMO_LIMIT = 200_000  # networks whose picked accelerator is remembered
 _DEFAULT_COST = ("latency_ms", "energy_mj")
 
 
@@ -61,8 +64,10 @@ class TemplatePicker:
             raise ValueError(f"picking accelerators needs a co-design space, got {space.name!r}")
         self.space, self.catalog = space, evaluator.catalog
         device = space.device
-        terms = [(o.fn.rpartition(".")[2], o.sign) for o in evaluator.objectives
-                 if isinstance(o.fn, str) and o.fn.rpartition(".")[0] == device]
+        from hw_profiles.template_table import TABLED
+
+        terms = [(o.fn.rpartition(".")[2], o.sign) for o in evaluator.objectives  # the analytic model's
+                 if isinstance(o.fn, str) and o.fn.rpartition(".")[0] == device and o.fn.rpartition(".")[2] in TABLED]
         self.terms = terms or [(metric, 1.0) for metric in _DEFAULT_COST]
         self.templates = space.templates()
         self._n_base = len(space.base.params)
@@ -111,6 +116,8 @@ class TemplatePicker:
         if found is None:
             cost = self.cost(network)
             best = int(np.argmin(cost)) if np.isfinite(cost).any() else self.templates.index(self.space.default_template)
+            if len(self.picked) >= _MEMO_LIMIT:
+                self.picked.clear()
             found = self.picked[network.arch_id] = self.space.combine(network, self.templates[best])
         return found
 
@@ -135,6 +142,23 @@ class NestedSearcher:
     def warm_start(self, archs: Sequence[ArchConfig], objectives, constraints=None) -> None:
         self.inner.warm_start([self.space.network(a) for a in archs], objectives, constraints)
 
+    @property
+    def n_asked(self) -> int:
+        return self.inner.n_asked
+
+    @property
+    def n_told(self) -> int:
+        return self.inner.n_told
+
+    @property
+    def pending(self) -> tuple[ArchConfig, ...]:
+        """The pending archs, each on the accelerator it was paired with."""
+        return tuple(self.pair(network) for network in self.inner.pending)
+
+    def is_seen(self, arch: ArchConfig) -> bool:
+        """Whether ``arch``'s network was asked, told or warm-started (its accelerator is the pairing's)."""
+        return self.inner.is_seen(self.space.network(arch))
+
     def report(self):
         return self.inner.report()
 
@@ -150,6 +174,10 @@ def nested_searcher(algorithm: str, evaluator: Evaluator, seed: int, *, default_
     pair = (lambda network: space.combine(network)) if picker is None else picker.pick
     cheap = None
     if searcher_uses_cheap(algorithm):
+        if picker is not None and not picker.vectorised:
+            raise ObjectiveError(f"algorithm {algorithm!r} in nested mode would pick an accelerator for each of its "
+                                 f"thousands of inner candidates, and {space.name!r} has no vectorised FPGA table (only "
+                                 "plain MobileNetV3 networks do); use nsga2 or another searcher, or mode = \"joint\"")
         cheap = _network_cheap(evaluator.cheap_objectives(), space, pair, picker)
     try:
         inner = create_searcher(algorithm, space=space.base, n_objectives=len(evaluator.objectives),
@@ -176,6 +204,8 @@ def _network_cheap(joint: CheapObjectives, space: AcceleratorSpace, pair, picker
         if picker is None:
             index = np.full(len(codes), default)
         else:
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
             index = np.array([memo[row.tobytes()] if row.tobytes() in memo else
                               memo.setdefault(row.tobytes(), picker.best_index(row)) for row in codes])
         return joint.evaluate_codes(np.hstack([codes, hw_codes[index]]))
@@ -195,15 +225,17 @@ def sequential_codesign(space: AcceleratorSpace, objectives, constraints=(), *, 
     from nas.jobs.search import DEFAULT_WAIT_TIMEOUT_S, open_job, search, through_the_job
 
     name = job or f"{space.name}-{algorithm}-seed{seed}-sequential"
+    evaluator = Evaluator(space, objectives, constraints, catalog=search_kwargs.get("catalog"))
+    extra = {**(search_kwargs.get("config_extra") or {}), "codesign": "sequential", "network_job": f"{name}.network"}
+    the_job, resumed = open_job(name, space, evaluator, algorithm=algorithm, budget=1, seed=seed,
+                                storage=search_kwargs.get("storage"), extra=extra, resumed_flag=True)
+    if resumed:  # before the first stage runs: a job of another mode is refused
+        check_resumed_mode(the_job, extra)
     first = search(space, objectives, constraints, algorithm=algorithm, budget=budget, seed=seed,
                    job=f"{name}.network", codesign="sequential", _default_template=True, **search_kwargs)
-    evaluator = Evaluator(space, objectives, constraints, catalog=search_kwargs.get("catalog"))
     picker = TemplatePicker(evaluator)
     archs = [picker.pick(space.network(space.parse(dict(r.arch)))) for r in first.front_records()]
-    the_job = open_job(name, space, evaluator, algorithm=algorithm, budget=max(1, len(archs)), seed=seed,
-                       storage=search_kwargs.get("storage"),
-                       extra={**(search_kwargs.get("config_extra") or {}), "codesign": "sequential",
-                              "network_job": first.name})
+    the_job.update_config(budget=max(1, len(archs)))
     if archs:
         through_the_job(the_job, evaluator, evaluate_locally=search_kwargs.get("evaluate_locally", True),
                         timeout_s=search_kwargs.get("wait_timeout_s", DEFAULT_WAIT_TIMEOUT_S))(archs)

@@ -37,6 +37,7 @@ rebuilds the same evaluator from the storage alone.
 
 from __future__ import annotations
 
+import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -173,23 +174,36 @@ class SearchConfig:
         p = Path(text).expanduser()
         return p if p.is_absolute() else Path(self.base_dir) / p
 
+    @property
+    def space_name(self) -> str:
+        """``[search] space`` with every accelerator profile given by a relative path (``+hw(x.toml)``)
+        made absolute against the config's folder, as every other path: the job then records a name
+        that resolves from any working directory."""
+        return re.sub(r"\+hw\(([^()]+\.toml)\)", lambda m: f"+hw({self.path(m[1])})", self.search.space)
+
+    def metric(self, name: str) -> str:
+        """``name`` with a device profile given by a relative path (``boards/x.toml.latency_ms``) made
+        absolute against the config's folder."""
+        device, dot, metric = name.rpartition(".")
+        return f"{self.path(device)}.{metric}" if dot and device.endswith(".toml") else name
+
     # ------------------------------------------------------------------ building
     def build(self):
         """``(space, objectives, constraints, catalog, extra)``; loads checkpoints and latency models."""
         from nas.profiling.latency_model import LatencyModel
 
-        space = get_space(self.search.space)
+        space = get_space(self.space_name)
         models = {name: LatencyModel.load(self.path(p), space=space) for name, p in self.latency_models.items()}
         measure = {}
-        metrics = [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
+        metrics = [self.metric(o.metric) for o in self.objectives] + [self.metric(c.metric) for c in self.constraints]
         for metric in metrics:
-            device, _, name = metric.partition(".")
+            device, _, name = metric.rpartition(".")
             if name in CPU_METRICS and get_profile(device).kind == "cpu":
                 _check_backend(space, get_profile(device), name, metric)
                 if name == "tvm_latency_ms" or device not in models:
                     measure[metric] = host_measurer(space, get_profile(device), tvm=(name == "tvm_latency_ms"))
         catalog = MetricCatalog(space, latency_models=models, measure=measure)
-        extra = {"config": self.to_dict(), "profiles": sorted({m.partition(".")[0] for m in metrics if "." in m})}
+        extra = {"config": self.to_dict(), "profiles": sorted({m.rpartition(".")[0] for m in metrics if "." in m})}
         if hasattr(space, "policy"):  # int8 latencies depend on the instruction set the kernels use
             from kernels.quantize import cpu_isa
 
@@ -202,7 +216,7 @@ class SearchConfig:
                 extra["checkpoint_sha256"] = accuracy_metrics.checkpoint_hash
                 objectives.append(Objective(spec.name, accuracy_metrics.fn(spec.metric), direction=spec.direction))
             else:
-                objectives.append(Objective(spec.name, spec.metric, direction=spec.direction))
+                objectives.append(Objective(spec.name, self.metric(spec.metric), direction=spec.direction))
         if PREDICTED_DROP in metrics:
             accuracy_metrics = accuracy_metrics or self._accuracy(space)
             if accuracy_metrics.quantized is None:
@@ -213,7 +227,7 @@ class SearchConfig:
             catalog.cheap[PREDICTED_DROP] = predicted if network_of is None else \
                 (lambda archs: predicted([network_of(a) for a in archs]))
         try:
-            constraints = [Constraint(c.metric, c.op, c.bound) for c in self.constraints]
+            constraints = [Constraint(self.metric(c.metric), c.op, c.bound) for c in self.constraints]
         except ObjectiveError as err:
             raise ConfigError(f"[[constraints]]: {err}") from None
         return space, objectives, constraints, catalog, extra

@@ -145,8 +145,11 @@ class Evaluator:
             return F, G
 
         fast = self._cheap_codes(cheap) if len(cheap) < len(self.objectives) else None
+        # a co-design space's user/accuracy functions see the network; named device metrics both halves
+        network_only = tuple(j for j, o in enumerate(self.objectives) if j not in cheap and not isinstance(o.fn, str)) \
+            if isinstance(self.space, AcceleratorSpace) else ()
         return CheapObjectives(indices=cheap, evaluate=evaluate, evaluate_codes=fast,
-                               canonical_codes=_canonical_codes(self.space) if fast else None)
+                               canonical_codes=_canonical_codes(self.space) if fast else None, network_only=network_only)
 
     def _block_table(self, name: str):
         objective = self._by_name.get(name)

@@ -38,11 +38,11 @@ def search_from_config(path: Path, *, job: str | None = None, storage: str | Non
 
     config = SearchConfig.from_toml(Path(path))
     settings = config.search
-    check_mode(config.codesign.mode, get_space(settings.space))  # before anything loads or runs
+    check_mode(config.codesign.mode, get_space(config.space_name))  # before anything loads or runs
     if baseline and config.quantization.sequential_baseline:
         from nas.jobs.sequential import check_sequential
 
-        check_sequential(config, get_space(settings.space))
+        check_sequential(config, get_space(config.space_name))
     space, objectives, constraints, catalog, extra = config.build()
     storage = storage or settings.storage
     quantized_baseline = baseline and hasattr(space, "policy") and config.quantization.sequential_baseline

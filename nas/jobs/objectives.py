@@ -235,7 +235,7 @@ class MetricCatalog:
                 elif fn and isinstance(self.space, AcceleratorSpace):  # the network part's columns
                     self._tables[name] = _NetworkColumns(BlockCostTable.fit(self.space.base, fn),
                                                          len(self.space.base.params))
-                elif fn and self._model(device).kind == "fpga":
+                elif fn and device and self._model(device).kind == "fpga":
                     self._tables[name] = self._pinned_fpga_table(device, metric)
                 else:
                     self._tables[name] = BlockCostTable.fit(self.space, fn) if fn else None

@@ -21,7 +21,7 @@ from nas._results import OMIT_NONE, ReportRecord
 from nas.jobs.objectives import Objective, ObjectiveError
 from nas.jobs.records import FINISHED, TrialRecord, latest_records
 from nas.searchers.loop import hypervolume, pareto_mask
-from search_spaces import ArchConfig, SearchSpace, get_space
+from search_spaces import AcceleratorSpace, ArchConfig, SearchSpace, get_space
 
 
 def objective_matrix(records: Sequence[TrialRecord], objectives: Sequence[Objective]) -> np.ndarray:
@@ -72,10 +72,20 @@ class SearchResult:
             raise ObjectiveError(f"--objectives {spec!r}: unknown {unknown}; job {self.name!r} has {known}")
         return SearchResult(self.job, [o for o in self.objectives if o.name in chosen], space=self._space)
 
+    def _pair_ids(self, record: TrialRecord) -> dict:
+        """``network_id`` and ``hw_id`` of a co-design trial (the two halves of its pair); {} otherwise."""
+        if self._space is None and "+hw(" not in self.job.job_config.space:
+            return {}  # not a co-design job (and maybe a user space the registry does not know)
+        space = self.space
+        if not isinstance(space, AcceleratorSpace):
+            return {}
+        arch = space.parse(dict(record.arch))
+        return {"network_id": space.network(arch).arch_id, "hw_id": space.hw_id(arch)}
+
     def _rows(self, records: Sequence[TrialRecord]) -> list[dict]:
         rows = []
         for r in records:
-            row = {"trial": r.number, "state": r.state, "arch_id": r.arch_id, **r.arch}
+            row = {"trial": r.number, "state": r.state, "arch_id": r.arch_id, **self._pair_ids(r), **r.arch}
             for o in self.objectives:
                 row[o.name] = r.value(o.name)
             for o in self.objectives:

@@ -119,7 +119,7 @@ def accelerator_columns(frame, space):
     """``frame`` with ``hw_id`` (16 hex digits) and ``accelerator`` (a short label, e.g. ``"ws 32x32
     256/128/256KiB"``: the knobs the space does not search at the device's values) added after
     ``arch_id`` when ``space`` is an ``AcceleratorSpace``; the same frame otherwise (or when empty)."""
-    if not isinstance(space, AcceleratorSpace) or not len(frame) or "hw_id" in frame:
+    if not isinstance(space, AcceleratorSpace) or not len(frame) or "accelerator" in frame:
         return frame
     spec = get_profile(space.device).spec
     device = {k: getattr(spec, k) for k in _LABEL_KNOBS}
@@ -128,9 +128,10 @@ def accelerator_columns(frame, space):
         ids.append(space.hw_id(template) if template is not None else "")
         labels.append(short_template({**device, **template}) if template is not None else "")
     out = frame.copy()
-    at = list(out.columns).index("arch_id") + 1 if "arch_id" in out else len(out.columns)
-    out.insert(at, "hw_id", ids)
-    out.insert(at + 1, "accelerator", labels)
+    if "hw_id" not in out:  # a SearchResult frame has it already (with network_id)
+        at = list(out.columns).index("arch_id") + 1 if "arch_id" in out else len(out.columns)
+        out.insert(at, "hw_id", ids)
+    out.insert(list(out.columns).index("hw_id") + 1, "accelerator", labels)
     return out
 
 

@@ -30,8 +30,8 @@ def render_front_table(frame, names: Sequence[str], *, measured: str | None = No
     if not len(frame):
         return empty
     frame = accelerator_columns(frame, space)
-    hardware = ["hw_id", "accelerator"] if "hw_id" in frame else []
-    header = ["trial", "arch_id", *hardware]
+    pair = [c for c in ("network_id", "hw_id", "accelerator") if c in frame]  # a co-design trial's two halves
+    header = ["trial", "arch_id", *pair]
     mixed = set()
     for name in names:
         sources = list(dict.fromkeys(frame[f"{name}.source"].dropna()))
@@ -50,7 +50,7 @@ def render_front_table(frame, names: Sequence[str], *, measured: str | None = No
         header.append("format")
     rows = []
     for _, row in frame.iterrows():
-        values = [str(int(row["trial"])), str(row["arch_id"]), *(str(row[c]) for c in hardware)]
+        values = [str(int(row["trial"])), str(row["arch_id"]), *(str(row[c]) for c in pair)]
         values += [f"{_fmt(row[name])} [{row[f'{name}.source']}]" if name in mixed else _fmt(row[name]) for name in names]
         if has_measured:
             values.append("" if math.isnan(row[column]) else _fmt(row[column]))

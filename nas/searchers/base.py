@@ -72,12 +72,15 @@ class CheapObjectives:
     ``indices``: the objective columns that are cheap. ``evaluate(archs) -> (F, G)``: ``F`` holds those
     columns (minimised; other columns are ignored), ``G`` every constraint that is cheap (0.0 for the
     others). Optional, vectorised over rows of canonical integer codes: ``evaluate_codes(codes) ->
-    (F, G)`` (the same values) and ``canonical_codes(codes) -> codes`` (raw rows to canonical ones)."""
+    (F, G)`` (the same values) and ``canonical_codes(codes) -> codes`` (raw rows to canonical ones).
+    ``network_only``: expensive objective columns that depend on the network part alone (a co-design
+    space's accuracy), so models of them should not see the accelerator's settings."""
 
     indices: tuple[int, ...]
     evaluate: Callable
     evaluate_codes: Callable | None = None
     canonical_codes: Callable | None = None
+    network_only: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < 0 for i in self.indices):

@@ -79,18 +79,19 @@ class PredictorGuidedSearcher(Searcher):
         return picked
 
     # ------------------------------------------------------------- predictor
-    def _features(self, archs: Sequence[ArchConfig]) -> np.ndarray:
-        return self._one_hot(np.vstack([self.space.encode(a) for a in archs]))
-
     def _one_hot(self, codes: np.ndarray) -> np.ndarray:
         """One-hot features of the network columns: a co-design space's accelerator settings are left
-        out, so the objective models (accuracy) see only the network."""
+        out, for the models of objectives that depend on the network alone (``cheap.network_only``)."""
         n = self._network_columns
         return one_hot_codes(self.space.cardinalities[:n], np.asarray(codes)[:, :n])
 
     def _all_columns(self, codes: np.ndarray) -> np.ndarray:
         """One-hot features of every column (constraints may depend on the accelerator too)."""
         return one_hot_codes(self.space.cardinalities, codes)
+
+    @property
+    def _network_only(self) -> tuple[int, ...]:
+        return self.cheap.network_only if self.cheap is not None else ()
 
     @property
     def _network_columns(self) -> int:
@@ -100,8 +101,8 @@ class PredictorGuidedSearcher(Searcher):
     def _canonical_codes_slow(self, codes: np.ndarray) -> np.ndarray:
         return np.vstack([self.space.encode(self._arch(row)) for row in codes])
 
-    def _score_previous(self, X: np.ndarray) -> None:
-        """Kendall τ of the current models on the archs told since they were fitted."""
+    def _score_previous(self, codes: np.ndarray) -> None:
+        """Kendall τ of the current models on the archs told since they were fitted (``codes``: all told)."""
         from predictors.metrics import kendall_tau
 
         new = slice(self._fitted_on, len(self._history))
@@ -109,7 +110,8 @@ class PredictorGuidedSearcher(Searcher):
             return
         for i, model in self._models.items():
             y_new = np.array([e.objectives[i] for e in self._history[new]])
-            tau = kendall_tau(y_new, model.predict(X[new]))
+            X = self._one_hot(codes[new]) if i in self._network_only else self._all_columns(codes[new])
+            tau = kendall_tau(y_new, model.predict(X))
             self.kendall_history.append({"objective": i, "n_train": self._fitted_on,
                                          "n_held_out": len(y_new), "kendall_tau": tau})
 
@@ -118,12 +120,13 @@ class PredictorGuidedSearcher(Searcher):
 
         if self._fitted_on == len(self._history):
             return
-        X = self._features([e.arch for e in self._history])
-        self._score_previous(X)
+        codes = np.vstack([self.space.encode(e.arch) for e in self._history])
+        self._score_previous(codes)
+        Xc = self._all_columns(codes)
         for i in self.predicted:
             y = np.array([e.objectives[i] for e in self._history])
+            X = self._one_hot(codes) if i in self._network_only else Xc
             self._models[i] = AccuracyEnsemble(seed=self.seed + i, n_members=self.n_members).fit(X, y)
-        Xc = self._all_columns(np.vstack([self.space.encode(e.arch) for e in self._history]))
         for j in self.predicted_constraints:
             y = np.array([e.constraints[j] for e in self._history])
             seed = self.seed + self.n_objectives + j
@@ -146,9 +149,10 @@ class PredictorGuidedSearcher(Searcher):
         """For canonical code rows: exact cheap objectives and constraints, and optimistic
         predictions (``mean − kappa·std``) for the predicted ones; all minimised."""
         F, G = self._exact(codes)
-        for columns, models, X in ((F, self._models, self._one_hot(codes)),
-                                   (G, self._constraint_models, self._all_columns(codes) if self._constraint_models else None)):
+        full, network = self._all_columns(codes), self._one_hot(codes) if self._network_only else None
+        for columns, models in ((F, self._models), (G, self._constraint_models)):
             for i, model in models.items():
+                X = network if models is self._models and i in self._network_only else full
                 mean, var = model.predict_dist(X)
                 columns[:, i] = mean - self.kappa * np.sqrt(var)
         self.inner_evaluations += len(codes)

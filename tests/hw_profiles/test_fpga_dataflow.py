@@ -298,12 +298,16 @@ def test_search_whose_smallest_template_exceeds_the_device_is_refused():
         parse_profile(blob, source="wide.toml")
 
 
-def test_search_lists_above_a_fitting_default_template_are_not_refused():
+def test_a_declared_range_the_device_cannot_hold_is_refused_even_if_the_own_template_fits():
     blob = _zcu104_blob()
-    blob["fpga"]["search"].update({"pe_rows": [64], "pe_cols": [64]})  # 64 x 64 = 2,048 DSP > 1,728
+    blob["fpga"]["search"].update({"pe_rows": [64, 128], "pe_cols": [64]})  # >= 2,048 DSP > 1,728
+    with pytest.raises(ProfileError, match="no template fits the device: the smallest needs 2048 DSP") as err:
+        parse_profile(blob, source="x.toml")
+    assert "\n" not in str(err.value)
+    blob["fpga"]["search"].update({"pe_rows": [32, 64], "pe_cols": [64]})  # 32 x 64 = 1,024 DSP fits
     spec = parse_profile(blob, source="x.toml").spec
-    knobs, default = design_space(spec)
-    assert knobs["pe_rows"] == knobs["pe_cols"] == (32, 64)  # the own 32 x 32 (512 DSP) template fits
+    knobs, _ = design_space(spec)
+    assert knobs["pe_rows"] == (32, 64) and knobs["pe_cols"] == (32, 64)  # the own 32 is added back
 
 
 def test_design_space_always_includes_the_spec_value():

@@ -60,7 +60,7 @@ def _check_accelerator(tmp_path, space, arch, job, trial):
     device = get_profile(space.device)
     profile = accelerator_profile(space, arch, job=job, trial=trial)
     hw_id = space.hw_id(arch)
-    assert profile.name == f"{device.name}-{hw_id[:8]}" and profile.version == "1" and profile.kind == "fpga"
+    assert profile.name == f"{device.name}-{hw_id[:8]}" and profile.version == device.version == "2" and profile.kind == "fpga"
     loaded = get_profile(str(_write(tmp_path, profile)))
     assert loaded == profile and _search(loaded) == _search(device)
     for knob, value in space.template(arch).items():

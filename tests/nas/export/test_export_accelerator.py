@@ -46,7 +46,7 @@ def test_export_writes_the_network_and_its_accelerator(tmp_path, capsys):
     hw_id = space.hw_id(arch)
     assert _left(out) == ["accelerator.toml", "arch.json", "model.onnx", "report.json"]
     assert _left(tmp_path) == ["co"]  # no staging folder left
-    assert f"accelerator accelerator.toml: zcu104-{hw_id[:8]}@1 hw_id {hw_id}" in printed and ": feasible" in printed
+    assert f"accelerator accelerator.toml: zcu104-{hw_id[:8]}@2 hw_id {hw_id}" in printed and ": feasible" in printed
 
     report = json.loads((out / "report.json").read_text())
     network = space.network(arch)

@@ -419,6 +419,20 @@ def test_linas_predictor_sees_only_the_network_columns(space):
     a, b = space.combine(net, {"pe_rows": 8}), space.combine(net, {"pe_rows": 64, "dataflow": OS})
     Xa, Xb = searcher._one_hot(np.vstack([space.encode(a), space.encode(b)]))
     assert np.array_equal(Xa, Xb) and Xa.sum() == len(space.base.params)  # one hot per network setting
+    Fa, Fb = searcher._all_columns(np.vstack([space.encode(a), space.encode(b)]))
+    assert not np.array_equal(Fa, Fb)  # objectives that depend on the accelerator see its columns
+
+
+def test_only_accuracy_like_objectives_are_network_only(space):
+    """A user (accuracy) function sees the network; a named expensive device metric sees both halves."""
+    evaluator = Evaluator(space, [Objective("acc", lambda a: 0.5, direction="maximize"),
+                                  Objective("lat", "zcu104.latency_ms"), Objective("zz", "zcu104.zigzag_latency_ms")])
+    cheap = evaluator.cheap_objectives()
+    assert cheap.indices == (1,) and cheap.network_only == (0,)
+    searcher = create_searcher("linas", space=space, n_objectives=3, n_constraints=2, seed=0, cheap=cheap)
+    assert searcher.predicted == [0, 2] and searcher._network_only == (0,)
+    plain = Evaluator(get_space("tiny_mbv3"), [Objective("acc", lambda a: 0.5), Objective("m", "macs")])
+    assert plain.cheap_objectives().network_only == ()
 
 
 @pytest.mark.slow

@@ -313,4 +313,6 @@ def test_linas_is_registered_and_built_from_the_uniform_arguments():
     with pytest.raises(SearcherError, match="every objective is cheap"):
         create_searcher("linas", space=SPACE, n_objectives=1, seed=0, cheap=CheapObjectives((0,), evaluate))
     archs = [SPACE.sample(np.random.default_rng(i)) for i in range(3)]
-    assert np.array_equal(alone._features(archs), np.vstack([one_hot(SPACE, a) for a in archs]))
+    codes = np.vstack([SPACE.encode(a) for a in archs])
+    assert np.array_equal(alone._all_columns(codes), np.vstack([one_hot(SPACE, a) for a in archs]))
+    assert np.array_equal(alone._one_hot(codes), alone._all_columns(codes))  # a plain space: no network-only cut
