@@ -84,7 +84,8 @@ def test_files_named_by_readme_commands_exist(args):
             assert (ROOT / word).exists(), word
 
 
-CHEAP_COMMANDS = [a for a in NAS_COMMANDS if a and a[0] in CHEAP and not any(d in a for d in ("h100", "a100"))]
+CHEAP_COMMANDS = [a for a in NAS_COMMANDS if a and a[0] in CHEAP and not any(d in a for d in ("h100", "a100"))
+                  and not any(w.startswith("exports/") for w in a)]  # reads what an export above it wrote
 
 
 @pytest.mark.parametrize("args", CHEAP_COMMANDS, ids=[" ".join(a)[:60] for a in CHEAP_COMMANDS])

@@ -118,7 +118,7 @@ def modes(checkpoint: Path, budget: int, seeds: int, algorithm: str, work: Path)
             front = result.front_matrix()
             row[f"{mode}_hv"] = round(normalised_hypervolume(front, points), 6) if len(front) else 0.0
             row[f"{mode}_front"] = len(front)
-            row[f"{mode}_accuracy_evaluations"] = _accuracy_evaluations(result, mode)
+            row[f"{mode}_accuracy_evaluations"] = _accuracy_evaluations(result, mode, str(work / f"s{seed}.db"))
             row[f"{mode}_templates_on_front"] = len({_hw(result, r) for r in result.front_records()})
         natural = {m: results[m].front_matrix() * signs for m in MODES}  # accuracy back to "higher is better"
         row["at_equal_accuracy"] = _at_equal_accuracy(natural["sequential"], natural["joint"])
@@ -139,7 +139,7 @@ def _hw(result, record) -> str:
     return result.space.hw_id(result.space.parse(dict(record.arch)))
 
 
-def _accuracy_evaluations(result, mode: str) -> int:
+def _accuracy_evaluations(result, mode: str, db: str) -> int:
     """Networks whose accuracy was measured for this mode's front: its own complete trials, plus for
     the sequential mode the network job's (the pairs reuse those networks' accuracies)."""
     from nas.jobs.results import load_job
@@ -148,7 +148,7 @@ def _accuracy_evaluations(result, mode: str) -> int:
            for r in result.records() if r.state in ("complete", "fail")}
     if mode != "sequential":
         return len(own)
-    first = load_job(f"{result.name}.network", storage=result.job.storage_url)
+    first = load_job(f"{result.name}.network", storage=f"sqlite:///{db}")
     return len({first.space.network(first.space.parse(dict(r.arch))).arch_id
                 for r in first.records() if r.state in ("complete", "fail")} | own)
 
