@@ -89,6 +89,7 @@ from typing import NamedTuple, Sequence
 from hw_profiles.analytic import layer_macs
 from hw_profiles.cost_model import CostModel
 from hw_profiles.fpga_rows import BRAM18K_BYTES, DATAFLOWS, bram_count, dsp_count, row_bits, row_cost, template_of
+from hw_profiles.fpga_space import check_template_ranges
 from hw_profiles.metric import Metric, layers_precision
 from hw_profiles.profile import FpgaSpec, Profile
 from search_spaces import LayerSpec
@@ -98,9 +99,6 @@ TEMPLATE_FIELDS = ("dataflow", "pe_rows", "pe_cols", "bit_width", "clock_hz", "i
                    "weight_buffer_bytes", "output_buffer_bytes", "macs_per_dsp", "per_layer_overhead_cycles")
 """The accelerator's own knobs; the rest of ``FpgaSpec`` describes the device and board."""
 
-_POSITIVE_INTS = ("dsp_total", "bram18k_total", "pe_rows", "pe_cols", "bit_width", "input_buffer_bytes",
-                  "weight_buffer_bytes", "output_buffer_bytes", "macs_per_dsp")
-_NON_NEGATIVE = ("per_layer_overhead_cycles", "energy_pj_per_mac", "energy_pj_per_dram_byte", "static_power_w")
 _CACHE_LIMIT = 200_000
 
 
@@ -150,18 +148,8 @@ class FpgaCostModel(CostModel):
     def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
         spec: FpgaSpec = profile.spec
-        for name in _POSITIVE_INTS:
-            value = getattr(spec, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"FpgaSpec.{name} must be a positive int, got {value!r}")
-        for name in ("clock_hz", "ddr_bandwidth_bytes_per_s"):
-            if not getattr(spec, name) > 0:
-                raise ValueError(f"FpgaSpec.{name} must be > 0, got {getattr(spec, name)!r}")
-        for name in _NON_NEGATIVE:
-            if not getattr(spec, name) >= 0:
-                raise ValueError(f"FpgaSpec.{name} must be >= 0, got {getattr(spec, name)!r}")
-        if spec.dataflow not in DATAFLOWS:
-            raise ValueError(f"FpgaSpec.dataflow must be one of {list(DATAFLOWS)}, got {spec.dataflow!r}")
+        # the profile schema's range checks (ProfileError, a ValueError), for specs built in code too
+        check_template_ranges({f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}, "FpgaSpec")
         self.spec = spec
         self._template = template_of(spec)
         # by (edge, input bits, block input bits); edge 1 = network input, 2 = network output; the

@@ -83,8 +83,10 @@ class TemplatePicker:
     def best_index(self, network_codes: np.ndarray) -> int:
         """The template index (in ``space.templates()`` order) :meth:`pick` chooses, from a network's
         canonical codes (needs :attr:`vectorised`)."""
-        values = {m: t.over_templates(network_codes) for m, t in self._tables.items()}
-        cost = self._scalarised(values)
+        return self._best(self._scalarised({m: t.over_templates(network_codes) for m, t in self._tables.items()}))
+
+    def _best(self, cost: np.ndarray) -> int:
+        """The cheapest feasible template's index; the device's default when none is feasible."""
         return int(np.argmin(cost)) if np.isfinite(cost).any() else self.templates.index(self.space.default_template)
 
     def _metrics(self, network: ArchConfig) -> dict[str, np.ndarray]:
@@ -114,8 +116,7 @@ class TemplatePicker:
         network = self.space.base.validate(network)
         found = self.picked.get(network.arch_id)
         if found is None:
-            cost = self.cost(network)
-            best = int(np.argmin(cost)) if np.isfinite(cost).any() else self.templates.index(self.space.default_template)
+            best = self._best(self.cost(network))
             if len(self.picked) >= _MEMO_LIMIT:
                 self.picked.clear()
             found = self.picked[network.arch_id] = self.space.combine(network, self.templates[best])

@@ -19,12 +19,12 @@ from typing import Sequence
 
 from hw_profiles import Profile, cost_model_for, get_profile
 from hw_profiles.fpga import FpgaCostModel
+from hw_profiles.fpga_space import SEARCHABLE
 from hw_profiles.profile_toml import short_template
 from search_spaces import AcceleratorSpace, InvalidArchError
 from search_spaces.accelerator import PREFIX
 
-TEMPLATE_KEYS = ("dataflow", "pe_rows", "pe_cols", "bit_width", "clock_hz", "input_buffer_bytes",
-                 "weight_buffer_bytes", "output_buffer_bytes")
+TEMPLATE_KEYS = SEARCHABLE  # the template's own knobs (hw_profiles.fpga_space)
 
 
 def accelerator_report(model: FpgaCostModel, *, hw_id: str | None = None) -> dict:
