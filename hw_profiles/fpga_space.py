@@ -15,45 +15,28 @@ whether or not the profile's own template fits: the range says what the user mea
 
 from __future__ import annotations
 
-import math
 from typing import Mapping
 
 from hw_profiles.fpga_rows import DATAFLOWS, bram_count, dsp_count
+from hw_profiles.profile import FpgaSpec, ProfileError, check_field, check_fields
 
 SEARCHABLE = ("dataflow", "pe_rows", "pe_cols", "bit_width", "clock_hz", "input_buffer_bytes",
               "weight_buffer_bytes", "output_buffer_bytes")
 """The knobs ``[fpga.search]`` may list, in the order the joint genome appends them."""
 
 _INT_KNOBS = ("pe_rows", "pe_cols", "bit_width", "input_buffer_bytes", "weight_buffer_bytes", "output_buffer_bytes")
-_POSITIVE_INTS = ("dsp_total", "bram18k_total", "macs_per_dsp", *_INT_KNOBS)
-_POSITIVE = ("clock_hz", "ddr_bandwidth_bytes_per_s")
-_NON_NEGATIVE = ("per_layer_overhead_cycles", "energy_pj_per_mac", "energy_pj_per_dram_byte", "static_power_w")
-MAX_BIT_WIDTH = 32
 _SIDES = (8, 16, 32, 64)
 _BUFFER_SCALES = (0.25, 0.5, 1.0, 2.0)
 
 
 def _error(message: str):
-    from hw_profiles.profile import ProfileError
-
     return ProfileError(message)
 
 
-def _check_value(knob: str, value, where: str, unit: str = "Hz"):
-    """``value`` as a valid option of ``knob`` or ProfileError naming the valid range."""
-    if knob == "dataflow":
-        if value not in DATAFLOWS:
-            raise _error(f"{where} must be one of {list(DATAFLOWS)}, got {value!r}")
-        return value
-    if knob == "clock_hz":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-            raise _error(f"{where} must be a finite number > 0 ({unit}), got {value!r}")
-        return float(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _error(f"{where} must be a positive integer, got {value!r}")
-    if knob == "bit_width" and value > MAX_BIT_WIDTH:
-        raise _error(f"{where} must be at most {MAX_BIT_WIDTH} bits, got {value!r}")
-    return value
+def _check_value(knob: str, value, where: str):
+    """``value`` as a valid option of ``knob``: the range declared on its ``FpgaSpec`` field (one
+    declaration for the template's own value and its search options), or ProfileError naming it."""
+    return check_field(FpgaSpec, knob, value, where)
 
 
 def parse_search_table(table, where: str) -> Mapping[str, tuple]:
@@ -78,19 +61,14 @@ def parse_search_table(table, where: str) -> Mapping[str, tuple]:
 
 
 def check_template_ranges(values: dict, where: str) -> None:
-    """Physical ranges of an ``[fpga]`` table (sizes > 0, energies ≥ 0, a known dataflow) and a
-    search range that holds at least one template the device can fit."""
-    for name in _POSITIVE_INTS:
-        if name in values:
-            _check_value("pe_rows" if name not in _INT_KNOBS else name, values[name], f"{where}.{name}")
-    for name in _POSITIVE:
-        if name in values:
-            _check_value("clock_hz", values[name], f"{where}.{name}", unit="Hz" if name == "clock_hz" else "bytes/s")
-    for name in _NON_NEGATIVE:
-        value = values.get(name, 0.0)
-        if not (math.isfinite(value) and value >= 0):
-            raise _error(f"{where}.{name} must be a finite number >= 0, got {value!r}")
-    _check_value("dataflow", values.get("dataflow", DATAFLOWS[0]), f"{where}.dataflow")
+    """Physical ranges of an ``[fpga]`` table (each key's range as declared on ``FpgaSpec``: sizes > 0,
+    energies >= 0, a known dataflow, ...) and a search range that holds a template the device fits."""
+    check_fields(FpgaSpec, values, where)
+    check_search_fits(values, where)
+
+
+def check_search_fits(values: dict, where: str) -> None:
+    """A declared ``search`` range whose smallest template the device can fit (values already checked)."""
     search = values.get("search")
     if search:
         knobs = {k: search.get(k, (values[k],)) for k in _INT_KNOBS}  # the declared range, own value elsewhere

@@ -3,14 +3,28 @@
 A profile file has top-level ``name``, ``version``, ``kind`` (cpu | gpu | mcu | fpga),
 ``description``, one table named after its kind holding that kind's spec, and a ``[sources]``
 table saying where each coefficient comes from. A file that breaks the schema gets a one-line
-``ProfileError`` naming the file, the key and the expected type.
+``ProfileError`` naming the file, the key and the expected type or valid range.
+
+The schema is declared next to the fields: every spec field carries its valid values in
+``field(metadata={"valid": ...})`` (a :class:`Bounds` for a number, a :class:`Text` for a string, a
+:class:`Table` for a table of numbers), and :func:`check_field` is the one place that checks a value
+against its field's type and declaration. Checks that relate several keys (a GPU's default precision
+has a peak rate, an FPGA search range fits the device) are ``_RANGE_CHECKS``.
+
+Provenance: a profile loaded by name from ``hw_profiles/profiles/`` is *shipped*; its ``ref`` is
+``name@version``. A profile loaded from a path (``get_profile("x.toml")``, :func:`load_profile_file`)
+carries that ``path`` and the ``content_hash`` of the file's bytes (sha256, 12 hex digits), and its
+``ref`` is ``name@version+file:HASH``, so a copied or edited file never passes as the shipped profile
+in a ``Metric``'s ``profile``.
 """
 
 from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import hashlib
 import math
+import re
 import tomllib
 import types
 import typing
@@ -18,9 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Union
 
+from hw_profiles.fpga_rows import DATAFLOWS
 from search_spaces import NASError, UnknownNameError
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
+MAX_PROFILE_BYTES = 1 << 20
+"""A profile file larger than this (1 MiB; the shipped ones are under 12 KiB) is refused unread."""
 
 
 class ProfileError(NASError, ValueError):
@@ -31,36 +48,157 @@ class UnknownProfileError(UnknownNameError):
     """No profile with that name; the message lists the known ones."""
 
 
+# ------------------------------------------------------------------------------ the declarations
+def _shown(value, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a 5,000-digit number stays one short line)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond Python's int-to-string conversion limit
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _num(x: float) -> str:
+    """``x`` short (``1e+15``, ``1e-06``, ``4096``) where that is exact, else in full (``1099511627776``)."""
+    short = f"{x:g}"
+    return short if float(short) == x or not float(x).is_integer() else str(int(x))
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The valid values of a numeric key: finite, ``low <= v <= high`` (``low < v`` when ``low_open``);
+    ``unit`` names what the number counts. Whether it is an int or a float is the field's type."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    unit: str = ""
+
+    def __str__(self) -> str:
+        return f"{'(' if self.low_open else '['}{_num(self.low)}, {_num(self.high)}]"
+
+    def check(self, value, where: str) -> None:
+        unit = f" ({self.unit})" if self.unit else ""
+        finite = isinstance(value, int) or math.isfinite(value)
+        if not (finite and (value > self.low if self.low_open else value >= self.low)):
+            if isinstance(value, int):
+                floor = "a positive integer" if self.low == 1 else f"an integer >= {_num(self.low)}"
+            elif (self.low > 0 or self.low_open and self.low == 0) and not value > 0:  # NaN too
+                floor = "a finite number > 0"
+            else:
+                floor = f"a finite number {'>' if self.low_open else '>='} {_num(self.low)}"
+            raise ProfileError(f"{where} must be {floor}{unit}, got {_shown(value)}; valid range {self}")
+        if value > self.high:
+            raise ProfileError(f"{where} must be at most {_num(self.high)}{unit}, got {_shown(value)}; "
+                               f"valid range {self}")
+
+
+@dataclass(frozen=True)
+class Text:
+    """The valid values of a string key: one of ``choices``, or matching ``pattern`` (described by
+    ``what``), at most ``max_len`` characters. The default: one line without control characters."""
+
+    choices: tuple[str, ...] = ()
+    pattern: str = r"[^\x00-\x1f\x7f]*"
+    what: str = "one line of text (no control characters)"
+    max_len: int = 256
+
+    def check(self, value: str, where: str) -> None:
+        if self.choices:
+            if value not in self.choices:
+                raise ProfileError(f"{where} must be one of {list(self.choices)}, got {_shown(value)}")
+            return
+        if len(value) > self.max_len:
+            raise ProfileError(f"{where} must be at most {self.max_len} characters, got {len(value)}")
+        if not re.fullmatch(self.pattern, value):
+            raise ProfileError(f"{where} must be {self.what}, got {_shown(value)}")
+
+
+@dataclass(frozen=True)
+class Table:
+    """The valid values of a table of numbers: keys from ``keys`` (all of them when ``complete``;
+    ``key_word`` names what a key is), each value within ``value``."""
+
+    keys: tuple[str, ...]
+    value: Bounds
+    complete: bool = False
+    key_word: str = "key"
+
+    def check(self, table: Mapping[str, float], where: str) -> None:
+        unknown = sorted(set(table) - set(self.keys))
+        if unknown:
+            raise ProfileError(f"{where} has unknown {self.key_word}(s) {_shown(unknown, 120)}; "
+                               f"valid: {', '.join(self.keys)}")
+        missing = [k for k in self.keys if k not in table] if self.complete else []
+        if missing:
+            raise ProfileError(f"{where} needs a value per {self.key_word} of {', '.join(self.keys)}; "
+                               f"missing {missing}")
+        for key, value in table.items():
+            self.value.check(value, f"{where}.{key}")
+
+
+def valid(rule, default=dataclasses.MISSING, **kw):
+    """A dataclass field whose valid values are ``rule`` (checked by :func:`check_field`)."""
+    return field(default=default, metadata={"valid": rule}, **kw)
+
+
+# Physical limits, generous (orders of magnitude beyond today's smallest and largest parts), so that a
+# sign, a zero or a typo of several orders of magnitude is refused while every real device fits. The
+# floors of rates keep every estimate finite (a clock of 1e-300 Hz would make latency inf).
+MAX_BYTES = 1 << 40  # 1 TiB: any memory or buffer size
+CLOCK = Bounds(1e3, 1e10, unit="Hz")  # 1 kHz to 10 GHz
+BANDWIDTH = Bounds(1e3, 1e15, unit="bytes/s")  # up to 1 PB/s (H100 HBM3: 3.35e12)
+FLOPS = Bounds(1e6, 1e18, unit="FLOP/s")  # up to 1 EFLOP/s on one device (H100 int8 dense: 2e15)
+FRACTION = Bounds(1e-6, 1, unit="fraction of peak")  # an efficiency: (0, 1], at least one millionth
+POSITIVE_BYTES = Bounds(1, MAX_BYTES, unit="bytes")
+BYTES = Bounds(0, MAX_BYTES, unit="bytes")
+CYCLES = Bounds(0, 1e9, unit="cycles")  # a per-layer overhead
+NAME = Text(pattern=r"[A-Za-z0-9][A-Za-z0-9._+-]*", max_len=64,
+            what="a name of letters, digits and . _ + - (e.g. 'a100'), at most 64 characters")
+VERSION = Text(pattern=r"[A-Za-z0-9][A-Za-z0-9._+=,-]*", max_len=64,
+               what="a version of letters, digits and . _ + = , - (e.g. '1'), at most 64 characters")
+NON_EMPTY = Text(pattern=r"[^\x00-\x1f\x7f]+", what="a non-empty line of text (no control characters)")
+
+CPU_BACKENDS = ("onnxruntime", "tvm", "torch")
+"""What measures a CPU profile (``kernels.runners.BACKENDS``)."""
+
+GPU_PRECISIONS = ("fp32", "fp16", "int8")
+"""The precisions a GPU profile may give a peak rate for (``hw_profiles.gpu.BYTES_PER_ELEMENT``)."""
+
+
 @dataclass(frozen=True)
 class CpuSpec:
     """A CPU measured through ``kernels`` (onnxruntime by default, or tvm or torch)."""
 
-    backend: str = "onnxruntime"
-    threads: int = 0  # 0: every core
-    target: str = "llvm"  # TVM target kind for builds on this CPU
+    backend: str = valid(Text(choices=CPU_BACKENDS), "onnxruntime")
+    threads: int = valid(Bounds(0, 4096, unit="threads, 0: every core"), 0)  # 0: every core
+    target: str = valid(NON_EMPTY, "llvm")  # TVM target kind for builds on this CPU
     # A board other than this host: LLVM triple/CPU/features for TVM cross builds (empty: this host),
     # the compiler that links its .so (empty: object files in a .tar), and the TVM RPC tracker key
     # it registers under (empty: measured on this host). The tracker is HOST:PORT.
-    mtriple: str = ""
-    mcpu: str = ""
-    mattr: str = ""  # comma-separated, e.g. "+neon"
-    cross_compiler: str = ""
-    rpc_key: str = ""
-    rpc_tracker: str = "127.0.0.1:9190"
+    mtriple: str = valid(Text(), "")
+    mcpu: str = valid(Text(), "")
+    mattr: str = valid(Text(), "")  # comma-separated, e.g. "+neon"
+    cross_compiler: str = valid(Text(), "")
+    rpc_key: str = valid(Text(), "")
+    rpc_tracker: str = valid(Text(pattern=r"\S+:[0-9]{1,5}", what="HOST:PORT such as 127.0.0.1:9190"),
+                             "127.0.0.1:9190")
 
 
 @dataclass(frozen=True)
 class GpuSpec:
     """Roofline coefficients; measured with CUDA where the GPU is present."""
 
-    peak_flops: Mapping[str, float]  # per precision: "fp32", "fp16", "int8" (FLOP/s, MAC = 2 FLOP)
-    memory_bandwidth_bytes_per_s: float
-    launch_overhead_s: float  # per kernel
-    compute_efficiency: float  # fraction of peak a conv kernel reaches (effective peak)
-    memory_efficiency: float  # fraction of peak bandwidth reached
-    default_precision: str = "fp16"
-    cuda_name: str = ""  # measured when torch.cuda.get_device_name() contains this (e.g. "A100")
-    cuda_arch: str = ""  # CUDA compute capability for TVM builds, e.g. "sm_80"
+    # per precision: "fp32", "fp16", "int8" (FLOP/s, MAC = 2 FLOP)
+    peak_flops: Mapping[str, float] = valid(Table(GPU_PRECISIONS, FLOPS, key_word="precision"))
+    memory_bandwidth_bytes_per_s: float = valid(BANDWIDTH)
+    launch_overhead_s: float = valid(Bounds(0, 1, unit="s"))  # per kernel
+    compute_efficiency: float = valid(FRACTION)  # fraction of peak a conv kernel reaches (effective peak)
+    memory_efficiency: float = valid(FRACTION)  # fraction of peak bandwidth reached
+    default_precision: str = valid(Text(choices=GPU_PRECISIONS), "fp16")  # must have a peak_flops rate
+    cuda_name: str = valid(Text(), "")  # measured when torch.cuda.get_device_name() contains this (e.g. "A100")
+    # CUDA compute capability for TVM builds, e.g. "sm_80"
+    cuda_arch: str = valid(Text(pattern=r"(sm_[0-9]{2,3}[a-z]?)?", what="empty or a CUDA arch such as 'sm_80'"), "")
 
 
 MCU_OP_KINDS = ("conv", "pwconv", "dwconv", "linear")
@@ -78,6 +216,9 @@ MAC for 32-bit float, dual 16-bit MAC with SMLAD). fp32 operands are also 4x the
 MAC (the M7 dual-issues one 32-bit load beside an FPU op). Hence ~1 float MAC per cycle against ~2
 int8 MACs per cycle in the inner loops: half the rate, applied to the calibrated int8 rates."""
 
+_MCU_RATE = Bounds(1e-6, 4096, unit="MACs per cycle")  # > 0; an Ethos-U55 NPU does 256
+_MCU_FLOAT_RATE = Bounds(1e-6, 4096, unit="fp32 MACs per cycle")
+
 
 @dataclass(frozen=True)
 class McuSpec:
@@ -87,16 +228,19 @@ class McuSpec:
     ``MCU_OP_KINDS``, each > 0) is the fp32 rate; an op kind it leaves out runs at
     ``FLOAT_MAC_RATIO`` times its int8 rate. ``hw_profiles.mcu``."""
 
-    core: str
-    clock_hz: float
-    sram_bytes: int
-    flash_bytes: int
-    macs_per_cycle: Mapping[str, float]  # per op kind: conv, pwconv, dwconv, linear
-    runtime_flash_bytes: int  # inference runtime + kernels + graph, besides the weights
-    runtime_sram_bytes: int  # stack, runtime state, scratch buffers, besides activations
-    per_layer_overhead_cycles: float
-    elementwise_cycles_per_element: float  # pooling, residual adds, SE scaling
-    float_macs_per_cycle: Mapping[str, float] | None = None  # fp32 rows; None: FLOAT_MAC_RATIO x int8
+    core: str = valid(NON_EMPTY)
+    clock_hz: float = valid(CLOCK)
+    sram_bytes: int = valid(POSITIVE_BYTES)
+    flash_bytes: int = valid(POSITIVE_BYTES)
+    # per op kind: conv, pwconv, dwconv, linear
+    macs_per_cycle: Mapping[str, float] = valid(Table(MCU_OP_KINDS, _MCU_RATE, complete=True, key_word="op kind"))
+    runtime_flash_bytes: int = valid(BYTES)  # inference runtime + kernels + graph, besides the weights
+    runtime_sram_bytes: int = valid(BYTES)  # stack, runtime state, scratch buffers, besides activations
+    per_layer_overhead_cycles: float = valid(CYCLES)
+    elementwise_cycles_per_element: float = valid(Bounds(0, 1e6, unit="cycles"))  # pooling, residual adds, SE scaling
+    # fp32 rows; None: FLOAT_MAC_RATIO x int8
+    float_macs_per_cycle: Mapping[str, float] | None = valid(Table(MCU_OP_KINDS, _MCU_FLOAT_RATE, key_word="op kind"),
+                                                             None)
 
     def float_rate(self, op: str) -> float:
         """MACs per cycle of an fp32 row of op kind ``op``."""
@@ -106,27 +250,36 @@ class McuSpec:
         return self.macs_per_cycle[op] * FLOAT_MAC_RATIO
 
 
+MAX_BIT_WIDTH = 32
+"""The widest element an FPGA template computes on (bits per weight and activation)."""
+
+_ENERGY = Bounds(0, 1e6, unit="pJ")
+
+
 @dataclass(frozen=True)
 class FpgaSpec:
-    """An accelerator template on an FPGA: the explicit parameters co-exploration will search."""
+    """An accelerator template on an FPGA: the explicit parameters co-exploration will search. The
+    declared ranges also hold for the options of ``[fpga.search]`` (``hw_profiles.fpga_space``)."""
 
-    device: str
-    dsp_total: int
-    bram18k_total: int
-    pe_rows: int  # parallel output channels
-    pe_cols: int  # parallel input channels (or kernel taps for depthwise)
-    bit_width: int  # bits per weight and activation element (8: int8)
-    clock_hz: float
-    ddr_bandwidth_bytes_per_s: float  # effective (sustained) off-chip bandwidth, not the peak
-    input_buffer_bytes: int
-    weight_buffer_bytes: int
-    output_buffer_bytes: int
-    macs_per_dsp: int  # int8 packs 2 MACs in one DSP48E2
-    per_layer_overhead_cycles: float
-    energy_pj_per_mac: float
-    energy_pj_per_dram_byte: float
-    static_power_w: float
-    dataflow: str = "weight_stationary"  # or "output_stationary" (hw_profiles.fpga)
+    device: str = valid(NON_EMPTY)
+    dsp_total: int = valid(Bounds(1, 10**6, unit="DSP slices"))
+    bram18k_total: int = valid(Bounds(1, 10**6, unit="BRAM18K blocks"))
+    pe_rows: int = valid(Bounds(1, 4096))  # parallel output channels
+    pe_cols: int = valid(Bounds(1, 4096))  # parallel input channels (or kernel taps for depthwise)
+    # bits per weight and activation element (8: int8)
+    bit_width: int = valid(Bounds(1, MAX_BIT_WIDTH, unit="bits"))
+    clock_hz: float = valid(CLOCK)
+    # effective (sustained) off-chip bandwidth, not the peak
+    ddr_bandwidth_bytes_per_s: float = valid(BANDWIDTH)
+    input_buffer_bytes: int = valid(POSITIVE_BYTES)
+    weight_buffer_bytes: int = valid(POSITIVE_BYTES)
+    output_buffer_bytes: int = valid(POSITIVE_BYTES)
+    macs_per_dsp: int = valid(Bounds(1, 64))  # int8 packs 2 MACs in one DSP48E2
+    per_layer_overhead_cycles: float = valid(CYCLES)
+    energy_pj_per_mac: float = valid(_ENERGY)
+    energy_pj_per_dram_byte: float = valid(_ENERGY)
+    static_power_w: float = valid(Bounds(0, 1e4, unit="W"))
+    dataflow: str = valid(Text(choices=DATAFLOWS), "weight_stationary")  # or "output_stationary" (hw_profiles.fpga)
     # [fpga.search]: the options co-exploration tries per knob (hw_profiles.fpga_space); None: defaults
     search: Mapping[str, tuple] | None = field(default=None, compare=False)
 
@@ -137,17 +290,29 @@ Spec = Union[CpuSpec, GpuSpec, McuSpec, FpgaSpec]
 
 @dataclass(frozen=True)
 class Profile:
-    name: str
-    version: str
-    kind: str
-    description: str
+    """A device profile. ``path`` and ``content_hash`` are set for a profile loaded from a path
+    (module doc) and None for a shipped one; they are provenance, not part of equality."""
+
+    name: str = valid(NAME)
+    version: str = valid(VERSION)
+    kind: str = valid(Text(choices=tuple(SPECS)))
+    description: str = valid(Text(pattern=r"(?s).*", max_len=10_000))
     spec: Spec
     sources: Mapping[str, str] = field(default_factory=dict)
+    path: str | None = field(default=None, compare=False)
+    content_hash: str | None = field(default=None, compare=False)
 
     @property
     def ref(self) -> str:
-        """``name@version``: the provenance tag every metric of this profile carries."""
-        return f"{self.name}@{self.version}"
+        """The provenance tag every metric of this profile carries: ``name@version`` for a shipped
+        profile, ``name@version+file:HASH`` for one loaded from a path (module doc)."""
+        base = f"{self.name}@{self.version}"
+        return base if self.content_hash is None else f"{base}+file:{self.content_hash}"
+
+    @property
+    def shipped(self) -> bool:
+        """Whether this is a shipped profile (loaded by name from ``hw_profiles/profiles/``)."""
+        return self.content_hash is None
 
 
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string"}
@@ -160,13 +325,48 @@ def _check(value, annotation, where: str):
         (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
     if typing.get_origin(annotation) in (collections.abc.Mapping, dict):
         if not isinstance(value, dict):
-            raise ProfileError(f"{where} must be a table of numbers, got {value!r}")
+            raise ProfileError(f"{where} must be a table of numbers, got {_shown(value)}")
         return types.MappingProxyType({k: _check(v, float, f"{where}.{k}") for k, v in value.items()})
     if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond the float range
+            raise ProfileError(f"{where} must be a finite number, got {_shown(value)}") from None
     if isinstance(value, annotation) and not isinstance(value, bool):
         return value
-    raise ProfileError(f"{where} must be {_TYPE_WORDS.get(annotation, annotation)}, got {value!r}")
+    raise ProfileError(f"{where} must be {_TYPE_WORDS.get(annotation, annotation)}, got {_shown(value)}")
+
+
+def _fields(cls) -> dict[str, tuple[dataclasses.Field, object]]:
+    """``{name: (field, type)}`` of a dataclass (cached: get_type_hints is slow)."""
+    if cls not in _FIELDS:
+        hints = typing.get_type_hints(cls)
+        _FIELDS[cls] = {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls)}
+    return _FIELDS[cls]
+
+
+_FIELDS: dict[type, dict] = {}
+
+
+def check_field(cls, name: str, value, where: str):
+    """``value`` as a valid value of field ``name`` of the dataclass ``cls``: converted to the field's
+    type and within its declared valid values (``field(metadata={"valid": ...})``), else ProfileError
+    naming ``where``. The one place the declarations are checked."""
+    f, annotation = _fields(cls)[name]
+    value = _check(value, annotation, where)
+    rule = f.metadata.get("valid")
+    if rule is not None and value is not None:
+        rule.check(value, where)
+    return value
+
+
+def check_fields(cls, values: Mapping, where: str) -> dict:
+    """:func:`check_field` for every declared field of ``cls`` in ``values`` (None values and fields
+    without a declaration pass); ``where`` is the table, e.g. ``"x.toml: fpga"``."""
+    return {name: (check_field(cls, name, value, f"{where}.{name}")
+                   if name in _fields(cls) and value is not None and "valid" in _fields(cls)[name][0].metadata
+                   else value)
+            for name, value in values.items()}
 
 
 def parse_profile(blob: dict, *, source: str) -> Profile:
@@ -175,53 +375,50 @@ def parse_profile(blob: dict, *, source: str) -> Profile:
     for key in ("name", "version", "kind", "description"):
         if key not in blob:
             raise ProfileError(f"{source}: missing key {key!r} (a string)")
-        header[key] = _check(blob[key], str, f"{source}: {key}")
+        if key == "kind":
+            header[key] = _check(blob[key], str, f"{source}: {key}")
+            if header[key] not in SPECS:
+                raise ProfileError(f"{source}: kind={_shown(header[key])} is not one of {list(SPECS)}")
+        else:
+            header[key] = check_field(Profile, key, blob[key], f"{source}: {key}")
     kind = header["kind"]
-    if kind not in SPECS:
-        raise ProfileError(f"{source}: kind={kind!r} is not one of {list(SPECS)}")
     table = blob.get(kind)
     if not isinstance(table, dict):
         raise ProfileError(f"{source}: missing table [{kind}] with the {kind} spec")
     spec_cls = SPECS[kind]
-    hints = typing.get_type_hints(spec_cls)
-    known = {f.name for f in dataclasses.fields(spec_cls)}
-    unknown = sorted(set(table) - known)
+    known = _fields(spec_cls)
+    unknown = sorted(set(table) - set(known))
     if unknown:
-        raise ProfileError(f"{source}: unknown key(s) {unknown} in [{kind}]; valid: {', '.join(sorted(known))}")
+        raise ProfileError(f"{source}: unknown key(s) {_shown(unknown, 120)} in [{kind}]; "
+                           f"valid: {', '.join(sorted(known))}")
     values = {}
-    for f in dataclasses.fields(spec_cls):
-        if f.name in _SPECIAL_KEYS.get(kind, {}):
-            if f.name in table:
-                values[f.name] = _SPECIAL_KEYS[kind][f.name](table[f.name], f"{source}: {kind}.{f.name}")
+    for name, (f, annotation) in known.items():
+        where = f"{source}: {kind}.{name}"
+        if name in _SPECIAL_KEYS.get(kind, {}):
+            if name in table:
+                values[name] = _SPECIAL_KEYS[kind][name](table[name], where)
             continue
-        if f.name not in table:
+        if name not in table:
             if f.default is dataclasses.MISSING:
-                raise ProfileError(f"{source}: missing key {kind}.{f.name} ({_TYPE_WORDS.get(hints[f.name], 'a table')})")
+                raise ProfileError(f"{source}: missing key {kind}.{name} ({_TYPE_WORDS.get(annotation, 'a table')})")
             continue
-        values[f.name] = _check(table[f.name], hints[f.name], f"{source}: {kind}.{f.name}")
+        values[name] = check_field(spec_cls, name, table[name], where)
     sources = blob.get("sources", {})
     if not isinstance(sources, dict) or not all(isinstance(v, str) for v in sources.values()):
         raise ProfileError(f"{source}: [sources] must map coefficient names to strings")
     extra = sorted(set(blob) - {"name", "version", "kind", "description", kind, "sources"})
     if extra:
-        raise ProfileError(f"{source}: unknown top-level key(s) {extra}")
+        raise ProfileError(f"{source}: unknown top-level key(s) {_shown(extra, 120)}")
     for check in _RANGE_CHECKS.get(kind, ()):
         check(values, f"{source}: {kind}")
     return Profile(spec=spec_cls(**values), sources=types.MappingProxyType(dict(sources)), **header)
 
 
-def _check_float_macs(values: dict, where: str) -> None:
-    rates = values.get("float_macs_per_cycle")
-    if rates is None:
-        return
-    unknown = sorted(set(rates) - set(MCU_OP_KINDS))
-    if unknown:
-        raise ProfileError(f"{where}.float_macs_per_cycle has unknown op kind(s) {unknown}; "
-                           f"valid: {', '.join(MCU_OP_KINDS)}")
-    for op, rate in rates.items():
-        if not (rate > 0 and math.isfinite(rate)):
-            raise ProfileError(f"{where}.float_macs_per_cycle.{op} must be a finite number > 0 "
-                               f"(fp32 MACs per cycle), got {rate!r}")
+def _check_gpu_precision(values: dict, where: str) -> None:
+    precision = values.get("default_precision", "fp16")
+    if precision not in values["peak_flops"]:
+        raise ProfileError(f"{where}.default_precision={precision!r} has no rate in peak_flops "
+                           f"(which has {sorted(values['peak_flops'])}); add one or pick one of those")
 
 
 def _parse_search(value, where: str) -> Mapping[str, tuple]:
@@ -231,26 +428,43 @@ def _parse_search(value, where: str) -> Mapping[str, tuple]:
 
 
 def _check_fpga(values: dict, where: str) -> None:
-    from hw_profiles.fpga_space import check_template_ranges
+    from hw_profiles.fpga_space import check_search_fits
 
-    check_template_ranges(values, where)
+    check_search_fits(values, where)
 
 
 _SPECIAL_KEYS = {"fpga": {"search": _parse_search}}
 """Per kind, keys whose tables have their own parser (``value, where -> parsed``)."""
 
-_RANGE_CHECKS = {"mcu": (_check_float_macs,), "fpga": (_check_fpga,)}
-"""Per kind, checks of value ranges beyond the types (``values``: the checked keys of the table)."""
+_RANGE_CHECKS = {"gpu": (_check_gpu_precision,), "fpga": (_check_fpga,)}
+"""Per kind, checks that relate several keys (``values``: the checked keys of the table); each key's
+own range is declared on its field and checked by :func:`check_field`."""
 
 
-def load_profile_file(path: Path) -> Profile:
+# ------------------------------------------------------------------------------ loading
+def _read(path: Path) -> tuple[dict, bytes]:
+    """The parsed TOML document at ``path`` and its bytes; ProfileError if unreadable or malformed."""
     try:
-        blob = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ProfileError(f"cannot read profile {str(path)!r}: {err.strerror or err}") from None
+        with open(path, "rb") as stream:
+            data = stream.read(MAX_PROFILE_BYTES + 1)
+    except (OSError, ValueError) as err:  # ValueError: a NUL in the path
+        raise ProfileError(f"cannot read profile {str(path)!r}: {getattr(err, 'strerror', None) or err}") from None
+    if len(data) > MAX_PROFILE_BYTES:
+        raise ProfileError(f"profile {str(path)!r} is larger than {MAX_PROFILE_BYTES} bytes: not a profile")
+    try:
+        return tomllib.loads(data.decode("utf-8")), data
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ProfileError(f"profile {str(path)!r} is not valid TOML: {err}") from None
-    return parse_profile(blob, source=Path(path).name)
+    except RecursionError:
+        raise ProfileError(f"profile {str(path)!r} is not valid TOML: nested too deeply") from None
+
+
+def load_profile_file(path: Path | str) -> Profile:
+    """The profile in the file at ``path``, with its path and content hash as provenance (module doc)."""
+    blob, data = _read(Path(path))
+    profile = parse_profile(blob, source=Path(path).name)
+    return dataclasses.replace(profile, path=str(Path(path).resolve()),
+                               content_hash=hashlib.sha256(data).hexdigest()[:12])
 
 
 def list_profiles() -> list[str]:
@@ -258,13 +472,15 @@ def list_profiles() -> list[str]:
 
 
 def get_profile(name: str) -> Profile:
-    """The shipped profile ``name``, or a profile file given by path (``*.toml``)."""
+    """The shipped profile ``name``, or a profile file given by path (``*.toml``, with its provenance)."""
     if name.endswith(".toml"):
         return load_profile_file(Path(name))
+    if not re.fullmatch(NAME.pattern, name) or name not in list_profiles():
+        raise UnknownProfileError(f"unknown device profile {_shown(name)}; known profiles: "
+                                  f"{', '.join(list_profiles())}")
     path = PROFILE_DIR / f"{name}.toml"
-    if not path.exists():
-        raise UnknownProfileError(f"unknown device profile {name!r}; known profiles: {', '.join(list_profiles())}")
-    profile = load_profile_file(path)
+    blob, _ = _read(path)
+    profile = parse_profile(blob, source=path.name)
     if profile.name != name:
         raise ProfileError(f"{path.name}: name={profile.name!r} must equal the file name {name!r}")
     return profile

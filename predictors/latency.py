@@ -107,6 +107,8 @@ class KernelLevelPredictor:
         model = cls(layer_latency_ms=table)
         if data.get("coef") is not None:
             model.coef_ = np.asarray(data["coef"], dtype=np.float64)
+            if model.coef_.shape != (3,) or not np.isfinite(model.coef_).all():
+                raise ValueError(f"coef must be 3 finite numbers (a, b, c), got {data['coef']!r:.80}")
         return model
 
 
@@ -193,6 +195,12 @@ class ArchLevelPredictor:
             model.mean_, model.scale_, model.coef_ = (np.asarray(data[k], dtype=np.float64)
                                                       for k in ("mean", "scale", "coef"))
             model.intercept_ = float(data["intercept"])
+            arrays = (model.mean_, model.scale_, model.coef_)
+            if (model.coef_.ndim != 1 or model.coef_.size == 0 or any(a.shape != model.coef_.shape for a in arrays)
+                    or not all(np.isfinite(a).all() for a in arrays) or (model.scale_ <= 0).any()
+                    or not np.isfinite(model.intercept_)):
+                raise ValueError("mean, scale and coef must be finite vectors of one length (scale > 0) and the "
+                                 f"intercept finite, got shapes {[a.shape for a in arrays]}")
         return model
 
 

@@ -9,15 +9,21 @@ Contract:
   even if the writer is SIGKILLed; at worst a stray temp file is left, which ``load_checkpoint``
   never reads and the next ``save_checkpoint`` into that directory removes.
 - Nothing is unpickled freely: loading uses ``torch.load(weights_only=True)``, and saving rejects
-  data (numpy arrays, objects, ...) that such a load could not read back."""
+  data (numpy arrays, objects, ...) that such a load could not read back.
+- A loaded checkpoint is untrusted input: the model is a dict of named tensors, the optimizer a dict or
+  None, and ``meta`` follows :data:`META_SCHEMA` (a registered supernet's space, finite numbers in range,
+  the RNG state's tensors); any fault is one ``CheckpointError`` line naming the file, the key and the
+  valid range. Truncated, binary or unsafe files give one line too, never a torch/zip traceback."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import re
 import secrets
+import zipfile
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,8 +118,9 @@ def _check_plain(value: Any, where: str) -> None:
 
 def save_checkpoint(directory: Path, *, model_state: dict, optimizer_state: dict | None, meta: dict) -> Path:
     """Atomically write ``directory / CHECKPOINT_NAME`` (creating ``directory``) and return its path.
-    ``meta`` must hold ``REQUIRED_META_KEYS`` (``ValueError`` lists the missing ones) and, like the two
-    states, only plain data (``ValueError`` names the offending key). Stale temp files go first."""
+    ``meta`` must hold ``REQUIRED_META_KEYS`` (``ValueError`` lists the missing ones), follow
+    :data:`META_SCHEMA` and, like the two states, hold only plain data (``ValueError`` names the offending
+    key). Stale temp files go first."""
     for name, value in (("meta", meta), ("model_state", model_state)):
         if not isinstance(value, dict):
             raise ValueError(f"{name} must be a dict, got {type(value).__name__}")
@@ -121,12 +128,95 @@ def save_checkpoint(directory: Path, *, model_state: dict, optimizer_state: dict
         raise ValueError(f"meta is missing required keys: {missing}")
     for name, value in (("meta", meta), ("model_state", model_state), ("optimizer_state", optimizer_state)):
         _check_plain(value, name)
+    if (problem := _meta_problem(meta)) is not None:  # never write what load_checkpoint would refuse
+        raise ValueError(f"meta.{problem[0]} = {_shown(meta.get(problem[0].split('.')[0]))}: {problem[1]}")
     path = Path(directory) / CHECKPOINT_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(path.parent, CHECKPOINT_NAME)
     atomic_torch_save({"format_version": FORMAT_VERSION, "model": model_state,
                        "optimizer": optimizer_state, "meta": meta}, path)
     return path
+
+
+MAX_EPOCH = 10**6
+MAX_STEP = 10**12
+META_SCHEMA = {  # meta key -> what it must be (the keys of REQUIRED_META_KEYS must be there; others may)
+    "space": "the name of a registered supernet",
+    "space_version": "a string or integer of at most 64 characters",
+    "config_hash": "a string of 1..128 characters",
+    "strategy": "a training strategy name",
+    "stage": "a string of 1..64 characters",
+    "epoch": f"an integer in 0..{MAX_EPOCH}",
+    "global_step": f"an integer in 0..{MAX_STEP}",
+    "rng": "{torch: uint8 tensor, numpy: null or object, cuda: list of uint8 tensors}",
+    "config": "an object (the training config)",
+    "world_size": "an integer in 1..100000",
+    "val": "an object of top-1 fractions in [0, 1]",
+}
+
+
+def _meta_problem(meta: dict) -> tuple[str, str] | None:
+    """``(key, what is wrong)`` for the first ``meta`` key that breaks :data:`META_SCHEMA`, or None."""
+    from supernets.registry import list_supernets
+    from supernets.training.strategies import STRATEGIES
+
+    def text(value, limit):
+        return isinstance(value, str) and 0 < len(value) <= limit
+
+    def integer(value, low, high):
+        return type(value) is int and low <= value <= high
+
+    def byte_tensor(value):
+        return isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1
+
+    rng = meta["rng"]
+    checks = {
+        "space": meta["space"] in list_supernets() if isinstance(meta["space"], str) else False,
+        "space_version": (text(meta["space_version"], 64) or integer(meta["space_version"], 0, 10**9)),
+        "config_hash": text(meta["config_hash"], 128),
+        "strategy": isinstance(meta["strategy"], str) and meta["strategy"] in STRATEGIES,
+        "stage": text(meta["stage"], 64),
+        "epoch": integer(meta["epoch"], 0, MAX_EPOCH),
+        "global_step": integer(meta["global_step"], 0, MAX_STEP),
+        "rng": (isinstance(rng, dict) and byte_tensor(rng.get("torch")) and isinstance(rng.get("numpy"), (dict, type(None)))
+                and isinstance(rng.get("cuda", []), list) and all(byte_tensor(t) for t in rng.get("cuda", []))),
+    }
+    if "config" in meta:
+        checks["config"] = isinstance(meta["config"], dict)
+    if "world_size" in meta:
+        checks["world_size"] = integer(meta["world_size"], 1, 100_000)
+    if "val" in meta:
+        val = meta["val"]
+        checks["val"] = isinstance(val, dict) and all(
+            isinstance(k, str) and type(v) in (int, float) and math.isfinite(v) and 0 <= v <= 1 for k, v in val.items())
+    for key, ok in checks.items():
+        if not ok:
+            if key == "space":
+                return key, f"expected one of {list_supernets()}"
+            if key == "strategy":
+                return key, f"expected one of {sorted(STRATEGIES)}"
+            return key, f"expected {META_SCHEMA[key]}"
+    if "config" in meta and meta["config"].get("space", meta["space"]) != meta["space"]:
+        return "config.space", f"{str(meta['config']['space'])[:40]!r} differs from meta.space {meta['space']!r}"
+    return None
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 and "\n" not in text else f"a {type(value).__name__}"
+
+
+def _zip_problem(data: bytes) -> str | None:
+    """Why ``data`` is not a torch zip archive that is safe to open (truncated, not a zip, members that would
+    unpack to far more than the file: torch stores them uncompressed), or None."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError):
+        return "not a zip archive: truncated, empty, a raw pickle or another format"
+    if unpacked > 2 * len(data) + (1 << 20):
+        return f"its members would unpack to {unpacked} bytes from a {len(data)}-byte file"
+    return None
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -140,6 +230,12 @@ def load_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"no checkpoint at {file}")
     try:
         data = file.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"{file}: cannot read the checkpoint ({err.strerror or err})") from None
+    if (problem := _zip_problem(data)) is not None:
+        raise CheckpointError(f"{file}: unreadable or unsafe checkpoint ({problem}); expected a torch.save file "
+                              "written by save_checkpoint")
+    try:
         obj = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... here
         first = (str(err).strip().splitlines() or [""])[0][:200]
@@ -152,6 +248,15 @@ def load_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"{file}: checkpoint lacks a model dict, an optimizer entry or a meta dict")
     if missing := [key for key in REQUIRED_META_KEYS if key not in obj["meta"]]:
         raise CheckpointError(f"{file}: meta is missing required keys {missing}")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj["model"].items()):
+        raise CheckpointError(f"{file}: model: expected a state dict of named tensors")
+    if not isinstance(obj["optimizer"], (dict, type(None))):
+        raise CheckpointError(f"{file}: optimizer: expected an optimizer state dict or None, got "
+                              f"{type(obj['optimizer']).__name__}")
+    if (problem := _meta_problem(obj["meta"])) is not None:
+        key, expected = problem
+        shown = "" if key == "config.space" else f" = {_shown(obj['meta'][key])}"
+        raise CheckpointError(f"{file}: meta.{key}{shown}: {expected}")
     return {"model": obj["model"], "optimizer": obj["optimizer"], "meta": obj["meta"],
             "sha256": hashlib.sha256(data).hexdigest()}
 

@@ -1,11 +1,22 @@
-"""Accuracy of one subnet of a supernet, with BatchNorm recalibration and a result cache."""
+"""Accuracy of one subnet of a supernet, with BatchNorm recalibration and a result cache.
+
+The cache (:class:`EvalCache`, ``eval_cache.json`` beside a checkpoint) is disposable and untrusted: a
+figure is served from it only when the file is for the same checkpoint (content hash) and data, and the
+entry for the same ``arch_id`` and evaluation setting (BN recalibration batches); every value is checked
+(finite, in range, a top-1 that is a count of images). A file that breaks the schema is ignored with one
+:class:`EvalCacheWarning` line and replaced by the next result; a figure served from the cache says so
+(:attr:`EvalResult.cached`, with the time it was measured).
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import warnings
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -19,6 +30,16 @@ from supernets.bn import recalibrate_bn
 from supernets.checkpoint import atomic_write_bytes
 from supernets.training.losses import resize_batch
 
+CACHE_FORMAT_VERSION = 2
+MAX_CACHE_BYTES = 64 << 20  # ~200 bytes an entry: far more archs than a search evaluates
+MAX_IMAGES = 10**9
+_ENTRY_KEYS = {"top1", "loss", "n", "bn_recalibrated", "setting", "measured_at"}
+_ARCH_ID = re.compile(r"^[0-9a-f]{1,64}$")
+
+
+class EvalCacheWarning(RuntimeWarning):
+    """An eval cache file was ignored (it breaks the schema); its figures are measured again."""
+
 
 @dataclass(frozen=True)
 class EvalResult:
@@ -26,6 +47,19 @@ class EvalResult:
     loss: float  # mean cross-entropy
     n: int  # images evaluated
     bn_recalibrated: bool
+    # provenance, not part of the figure (equality ignores it): served from the cache, and when it was measured
+    cached: bool = field(default=False, compare=False)
+    measured_at: str | None = field(default=None, compare=False)  # ISO 8601 UTC, e.g. 2026-12-06T13:50:00Z
+
+
+def evaluation_setting(n_calib_batches: int | None) -> str:
+    """The cache's name for how :func:`evaluate` measured: BN recalibrated on ``n_calib_batches`` batches, or
+    (None) with the BN statistics as trained."""
+    return "bn-as-trained" if n_calib_batches is None else f"bn-recalibrated-{int(n_calib_batches)}-batches"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @contextmanager
@@ -44,53 +78,131 @@ def preserved_bn_state(supernet: nn.Module) -> Iterator[None]:
 
 
 class EvalCache:
-    """Results keyed by ``arch_id`` for one (checkpoint hash, data) pair; optional JSON file.
+    """Results keyed by ``arch_id`` (and an evaluation ``setting``) for one (checkpoint hash, data) pair;
+    optional JSON file (module docstring).
 
-    A file written for another checkpoint or dataset is ignored, not mixed in, and so is a file that
-    does not follow the schema (a top-1 outside [0, 1], a non-finite or negative loss, a count < 1,
-    anything of the wrong type): it is overwritten by the next result. Writes are atomic.
-    """
+    ``data`` names everything besides the checkpoint that decides the figure (dataset, split, resolution...).
+    A file written for another checkpoint or data is ignored, not mixed in; one that does not follow the
+    schema (a top-1 outside [0, 1] or not a count of ``n`` images, a non-finite or negative loss, ``n`` outside
+    1..1e9, a key or value of the wrong type, another format version) is ignored with one
+    :class:`EvalCacheWarning` line naming the file, the key and the valid range. Either way it is
+    replaced by the next result. Writes are atomic. :meth:`get` returns results marked ``cached``."""
 
     def __init__(self, *, checkpoint_hash: str, data: str, path: Path | None = None) -> None:
         self.checkpoint_hash, self.data, self.path = checkpoint_hash, data, path
-        self._results: dict[str, EvalResult] = {}
+        self._results: dict[str, tuple[str, EvalResult]] = {}
         if path is not None and path.exists():
-            try:
-                blob = json.loads(path.read_text())
-            except (OSError, ValueError):
-                blob = {}
-            if isinstance(blob, dict) and blob.get("checkpoint_hash") == checkpoint_hash and blob.get("data") == data:
-                self._results = _checked_results(blob.get("results"))
+            self._results = self._read(Path(path))
 
-    def get(self, arch_id: str) -> EvalResult | None:
-        return self._results.get(arch_id)
+    def _read(self, path: Path) -> dict[str, tuple[str, EvalResult]]:
+        """The file's entries when it is for this checkpoint and data and follows the schema, else none."""
+        try:
+            if path.stat().st_size > MAX_CACHE_BYTES:
+                return _ignored(path, f"{path.stat().st_size} bytes, more than an eval cache holds ({MAX_CACHE_BYTES})")
+            blob = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
+        except OSError as err:
+            return _ignored(path, f"unreadable ({err.strerror or err})")
+        except (ValueError, RecursionError) as err:  # not UTF-8, not JSON, NaN/Infinity, nested too deep
+            return _ignored(path, f"not a JSON eval cache ({' '.join(str(err).split())[:100]})")
+        if not isinstance(blob, dict):
+            return _ignored(path, f"holds a {type(blob).__name__}, not a JSON object")
+        if blob.get("checkpoint_hash") != self.checkpoint_hash or blob.get("data") != self.data:
+            return {}  # another checkpoint's or data's figures: not ours, quietly replaced
+        version = blob.get("format_version")
+        if type(version) is not int or version != CACHE_FORMAT_VERSION:
+            return _ignored(path, f"format_version is {str(version)[:20]!r}, this hwnas reads {CACHE_FORMAT_VERSION}")
+        unknown = sorted(set(blob) - {"format_version", "checkpoint_hash", "data", "results"})
+        if unknown:
+            return _ignored(path, f"unknown key {unknown[0][:40]!r}; valid: format_version, checkpoint_hash, data, results")
+        problem, results = _checked_results(blob.get("results"))
+        return _ignored(path, problem) if problem else results
 
-    def put(self, arch_id: str, result: EvalResult) -> None:
-        self._results[arch_id] = result
+    def get(self, arch_id: str, setting: str = "") -> EvalResult | None:
+        """The cached result of ``arch_id`` measured with ``setting`` (marked ``cached``), or None."""
+        entry = self._results.get(arch_id)
+        if entry is None or entry[0] != setting:
+            return None
+        return replace(entry[1], cached=True)
+
+    def put(self, arch_id: str, result: EvalResult, setting: str = "") -> None:
+        """Cache ``result`` of ``arch_id`` measured with ``setting`` (and write the file, atomically)."""
+        if not _ARCH_ID.match(arch_id):
+            raise ValueError(f"arch_id must be 1..64 lowercase hex digits, got {arch_id!r}")
+        result = replace(result, cached=False, measured_at=result.measured_at or _now())
+        if _entry_problem(arch_id, _entry(setting, result)) is not None:
+            raise ValueError(f"not a cacheable result of {arch_id}: {_entry_problem(arch_id, _entry(setting, result))}")
+        self._results[arch_id] = (setting, result)
         if self.path is not None:
-            blob = {"checkpoint_hash": self.checkpoint_hash, "data": self.data,
-                    "results": {k: asdict(v) for k, v in self._results.items()}}
-            atomic_write_bytes(self.path, json.dumps(blob, indent=1).encode())
+            blob = {"format_version": CACHE_FORMAT_VERSION, "checkpoint_hash": self.checkpoint_hash, "data": self.data,
+                    "results": {k: _entry(s, v) for k, (s, v) in self._results.items()}}
+            atomic_write_bytes(self.path, json.dumps(blob, indent=1, allow_nan=False).encode())
 
     def __len__(self) -> int:
         return len(self._results)
 
 
-def _checked_results(results) -> dict[str, EvalResult]:
-    """The cached results if every entry follows the schema, else none (see :class:`EvalCache`)."""
+def _entry(setting: str, result: EvalResult) -> dict:
+    return {"top1": result.top1, "loss": result.loss, "n": result.n, "bn_recalibrated": result.bn_recalibrated,
+            "setting": setting, "measured_at": result.measured_at}
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _ignored(path: Path, problem: str) -> dict:
+    warnings.warn(f"ignoring the eval cache {str(path)!r}: {problem}; its figures will be measured again and the "
+                  "file replaced", EvalCacheWarning, stacklevel=4)
+    return {}
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _entry_problem(arch_id, v) -> str | None:
+    """Why one cache entry breaks the schema (the key and the valid range), or None."""
+    where = f"results[{str(arch_id)[:20]!r}]"
+    if not (isinstance(arch_id, str) and _ARCH_ID.match(arch_id)):
+        return f"{where}: an arch_id is 1..64 lowercase hex digits"
+    if not isinstance(v, dict) or set(v) != _ENTRY_KEYS:
+        return f"{where}: expected an object of exactly {', '.join(sorted(_ENTRY_KEYS))}"
+    top1, loss, n = v["top1"], v["loss"], v["n"]
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_IMAGES:
+        return f"{where}.n = {str(n)[:20]}: expected an integer in 1..{MAX_IMAGES}"
+    if not _is_number(top1) or not 0.0 <= top1 <= 1.0:
+        return f"{where}.top1 = {str(top1)[:20]}: expected a fraction in [0, 1]"
+    if abs(top1 * n - round(top1 * n)) > 1e-6 * n:
+        return f"{where}.top1 = {top1}: not a count of correct images out of n = {n}"
+    if not _is_number(loss) or not 0.0 <= loss <= 1e6:
+        return f"{where}.loss = {str(loss)[:20]}: expected a finite number in [0, 1e6]"
+    if not isinstance(v["bn_recalibrated"], bool):
+        return f"{where}.bn_recalibrated: expected true or false"
+    if not isinstance(v["setting"], str) or len(v["setting"]) > 200:
+        return f"{where}.setting: expected a string of at most 200 characters"
+    stamp = v["measured_at"]
+    try:
+        when = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except (TypeError, ValueError):
+        return f"{where}.measured_at: expected an ISO 8601 UTC time like 2026-12-06T13:50:00Z"
+    if (when - datetime.now(timezone.utc)).total_seconds() > 86400:
+        return f"{where}.measured_at = {stamp}: in the future"
+    return None
+
+
+def _checked_results(results) -> tuple[str | None, dict[str, tuple[str, EvalResult]]]:
+    """``(None, entries)`` if every entry follows the schema, else ``(the first problem, {})``."""
     if not isinstance(results, dict):
-        return {}
+        return f"results: expected an object of arch_id -> result, got {type(results).__name__}", {}
     checked = {}
     for arch_id, v in results.items():
-        if not (isinstance(v, dict) and set(v) == {"top1", "loss", "n", "bn_recalibrated"}):
-            return {}
-        top1, loss, n, recal = v["top1"], v["loss"], v["n"], v["bn_recalibrated"]
-        numbers_ok = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (top1, loss))
-        if not (numbers_ok and 0.0 <= top1 <= 1.0 and math.isfinite(loss) and loss >= 0
-                and isinstance(n, int) and not isinstance(n, bool) and n >= 1 and isinstance(recal, bool)):
-            return {}
-        checked[str(arch_id)] = EvalResult(top1=float(top1), loss=float(loss), n=n, bn_recalibrated=recal)
-    return checked
+        problem = _entry_problem(arch_id, v)
+        if problem is not None:
+            return problem, {}
+        checked[arch_id] = (v["setting"], EvalResult(top1=float(v["top1"]), loss=float(v["loss"]), n=v["n"],
+                                                     bn_recalibrated=v["bn_recalibrated"],
+                                                     measured_at=v["measured_at"]))
+    return None, checked
 
 
 def evaluate(
@@ -105,9 +217,11 @@ def evaluate(
 ) -> EvalResult:
     """Top-1 accuracy and mean loss of ``arch`` on ``loader`` (images resized to the arch's
     resolution). With ``calib_batches`` BN statistics are first re-estimated for ``arch``; the
-    supernet's BN buffers and active arch are restored afterwards. Cached by ``arch_id``."""
+    supernet's BN buffers and active arch are restored afterwards. Cached by ``arch_id`` and the
+    recalibration setting; a result from the cache has ``cached`` set (and ``measured_at``)."""
     arch = supernet.space.validate(arch)
-    if cache is not None and (hit := cache.get(arch.arch_id)) is not None:
+    setting = evaluation_setting(n_calib_batches if calib_batches is not None else None)
+    if cache is not None and (hit := cache.get(arch.arch_id, setting)) is not None:
         return hit
     device = device or next(supernet.parameters()).device
     resolution = supernet.space.input_shape(arch)[-1]
@@ -129,9 +243,9 @@ def evaluate(
     if total == 0:
         raise ValueError("evaluate got an empty loader")
     result = EvalResult(top1=correct / total, loss=loss_sum / total, n=total,
-                        bn_recalibrated=calib_batches is not None)
+                        bn_recalibrated=calib_batches is not None, measured_at=_now())
     if cache is not None:
-        cache.put(arch.arch_id, result)
+        cache.put(arch.arch_id, result, setting)
     return result
 
 

@@ -7,14 +7,17 @@ import argparse
 import json
 from pathlib import Path
 
-from nas.cli._args import _int_at_least, load_arch_json, stderr_log
+from nas._config_io import REPEATS, check_host_port
+from nas.cli._args import float_in, int_in, load_arch_json, number_in, stderr_log
+
+MAX_TUNE_MINUTES = 10_080  # a week
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("export", help="one subnet as files: torch state dict, ONNX, TVM library "
                                              "(parity-checked)")
     p.add_argument("--job", help="take the arch of a search job's trial (with --trial)")
-    p.add_argument("--trial", type=_int_at_least(0), help="the trial number (see `nas pareto JOB`)")
+    p.add_argument("--trial", type=int_in(0, 1_000_000_000), help="the trial number (see `nas pareto JOB`)")
     p.add_argument("--storage", default="sqlite:///nas.db", help="the job's Optuna storage URL (default sqlite:///nas.db)")
     p.add_argument("--arch", help="JSON object or @FILE, as for `describe` (instead of --job)")
     p.add_argument("--space", help="the arch's space (default: the checkpoint's); a co-design space such as "
@@ -30,10 +33,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="new output folder")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX with a symbolic batch axis (TVM stays batch 1)")
     p.add_argument("--latency-model", help="a `nas profile` folder: report its prediction beside the measurement")
-    p.add_argument("--repeats", type=_int_at_least(1), default=20, help="timed runs per format (default 20)")
+    p.add_argument("--repeats", type=number_in(REPEATS), default=20, help="timed runs per format (default 20)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.add_argument("--tune-minutes", type=float, default=0.0,
+    p.add_argument("--tune-minutes", type=float_in(0, MAX_TUNE_MINUTES), default=0.0,
                    help="first tune the subnet's TVM tasks for this long into the (device, space) database (default 0)")
     p.add_argument("--tuning-db", help="TVM tuning database folder (default: the cache's, see `nas tune-space`)")
     p.add_argument("--quantize", nargs="?", const="policy", metavar="policy|int8",
@@ -44,8 +47,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "TVM does with the int8 model")
     p.add_argument("--calibration-method", metavar="METHOD", help="int8 calibration: minmax, entropy or percentile (default: the "
                                                 "job's [quantization] method, else minmax)")
-    p.add_argument("--calibration-samples", type=int, metavar="N", help="int8 calibration inputs: training images of the "
-                   "checkpoint, else seeded random inputs (default: the job's [quantization] samples, else 256)")
+    p.add_argument("--calibration-samples", type=int_in(1, 100_000), metavar="N",
+                   help="int8 calibration inputs (at most 100000): training images of the checkpoint, else "
+                        "seeded random inputs (default: the job's [quantization] samples, else 256)")
     return p
 
 
@@ -58,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         checkpoint=Path(args.checkpoint) if args.checkpoint else None, device=args.device,
         dynamic_batch=args.dynamic_batch, latency_model=Path(args.latency_model) if args.latency_model else None,
         repeats=args.repeats, tune_minutes=args.tune_minutes,
-        tuning_db=Path(args.tuning_db) if args.tuning_db else None, rpc_tracker=args.rpc_tracker,
+        tuning_db=Path(args.tuning_db) if args.tuning_db else None,
+        rpc_tracker=check_host_port(args.rpc_tracker, "--rpc-tracker"),
         quantize=args.quantize, calibration_method=args.calibration_method,
         calibration_samples=args.calibration_samples, log=stderr_log(args.quiet))
     print(json.dumps(report.to_json(), indent=2) if args.json else render_summary(report, Path(args.out)))

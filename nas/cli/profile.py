@@ -8,7 +8,9 @@ from pathlib import Path
 
 from search_spaces import get_space
 
-from nas.cli._args import _int_at_least
+from nas._config_io import PROFILE_RANGES as RANGES
+from nas._config_io import check_host_port
+from nas.cli._args import number_in
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -16,16 +18,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", required=True,
                    help="a cpu profile: this host (host-cpu) or a board it reaches over TVM RPC (rpi4)")
     p.add_argument("--space", required=True, help="a registered space with a supernet (see `nas spaces`)")
-    p.add_argument("--samples", type=_int_at_least(10), default=200, help="subnets to measure (default 200)")
+    p.add_argument("--samples", type=number_in(RANGES["samples"]), default=200,
+                   help="subnets to measure (default 200)")
     p.add_argument("--rpc-tracker", metavar="HOST:PORT",
                    help="TVM RPC tracker of a board profile (default: the profile's rpc_tracker or $HWNAS_RPC_TRACKER)")
     p.add_argument("--backend", choices=["onnxruntime", "tvm", "torch"], help="default: the profile's backend")
-    p.add_argument("--threads", type=_int_at_least(1), help="intra-op threads (default: the profile's)")
-    p.add_argument("--repeats", type=_int_at_least(1), default=20, help="timed runs per measurement (default 20)")
-    p.add_argument("--coverage", type=_int_at_least(0), default=2000,
+    p.add_argument("--threads", type=number_in(RANGES["threads"]),
+                   help="intra-op threads (default: the profile's)")
+    p.add_argument("--repeats", type=number_in(RANGES["repeats"]), default=20,
+                   help="timed runs per measurement (default 20)")
+    p.add_argument("--coverage", type=number_in(RANGES["coverage"]), default=2000,
                    help="extra random subnets whose layer workloads are measured too (default 2000)")
-    p.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default 0)")
-    p.add_argument("--chunk", type=_int_at_least(1), default=20,
+    p.add_argument("--seed", type=number_in(RANGES["seed"]), default=0, help="random seed (default 0)")
+    p.add_argument("--chunk", type=number_in(RANGES["chunk"]), default=20,
                    help="items timed turn by turn beside a reference subnet (default 20)")
     p.add_argument("--no-drift-correction", action="store_true",
                    help="report raw latencies instead of rescaling each chunk by the reference subnet's drift")
@@ -40,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = ProfileSettings(samples=args.samples, coverage=args.coverage, backend=args.backend,
                                threads=args.threads, repeats=args.repeats, seed=args.seed, chunk=args.chunk,
-                               drift_correction=not args.no_drift_correction, rpc_tracker=args.rpc_tracker)
+                               drift_correction=not args.no_drift_correction,
+                               rpc_tracker=check_host_port(args.rpc_tracker, "--rpc-tracker"))
     report = profile_device(get_space(args.space), args.device, Path(args.out), settings=settings,
                             progress=not args.no_progress)
     print(json.dumps(report.to_json(), indent=2) if args.json else render_report(report, Path(args.out)))

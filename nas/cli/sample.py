@@ -8,14 +8,15 @@ import numpy as np
 
 from search_spaces import get_space
 
-from nas.cli._args import _int_at_least
+from nas._config_io import SEED
+from nas.cli._args import int_in, number_in
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("sample", help="random architectures as JSON lines")
     p.add_argument("space", help="a registered space (see `nas spaces`)")
-    p.add_argument("-n", type=_int_at_least(1), default=1, help="how many (default 1)")
-    p.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default 0)")
+    p.add_argument("-n", type=int_in(1, 1_000_000), default=1, help="how many (default 1; at most 1000000)")
+    p.add_argument("--seed", type=number_in(SEED), default=0, help="random seed (default 0)")
     return p
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nas.cli._args import _int_at_least, render_front
+from nas.cli._args import float_in, number_in, render_front
+from nas.jobs.config import SearchSettings
+
+MAX_WAIT_S = 1_000_000  # about 11 days
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -13,9 +16,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("config", help="TOML file: [search], [[objectives]], [[constraints]], [accuracy], [latency_models]")
     p.add_argument("--job", help="job name (default: [search] job, else SPACE-ALGORITHM-seedN)")
     p.add_argument("--storage", help="Optuna storage URL (default: [search] storage, else sqlite:///nas.db)")
-    p.add_argument("--budget", type=_int_at_least(1), help="expensive evaluations in total (resume counts past ones)")
+    p.add_argument("--budget", type=number_in(SearchSettings.RANGES["budget"]),
+                   help="expensive evaluations in total (resume counts past ones; at most 1000000)")
     p.add_argument("--no-local-eval", action="store_true", help="only queue candidates; `nas worker`s evaluate")
-    p.add_argument("--wait-timeout", type=_seconds, default=1800.0, metavar="S",
+    p.add_argument("--wait-timeout", type=float_in(0, MAX_WAIT_S), default=1800.0, metavar="S",
                    help="give up (exit 2) when queued candidates wait S seconds with no worker evaluating them "
                         "(default 1800; 0: wait forever)")
     p.add_argument("--no-baseline", action="store_true",
@@ -23,17 +27,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "float-then-int8 one; same budget and seed) and their hypervolume reports")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
-
-
-def _seconds(text: str) -> float:
-    """``--wait-timeout``: a finite number of seconds >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (value >= 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0 (0: wait forever), got {text!r}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nas.cli._args import _int_at_least
+from nas.cli._args import number_in
+from nas.training.config import TrainConfig
+
+RANGES = TrainConfig.RANGES  # a flag has its config key's range
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -15,11 +18,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--space", help="supernet/space name (default tiny_mbv3)")
     p.add_argument("--data", help="mnist-mini (default, embedded), cifar10:PATH or imagefolder:PATH")
     p.add_argument("--strategy", choices=["sandwich", "ps"], help="sandwich rule or progressive shrinking")
-    p.add_argument("--epochs", type=_int_at_least(1))
-    p.add_argument("--batch-size", type=_int_at_least(1))
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=_int_at_least(0))
-    p.add_argument("--steps-per-epoch", type=_int_at_least(0), help="cap on steps per epoch (0: full pass)")
+    p.add_argument("--epochs", type=number_in(RANGES["epochs"]))
+    p.add_argument("--batch-size", type=number_in(RANGES["batch_size"]))
+    p.add_argument("--lr", type=number_in(RANGES["lr"]))
+    p.add_argument("--seed", type=number_in(RANGES["seed"]))
+    p.add_argument("--steps-per-epoch", type=number_in(RANGES["steps_per_epoch"]),
+                   help="cap on steps per epoch (0: full pass)")
     p.add_argument("--out", required=True, help="output directory (checkpoint, logs)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -28,7 +32,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from nas.training.train import train
-    from nas.training.config import TrainConfig
 
     config = TrainConfig.from_toml(Path(args.config)) if args.config else TrainConfig()
     config = config.with_overrides(

@@ -6,21 +6,24 @@ import argparse
 import json
 from pathlib import Path
 
-from nas.cli._args import _int_at_least, stderr_log
+from nas._config_io import SEED
+from nas.cli._args import float_in, int_in, number_in, stderr_log
+from nas.cli.export import MAX_TUNE_MINUTES
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("tune-space", help="tune a space's TVM layer workloads once into a persistent database")
     p.add_argument("space", help="a registered space (see `nas spaces`)")
     p.add_argument("--device", required=True, help="a cpu profile (tuned and measured on this host), e.g. host-cpu")
-    p.add_argument("--minutes", required=True, type=float, help="wall-clock tuning budget in minutes (> 0)")
+    p.add_argument("--minutes", required=True, type=float_in(0, MAX_TUNE_MINUTES, low_open=True),
+                   help=f"wall-clock tuning budget in minutes (> 0, at most {MAX_TUNE_MINUTES})")
     p.add_argument("--resolutions", help="comma-separated input resolutions to tune (default: all the space's)")
     p.add_argument("--db", help="database folder (default $HWNAS_CACHE_DIR, else $XDG_CACHE_HOME/hwnas, else "
                                 "~/.cache/hwnas, then tvm-db/PROFILE@V/SPACE@V)")
-    p.add_argument("--check", type=_int_at_least(0), default=5,
+    p.add_argument("--check", type=int_in(0, 10_000), default=5,
                    help="random subnets whose database hit rate is reported afterwards (default 5)")
-    p.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default 0)")
-    p.add_argument("--max-trials-per-task", type=_int_at_least(1), default=1000,
+    p.add_argument("--seed", type=number_in(SEED), default=0, help="random seed (default 0)")
+    p.add_argument("--max-trials-per-task", type=int_in(1, 1_000_000), default=1000,
                    help="stop tuning a task after this many candidates (default 1000; 2: coverage only)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -18,7 +18,9 @@ Contract:
   of each of ``check`` random subnets' tasks that have a record (``hit_rate``; 1.0 is the goal), as a
   :class:`TuneSpaceResult` (``to_json()``: what ``nas tune-space --json`` prints).
 - Bad input (unknown space or device, a non-cpu device, minutes <= 0, a resolution the space does
-  not have) is a :class:`TuneSpaceError` (one line, exit code 2 from the CLI).
+  not have) is a :class:`TuneSpaceError` (one line, exit code 2 from the CLI), and so is a database
+  file that does not follow its schema (:func:`check_tuning_db`, ``kernels.tvm.db.check_database``):
+  it is refused before any task is extracted, naming the file and line, and never rewritten.
 """
 
 from __future__ import annotations
@@ -51,6 +53,23 @@ def cpu_profile(device: str):
         raise TuneSpaceError(f"--device {device}: TVM tuning runs on this host and needs a cpu profile; "
                              f"{profile.ref} is a {profile.kind} profile and tuning over RPC is not supported")
     return profile
+
+
+def check_tuning_db(db: Path | None, error: type[NASError] = TuneSpaceError) -> None:
+    """Check the tuning database folder ``db`` (when it exists) without importing TVM or writing anything:
+    ``error`` (a ``NASError``) names the file, the line and what a valid line looks like
+    (:func:`kernels.tvm.db.check_database`). A missing folder is fine: tuning creates it."""
+    if db is None or not Path(db).exists():
+        return
+    if not Path(db).is_dir():
+        raise error(f"TVM tuning database {str(db)!r} is not a folder; a database is a folder holding "
+                    "MetaSchedule's database_workload.json and database_tuning_record.json")
+    from kernels.tvm.db import TuningDatabaseError, check_database
+
+    try:
+        check_database(db)
+    except TuningDatabaseError as err:
+        raise error(str(err)) from None
 
 
 def profile_target(profile):
@@ -190,6 +209,7 @@ def tune_space(space_name: str, *, device: str = "host-cpu", minutes: float, res
     profile = cpu_profile(device)
     resolutions = parse_resolutions(space, resolutions)
     db_dir = Path(db) if db is not None else default_db_dir(profile, space)
+    check_tuning_db(db_dir)  # before the (slow) task extraction; tuning would refuse it only then
     from kernels.errors import KernelError
     from kernels.tvm.db import merge_tasks
 

@@ -8,6 +8,8 @@ model run by onnxruntime (``nas.training.quantized``), labelled ``int8``/``mixed
 arch's policy, and ``accuracy_drop`` the float top-1 minus it. For a co-design space (``<space>+hw(...)``)
 both are those of the arch's network part: the accelerator does not change what the network computes. A collapsed quantized accuracy (more
 than ``nas.training.quantized.COLLAPSE_DROP`` below float) is kept as measured and warned about. Spreads are binomial standard errors.
+The ``profile`` is ``<data>@ckpt-<checkpoint sha256[:12]>``; a figure served from the checkpoint's eval cache
+says so there: ``...+cached-<measured_at>`` (``+cached`` for a quantized top-1, whose cache keeps no time).
 """
 
 from __future__ import annotations
@@ -64,10 +66,13 @@ class AccuracyMetrics:
         def measure(arch) -> Metric:
             if self.network_of is not None:
                 arch = self.network_of(arch)
+            profile = self.profile
             if self.quantized is None:
                 result = self.evaluator(arch)
                 value, spread, precision = (0.0, 0.0, "fp32") if drop else (result.top1, _stderr(result.top1, result.n),
                                                                               "fp32")
+                if getattr(result, "cached", False) and not drop:
+                    profile = f"{self.profile}+cached-{result.measured_at or 'unknown'}"
             else:
                 q = self.quantized(arch)
                 if q.collapsed:
@@ -76,7 +81,9 @@ class AccuracyMetrics:
                 error = _stderr(q.top1, q.n)
                 value = q.drop if drop else q.top1
                 spread, precision = (math.sqrt(2) * error if drop else error), q.precision
-            return Metric(value=value, unit="fraction", source="measured", profile=self.profile, spread=spread,
+                if q.agreement is None:  # the quantized top-1 came from quant_eval_cache.json
+                    profile = f"{self.profile}+cached"
+            return Metric(value=value, unit="fraction", source="measured", profile=profile, spread=spread,
                           precision=precision)
 
         return measure

@@ -222,8 +222,8 @@ def sequential_codesign(space: AcceleratorSpace, objectives, constraints=(), *, 
                         seed: int, job: str | None = None, **search_kwargs):
     """The sequential mode (module doc): the network job on the default template, then its front's
     networks on their best accelerators, evaluated in job ``job``. Returns that job's ``SearchResult``."""
-    from nas.jobs.results import SearchResult
-    from nas.jobs.search import DEFAULT_WAIT_TIMEOUT_S, open_job, search, through_the_job
+    from nas.jobs.lease import driver_lease
+    from nas.jobs.search import open_job
 
     name = job or f"{space.name}-{algorithm}-seed{seed}-sequential"
     evaluator = Evaluator(space, objectives, constraints, catalog=search_kwargs.get("catalog"))
@@ -232,6 +232,17 @@ def sequential_codesign(space: AcceleratorSpace, objectives, constraints=(), *, 
                                 storage=search_kwargs.get("storage"), extra=extra, resumed_flag=True)
     if resumed:  # before the first stage runs: a job of another mode is refused
         check_resumed_mode(the_job, extra)
+    with driver_lease(the_job):
+        return _sequential_stages(the_job, space, evaluator, objectives, constraints, algorithm=algorithm,
+                                  budget=budget, seed=seed, name=name, **search_kwargs)
+
+
+def _sequential_stages(the_job, space, evaluator, objectives, constraints, *, algorithm, budget, seed, name,
+                       **search_kwargs):
+    """The two stages of :func:`sequential_codesign`, run while holding the outer job's lease."""
+    from nas.jobs.results import SearchResult
+    from nas.jobs.search import DEFAULT_WAIT_TIMEOUT_S, search, through_the_job
+
     first = search(space, objectives, constraints, algorithm=algorithm, budget=budget, seed=seed,
                    job=f"{name}.network", codesign="sequential", _default_template=True, **search_kwargs)
     picker = TemplatePicker(evaluator)

@@ -42,7 +42,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from hw_profiles import get_profile
-from nas._config_io import ConfigError, read_toml, subtable, typed_values
+from nas._config_io import SEED, ConfigError, Range, check_ranges, from_table, ints, read_toml, subtable
 from nas.jobs.objectives import CPU_METRICS, Constraint, MetricCatalog, Objective, ObjectiveError
 from search_spaces import get_space
 
@@ -60,11 +60,11 @@ class SearchSettings:
     job: str = ""
     storage: str = DEFAULT_STORAGE
     batch_size: int = 0  # 0: automatic
+    # ``nas search --budget`` uses the same range
+    RANGES = {"budget": ints(1, 1_000_000), "seed": SEED, "batch_size": ints(0, 10_000)}
 
     def __post_init__(self) -> None:
-        if self.budget < 1 or self.seed < 0 or self.batch_size < 0:
-            raise ConfigError(f"[search] needs budget >= 1, seed >= 0, batch_size >= 0; got budget={self.budget}, "
-                              f"seed={self.seed}, batch_size={self.batch_size}")
+        check_ranges(self, self.RANGES)
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,10 @@ class QuantizationSettings:
     method: str = "minmax"
     samples: int = 256
     sequential_baseline: bool = True
+    RANGES = {"samples": ints(1, 100_000)}  # as nas.training.quantized.QuantSettings
+
+    def __post_init__(self) -> None:
+        check_ranges(self, self.RANGES)
 
     def settings(self):
         from nas.training.quantized import QuantizationError, QuantSettings
@@ -108,6 +112,10 @@ class ConstraintSpec:
     op: str
     bound: float
     TOML_TYPES = {"bound": float}
+    RANGES = {"bound": Range()}  # any finite number
+
+    def __post_init__(self) -> None:
+        check_ranges(self, self.RANGES)
 
 
 @dataclass(frozen=True)
@@ -127,14 +135,12 @@ class SearchConfig:
         unknown = sorted(set(blob) - known)
         if unknown:
             raise ConfigError(f"{source}: unknown table(s) {unknown}; valid: {sorted(known)}")
-        search = SearchSettings(**typed_values(SearchSettings, subtable(blob, "search", source), source=f"{source} [search]"))
-        accuracy = AccuracySettings(**typed_values(AccuracySettings, subtable(blob, "accuracy", source),
-                                                   source=f"{source} [accuracy]"))
-        quantization = QuantizationSettings(**typed_values(
-            QuantizationSettings, subtable(blob, "quantization", source), source=f"{source} [quantization]"))
+        search = from_table(SearchSettings, subtable(blob, "search", source), source=f"{source} [search]")
+        accuracy = from_table(AccuracySettings, subtable(blob, "accuracy", source), source=f"{source} [accuracy]")
+        quantization = from_table(QuantizationSettings, subtable(blob, "quantization", source),
+                                  source=f"{source} [quantization]")
         quantization.settings()  # checks the values
-        codesign = CodesignSettings(**typed_values(CodesignSettings, subtable(blob, "codesign", source),
-                                                   source=f"{source} [codesign]"))
+        codesign = from_table(CodesignSettings, subtable(blob, "codesign", source), source=f"{source} [codesign]")
         from nas.jobs.codesign import MODES
 
         if codesign.mode not in MODES:
@@ -285,5 +291,5 @@ def _rows(blob: dict, key: str, cls, source: str) -> list:
         missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in row]
         if missing:
             raise ConfigError(f"{where}: missing key(s) {missing}")
-        out.append(cls(**typed_values(cls, row, source=where)))
+        out.append(from_table(cls, row, source=where))
     return out

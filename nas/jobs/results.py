@@ -154,11 +154,12 @@ class SearchResult:
 
 
 def load_job(name: str, *, storage, space: SearchSpace | None = None) -> SearchResult:
-    """The :class:`SearchResult` of a job already in ``storage`` (objectives as the job recorded them).
-    Give ``space`` for a user space that is not registered."""
+    """The :class:`SearchResult` of a job already in ``storage`` (objectives as the job recorded them),
+    opened read-only (a missing SQLite store is refused, not created). Give ``space`` for a user space
+    that is not registered."""
     from nas.jobs.store import Job, open_storage
 
-    job = Job.load(name, storage=open_storage(storage))
+    job = Job.load(name, storage=open_storage(storage, read_only=True))
     return SearchResult(job, [o.objective() for o in job.job_config.objectives], space=space)
 
 

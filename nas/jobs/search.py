@@ -23,6 +23,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 
 from nas.jobs.evaluator import Evaluator
+from nas.jobs.lease import driver_lease
 from nas.jobs.objectives import Constraint, MetricCatalog, Objective, ObjectiveError
 from nas.jobs.records import FINISHED, JobConfig, JobObjective, TrialRecord, latest_records
 from nas.jobs.results import SearchResult, constraint_matrix, normalised_hypervolume, objective_matrix
@@ -152,10 +153,11 @@ def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Seq
     else:
         searcher = _codesign.nested_searcher(algorithm, evaluator, seed, default_template=_default_template)
     waiting = dict(evaluate_locally=evaluate_locally, timeout_s=wait_timeout_s)
-    termination = _resume(the_job, evaluator, searcher, budget, **waiting)
-    with _progress(the_job, evaluator, termination, enabled=progress) as on_batch:
-        run_ask_tell(searcher, through_the_job(the_job, evaluator, **waiting), termination=termination,
-                     batch_size=batch_size or min(32, max(4, budget // 10)), callback=on_batch)
+    with driver_lease(the_job) as lease:
+        termination = _resume(the_job, evaluator, searcher, budget, **waiting)
+        with _progress(the_job, evaluator, termination, enabled=progress, lease=lease) as on_batch:
+            run_ask_tell(searcher, through_the_job(the_job, evaluator, **waiting), termination=termination,
+                         batch_size=batch_size or min(32, max(4, budget // 10)), callback=on_batch)
     report = searcher.report()
     if report is not None:
         the_job.save_predictor_report(report)
@@ -206,8 +208,9 @@ def through_the_job(job: Job, evaluator: Evaluator, **waiting):
 
 
 @contextmanager
-def _progress(job: Job, evaluator: Evaluator, termination: Termination, *, enabled: bool) -> Iterator:
-    """A tqdm bar over the budget; yields the loop's per-batch callback."""
+def _progress(job: Job, evaluator: Evaluator, termination: Termination, *, enabled: bool, lease=None) -> Iterator:
+    """A tqdm bar over the budget; yields the loop's per-batch callback, which also stops the loop
+    when the driver ``lease`` (``nas.jobs.lease``) was taken over."""
     from tqdm import tqdm
 
     budget = termination.budget
@@ -215,6 +218,8 @@ def _progress(job: Job, evaluator: Evaluator, termination: Termination, *, enabl
                disable=not enabled, dynamic_ncols=True)
 
     def on_batch(t: Termination) -> None:
+        if lease is not None:
+            lease.check()
         bar.update(min(budget, t.evaluated) - bar.n)
         bar.set_postfix(_front_postfix(SearchResult(job, evaluator.objectives, space=evaluator.space)), refresh=False)
 

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Collection, Iterator, Mapping, Sequence
 
 from hw_profiles import Metric
+from nas.jobs._store_values import finite_json, finite_only, is_finite, read_only_sqlite_url
 from nas.jobs.records import STATES, JobConfig, JobRecordError, TrialRecord, arch_id_of
 from search_spaces import ArchConfig, NASError
 
@@ -39,6 +41,10 @@ JOB_ATTR = "hwnas"
 
 class StoreError(NASError, ValueError):
     """A job or storage is missing, unreachable or does not match what was asked."""
+
+
+class StoreWarning(UserWarning):
+    """A store holds rows hwnas cannot read (damaged, or written by something else); they are skipped."""
 
 
 def _optuna():
@@ -52,8 +58,10 @@ def _optuna():
     return optuna
 
 
-def open_storage(storage, *, heartbeat_s: int = 10, grace_s: int = 30):
-    """An Optuna storage for ``storage`` (see the module docstring)."""
+def open_storage(storage, *, heartbeat_s: int = 10, grace_s: int = 30, read_only: bool = False):
+    """An Optuna storage for ``storage`` (see the module docstring). ``read_only`` (listing, reading
+    fronts, exporting): the store must already exist; a SQLite file is checked to be a job store and
+    opened read-only, so nothing is created or changed."""
     optuna = _optuna()
     if storage is None:
         return optuna.storages.InMemoryStorage()
@@ -61,10 +69,11 @@ def open_storage(storage, *, heartbeat_s: int = 10, grace_s: int = 30):
         return storage
     if not storage.startswith(("sqlite://", "postgresql://", "postgresql+", "mysql://", "mysql+")):
         raise StoreError(f"storage must be a URL like sqlite:///nas.db or postgresql://USER@HOST/DB, got {storage!r}")
+    url = read_only_sqlite_url(storage, StoreError) if read_only else storage
     for attempt in range(3):  # processes opening a fresh database together race to create its tables
         try:
             return optuna.storages.RDBStorage(
-                storage, heartbeat_interval=heartbeat_s, grace_period=grace_s,
+                url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
         except Exception as err:  # noqa: BLE001 - driver errors vary (sqlalchemy, psycopg)
             racing = any(text in str(err) for text in ("already exists", "duplicate key", "UniqueViolation",
@@ -104,6 +113,7 @@ class Job:
         self.study_id = self.storage.get_study_id_from_name(self.name)
         stored = study.user_attrs.get(JOB_ATTR, {})
         self._stored = dict(stored) if isinstance(stored, dict) else stored  # not a dict: job_config says so
+        self._warned: set[str] = set()
 
     @property
     def job_config(self) -> JobConfig:
@@ -127,7 +137,7 @@ class Job:
             study = optuna.create_study(study_name=name, storage=storage, directions=list(directions))
         except optuna.exceptions.DuplicatedStudyError:
             raise StoreError(f"job {name!r} already exists in this storage; load it to resume") from None
-        study.set_user_attr(JOB_ATTR, config.to_json())
+        study.set_user_attr(JOB_ATTR, finite_json(config.to_json()))
         return cls(study, url=_url(storage))
 
     @classmethod
@@ -146,19 +156,35 @@ class Job:
     def open(cls, name: str, *, storage, directions: Sequence[str], config: JobConfig) -> tuple["Job", bool]:
         """Load ``name`` if it exists (``resumed=True``), else create it. A resumed job must have been
         created with the same space and objectives."""
-        if name in list_jobs(storage):
-            job = cls.load(name, storage=storage)
-            for key in ("space", "space_version", "objectives", "constraints"):
-                if getattr(job.job_config, key) != getattr(config, key):
-                    raise StoreError(f"job {name!r} exists with another {key} ({job._stored.get(key)!r}, now "
-                                     f"{config.to_json()[key]!r}); choose a new --job name")
-            return job, True
-        return cls.create(name, storage=storage, directions=directions, config=config), False
+        if name not in list_jobs(storage):
+            try:
+                return cls.create(name, storage=storage, directions=directions, config=config), False
+            except StoreError:  # another process created it meanwhile: resume it like any existing job
+                pass
+        job = cls._load_created(name, storage)
+        for key in ("space", "space_version", "objectives", "constraints"):
+            if getattr(job.job_config, key) != getattr(config, key):
+                raise StoreError(f"job {name!r} exists with another {key} ({job._stored.get(key)!r}, now "
+                                 f"{config.to_json()[key]!r}); choose a new --job name")
+        return job, True
+
+    @classmethod
+    def _load_created(cls, name: str, storage) -> "Job":
+        """:meth:`load`, waiting up to 2 s for a job another process is creating (its study exists
+        a moment before its record)."""
+        for _ in range(20):
+            try:
+                return cls.load(name, storage=storage)
+            except StoreError as err:
+                if "was not created by hwnas" not in str(err):
+                    raise
+                time.sleep(0.1)
+        return cls.load(name, storage=storage)
 
     def update_config(self, **changes) -> None:
         """Change recorded settings of a resumed job (e.g. a larger budget); other keys stay as stored."""
         self._stored.update(changes)
-        self.study.set_user_attr(JOB_ATTR, dict(self._stored))
+        self.study.set_user_attr(JOB_ATTR, finite_json(dict(self._stored)))
 
     @property
     def status(self) -> str:
@@ -177,20 +203,52 @@ class Job:
         return self.study.user_attrs.get("predictor")
 
     def save_predictor_report(self, report: dict) -> None:
-        self.study.set_user_attr("predictor", dict(report))
+        self.study.set_user_attr("predictor", finite_json(dict(report)))
 
     def save_report(self, report: dict) -> None:
         """Record the search report (``report.json``'s content) with the job."""
-        self.study.set_user_attr("report", report)
+        self.study.set_user_attr("report", finite_json(report))
 
     def save_sequential_report(self, report: dict) -> None:
         """Record the joint-vs-sequential quantization comparison with the job."""
-        self.study.set_user_attr("sequential_report", report)
+        self.study.set_user_attr("sequential_report", finite_json(report))
 
     # ------------------------------------------------------------ queueing
     def trials(self, states=None) -> list:
-        """The raw Optuna ``FrozenTrial`` objects (prefer :meth:`records`)."""
-        return self.study.get_trials(deepcopy=False, states=states)
+        """The raw Optuna ``FrozenTrial`` objects (prefer :meth:`records`). Rows Optuna cannot read
+        (a damaged store, e.g. a NaN value written by an older hwnas) are skipped with a
+        :class:`StoreWarning`, so one bad row never makes a whole job unreadable."""
+        try:
+            return self.study.get_trials(deepcopy=False, states=states)
+        except (AssertionError, ValueError, TypeError, KeyError):
+            return self._readable_trials(states)
+
+    def _readable_trials(self, states) -> list:
+        """The trials of an RDB storage read one by one, skipping those that fail to load."""
+        from sqlalchemy import text
+
+        backend = getattr(self.storage, "_backend", self.storage)
+        with backend.engine.connect() as conn:
+            rows = conn.execute(text("SELECT trial_id FROM trials WHERE study_id = :sid ORDER BY trial_id"),
+                                {"sid": self.study_id}).all()
+        readable, skipped = [], 0
+        for (trial_id,) in rows:
+            try:
+                trial = backend.get_trial(trial_id)
+            except (AssertionError, ValueError, TypeError, KeyError):
+                skipped += 1
+                continue
+            if states is None or trial.state in states:
+                readable.append(trial)
+        self._warn_skipped(skipped, "Optuna cannot read them")
+        return readable
+
+    def _warn_skipped(self, skipped: int, why: str) -> None:
+        """One warning per job object and reason (polling loops read the trials again and again)."""
+        if skipped and why not in self._warned:
+            self._warned.add(why)
+            warnings.warn(f"job {self.name!r}: skipped {skipped} damaged trial row(s) ({why}); the store was "
+                          "written by something else or damaged", StoreWarning, stacklevel=3)
 
     def records(self, states: Sequence[str] | None = None, *, arch_ids: Collection[str] | None = None
                 ) -> list[TrialRecord]:
@@ -199,11 +257,19 @@ class Job:
         trials = self.trials(_trial_states(states))
         if arch_ids is not None:
             trials = [t for t in trials if arch_id_of(t) in arch_ids]
-        return [TrialRecord.from_trial(t) for t in trials]
+        records = []
+        for trial in trials:
+            try:
+                records.append(TrialRecord.from_trial(trial))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                records.append(None)
+        self._warn_skipped(records.count(None), "their hwnas attributes are malformed")
+        return [r for r in records if r is not None]
 
     def arch_ids(self) -> set[str]:
-        """Every arch_id queued, running or finished in this job."""
-        return {arch_id_of(t) for t in self.trials()} - {None}
+        """Every arch_id queued, running or finished in this job (in a readable trial: the arch of a
+        damaged row is queued again, like one never evaluated)."""
+        return {r.arch_id for r in self.records()} - {None}
 
     def enqueue(self, archs: Sequence[ArchConfig]) -> int:
         """Queue archs not yet in the job; returns how many were queued."""
@@ -287,16 +353,27 @@ class Job:
     def add_pruned(self, arch: ArchConfig, *, metrics: Mapping[str, Metric], constraints: Mapping[str, float]) -> None:
         """Record an arch rejected by a cheap constraint, as a finished PRUNED trial."""
         optuna = _optuna()
-        attrs = {"arch_id": arch.arch_id, "arch": arch.to_dict(), "result": _result("pruned", metrics, constraints)}
+        metrics, constraints, bad = finite_only(metrics, constraints)
+        result = _result("pruned", metrics, constraints)
+        if bad:
+            result["error"] = f"non-finite cheap value(s) not recorded: {bad}"
+        attrs = {"arch_id": arch.arch_id, "arch": arch.to_dict(), "result": result}
         self.study.add_trial(optuna.trial.create_trial(
             state=optuna.trial.TrialState.PRUNED, user_attrs=attrs,
             system_attrs={"constraints": list(constraints.values())} if constraints else None))
 
     def finish(self, trial_id: int, *, state: str, metrics: Mapping[str, Metric], values: Sequence[float] | None = None,
                constraints: Mapping[str, float] | None = None, error: str | None = None) -> None:
-        """Record one evaluation: ``state`` is ``complete``, ``pruned`` or ``fail``."""
+        """Record one evaluation: ``state`` is ``complete``, ``pruned`` or ``fail``. Every value is
+        checked first: a non-finite objective, metric or constraint value (NaN, inf, not a number)
+        makes the trial FAIL, with the names of the bad values as its error, and is not written."""
         optuna = _optuna()
-        constraints = dict(constraints or {})
+        metrics, constraints, bad = finite_only(metrics, dict(constraints or {}))
+        if state == "complete":
+            values = list(values or ())
+            bad += [f"objective {i} = {v!r}" for i, v in enumerate(values) if not is_finite(v)]
+        if bad and state != "fail":
+            state, error = "fail", f"non-finite value(s), not recorded: {', '.join(bad)}"
         result = _result(state, metrics, constraints)
         if error:
             result["error"] = error[:2000]
@@ -306,7 +383,7 @@ class Job:
         states = {"complete": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
                   "fail": optuna.trial.TrialState.FAIL}
         self.storage.set_trial_state_values(trial_id, state=states[state],
-                                            values=list(values) if state == "complete" else None)
+                                            values=[float(v) for v in values] if state == "complete" else None)
 
 
 def _trial_states(states: Sequence[str] | None):
@@ -332,5 +409,5 @@ def _result(state: str, metrics: Mapping[str, Metric], constraints: Mapping[str,
 
 def list_jobs(storage) -> list[str]:
     """Names of the hwnas jobs in ``storage``."""
-    return [s.study_name for s in _optuna().get_all_study_summaries(storage=storage, include_best_trial=False)
-            if JOB_ATTR in s.user_attrs]
+    storage = storage if not isinstance(storage, str) else open_storage(storage)
+    return [s.study_name for s in storage.get_all_studies() if JOB_ATTR in s.user_attrs]

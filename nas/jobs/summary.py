@@ -24,7 +24,7 @@ def job_summaries(storage) -> list[JobSummary]:
     from nas.jobs.results import load_job
     from nas.jobs.store import list_jobs, open_storage
 
-    storage = open_storage(storage)
+    storage = open_storage(storage, read_only=True)
     summaries = []
     for name in list_jobs(storage):
         result = load_job(name, storage=storage)

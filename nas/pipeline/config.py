@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hw_profiles import get_profile
-from nas._config_io import ConfigError, read_toml, subtable, typed_values
+from nas._config_io import (PROFILE_RANGES, REPEATS, ConfigError, check_host_port, check_ranges, from_table, ints,
+                            numbers, read_toml, subtable, typed_values)
 from nas.export.subnet import FORMATS, parse_formats
 from nas.jobs.objectives import Constraint, MetricCatalog, Objective, ObjectiveError
 from nas.profiling.device import ProfileSettings
@@ -42,10 +43,10 @@ TRAIN_DIR, PROFILE_DIR, EXPORT_DIR = "train", "profile", "export"
 @dataclass(frozen=True)
 class FrontSettings:
     measure: int = 3  # front members whose latency is measured beside the prediction (0: none)
+    RANGES = {"measure": ints(0, 1000)}
 
     def __post_init__(self) -> None:
-        if self.measure < 0:
-            raise ConfigError(f"[front] measure must be >= 0, got {self.measure}")
+        check_ranges(self, self.RANGES)
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,14 @@ class ExportSettings:
     latency_budget_ms: float = 5.0  # the most accurate front member predicted within it is exported
     formats: str = ",".join(FORMATS)
     repeats: int = 20
+    RANGES = {"latency_budget_ms": numbers(0, 1_000_000, low_open=True), "repeats": REPEATS}
 
     def __post_init__(self) -> None:
-        if not self.latency_budget_ms > 0:
-            raise ConfigError(f"[export] latency_budget_ms must be > 0, got {self.latency_budget_ms}")
-        if self.repeats < 1:
-            raise ConfigError(f"[export] repeats must be >= 1, got {self.repeats}")
+        check_ranges(self, self.RANGES)
         try:
             parse_formats(self.formats)
         except NASError as err:
-            raise ConfigError(f"[export] formats: {err}") from None
+            raise ConfigError(f"formats: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -98,6 +97,8 @@ class PipelineConfig:
         profile_values = typed_values(ProfileSettings, profile_table, source=f"{source} [profile]")
         try:
             profile = ProfileSettings(**profile_values)
+            check_ranges(profile, PROFILE_RANGES)
+            check_host_port(profile.rpc_tracker, "rpc_tracker")
         except NASError as err:
             raise ConfigError(f"{source} [profile]: {err}") from None
         if split_quantized_name(train.space) is not None or "+hw(" in train.space or train.space.startswith("tasks("):
@@ -113,10 +114,8 @@ class PipelineConfig:
             raise ConfigError(f"{source} [search]: storage must be a URL string such as "
                               f"postgresql://USER@HOST/DB, got {storage!r}")
         search_table.setdefault("job", default_job)
-        front = FrontSettings(**typed_values(FrontSettings, subtable(blob, "front", source),
-                                             source=f"{source} [front]"))
-        export = ExportSettings(**typed_values(ExportSettings, subtable(blob, "export", source),
-                                               source=f"{source} [export]"))
+        front = from_table(FrontSettings, subtable(blob, "front", source), source=f"{source} [front]")
+        export = from_table(ExportSettings, subtable(blob, "export", source), source=f"{source} [export]")
         # the search part goes through SearchConfig's own checks now, with placeholder folders
         probe = SearchConfig.from_dict(
             {"search": {**search_table, "space": train.space}, "objectives": blob.get("objectives", []),

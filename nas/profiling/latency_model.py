@@ -7,30 +7,192 @@ answers by default (the one with more held-out subnets within ±10%). ``predict(
 ``Metric`` per arch, tagged ``predicted`` with the profile's ``name@version``; its ``spread`` is
 the held-out RMSE (ms) of the predictor used, so a prediction is never read as a measurement.
 It is plain JSON on disk (``latency_model.json``); loading never unpickles anything.
+
+The file is untrusted input with one schema, :data:`SCHEMA` (declared below, checked by one function):
+every key, its type, its valid range and array lengths; then what relates keys (the report describes
+this model, the arch-level vectors have the space's feature count). A file that breaks it is a
+one-line :class:`LatencyModelError` naming the file, the key and the valid values.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from hw_profiles import Metric
+from nas._config_io import Range, ints, numbers, shown
 from nas.profiling._report import ProfileJobError, ProfileResult
-from predictors.features import arch_features
+from predictors.features import arch_features, layer_aggregates
 from predictors.latency import ArchLevelPredictor, KernelLevelPredictor
-from search_spaces import ArchConfig, NASError, SearchSpace, get_space
+from search_spaces import ACTIVATIONS, OPS, ArchConfig, NASError, SearchSpace, get_space
+from search_spaces.layers import PRECISION_BITS
 
 FORMAT_VERSION = 1
 PREDICTORS = ("kernel_level", "arch_level")
+MAX_FILE_BYTES = 256 << 20
+"""A latency model file larger than this (256 MiB) is refused unread (ofa_mbv3 with 2,000 subnets of
+coverage is a few MB)."""
 
 
 class LatencyModelError(NASError, ValueError):
-    """A latency model folder or file is missing, unreadable or belongs to another space."""
+    """A latency model folder or file is missing, unreadable, breaks the schema or belongs to another space."""
 
 
+# ---------------------------------------------------------------------------------------- the schema
+@dataclass(frozen=True)
+class Num:
+    """A JSON number within ``valid`` (``None`` too when ``null``)."""
+
+    valid: Range
+    null: bool = False
+
+
+@dataclass(frozen=True)
+class Str:
+    """A JSON string: one of ``choices``, or matching ``pattern`` (described by ``what``)."""
+
+    choices: tuple = ()
+    pattern: str = r"[^\x00-\x1f\x7f]{0,256}"
+    what: str = "one line of text of at most 256 characters"
+    null: bool = False
+
+
+@dataclass(frozen=True)
+class Bool:
+    """true or false."""
+
+
+@dataclass(frozen=True)
+class Array:
+    """A JSON array of ``min_len..max_len`` items, each valid as ``item``."""
+
+    item: object
+    min_len: int
+    max_len: int
+
+
+@dataclass(frozen=True)
+class Obj:
+    """A JSON object with exactly the keys of ``keys`` (those in ``optional`` may be left out)."""
+
+    keys: Mapping[str, object]
+    optional: tuple = ()
+    null: bool = False
+    extra: bool = False  # other keys allowed (and not checked)
+
+
+def check(node, value, where: str) -> None:
+    """``value`` valid as the schema ``node``, else LatencyModelError naming ``where`` and the valid values."""
+    if value is None and getattr(node, "null", False):
+        return
+    if isinstance(node, Num):
+        try:
+            holds = node.valid.holds(value)
+        except OverflowError:  # an integer beyond the float range where a float is wanted
+            holds = False
+        if not holds:
+            raise LatencyModelError(f"{where} must be {_words(node.valid)}, got {shown(value)}")
+    elif isinstance(node, Str):
+        if not isinstance(value, str):
+            raise LatencyModelError(f"{where} must be a string, got {shown(value)}")
+        if node.choices and value not in node.choices:
+            raise LatencyModelError(f"{where} must be one of {list(node.choices)}, got {shown(value)}")
+        if not node.choices and not re.fullmatch(node.pattern, value):
+            raise LatencyModelError(f"{where} must be {node.what}, got {shown(value)}")
+    elif isinstance(node, Bool):
+        if not isinstance(value, bool):
+            raise LatencyModelError(f"{where} must be true or false, got {shown(value)}")
+    elif isinstance(node, Array):
+        if not isinstance(value, list):
+            raise LatencyModelError(f"{where} must be an array, got {shown(value)}")
+        if not node.min_len <= len(value) <= node.max_len:
+            size = f"{node.min_len}" if node.min_len == node.max_len else f"{node.min_len} to {node.max_len}"
+            raise LatencyModelError(f"{where} must have {size} items, got {len(value)}")
+        for i, item in enumerate(value):
+            check(node.item, item, f"{where}[{i}]")
+    elif isinstance(node, Obj):
+        if not isinstance(value, dict):
+            raise LatencyModelError(f"{where} must be an object, got {shown(value)}")
+        missing = [k for k in node.keys if k not in value and k not in node.optional]
+        unknown = [] if node.extra else sorted(set(value) - set(node.keys))
+        if missing or unknown:
+            raise LatencyModelError(f"{where} has missing key(s) {shown(missing, 120)} and unknown key(s) "
+                                    f"{shown(unknown, 120)}; valid keys: {', '.join(node.keys)}")
+        for key, sub in node.keys.items():
+            if key in value:
+                check(sub, value[key], f"{where}.{key}")
+    else:  # pragma: no cover - a schema bug
+        raise TypeError(f"unknown schema node {node!r}")
+
+
+def _words(valid: Range) -> str:
+    return str(valid) if valid.integer else f"a finite number {valid}"
+
+
+MS = Num(numbers(0, 1e9))  # a latency or RMSE in ms (up to ~11 days)
+FRACTION = Num(numbers(0, 1))
+CORRELATION = Num(numbers(-1, 1))
+COUNT = Num(ints(0, 10**7))
+CHANNELS = Num(ints(1, 1 << 20))
+TEXT = Str()
+REF = Str(pattern=r"[^@\s]{1,128}@[^@\s]{1,200}", what="a device profile's name@version (e.g. 'host-cpu@1')")
+BACKENDS = ("onnxruntime", "tvm", "torch")
+MAX_LAYERS = 1_000_000
+MAX_FEATURES = 1_000_000
+SPREAD = Obj({"min": MS, "median": MS, "max": MS})
+HELD_OUT = Obj({"n": Num(ints(1, 10**7)), "rmse": MS, "within_10pct": FRACTION, "spearman": CORRELATION,
+                "kendall_tau": CORRELATION})
+LAYER = Obj({"op": Str(choices=OPS), "in_channels": CHANNELS, "out_channels": CHANNELS, "kernel": Num(ints(1, 1024)),
+             "stride": Num(ints(1, 1024)), "groups": CHANNELS, "in_hw": Array(Num(ints(1, 1 << 16)), 2, 2),
+             "act": Str(choices=ACTIVATIONS), "se_channels": Num(ints(0, 1 << 20)), "residual": Bool(), "bias": Bool(),
+             "bn": Bool(), "block": TEXT, "precision": Str(choices=tuple(PRECISION_BITS), null=True),
+             "out_hw": Array(Num(ints(1, 1 << 16)), 2, 2), "se": Bool(), "latency_ms": MS},
+            optional=("out_hw", "se"))  # derived from the others (LayerSpec.to_dict), not read back
+REPORT = Obj({
+    "device": REF, "backend": Str(choices=BACKENDS), "threads": Num(ints(0, 4096)), "space": TEXT,
+    "space_version": TEXT, "samples": Num(ints(1, 10**7)), "n_fit": COUNT, "n_held_out": COUNT,
+    "layer_workloads": COUNT, "seed": Num(ints(0, 2**63 - 1)), "warmup": COUNT, "repeats": Num(ints(1, 10**7)),
+    "latency_ms": SPREAD, "median_iqr_pct": Num(numbers(0, 1e9)),
+    "repeatability": Obj({"within_10pct": FRACTION, "spearman": CORRELATION}),
+    "drift": Obj({"correction": Bool(), "chunk": Num(ints(1, 10**7)), "reference_arch_id": TEXT,
+                  "reference_ms": SPREAD}, null=True),
+    "held_out": Obj({"kernel_level": HELD_OUT, "arch_level": HELD_OUT, "macs_proxy": HELD_OUT},
+                    optional=("macs_proxy",)),
+    "wall_s": Num(numbers(0, 1e9)),
+    "machine": Obj({"platform": TEXT, "processor": TEXT, "cpu_count": Num(ints(1, 10**6), null=True)}, extra=True),
+    "default_predictor": Str(choices=PREDICTORS)}, optional=("drift",))
+SCHEMA = Obj({
+    "format_version": Num(ints(FORMAT_VERSION, FORMAT_VERSION)),
+    "space": Str(pattern=r"[^\s]{1,256}", what="a search space name"), "space_version": TEXT, "profile": REF,
+    "backend": Str(choices=BACKENDS), "threads": Num(ints(0, 4096)), "default": Str(choices=PREDICTORS),
+    "report": REPORT,
+    "kernel_level": Obj({"kind": Str(choices=("kernel_level",)), "coef": Array(Num(numbers(0, 1e9)), 3, 3),
+                         "layers": Array(LAYER, 1, MAX_LAYERS)}),
+    "arch_level": Obj({"kind": Str(choices=("arch_level",)), "alpha": Num(numbers(0, 1e12), null=True),
+                       "alpha_fitted": Num(numbers(0, 1e12), null=True),
+                       "mean": Array(Num(numbers(-1e15, 1e15)), 1, MAX_FEATURES),
+                       "scale": Array(Num(numbers(0, 1e15, low_open=True)), 1, MAX_FEATURES),
+                       "coef": Array(Num(numbers(-1e9, 1e9)), 1, MAX_FEATURES),
+                       "intercept": Num(numbers(-1e9, 1e9))}),
+})
+"""``latency_model.json`` (:meth:`LatencyModel.to_dict`): every key, type, range and array length."""
+
+# the report describes this model: (report key, model key)
+_SAME = (("device", "profile"), ("backend", "backend"), ("threads", "threads"), ("space", "space"),
+         ("space_version", "space_version"), ("default_predictor", "default"))
+
+
+def _feature_count(space: SearchSpace) -> int:
+    """Columns of :func:`predictors.features.arch_features` for ``space``."""
+    return int(sum(space.cardinalities)) + layer_aggregates([]).size
+
+
+# ---------------------------------------------------------------------------------------- the model
 class LatencyModel:
     def __init__(self, *, space: SearchSpace, profile_ref: str, backend: str, threads: int,
                  kernel_level: KernelLevelPredictor, arch_level: ArchLevelPredictor, default: str,
@@ -53,11 +215,15 @@ class LatencyModel:
             values = self.kernel_level.predict([self.space.layers(a) for a in archs])
         else:
             values = self.arch_level.predict(arch_features(self.space, archs))
+        values = np.asarray(values, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise LatencyModelError(f"the {name} latency model of {self.profile_ref} predicts a non-finite latency "
+                                    "for some of these subnets; rebuild it with `nas profile`")
         rmse = self.report.rmse_ms(name)
         policy = getattr(self.space, "policy", None)
         return [Metric(value=float(max(v, 0.0)), unit="ms", source="predicted", profile=self.profile_ref,
                        spread=rmse, precision=policy(a).label if policy else "fp32")
-                for a, v in zip(archs, np.asarray(values))]
+                for a, v in zip(archs, values)]
 
     def to_dict(self) -> dict:
         return {"format_version": FORMAT_VERSION, "space": self.space.name, "space_version": self.space.version,
@@ -66,22 +232,46 @@ class LatencyModel:
                 "kernel_level": self.kernel_level.to_dict(), "arch_level": self.arch_level.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: Mapping, *, space: SearchSpace | None = None) -> "LatencyModel":
-        if data.get("format_version") != FORMAT_VERSION:
-            raise LatencyModelError(f"latency model format_version {data.get('format_version')!r} is not "
-                                    f"{FORMAT_VERSION}; rebuild it with `nas profile`")
-        space = space or get_space(data["space"])
-        if space.name != data["space"] or space.version != data["space_version"]:
-            raise LatencyModelError(f"latency model was built for space {data['space']}@{data['space_version']}, "
-                                    f"not {space.name}@{space.version}")
+    def from_dict(cls, data: Mapping, *, space: SearchSpace | None = None,
+                  source: str = "latency model") -> "LatencyModel":
+        """The model of a :meth:`to_dict` document, checked against :data:`SCHEMA` first; errors start
+        with ``source`` (the file)."""
+        version = data.get("format_version") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or version != FORMAT_VERSION or isinstance(version, bool):
+            got = f"format_version {shown(version)}" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+            raise LatencyModelError(f"{source}: format_version must be {FORMAT_VERSION} (a `nas profile` latency "
+                                    f"model), got {got}; rebuild it with `nas profile`")
+        check(SCHEMA, data, source)
+        report = data["report"]
+        for theirs, ours in _SAME:
+            if report[theirs] != data[ours]:
+                raise LatencyModelError(f"{source}: report.{theirs}={shown(report[theirs])} differs from "
+                                        f"{ours}={shown(data[ours])}: the report is not this model's")
         try:
-            report = ProfileResult.from_json(data["report"])
+            space = space or get_space(data["space"])
+        except NASError as err:
+            raise LatencyModelError(f"{source}: space: {err}") from None
+        if space.name != data["space"] or space.version != data["space_version"]:
+            raise LatencyModelError(f"{source} was built for space {data['space']}@{data['space_version']}, "
+                                    f"not {space.name}@{space.version}")
+        features = _feature_count(space)
+        for key in ("mean", "scale", "coef"):
+            got = len(data["arch_level"][key])
+            if got != features:
+                raise LatencyModelError(f"{source}: arch_level.{key} must have {features} items (the features of "
+                                        f"{space.name}), got {got}")
+        try:
+            report = ProfileResult.from_json(report)
         except ProfileJobError as err:
-            raise LatencyModelError(f"latency model report: {err}; rebuild it with `nas profile`") from None
+            raise LatencyModelError(f"{source}: report: {err}; rebuild it with `nas profile`") from None
+        predictors = {}
+        for key, kind in (("kernel_level", KernelLevelPredictor), ("arch_level", ArchLevelPredictor)):
+            try:
+                predictors[key] = kind.from_dict(data[key])
+            except ValueError as err:  # e.g. a layer row LayerSpec refuses (groups that do not divide)
+                raise LatencyModelError(f"{source}: {key}: {err}") from None
         return cls(space=space, profile_ref=data["profile"], backend=data["backend"], threads=data["threads"],
-                   kernel_level=KernelLevelPredictor.from_dict(data["kernel_level"]),
-                   arch_level=ArchLevelPredictor.from_dict(data["arch_level"]), default=data["default"],
-                   report=report)
+                   default=data["default"], report=report, **predictors)
 
     @classmethod
     def load(cls, path: Path | str, *, space: SearchSpace | None = None) -> "LatencyModel":
@@ -89,14 +279,19 @@ class LatencyModel:
         path = Path(path)
         if path.is_dir():
             path = path / "latency_model.json"
+        name = f"latency model {str(path)!r}"
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as err:
-            raise LatencyModelError(f"cannot read latency model {str(path)!r}: {err.strerror or err}; "
+            with open(path, "rb") as stream:
+                raw = stream.read(MAX_FILE_BYTES + 1)
+        except (OSError, ValueError) as err:  # ValueError: a NUL in the path
+            raise LatencyModelError(f"cannot read {name}: {getattr(err, 'strerror', None) or err}; "
                                     "build one with `nas profile --device DEVICE --space SPACE --out DIR`") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise LatencyModelError(f"latency model {str(path)!r} is not valid JSON: {err}") from None
+        if len(raw) > MAX_FILE_BYTES:
+            raise LatencyModelError(f"{name} is larger than {MAX_FILE_BYTES} bytes: not a latency model")
         try:
-            return cls.from_dict(data, space=space)
-        except (KeyError, TypeError) as err:
-            raise LatencyModelError(f"latency model {str(path)!r} is malformed: missing or bad {err}") from None
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError, or an over-long integer literal
+            raise LatencyModelError(f"{name} is not valid JSON: {err}") from None
+        except RecursionError:
+            raise LatencyModelError(f"{name} is not valid JSON: nested too deeply") from None
+        return cls.from_dict(data, space=space, source=name)

@@ -118,6 +118,7 @@ class Searcher(ABC):
         self._worst_g = np.full(self.n_constraints, -np.inf)
         self._walk: np.ndarray | None = None  # seeded enumeration order, built on first need
         self._walk_pos = 0
+        self._replay = 0  # warm-started archs the seeded draws may still hit (see _draw_unseen)
 
     def __repr__(self) -> str:
         return (
@@ -166,6 +167,7 @@ class Searcher(ABC):
             if arch.arch_id in self._told:
                 continue
             evaluations.append(self._record(arch, f, g))
+        self._replay += len(evaluations)
         if evaluations:
             self._warm_start(evaluations)
 
@@ -248,13 +250,16 @@ class Searcher(ABC):
     def _draw_unseen(self, k: int) -> list[ArchConfig]:
         """Up to ``k`` unseen canonical archs, claimed: bounded uniform draws, then enumeration."""
         out: list[ArchConfig] = []
-        misses, max_misses = 0, 16 + 4 * k
+        # a resumed searcher replays its seed's draws, which hit the warm-started archs first: those
+        # misses are expected (``_replay`` of them), on top of the usual allowance for collisions
+        misses, max_misses = 0, 16 + 4 * k + self._replay
         while len(out) < k and misses < max_misses:
             arch = self.space.sample(self._rng)
             if self._claim(arch):
                 out.append(arch)
             else:
                 misses += 1
+        self._replay = max(0, self._replay - misses)
         if len(out) < k and self.space.size <= ENUMERATE_LIMIT:
             if self._walk is None:
                 self._walk = self._rng.permutation(self.space.size)

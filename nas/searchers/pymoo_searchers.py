@@ -194,8 +194,9 @@ class PymooSearcher(Searcher):
             return
         if any(self._status(arch.arch_id) != "told" for arch, _ in self._waiting):
             return
-        if not self._alg.is_initialized and len(self._waiting) + len(self._extras) < self._alg.pop_size:
-            return
+        if not self._alg.is_initialized and len({a.arch_id for a, _ in self._waiting} | set(self._extras)) \
+                < self._alg.pop_size:
+            return  # counted once per arch: a proposal may repeat a told arch (e.g. after a resume)
         self._flush()
 
     def _flush(self) -> None:
@@ -307,6 +308,8 @@ class _BatchMOEAD(ParallelMOEAD):
         super()._initialize_advance(infills=infills, **kwargs)  # the ideal point from all of them
         rest = self.pop[self.pop_size:]
         self.pop = self.pop[: self.pop_size]  # one individual per direction
+        if len(self.pop) < self.pop_size:  # fewer distinct archs than directions: reuse them round-robin
+            self.pop = Population.create(*[self.pop[i % len(self.pop)].copy() for i in range(self.pop_size)])
         for ind in rest:
             self._replace(self._best_direction(ind), ind)
 

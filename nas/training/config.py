@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from nas._config_io import ConfigError, read_toml, typed_values
+from nas._config_io import SEED, ConfigError, check_ranges, from_table, ints, numbers, read_toml, shown, subtable
 
 
 STRATEGY_NAMES = ("sandwich", "ps")
+PS_STAGES = ("full", "kernel", "depth", "expand")  # progressive shrinking (supernets.training.strategies)
 
 
 @dataclass(frozen=True)
@@ -36,20 +38,36 @@ class TrainConfig:
     eval_batch_size: int = 256
     seed: int = 0
 
+    # The valid range of every numeric setting (``nas train`` flags use the same ones); wide enough for
+    # any real run, narrow enough to refuse NaN, inf and a value that would run for ever.
+    RANGES = {
+        "epochs": ints(1, 100_000),
+        "batch_size": ints(1, 1_000_000),
+        "lr": numbers(0, 100, low_open=True),
+        "momentum": numbers(0, 1, high_open=True),
+        "weight_decay": numbers(0, 1),
+        "label_smoothing": numbers(0, 1, high_open=True),
+        "n_random": ints(0, 100),
+        "kd_ratio": numbers(0, 1000),
+        "steps_per_epoch": ints(0, 10_000_000),  # 0: one full pass
+        "val_fraction": numbers(0, 1, low_open=True, high_open=True),
+        "image_size": ints(1, 4096),
+        "calib_batches": ints(1, 100_000),
+        "eval_batch_size": ints(1, 1_000_000),
+        "seed": SEED,
+    }
+
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGY_NAMES:
             raise ConfigError(f"strategy={self.strategy!r} is not one of {list(STRATEGY_NAMES)}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "calib_batches", "image_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        for name in ("n_random", "steps_per_epoch", "seed"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise ConfigError(f"need lr > 0, weight_decay >= 0, 0 <= momentum < 1; got lr={self.lr}, "
-                              f"weight_decay={self.weight_decay}, momentum={self.momentum}")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        check_ranges(self, self.RANGES, skip_none=False)
+        fractions = self.ps_fractions
+        if (not isinstance(fractions, tuple) or len(fractions) != len(PS_STAGES)
+                or not all(numbers(0, 1).holds(f) for f in fractions)
+                or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6)):
+            got = list(fractions) if isinstance(fractions, tuple) else fractions
+            raise ConfigError(f"ps_fractions must be {len(PS_STAGES)} numbers >= 0 summing to 1 (the shares of the "
+                              f"{', '.join(PS_STAGES)} stages), got {shown(got)}")
 
     @property
     def hash(self) -> str:
@@ -63,13 +81,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, table: dict, *, source: str = "config") -> "TrainConfig":
-        return cls(**typed_values(cls, table, source=source))
+        return from_table(cls, table, source=source)
 
     @classmethod
     def from_toml(cls, path: Path) -> "TrainConfig":
         """Read the ``[train]`` table of a TOML file (or its top level if it has no such table)."""
         blob = read_toml(path)
-        return cls.from_dict(blob.get("train", blob), source=str(path))
+        return cls.from_dict(subtable(blob, "train", str(path)) if "train" in blob else blob, source=str(path))
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -4,11 +4,30 @@ Output directory: ``checkpoint.pt`` (atomic, after every epoch), ``config.json``
 ``train_log.jsonl`` (one JSON object per event) and, for progressive shrinking, ``teacher.pt``.
 ``resume=True`` continues from the last checkpoint and reproduces the uninterrupted run exactly:
 every epoch's randomness derives from (seed, epoch) only.
+
+What ``out`` may be (checked on every rank before anything is written; a refusal is a one-line
+``ConfigError`` and touches nothing):
+
+- a new run (``resume=False``): a missing or empty folder, or the leftovers of a run with the same
+  settings that was stopped before its first checkpoint (only the files above, ``config.json`` equal
+  to these settings, no ``checkpoint.pt``), which it starts over. Anything else is refused: a file, a
+  folder with a checkpoint (pass ``resume=True``) or with anything a run of these settings did not write.
+- a resumed run (``resume=True``): a folder that holds a previous run: its ``checkpoint.pt`` (same
+  settings) or the leftovers above (started over: there is nothing to resume from), and nothing but the
+  files above (and their atomic-write temporaries). A missing or empty folder is refused.
+
+The log after a resume reads as if the run had never stopped: events after the checkpoint's epoch
+(the interrupted epoch's stage events, a ``done`` of a finished run) are dropped, the checkpoint's own
+``epoch`` event is restored from the checkpoint if the kill fell between the two writes, then a
+``resume`` event is appended; each stage is logged once and each epoch once. A log line that is not
+one of ours (not a JSON object with an ``event``) is refused, except a torn last line, which is dropped.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -26,7 +45,7 @@ from nas.training.config import ConfigError, TrainConfig
 from search_spaces import NASError
 from supernets import Supernet, create_supernet
 from supernets.checkpoint import (CHECKPOINT_NAME, atomic_torch_save, atomic_write_bytes, capture_rng_state,
-                                  load_checkpoint, save_checkpoint)
+                                  load_checkpoint, remove_stale_temp_files, save_checkpoint)
 from supernets.evaluate import EvalResult, evaluate
 from supernets.training.loop import StepInfo, stage_at, train_steps
 from supernets.training.strategies import ProgressiveShrinking, SandwichRule, Stage, TrainingStrategy
@@ -34,6 +53,12 @@ from supernets.training.strategies import ProgressiveShrinking, SandwichRule, St
 LOG_NAME = "train_log.jsonl"
 TEACHER_NAME = "teacher.pt"
 CONFIG_NAME = "config.json"
+RUN_FILES = (CHECKPOINT_NAME, CONFIG_NAME, LOG_NAME, TEACHER_NAME)  # what a run writes into ``out``
+# What ``nas eval`` caches next to the checkpoint (``CACHE_NAME`` of nas.training.evaluation and .quantized):
+# a resumed folder may hold them too.
+EVAL_CACHE_FILES = ("eval_cache.json", "quant_eval_cache.json")
+_OURS = RUN_FILES + EVAL_CACHE_FILES
+_TEMP_FILE = re.compile(rf"\.(?:{'|'.join(map(re.escape, _OURS))})\.[0-9]+\.[0-9a-f]{{8}}\.tmp")
 
 
 @dataclass(frozen=True)
@@ -84,30 +109,74 @@ def evaluate_probes(supernet: Supernet, data: DataSource, config: TrainConfig, d
     return results
 
 
+class TrainingDivergedError(NASError, FloatingPointError):
+    """The training loss became NaN or infinite; the run stops before saving the epoch's checkpoint."""
+
+
 class _Log:
     """Console (through tqdm) and JSON lines next to the checkpoint; only rank 0 writes."""
 
     def __init__(self, out: Path, enabled: bool) -> None:
         self.path, self.enabled = out / LOG_NAME, enabled
 
+    @staticmethod
+    def record(event: str, **fields) -> dict:
+        return {"event": event, "time": round(time.time(), 3), **fields}
+
     def event(self, event: str, console: str | None = None, **fields) -> None:
+        self.write(self.record(event, **fields), console)
+
+    def write(self, record: dict, console: str | None = None) -> None:
         if not self.enabled:
             return
         with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps({"event": event, "time": round(time.time(), 3), **fields}) + "\n")
+            f.write(json.dumps(record, allow_nan=False) + "\n")
         if console:
             tqdm.write(console, file=sys.stderr)  # stdout stays free for results
 
 
-def _prepare_out(out: Path, config: TrainConfig, resume: bool) -> dict | None:
-    """Check the output directory; return the checkpoint to resume from (or None)."""
-    has_checkpoint = (out / CHECKPOINT_NAME).exists()
-    if not resume:
-        if has_checkpoint:
-            raise ConfigError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out")
-        return None  # leftovers of a run killed before its first checkpoint are cleared by the caller
-    if not has_checkpoint:
-        raise ConfigError(f"--resume: no checkpoint in {out}; start without --resume")
+@dataclass(frozen=True)
+class _Start:
+    """What :func:`_prepare_out` found in ``out``: how the run begins."""
+
+    checkpoint: dict | None = None  # the checkpoint to resume from; None: start at epoch 0
+    log: tuple[str, ...] = ()  # resume: the log lines to keep (each with its newline)
+    stages: frozenset[str] = frozenset()  # resume: the stages the kept log already announces
+
+
+def _prepare_out(out: Path, config: TrainConfig, resume: bool) -> _Start:
+    """Check the output directory against the module docstring's rules (reading only); ``ConfigError`` if
+    it is refused. Every rank calls it before rank 0 writes anything."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file, not a folder; choose a new or empty folder")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if not [name for name in entries if not _TEMP_FILE.fullmatch(name)]:  # stray temporaries alone: empty
+        if resume:
+            raise ConfigError(f"--resume: {str(out)!r} holds no previous run ({'empty' if out.exists() else 'missing'}"
+                              "); start without --resume, or pass the folder of the run to continue")
+        return _Start()
+    has_checkpoint = CHECKPOINT_NAME in entries
+    if has_checkpoint and not resume:
+        raise ConfigError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out")
+    foreign = [name for name in entries if name not in _OURS and not _TEMP_FILE.fullmatch(name)]
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        if resume:
+            raise ConfigError(f"--resume: {str(out)!r} holds {foreign[0]!r}{more}, which nas train does not write; "
+                              "--resume takes a folder written by nas train only")
+        raise ConfigError(f"--out {str(out)!r} exists and is not empty (it holds {foreign[0]!r}{more}); choose a new "
+                          "or empty folder")
+    if not has_checkpoint:  # the leftovers of a run stopped before its first checkpoint
+        saved = _saved_config(out)
+        if saved != config.to_dict():
+            if resume and saved is not None:
+                diff = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v)
+                raise ConfigError(f"--resume: settings differ from the run in {out} ({', '.join(diff) or 'unknown'}); "
+                                  "use the same settings or a new --out")
+            where = "--resume: " if resume else "--out "
+            raise ConfigError(f"{where}{str(out)!r} holds no checkpoint and no {CONFIG_NAME} of these settings "
+                              "(not a nas train run of them); choose a new or empty folder")
+        return _Start()  # nothing to resume from: start over (rank 0 clears the leftovers)
     state = load_checkpoint(out)
     meta = state["meta"]
     if meta["config_hash"] != config.hash:
@@ -115,7 +184,53 @@ def _prepare_out(out: Path, config: TrainConfig, resume: bool) -> dict | None:
         diff = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v)
         raise ConfigError(f"--resume: settings differ from the checkpoint's ({', '.join(diff) or 'unknown'}); "
                           "use the same settings or a new --out")
-    return state
+    log = _log_to_keep(out / LOG_NAME, meta)
+    stages = frozenset(e["stage"] for e in map(json.loads, log) if e["event"] == "stage" and "stage" in e)
+    return _Start(checkpoint=state, log=tuple(log), stages=stages)
+
+
+def _saved_config(out: Path) -> dict | None:
+    """``out``'s config.json as a dict, or None when it is missing or not a JSON object."""
+    try:
+        saved = json.loads((out / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
+def _log_to_keep(path: Path, meta: dict) -> list[str]:
+    """The lines of the log at ``path`` written up to the checkpoint ``meta`` (its epoch's ``epoch`` event
+    included, restored from ``meta`` if the kill fell between the two writes); ``ConfigError`` if a line
+    is not one of ours (a torn last line is dropped). See the module docstring."""
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"--resume: cannot read {path} ({type(err).__name__}); it is not a nas train log") from None
+    lines = text.splitlines(keepends=True)
+    events = []
+    for number, line in enumerate(lines, 1):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+            if number == len(lines) and not line.endswith("\n"):
+                lines.pop()  # torn by the kill mid-write
+                break
+            raise ConfigError(f"--resume: {path} line {number} is not a nas train log event; --resume takes a "
+                              "folder written by nas train only")
+        events.append(event)
+    epoch = meta["epoch"]
+    is_epoch = [e["event"] == "epoch" and isinstance(e.get("epoch"), int) for e in events]
+    ends = [i + 1 for i, e in enumerate(events) if is_epoch[i] and e["epoch"] == epoch]
+    if ends:
+        return lines[:ends[-1]]
+    later = [i for i, e in enumerate(events) if (is_epoch[i] and e["epoch"] > epoch) or e["event"] == "done"]
+    kept = lines[:later[0]] if later else lines
+    restored = meta.get("epoch_event")
+    if isinstance(restored, dict) and restored.get("event") == "epoch":
+        kept.append(json.dumps(restored) + "\n")
+    return kept
 
 
 def train(config: TrainConfig, *, out: Path, resume: bool = False, progress: bool = True) -> TrainSummary:
@@ -131,7 +246,7 @@ def train(config: TrainConfig, *, out: Path, resume: bool = False, progress: boo
 
 
 def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: DistContext) -> TrainSummary:
-    state = _prepare_out(out, config, resume)
+    start = _prepare_out(out, config, resume)
     # Bad data or settings fail here, before anything is written to ``out``.
     data = load_data(config.data, seed=config.seed, val_fraction=config.val_fraction, image_size=config.image_size)
     steps = _steps_per_epoch(config, data, ctx)
@@ -143,13 +258,18 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
     strategy = build_strategy(config)
     plan = strategy.plan(steps * config.epochs)
     log = _Log(out, ctx.is_main)
-    start_epoch, global_step = _begin(out, config, state, supernet, optimizer, log, data=data, steps=steps, ctx=ctx)
+    start_epoch, global_step = _begin(out, config, start, supernet, optimizer, log, data=data, steps=steps, ctx=ctx)
     ctx.barrier()
-    on_stage_start = _stage_hook(strategy, supernet, out, log, ctx)
+    on_stage_start = _stage_hook(strategy, supernet, out, log, ctx, logged=start.stages)
     bar = tqdm(total=steps * config.epochs, initial=global_step, unit="step", desc="train",
                disable=not (progress and ctx.is_main), dynamic_ncols=True)
 
     def on_step(info: StepInfo) -> None:
+        if not math.isfinite(info.loss):  # stop before this epoch's checkpoint: no NaN weights are saved as done
+            raise TrainingDivergedError(
+                f"training diverged: the loss became {info.loss} at step {info.global_step} (epoch "
+                f"{(info.global_step - 1) // steps + 1}, stage {info.stage.name}); nothing of this epoch was saved; "
+                f"lower the learning rate (lr={config.lr:g}) or check the data")
         bar.update(1)
         bar.set_postfix(stage=info.stage.name, loss=f"{info.loss:.3f}", lr=f"{info.lr:.4f}", refresh=False)
 
@@ -193,35 +313,43 @@ def _steps_per_epoch(config: TrainConfig, data: DataSource, ctx: DistContext) ->
     return steps
 
 
-def _begin(out: Path, config: TrainConfig, state: dict | None, supernet: Supernet, optimizer: torch.optim.Optimizer,
+def _begin(out: Path, config: TrainConfig, start: _Start, supernet: Supernet, optimizer: torch.optim.Optimizer,
            log: _Log, *, data: DataSource, steps: int, ctx: DistContext) -> tuple[int, int]:
-    """Load the checkpoint ``state`` (resume) or start a fresh ``out``; returns (first epoch, global step)."""
+    """Load the checkpoint (resume; the log is cut back to it) or start a fresh ``out`` (clearing the
+    leftovers of a run stopped before its first checkpoint); returns (first epoch, global step)."""
+    if ctx.is_main:
+        for name in _OURS:
+            remove_stale_temp_files(out, name)  # of writers killed mid-write
+    state = start.checkpoint
     if state is not None:
         supernet.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, global_step = state["meta"]["epoch"] + 1, state["meta"]["global_step"]
+        if ctx.is_main:
+            atomic_write_bytes(out / LOG_NAME, "".join(start.log).encode("utf-8"))
         log.event("resume", f"resuming {out} after epoch {start_epoch}", epoch=start_epoch - 1,
                   global_step=global_step, checkpoint_sha256=state["sha256"])
         return start_epoch, global_step
     if ctx.is_main:
         for leftover in (out / TEACHER_NAME, out / LOG_NAME):
             leftover.unlink(missing_ok=True)
-        atomic_write_bytes(out / CONFIG_NAME, json.dumps(config.to_dict(), indent=2).encode())
+        atomic_write_bytes(out / CONFIG_NAME, json.dumps(config.to_dict(), indent=2, allow_nan=False).encode())
         log.event("start", f"training {config.space} on {data.name} with {config.strategy}: {config.epochs} epochs "
                   f"x {steps} steps, {ctx.world_size} process(es) on {ctx.device}",
                   config=config.to_dict(), world_size=ctx.world_size, device=str(ctx.device))
     return 0, 0
 
 
-def _stage_hook(strategy: TrainingStrategy, supernet: Supernet, out: Path, log: _Log, ctx: DistContext):
+def _stage_hook(strategy: TrainingStrategy, supernet: Supernet, out: Path, log: _Log, ctx: DistContext, *,
+                logged: frozenset[str] = frozenset()):
     """``on_stage_start`` for ``train_steps``: snapshots the progressive-shrinking teacher when the
-    full stage ends, and logs each stage once per process."""
-    logged_stages: set[str] = set()
+    full stage ends, and logs each stage once per run (``logged``: those a resumed log already has)."""
+    logged_stages: set[str] = set(logged)
 
     def on_stage_start(stage: Stage) -> None:
         if isinstance(strategy, ProgressiveShrinking) and stage.name != "full" and strategy.teacher is None:
             strategy.set_teacher(_teacher(supernet, out, ctx))
-        if stage.name not in logged_stages:  # also runs at every epoch start; log each stage once per process
+        if stage.name not in logged_stages:  # also runs at every epoch start; log each stage once
             logged_stages.add(stage.name)
             log.event("stage", f"stage {stage.name}: steps {stage.start}-{stage.end}", stage=stage.name,
                       start=stage.start, end=stage.end)
@@ -232,18 +360,19 @@ def _stage_hook(strategy: TrainingStrategy, supernet: Supernet, out: Path, log: 
 def _end_epoch(out: Path, config: TrainConfig, supernet: Supernet, optimizer: torch.optim.Optimizer, log: _Log, *,
                epoch: int, stage: str, global_step: int, loss: float, val: dict[str, EvalResult], started: float,
                world_size: int) -> None:
-    """Rank 0 after an epoch: the checkpoint (atomic) and the epoch's log line."""
+    """Rank 0 after an epoch: the checkpoint (atomic), which carries the epoch's log line, then that line."""
+    record = log.record("epoch", epoch=epoch, stage=stage, global_step=global_step, train_loss=loss,
+                        seconds=round(time.time() - started, 2),
+                        val={k: {"top1": v.top1, "loss": v.loss, "n": v.n} for k, v in val.items()})
     meta = {"space": supernet.space.name, "space_version": supernet.space.version,
             "config_hash": config.hash, "config": config.to_dict(), "strategy": config.strategy,
             "stage": stage, "epoch": epoch, "global_step": global_step,
             "rng": capture_rng_state(), "world_size": world_size,
-            "val": {k: v.top1 for k, v in val.items()}}
+            "val": {k: v.top1 for k, v in val.items()}, "epoch_event": record}
     save_checkpoint(out, model_state=supernet.state_dict(), optimizer_state=optimizer.state_dict(), meta=meta)
     summary = " ".join(f"{k} {v.top1:.2%}" for k, v in val.items())
-    log.event("epoch", f"epoch {epoch + 1}/{config.epochs} [{stage}] loss {loss:.3f} | val top1 "
-              f"{summary} | {time.time() - started:.0f} s", epoch=epoch, stage=stage,
-              global_step=global_step, train_loss=loss, seconds=round(time.time() - started, 2),
-              val={k: {"top1": v.top1, "loss": v.loss, "n": v.n} for k, v in val.items()})
+    log.write(record, f"epoch {epoch + 1}/{config.epochs} [{stage}] loss {loss:.3f} | val top1 "
+                      f"{summary} | {time.time() - started:.0f} s")
 
 
 def _teacher(supernet: Supernet, out: Path, ctx: DistContext) -> torch.nn.Module:

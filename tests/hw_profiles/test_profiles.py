@@ -92,7 +92,7 @@ def test_gpu_roofline_by_hand(tmp_path):
     se_res = dataclasses.replace(pw, in_channels=128, se_channels=32, residual=True)
     assert layer_kernels(se_res) == 6
     (metric,) = model.metrics([pw]).values()
-    assert metric == Metric(pytest.approx(expected * 1e3), "ms", "estimated", "g@2")
+    assert metric == Metric(pytest.approx(expected * 1e3), "ms", "estimated", f"g@2+file:{profile.content_hash}")
     fp32 = GpuRooflineModel(profile, precision="fp32")
     assert fp32.layer_latency_s(pw) > model.layer_latency_s(pw)
     with pytest.raises(ValueError, match="int8"):

@@ -300,7 +300,7 @@ KILL_CHILD = r"""
 import sys
 from pathlib import Path
 import torch
-from supernets.checkpoint import REQUIRED_META_KEYS, CheckpointError, load_checkpoint, save_checkpoint
+from supernets.checkpoint import CheckpointError, capture_rng_state, load_checkpoint, save_checkpoint
 
 directory = Path(sys.argv[1])
 try:
@@ -312,8 +312,8 @@ while True:
     epoch += 1
     model["a"].fill_(float(epoch))
     model["b"].fill_(epoch)
-    meta = {key: 0 for key in REQUIRED_META_KEYS}
-    meta.update(epoch=epoch, global_step=100 * epoch)
+    meta = {"space": "tiny_mbv3", "space_version": "1", "config_hash": "c0ffee", "strategy": "sandwich",
+            "stage": "sandwich", "epoch": epoch, "global_step": 100 * epoch, "rng": capture_rng_state()}
     save_checkpoint(directory, model_state=model, optimizer_state={"step": epoch}, meta=meta)
     print(epoch, flush=True)
 """

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from supernets import create_supernet
-from supernets.evaluate import EvalCache, evaluate
+from supernets.evaluate import EvalCache, evaluate, evaluation_setting
 from supernets.training import ProgressiveShrinking, SandwichRule, cosine_lr, train_steps
 from supernets.training.losses import soft_cross_entropy
 
@@ -117,10 +117,11 @@ def test_evaluate_recalibrates_restores_bn_and_caches(tmp_path):
     assert supernet.training  # mode restored
     # second call is served from the cache, even from a fresh cache object reading the file
     reread = EvalCache(checkpoint_hash="abc", data="synthetic", path=tmp_path / "cache.json")
-    assert reread.get(arch.arch_id) == result
-    assert evaluate(supernet, arch, [], cache=reread) == result
+    assert reread.get(arch.arch_id, evaluation_setting(1)) == result
+    hit = evaluate(supernet, arch, [], calib_batches=[(x, y)], n_calib_batches=1, cache=reread)
+    assert hit == result and hit.cached and not result.cached and hit.measured_at == result.measured_at
     other = EvalCache(checkpoint_hash="other", data="synthetic", path=tmp_path / "cache.json")
-    assert other.get(arch.arch_id) is None
+    assert other.get(arch.arch_id, evaluation_setting(1)) is None
 
 
 @pytest.mark.parametrize("results", [

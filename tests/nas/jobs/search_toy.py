@@ -58,11 +58,11 @@ def storage(url: str):
     return open_storage(url, heartbeat_s=HEARTBEAT_S, grace_s=GRACE_S)
 
 
-def run_coordinator(url: str, job: str, budget: int, local: bool) -> None:
+def run_coordinator(url: str, job: str, budget: int, local: bool, algorithm: str = "nsga2") -> None:
     from nas.jobs.search import search
 
-    search(SPACE, objectives(), constraints(), budget=budget, seed=0, storage=storage(url), job=job,
-           batch_size=4, evaluate_locally=local, progress=False)
+    search(SPACE, objectives(), constraints(), algorithm=algorithm, budget=budget, seed=0, storage=storage(url),
+           job=job, batch_size=4, evaluate_locally=local, progress=False)
 
 
 def run_worker(url: str, job: str) -> None:
@@ -74,8 +74,15 @@ def run_worker(url: str, job: str) -> None:
 if __name__ == "__main__":
     import sys
 
+    from search_spaces import NASError
+
     role, url, job = sys.argv[1:4]
-    if role == "coordinator":
-        run_coordinator(url, job, int(sys.argv[4]), local=sys.argv[5] == "local")
-    else:
-        run_worker(url, job)
+    try:
+        if role == "coordinator":
+            run_coordinator(url, job, int(sys.argv[4]), local=sys.argv[5] == "local", algorithm=sys.argv[6]
+                            if len(sys.argv) > 6 else "nsga2")
+        else:
+            run_worker(url, job)
+    except NASError as err:  # as the CLI does: one line, exit 2
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -33,7 +33,7 @@ def test_hash_changes_with_any_setting_and_is_stable():
         ("[train]\nepoch = 3\n", "unknown key(s) ['epoch']"),
         ("[train]\nepochs = \"3\"\n", "epochs must be an integer, got '3'"),
         ("[train]\nstrategy = \"greedy\"\n", "strategy='greedy' is not one of ['sandwich', 'ps']"),
-        ("[train]\nepochs = 0\n", "epochs must be >= 1, got 0"),
+        ("[train]\nepochs = 0\n", "c.toml: epochs must be an integer >= 1 and <= 100000, got 0"),
         ("[train\n", "is not valid TOML"),
     ],
 )

@@ -1,0 +1,78 @@
+"""What the job store checks before it writes, and how read-only commands open a SQLite store.
+
+Contract: a value reaches the store only when it is a finite number (:func:`finite_only` splits off
+the others and names them); reports are stored with non-finite floats as null (:func:`finite_json`,
+since NaN is not JSON); :func:`read_only_sqlite_url` refuses a path that is not an existing job store
+and opens one read-only, so listing or reading a job never creates or changes a file.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from pathlib import Path
+from typing import Mapping
+
+from hw_profiles import Metric
+
+
+def is_finite(value) -> bool:
+    """Whether ``value`` is a real number (numpy scalars included, bool excluded) and finite."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+def finite_only(metrics: Mapping[str, Metric], constraints: Mapping[str, float]):
+    """``(metrics, constraints, bad)``: those with finite values, and a description of the others."""
+    bad = [f"metric {k} = {m.value!r}" for k, m in metrics.items() if not is_finite(m.value)]
+    bad += [f"metric {k} spread = {m.spread!r}" for k, m in metrics.items()
+            if m.spread is not None and not is_finite(m.spread)]
+    bad += [f"constraint {k} = {v!r}" for k, v in constraints.items() if not is_finite(v)]
+    kept = {k: m for k, m in metrics.items()
+            if is_finite(m.value) and (m.spread is None or is_finite(m.spread))}
+    return kept, {k: float(v) for k, v in constraints.items() if is_finite(v)}, bad
+
+
+def finite_json(obj):
+    """``obj`` (JSON-able) with every non-finite float replaced by None: what reports store, since
+    NaN is not JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def read_only_sqlite_url(storage: str, error: type[Exception]) -> str:
+    """A SQLite URL that opens the existing job store read-only (other URLs unchanged); StoreError
+    naming the file when it is missing, not a SQLite database or not a job store."""
+    if not storage.startswith("sqlite:///") or storage == "sqlite:///:memory:":
+        return storage
+    path = Path(storage[len("sqlite:///"):].split("?", 1)[0])
+    if not path.is_file():
+        raise error(f"no job store at {str(path)!r} (storage {storage!r}); give the --storage URL of an "
+                         "existing store, e.g. the one `nas search` wrote")
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(len(_SQLITE_MAGIC))
+    except OSError as err:
+        raise error(f"cannot read job store {str(path)!r}: {err.strerror or err}") from None
+    if magic != _SQLITE_MAGIC:
+        raise error(f"{str(path)!r} is not a job store (not a SQLite database); give the --storage URL "
+                         "of a store `nas search` wrote")
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as err:
+        raise error(f"{str(path)!r} is not a readable job store: {err}") from None
+    if not {"studies", "trials", "study_user_attributes"} <= tables:
+        raise error(f"{str(path)!r} is a SQLite database but not a job store (no Optuna tables); give "
+                         "the --storage URL of a store `nas search` wrote")
+    return f"sqlite:///file:{path.resolve()}?mode=ro&uri=true"

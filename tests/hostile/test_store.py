@@ -1,0 +1,177 @@
+"""The job store under bad values and damaged rows, read-only commands, and the driver lease.
+
+A NaN used to reach Optuna's RDB storage through a call that skips its NaN check, after which every
+command on any job of that store failed with an AssertionError; these tests pin the fix on a real
+SQLite store."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+import warnings
+
+import pytest
+
+import search_toy
+from conftest import tally
+from nas.jobs.lease import LEASE_KEY, DriverRunningError, Holder, acquire, driver_lease
+from nas.jobs.objectives import Objective
+from nas.jobs.search import search
+from nas.jobs.store import Job, StoreWarning, list_jobs, open_storage
+
+
+def _nan_sometimes(arch) -> float:
+    return float("nan") if arch.to_dict()["a"] == 2 else search_toy.quality(arch)
+
+
+def _inf_spread(arch):
+    from hw_profiles import Metric
+
+    return Metric(value=1.0, unit="ms", source="measured", profile="x@1", spread=float("inf"))
+
+
+def _search(url: str, job: str, budget: int, objectives=None, **kw):
+    objectives = objectives or search_toy.objectives()
+    return search(search_toy.SPACE, objectives, search_toy.constraints(), algorithm="random", budget=budget,
+                  seed=0, storage=search_toy.storage(url), job=job, progress=False, **kw)
+
+
+@pytest.fixture
+def url(tmp_path):
+    return f"sqlite:///{tmp_path / 'nas.db'}"
+
+
+def test_a_nan_objective_fails_its_trial_with_the_reason_and_the_store_stays_readable(url, tmp_path, capsys):
+    objectives = [Objective("quality", _nan_sometimes, direction="maximize"),
+                  Objective("size", search_toy.size, cheap=True)]
+    result = _search(url, "nan", 40, objectives)
+    failed = [r for r in result.job.records() if r.state == "fail"]
+    assert failed and all("non-finite" in r.error and "quality" in r.error for r in failed)
+    assert all(r.arch["a"] == 2 for r in failed)
+    # nothing non-finite was written: every stored value and attribute is strict JSON / a number
+    with sqlite3.connect(tmp_path / "nas.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM trial_values WHERE value IS NULL").fetchone()[0] == 0
+        for (text,) in conn.execute("SELECT value_json FROM trial_user_attributes"):
+            json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} stored in a trial attribute"))
+    # every command on the store still works; the job resumes to its budget
+    from nas.cli import main
+
+    assert main(["jobs", "--storage", url]) == 0
+    assert "nan" in capsys.readouterr().out
+    resumed = _search(url, "nan", 60, objectives)
+    assert sum(r.state in ("complete", "fail") for r in resumed.job.records()) == 60
+    tally("cli", "search (NaN objective)", broken=False)
+
+
+def test_a_non_finite_spread_fails_the_trial_too(url):
+    objectives = [Objective("quality", search_toy.quality, direction="maximize"),
+                  Objective("lat", _inf_spread), Objective("size", search_toy.size, cheap=True)]
+    result = _search(url, "spread", 5, objectives)
+    records = result.job.records()
+    assert records and all(r.state == "fail" and "spread" in r.error for r in records if r.state != "pruned")
+
+
+def _damage(db, *, null_values: int, malformed_results: int) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE trial_values SET value = NULL WHERE trial_value_id IN "
+                     "(SELECT trial_value_id FROM trial_values ORDER BY trial_value_id LIMIT ?)", (null_values,))
+        conn.execute("UPDATE trial_user_attributes SET value_json = '{\"metrics\": 5}' WHERE key = 'result' AND "
+                     "trial_id IN (SELECT trial_id FROM trials ORDER BY trial_id DESC LIMIT ?)", (malformed_results,))
+
+
+def test_a_store_with_damaged_rows_is_listed_read_and_resumed_with_a_warning(url, tmp_path, capsys):
+    """A store an older hwnas (or someone else) damaged: bad rows are skipped with a warning, the
+    rest is read, and a resumed search reaches its budget without waiting on the skipped rows."""
+    _search(url, "old", 20)
+    _damage(tmp_path / "nas.db", null_values=2, malformed_results=1)
+    from nas.cli import main
+
+    with pytest.warns(StoreWarning, match="skipped 1 damaged trial row"):
+        assert main(["jobs", "--storage", url]) == 0
+    assert "old" in capsys.readouterr().out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StoreWarning)
+        resumed = _search(url, "old", 30, wait_timeout_s=30)
+        counted = [r for r in resumed.job.records() if r.state in ("complete", "fail")]
+    assert len(counted) == 30  # the two skipped rows are re-evaluated: the budget counts what is readable
+    assert resumed.job.status == "done"
+
+
+@pytest.mark.parametrize("command", [["jobs"], ["pareto", "j"], ["export", "--job", "j", "--trial", "0"]],
+                         ids=["jobs", "pareto", "export"])
+@pytest.mark.parametrize("what", ["missing", "empty", "text", "foreign-sqlite"])
+def test_read_only_commands_refuse_what_is_not_a_store_and_create_nothing(hostile_cli, tmp_path, command, what):
+    path = tmp_path / "store.db"
+    if what == "empty":
+        path.write_bytes(b"")
+    elif what == "text":
+        path.write_text("not a database\n")
+    elif what == "foreign-sqlite":
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE notes (x)")
+    extra = ["--out", str(tmp_path / "out")] if command[0] == "export" else []
+    hostile_cli([*command, "--storage", f"sqlite:///{path}", *extra], watch=[tmp_path], contains="store")
+
+
+def test_reading_a_job_opens_the_store_read_only(url, tmp_path):
+    _search(url, "ro", 6)
+    before = (tmp_path / "nas.db").stat().st_mtime_ns
+    from nas.jobs.results import load_job
+
+    result = load_job("ro", storage=url, space=search_toy.SPACE)
+    assert len(result.job.records()) >= 6
+    with pytest.raises(Exception, match="readonly|read-only|attempt to write|commit"):
+        result.job.set_status("running")
+    assert (tmp_path / "nas.db").stat().st_mtime_ns == before
+
+
+# ------------------------------------------------------------------------------------ the lease
+def _job(url: str, name: str = "leased") -> Job:
+    _search(url, name, 4)
+    return Job.load(name, storage=search_toy.storage(url))
+
+
+def _forge(job: Job, holder: Holder) -> None:
+    from sqlalchemy import text
+
+    with job.storage._backend.engine.begin() as conn:
+        conn.execute(text("DELETE FROM study_user_attributes WHERE key = :k"), {"k": LEASE_KEY})
+        conn.execute(text("INSERT INTO study_user_attributes (study_id, key, value_json) VALUES (:s, :k, :v)"),
+                     {"s": job.study_id, "k": LEASE_KEY, "v": holder.to_json()})
+
+
+def test_a_second_driver_is_refused_while_the_first_holds_the_lease(url):
+    job = _job(url)
+    with driver_lease(job) as lease:
+        assert lease is not None
+        with pytest.raises(DriverRunningError, match=rf"already being searched by pid {os.getpid()}.*nas worker"):
+            _search(url, "leased", 8)
+    assert len(list_jobs(open_storage(url))) == 1
+    _search(url, "leased", 8)  # released: the next driver takes it
+
+
+def test_a_lease_of_a_dead_process_on_this_host_is_taken_at_once(url):
+    job = _job(url)
+    _forge(job, Holder(host=socket.gethostname(), pid=2**22 + 12345, started=1.0, beat=time.time()))
+    assert acquire(job, grace_s=30) is not None
+
+
+def test_a_live_lease_of_another_host_is_respected_and_an_expired_one_taken(url):
+    job = _job(url)
+    _forge(job, Holder(host="elsewhere", pid=1, started=1.0, beat=time.time()))
+    with pytest.raises(DriverRunningError, match="pid 1 on elsewhere"):
+        acquire(job, grace_s=30)
+    _forge(job, Holder(host="elsewhere", pid=1, started=1.0, beat=time.time() - 31))
+    assert acquire(job, grace_s=30) is not None
+
+
+def test_a_driver_whose_lease_was_taken_over_stops(url):
+    job = _job(url)
+    lease = acquire(job, grace_s=30)
+    _forge(job, Holder(host="elsewhere", pid=1, started=1.0, beat=time.time()))
+    lease.beat()
+    with pytest.raises(DriverRunningError, match="took over"):
+        lease.check()
