@@ -178,7 +178,8 @@ def _meta_problem(meta: dict) -> tuple[str, str] | None:
         "stage": text(meta["stage"], 64),
         "epoch": integer(meta["epoch"], 0, MAX_EPOCH),
         "global_step": integer(meta["global_step"], 0, MAX_STEP),
-        "rng": (isinstance(rng, dict) and byte_tensor(rng.get("torch")) and isinstance(rng.get("numpy"), (dict, type(None)))
+        "rng": (isinstance(rng, dict) and byte_tensor(rng.get("torch"))
+                and isinstance(rng.get("numpy"), (dict, type(None)))
                 and isinstance(rng.get("cuda", []), list) and all(byte_tensor(t) for t in rng.get("cuda", []))),
     }
     if "config" in meta:

@@ -113,7 +113,8 @@ class EvalCache:
             return _ignored(path, f"format_version is {str(version)[:20]!r}, this hwnas reads {CACHE_FORMAT_VERSION}")
         unknown = sorted(set(blob) - {"format_version", "checkpoint_hash", "data", "results"})
         if unknown:
-            return _ignored(path, f"unknown key {unknown[0][:40]!r}; valid: format_version, checkpoint_hash, data, results")
+            return _ignored(path, f"unknown key {unknown[0][:40]!r}; valid: format_version, checkpoint_hash, data, "
+                                  "results")
         problem, results = _checked_results(blob.get("results"))
         return _ignored(path, problem) if problem else results
 
@@ -125,12 +126,11 @@ class EvalCache:
         return replace(entry[1], cached=True)
 
     def put(self, arch_id: str, result: EvalResult, setting: str = "") -> None:
-        """Cache ``result`` of ``arch_id`` measured with ``setting`` (and write the file, atomically)."""
-        if not _ARCH_ID.match(arch_id):
-            raise ValueError(f"arch_id must be 1..64 lowercase hex digits, got {arch_id!r}")
+        """Cache ``result`` of ``arch_id`` measured with ``setting`` (and write the file, atomically). A result the
+        schema would refuse on reading (a NaN loss of a diverged network, ...) is not cached."""
         result = replace(result, cached=False, measured_at=result.measured_at or _now())
         if _entry_problem(arch_id, _entry(setting, result)) is not None:
-            raise ValueError(f"not a cacheable result of {arch_id}: {_entry_problem(arch_id, _entry(setting, result))}")
+            return
         self._results[arch_id] = (setting, result)
         if self.path is not None:
             blob = {"format_version": CACHE_FORMAT_VERSION, "checkpoint_hash": self.checkpoint_hash, "data": self.data,

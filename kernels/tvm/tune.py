@@ -227,6 +227,10 @@ def tune(tasks: Sequence[Task], target, db_dir, *, budget_s: float, trials_per_r
 
     start = time.monotonic()
     db_dir = Path(db_dir)
+    if db_dir.is_dir():
+        from kernels.tvm.db import check_database
+
+        check_database(db_dir)  # a file it cannot parse is refused before anything is written there
     db_dir.mkdir(parents=True, exist_ok=True)
     lock = _Lock(db_dir)
     builder = runner = state = None

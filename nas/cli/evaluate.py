@@ -24,7 +24,9 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(Path(args.checkpoint), load_arch_json(args.arch), data=args.data)
     if args.json:
         print(json.dumps({"top1": result.top1, "loss": result.loss, "n": result.n,
-                          "bn_recalibrated": result.bn_recalibrated}))
+                          "bn_recalibrated": result.bn_recalibrated, "cached": result.cached,
+                          "measured_at": result.measured_at}))
     else:
-        print(f"top1 {result.top1:.2%}  loss {result.loss:.4f}  ({result.n} images, BN recalibrated)")
+        cached = f", cached from {result.measured_at}" if result.cached else ""
+        print(f"top1 {result.top1:.2%}  loss {result.loss:.4f}  ({result.n} images, BN recalibrated{cached})")
     return 0

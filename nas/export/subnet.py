@@ -3,7 +3,8 @@
 Contract:
 - :func:`export_subnet` writes into a new folder ``out`` (refused when it exists and is not
   empty). Everything is built in a temporary sibling folder that is renamed to ``out`` only at
-  the end; on any failure (or interrupt) it is removed, so nothing is left behind
+  the end; on any failure (or interrupt) it is removed, so nothing is left behind, and one a
+  killed export left is removed by the next export to the same ``out``
   (:func:`nas._folders.staged_folder`). Files:
   ``arch.json`` (space, space version, supernet settings, arch_id, the arch, checkpoint sha256),
   ``model.pt`` (the extracted subnet's ``state_dict``, weights only), ``model.onnx`` (opset 17,

@@ -153,13 +153,13 @@ class SearchResult:
         raise KeyError(f"job {self.name!r} has no trial {trial}")
 
 
-def load_job(name: str, *, storage, space: SearchSpace | None = None) -> SearchResult:
+def load_job(name: str, *, storage, space: SearchSpace | None = None, read_only: bool = True) -> SearchResult:
     """The :class:`SearchResult` of a job already in ``storage`` (objectives as the job recorded them),
-    opened read-only (a missing SQLite store is refused, not created). Give ``space`` for a user space
-    that is not registered."""
+    opened read-only unless ``read_only=False`` (a missing SQLite store is refused, not created). Give
+    ``space`` for a user space that is not registered."""
     from nas.jobs.store import Job, open_storage
 
-    job = Job.load(name, storage=open_storage(storage, read_only=True))
+    job = Job.load(name, storage=open_storage(storage, read_only=read_only))
     return SearchResult(job, [o.objective() for o in job.job_config.objectives], space=space)
 
 

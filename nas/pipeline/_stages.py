@@ -172,7 +172,7 @@ def search_stage(ctx: StageContext) -> SearchStageResult:
             search(space, objectives, constraints, algorithm=algorithm, budget=settings.budget,
                    seed=settings.seed, storage=storage, job=job, batch_size=settings.batch_size or None,
                    catalog=catalog, progress=ctx.progress, config_extra=extra)
-    result, baseline = (load_job(j, storage=storage, space=ctx.space) for j in jobs)
+    result, baseline = (load_job(j, storage=storage, space=ctx.space, read_only=False) for j in jobs)  # report
     report = compare_hypervolume(result, baseline)
     result.job.save_report(report.to_json())
     n, n_base = (int((r.trials()["state"] != "pruned").sum()) for r in (result, baseline))

@@ -11,7 +11,8 @@ Steps (each with a progress bar and ETA on stderr):
 4. fit the kernel-level and arch-level predictors and a MACs-only proxy on the fit split, and report
    RMSE, the ±10% share and Spearman on the held-out split.
 
-Output folder (written to a temporary sibling, then renamed: no half-written folder is left):
+Output folder (written to a temporary sibling, then renamed: no half-written folder is left; a killed
+run's temporary goes at the next run on the same ``out``, :func:`nas._folders.staged_folder`):
 ``latency_model.json`` (predictors + report, see :mod:`nas.profiling.latency_model`), ``measurements.jsonl``
 (one measured subnet per line with its split and spread) and ``report.json``.
 """

@@ -21,14 +21,19 @@ class CheckpointEvaluator:
 
     ``__call__(arch)`` evaluates with BN recalibration (cached next to the checkpoint, keyed by its
     SHA-256, the data and the ``arch_id``). ``space`` is the checkpoint's space; ``checkpoint_hash``
-    its SHA-256; ``data`` the dataset name.
+    its SHA-256; ``data`` the dataset name; ``data_key`` the dataset, its split, image size and
+    recalibration batch (what the cache is keyed by besides the checkpoint and the arch).
     """
 
     def __init__(self, checkpoint: Path, *, data: str | None = None) -> None:
         torch.set_flush_denormal(True)  # as in training: denormal activations are slow on CPUs
         checkpoint = Path(checkpoint)
         state = load_checkpoint(checkpoint)
-        config = TrainConfig.from_dict(state["meta"]["config"], source=str(checkpoint))
+        blob = state["meta"].get("config")
+        if not isinstance(blob, dict):
+            raise CheckpointError(f"{checkpoint}: meta.config is missing; a `nas train` checkpoint carries its "
+                                  "training config")
+        config = TrainConfig.from_dict(blob, source=str(checkpoint))
         if data is not None:
             config = config.with_overrides(data=data)
         source = load_data(config.data, seed=config.seed, val_fraction=config.val_fraction,
@@ -45,8 +50,11 @@ class CheckpointEvaluator:
         self.space = supernet.space
         self.checkpoint_hash = state["sha256"]
         self.data = source.name
+        # what determines a figure besides the weights and the arch: the data, its split and the recalibration
+        self.data_key = (f"{source.name}/val{config.val_fraction}/seed{config.seed}/img{config.image_size}"
+                         f"/calib-bs{config.batch_size}")
         directory = checkpoint if checkpoint.is_dir() else checkpoint.parent
-        self.cache = EvalCache(checkpoint_hash=state["sha256"], data=source.name, path=directory / CACHE_NAME)
+        self.cache = EvalCache(checkpoint_hash=state["sha256"], data=self.data_key, path=directory / CACHE_NAME)
 
     def __call__(self, arch_obj) -> EvalResult:
         config, source = self.config, self.source

@@ -98,7 +98,7 @@ class QuantizedEvaluator:
         self.settings = settings or QuantSettings()
         self._results: dict[str, QuantizedResult] = {}
         self._archs: dict[str, ArchConfig] = {}
-        self.cache = EvalCache(checkpoint_hash=evaluator.checkpoint_hash, data=_cache_tag(evaluator.data, self.settings),
+        self.cache = EvalCache(checkpoint_hash=evaluator.checkpoint_hash, data=_cache_tag(evaluator.data_key, self.settings),
                                path=evaluator.cache.path.with_name(CACHE_NAME) if evaluator.cache.path else None)
 
     # ------------------------------------------------------------ predicted drop

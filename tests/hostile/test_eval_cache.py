@@ -177,6 +177,17 @@ def test_a_figure_from_the_cache_says_so(tmp_path, supernet, batch, measured):
     tally("loader", "eval_cache_json", broken=False)
 
 
+def test_a_result_the_reader_would_refuse_is_not_written(tmp_path):
+    """A diverged network's NaN loss is returned as measured, but never written where it would poison the file."""
+    from supernets.evaluate import EvalResult
+
+    path = tmp_path / "eval_cache.json"
+    cache = EvalCache(checkpoint_hash=HASH, data=DATA, path=path)
+    cache.put(ARCH.arch_id, EvalResult(top1=0.1, loss=math.nan, n=10, bn_recalibrated=True), SETTING)
+    assert cache.get(ARCH.arch_id, SETTING) is None and not path.exists()
+    tally("loader", "eval_cache_json", broken=False)
+
+
 @pytest.fixture
 def run(tiny_checkpoint, tmp_path):
     """A private copy of the tiny `nas train` folder (no eval cache yet)."""

@@ -182,7 +182,8 @@ def test_staged_folder_removes_dead_writers_temporaries_and_keeps_the_rest(tmp_p
     from nas._folders import staged_folder
 
     out = tmp_path / "out"
-    dead = [_temporary(tmp_path, "out", "export-", HOST, _dead_pid()), _temporary(tmp_path, "out", "", HOST, _dead_pid())]
+    dead = [_temporary(tmp_path, "out", "export-", HOST, _dead_pid()),
+            _temporary(tmp_path, "out", "", HOST, _dead_pid())]
     kept = [_temporary(tmp_path, "out", "export-", HOST, os.getppid()),  # alive
             _temporary(tmp_path, "out", "", HOST, os.getpid()),  # this very process
             _temporary(tmp_path, "out", "export-", "0badc0de" if HOST != "0badc0de" else "1badc0de",

@@ -2,9 +2,9 @@
 nothing that outlives the next export.
 
 * ``nas train`` is killed at seeded random points (right after it starts, before any checkpoint; in
-  the second epoch; early in the resumed second epoch), resumed with ``--resume`` each time, and the final log must be that of one whole run:
-  one ``start``, each epoch once with the global step it ends on, each stage once, one ``done`` last,
-  and the last epoch's figures those of the checkpoint.
+  the second epoch; early in the resumed second epoch), resumed with ``--resume`` each time, and the
+  final log must be that of one whole run: one ``start``, each epoch once with the global step it ends
+  on, each stage once, one ``done`` last, and the last epoch's figures those of the checkpoint.
 * ``nas export`` is killed while its staging folder exists; the next export to the same ``--out``
   succeeds and no ``.<out>.*`` temporary is left beside it.
 """
