@@ -8,7 +8,8 @@ table saying where each coefficient comes from. A file that breaks the schema ge
 The schema is declared next to the fields: every spec field carries its valid values in
 ``field(metadata={"valid": ...})`` (a :class:`Bounds` for a number, a :class:`Text` for a string, a
 :class:`Table` for a table of numbers), and :func:`check_field` is the one place that checks a value
-against its field's type and declaration. Checks that relate several keys (a GPU's default precision
+against its field's type and declaration (that machinery lives in :mod:`hw_profiles._schema` and is
+importable from here). Checks that relate several keys (a GPU's default precision
 has a peak rate, an FPGA search range fits the device) are ``_RANGE_CHECKS``.
 
 Provenance: a profile loaded by name from ``hw_profiles/profiles/`` is *shipped*; its ``ref`` is
@@ -20,28 +21,24 @@ in a ``Metric``'s ``profile``.
 
 from __future__ import annotations
 
-import collections.abc
 import dataclasses
 import hashlib
-import math
 import re
 import tomllib
 import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Union
 
+from hw_profiles._schema import (TYPE_WORDS, Bounds, ProfileError, Table, Text, check_field,  # noqa: F401
+                                 check_fields, check_type, fields_of, valid)
 from hw_profiles.fpga_rows import DATAFLOWS
-from search_spaces import NASError, UnknownNameError
+from search_spaces import UnknownNameError
+from search_spaces._checks import shown
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 MAX_PROFILE_BYTES = 1 << 20
 """A profile file larger than this (1 MiB; the shipped ones are under 12 KiB) is refused unread."""
-
-
-class ProfileError(NASError, ValueError):
-    """A profile file is missing, unreadable or breaks the schema."""
 
 
 class UnknownProfileError(UnknownNameError):
@@ -49,99 +46,6 @@ class UnknownProfileError(UnknownNameError):
 
 
 # ------------------------------------------------------------------------------ the declarations
-def _shown(value, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters (a 5,000-digit number stays one short line)."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int beyond Python's int-to-string conversion limit
-        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _num(x: float) -> str:
-    """``x`` short (``1e+15``, ``1e-06``, ``4096``) where that is exact, else in full (``1099511627776``)."""
-    short = f"{x:g}"
-    return short if float(short) == x or not float(x).is_integer() else str(int(x))
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """The valid values of a numeric key: finite, ``low <= v <= high`` (``low < v`` when ``low_open``);
-    ``unit`` names what the number counts. Whether it is an int or a float is the field's type."""
-
-    low: float
-    high: float
-    low_open: bool = False
-    unit: str = ""
-
-    def __str__(self) -> str:
-        return f"{'(' if self.low_open else '['}{_num(self.low)}, {_num(self.high)}]"
-
-    def check(self, value, where: str) -> None:
-        unit = f" ({self.unit})" if self.unit else ""
-        finite = isinstance(value, int) or math.isfinite(value)
-        if not (finite and (value > self.low if self.low_open else value >= self.low)):
-            if isinstance(value, int):
-                floor = "a positive integer" if self.low == 1 else f"an integer >= {_num(self.low)}"
-            elif (self.low > 0 or self.low_open and self.low == 0) and not value > 0:  # NaN too
-                floor = "a finite number > 0"
-            else:
-                floor = f"a finite number {'>' if self.low_open else '>='} {_num(self.low)}"
-            raise ProfileError(f"{where} must be {floor}{unit}, got {_shown(value)}; valid range {self}")
-        if value > self.high:
-            raise ProfileError(f"{where} must be at most {_num(self.high)}{unit}, got {_shown(value)}; "
-                               f"valid range {self}")
-
-
-@dataclass(frozen=True)
-class Text:
-    """The valid values of a string key: one of ``choices``, or matching ``pattern`` (described by
-    ``what``), at most ``max_len`` characters. The default: one line without control characters."""
-
-    choices: tuple[str, ...] = ()
-    pattern: str = r"[^\x00-\x1f\x7f]*"
-    what: str = "one line of text (no control characters)"
-    max_len: int = 256
-
-    def check(self, value: str, where: str) -> None:
-        if self.choices:
-            if value not in self.choices:
-                raise ProfileError(f"{where} must be one of {list(self.choices)}, got {_shown(value)}")
-            return
-        if len(value) > self.max_len:
-            raise ProfileError(f"{where} must be at most {self.max_len} characters, got {len(value)}")
-        if not re.fullmatch(self.pattern, value):
-            raise ProfileError(f"{where} must be {self.what}, got {_shown(value)}")
-
-
-@dataclass(frozen=True)
-class Table:
-    """The valid values of a table of numbers: keys from ``keys`` (all of them when ``complete``;
-    ``key_word`` names what a key is), each value within ``value``."""
-
-    keys: tuple[str, ...]
-    value: Bounds
-    complete: bool = False
-    key_word: str = "key"
-
-    def check(self, table: Mapping[str, float], where: str) -> None:
-        unknown = sorted(set(table) - set(self.keys))
-        if unknown:
-            raise ProfileError(f"{where} has unknown {self.key_word}(s) {_shown(unknown, 120)}; "
-                               f"valid: {', '.join(self.keys)}")
-        missing = [k for k in self.keys if k not in table] if self.complete else []
-        if missing:
-            raise ProfileError(f"{where} needs a value per {self.key_word} of {', '.join(self.keys)}; "
-                               f"missing {missing}")
-        for key, value in table.items():
-            self.value.check(value, f"{where}.{key}")
-
-
-def valid(rule, default=dataclasses.MISSING, **kw):
-    """A dataclass field whose valid values are ``rule`` (checked by :func:`check_field`)."""
-    return field(default=default, metadata={"valid": rule}, **kw)
-
-
 # Physical limits, generous (orders of magnitude beyond today's smallest and largest parts), so that a
 # sign, a zero or a typo of several orders of magnitude is refused while every real device fits. The
 # floors of rates keep every estimate finite (a clock of 1e-300 Hz would make latency inf).
@@ -315,60 +219,6 @@ class Profile:
         return self.content_hash is None
 
 
-_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string"}
-
-
-def _check(value, annotation, where: str):
-    """``value`` converted to ``annotation`` (int, float, str, Mapping[str, float], or one of them
-    ``| None``, where TOML's missing key is the None) or ProfileError."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) in (collections.abc.Mapping, dict):
-        if not isinstance(value, dict):
-            raise ProfileError(f"{where} must be a table of numbers, got {_shown(value)}")
-        return types.MappingProxyType({k: _check(v, float, f"{where}.{k}") for k, v in value.items()})
-    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except OverflowError:  # an integer beyond the float range
-            raise ProfileError(f"{where} must be a finite number, got {_shown(value)}") from None
-    if isinstance(value, annotation) and not isinstance(value, bool):
-        return value
-    raise ProfileError(f"{where} must be {_TYPE_WORDS.get(annotation, annotation)}, got {_shown(value)}")
-
-
-def _fields(cls) -> dict[str, tuple[dataclasses.Field, object]]:
-    """``{name: (field, type)}`` of a dataclass (cached: get_type_hints is slow)."""
-    if cls not in _FIELDS:
-        hints = typing.get_type_hints(cls)
-        _FIELDS[cls] = {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls)}
-    return _FIELDS[cls]
-
-
-_FIELDS: dict[type, dict] = {}
-
-
-def check_field(cls, name: str, value, where: str):
-    """``value`` as a valid value of field ``name`` of the dataclass ``cls``: converted to the field's
-    type and within its declared valid values (``field(metadata={"valid": ...})``), else ProfileError
-    naming ``where``. The one place the declarations are checked."""
-    f, annotation = _fields(cls)[name]
-    value = _check(value, annotation, where)
-    rule = f.metadata.get("valid")
-    if rule is not None and value is not None:
-        rule.check(value, where)
-    return value
-
-
-def check_fields(cls, values: Mapping, where: str) -> dict:
-    """:func:`check_field` for every declared field of ``cls`` in ``values`` (None values and fields
-    without a declaration pass); ``where`` is the table, e.g. ``"x.toml: fpga"``."""
-    return {name: (check_field(cls, name, value, f"{where}.{name}")
-                   if name in _fields(cls) and value is not None and "valid" in _fields(cls)[name][0].metadata
-                   else value)
-            for name, value in values.items()}
-
-
 def parse_profile(blob: dict, *, source: str) -> Profile:
     """Validate a parsed TOML document against the schema (see the module docstring)."""
     header = {}
@@ -376,9 +226,9 @@ def parse_profile(blob: dict, *, source: str) -> Profile:
         if key not in blob:
             raise ProfileError(f"{source}: missing key {key!r} (a string)")
         if key == "kind":
-            header[key] = _check(blob[key], str, f"{source}: {key}")
+            header[key] = check_type(blob[key], str, f"{source}: {key}")
             if header[key] not in SPECS:
-                raise ProfileError(f"{source}: kind={_shown(header[key])} is not one of {list(SPECS)}")
+                raise ProfileError(f"{source}: kind={shown(header[key])} is not one of {list(SPECS)}")
         else:
             header[key] = check_field(Profile, key, blob[key], f"{source}: {key}")
     kind = header["kind"]
@@ -386,10 +236,10 @@ def parse_profile(blob: dict, *, source: str) -> Profile:
     if not isinstance(table, dict):
         raise ProfileError(f"{source}: missing table [{kind}] with the {kind} spec")
     spec_cls = SPECS[kind]
-    known = _fields(spec_cls)
+    known = fields_of(spec_cls)
     unknown = sorted(set(table) - set(known))
     if unknown:
-        raise ProfileError(f"{source}: unknown key(s) {_shown(unknown, 120)} in [{kind}]; "
+        raise ProfileError(f"{source}: unknown key(s) {shown(unknown, 120)} in [{kind}]; "
                            f"valid: {', '.join(sorted(known))}")
     values = {}
     for name, (f, annotation) in known.items():
@@ -400,7 +250,7 @@ def parse_profile(blob: dict, *, source: str) -> Profile:
             continue
         if name not in table:
             if f.default is dataclasses.MISSING:
-                raise ProfileError(f"{source}: missing key {kind}.{name} ({_TYPE_WORDS.get(annotation, 'a table')})")
+                raise ProfileError(f"{source}: missing key {kind}.{name} ({TYPE_WORDS.get(annotation, 'a table')})")
             continue
         values[name] = check_field(spec_cls, name, table[name], where)
     sources = blob.get("sources", {})
@@ -408,7 +258,7 @@ def parse_profile(blob: dict, *, source: str) -> Profile:
         raise ProfileError(f"{source}: [sources] must map coefficient names to strings")
     extra = sorted(set(blob) - {"name", "version", "kind", "description", kind, "sources"})
     if extra:
-        raise ProfileError(f"{source}: unknown top-level key(s) {_shown(extra, 120)}")
+        raise ProfileError(f"{source}: unknown top-level key(s) {shown(extra, 120)}")
     for check in _RANGE_CHECKS.get(kind, ()):
         check(values, f"{source}: {kind}")
     return Profile(spec=spec_cls(**values), sources=types.MappingProxyType(dict(sources)), **header)
@@ -476,7 +326,7 @@ def get_profile(name: str) -> Profile:
     if name.endswith(".toml"):
         return load_profile_file(Path(name))
     if not re.fullmatch(NAME.pattern, name) or name not in list_profiles():
-        raise UnknownProfileError(f"unknown device profile {_shown(name)}; known profiles: "
+        raise UnknownProfileError(f"unknown device profile {shown(name)}; known profiles: "
                                   f"{', '.join(list_profiles())}")
     path = PROFILE_DIR / f"{name}.toml"
     blob, _ = _read(path)

@@ -10,6 +10,7 @@ from numbers import Integral, Real
 from pathlib import Path
 
 from search_spaces import NASError
+from search_spaces._checks import shown  # noqa: F401 - re-exported: nas code imports it from here
 
 
 class ConfigError(NASError, ValueError):
@@ -96,15 +97,6 @@ def check_host_port(text: str | None, where: str) -> str | None:
         raise ConfigError(f"{where} must be HOST:PORT with a port in 1..65535, such as 127.0.0.1:9190, got "
                           f"{shown(text)}")
     return text
-
-
-def shown(value, limit: int = 60) -> str:
-    """``repr(value)``, cut to ``limit`` characters (a 5000-digit number stays one short line)."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int beyond Python's int-to-string conversion limit
-        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def from_table(cls, table: dict, *, source: str):

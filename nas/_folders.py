@@ -8,8 +8,9 @@ Contract:
   one step when the block ends normally; on an error or an interrupt the temporary folder is removed, and
   so are the parent folders this call created (deepest first, while empty).
 - A writer that is killed (SIGKILL, power loss) cannot clean up, so the temporary folder names its
-  writer: ``.<out name>.<tag><host>-<pid>.<8 random chars>``, ``<host>`` being the first 8 hex digits of
-  the SHA-256 of the host name and ``<pid>`` the writer's process id. Each :func:`staged_folder` call
+  writer: ``.<out name>.<tag><host>-<pid>.<8 random chars>``, ``<host>`` being
+  :func:`nas._process.process_namespace` (host name, boot and pid namespace) and ``<pid>`` the writer's
+  process id. Each :func:`staged_folder` call
   first removes, with :func:`remove_stale_temporaries`, the temporaries of the same ``out`` whose writer
   ran on this host and is gone (``os.kill(pid, 0)`` finds no such process). It never removes its own
   process's, a live process's (also another user's: ``PermissionError`` counts as alive), another host's
@@ -20,15 +21,15 @@ Contract:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
-import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from nas._process import pid_alive, process_namespace
 
 
 def check_new_folder(out: Path | str, error: type[Exception]) -> Path:
@@ -50,7 +51,7 @@ def staged_folder(out: Path, *, tag: str = "") -> Iterator[Path]:
     created = _missing_parents(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{tag}{_host_tag()}-{os.getpid()}.", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{tag}{process_namespace()}-{os.getpid()}.", dir=out.parent))
     try:
         yield tmp
         if out.exists():
@@ -73,34 +74,17 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     if os.name == "nt" or not out.parent.is_dir():
         return []
     pattern = re.compile(rf"\.{re.escape(out.name)}\.(?:[a-z]+-)?([0-9a-f]{{8}})-([0-9]{{1,10}})\.[a-z0-9_]{{8}}")
-    removed, host = [], _host_tag()
+    removed, host = [], process_namespace()
     for entry in out.parent.iterdir():
         match = pattern.fullmatch(entry.name)
         if match is None or match.group(1) != host or entry.is_symlink() or not entry.is_dir():
             continue
         pid = int(match.group(2))
-        if pid == os.getpid() or _alive(pid):
+        if pid == os.getpid() or pid_alive(pid):
             continue
         shutil.rmtree(entry, ignore_errors=True)  # another run may be removing it at the same time
         removed.append(entry)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host (another user's counts; pid 0 or one too large: alive)."""
-    if pid <= 0:
-        return True  # os.kill(0, ...) would signal our own process group
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, OSError):
-        return True
-    return True
-
-
-def _host_tag() -> str:
-    return hashlib.sha256(socket.gethostname().encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 def _missing_parents(out: Path) -> list[Path]:

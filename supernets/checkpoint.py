@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import math
 import os
 import re
 import secrets
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 
 from search_spaces import NASError
+from search_spaces._checks import is_finite_number, shown
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 1
@@ -129,7 +129,7 @@ def save_checkpoint(directory: Path, *, model_state: dict, optimizer_state: dict
     for name, value in (("meta", meta), ("model_state", model_state), ("optimizer_state", optimizer_state)):
         _check_plain(value, name)
     if (problem := _meta_problem(meta)) is not None:  # never write what load_checkpoint would refuse
-        raise ValueError(f"meta.{problem[0]} = {_shown(meta.get(problem[0].split('.')[0]))}: {problem[1]}")
+        raise ValueError(f"meta.{problem[0]} = {shown(meta.get(problem[0].split('.')[0]))}: {problem[1]}")
     path = Path(directory) / CHECKPOINT_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(path.parent, CHECKPOINT_NAME)
@@ -188,8 +188,8 @@ def _meta_problem(meta: dict) -> tuple[str, str] | None:
         checks["world_size"] = integer(meta["world_size"], 1, 100_000)
     if "val" in meta:
         val = meta["val"]
-        checks["val"] = isinstance(val, dict) and all(
-            isinstance(k, str) and type(v) in (int, float) and math.isfinite(v) and 0 <= v <= 1 for k, v in val.items())
+        checks["val"] = isinstance(val, dict) and all(isinstance(k, str) and type(v) in (int, float)
+                                                      and is_finite_number(v) and 0 <= v <= 1 for k, v in val.items())
     for key, ok in checks.items():
         if not ok:
             if key == "space":
@@ -200,11 +200,6 @@ def _meta_problem(meta: dict) -> tuple[str, str] | None:
     if "config" in meta and meta["config"].get("space", meta["space"]) != meta["space"]:
         return "config.space", f"{str(meta['config']['space'])[:40]!r} differs from meta.space {meta['space']!r}"
     return None
-
-
-def _shown(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 and "\n" not in text else f"a {type(value).__name__}"
 
 
 def _zip_problem(data: bytes) -> str | None:
@@ -256,8 +251,8 @@ def load_checkpoint(path: Path) -> dict:
                               f"{type(obj['optimizer']).__name__}")
     if (problem := _meta_problem(obj["meta"])) is not None:
         key, expected = problem
-        shown = "" if key == "config.space" else f" = {_shown(obj['meta'][key])}"
-        raise CheckpointError(f"{file}: meta.{key}{shown}: {expected}")
+        value = "" if key == "config.space" else f" = {shown(obj['meta'][key])}"
+        raise CheckpointError(f"{file}: meta.{key}{value}: {expected}")
     return {"model": obj["model"], "optimizer": obj["optimizer"], "meta": obj["meta"],
             "sha256": hashlib.sha256(data).hexdigest()}
 

@@ -11,7 +11,6 @@ entry for the same ``arch_id`` and evaluation setting (BN recalibration batches)
 from __future__ import annotations
 
 import json
-import math
 import re
 import warnings
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from search_spaces import ArchConfig
+from search_spaces._checks import is_finite_number, refuse_json_constant
 from supernets.base import Supernet
 from supernets.bn import recalibrate_bn
 from supernets.checkpoint import atomic_write_bytes
@@ -99,7 +99,7 @@ class EvalCache:
         try:
             if path.stat().st_size > MAX_CACHE_BYTES:
                 return _ignored(path, f"{path.stat().st_size} bytes, more than an eval cache holds ({MAX_CACHE_BYTES})")
-            blob = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
+            blob = json.loads(path.read_bytes().decode("utf-8"), parse_constant=refuse_json_constant)
         except OSError as err:
             return _ignored(path, f"unreadable ({err.strerror or err})")
         except (ValueError, RecursionError) as err:  # not UTF-8, not JSON, NaN/Infinity, nested too deep
@@ -146,18 +146,10 @@ def _entry(setting: str, result: EvalResult) -> dict:
             "setting": setting, "measured_at": result.measured_at}
 
 
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
 def _ignored(path: Path, problem: str) -> dict:
     warnings.warn(f"ignoring the eval cache {str(path)!r}: {problem}; its figures will be measured again and the "
                   "file replaced", EvalCacheWarning, stacklevel=4)
     return {}
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _entry_problem(arch_id, v) -> str | None:
@@ -170,11 +162,11 @@ def _entry_problem(arch_id, v) -> str | None:
     top1, loss, n = v["top1"], v["loss"], v["n"]
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_IMAGES:
         return f"{where}.n = {str(n)[:20]}: expected an integer in 1..{MAX_IMAGES}"
-    if not _is_number(top1) or not 0.0 <= top1 <= 1.0:
+    if not is_finite_number(top1) or not 0.0 <= top1 <= 1.0:
         return f"{where}.top1 = {str(top1)[:20]}: expected a fraction in [0, 1]"
     if abs(top1 * n - round(top1 * n)) > 1e-6 * n:
         return f"{where}.top1 = {top1}: not a count of correct images out of n = {n}"
-    if not _is_number(loss) or not 0.0 <= loss <= 1e6:
+    if not is_finite_number(loss) or not 0.0 <= loss <= 1e6:
         return f"{where}.loss = {str(loss)[:20]}: expected a finite number in [0, 1e6]"
     if not isinstance(v["bn_recalibrated"], bool):
         return f"{where}.bn_recalibrated: expected true or false"

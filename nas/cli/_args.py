@@ -13,6 +13,7 @@ from pathlib import Path
 
 from nas._config_io import Range, ints, numbers, shown
 from search_spaces import NASError
+from search_spaces._checks import JSONConstantError, refuse_json_constant
 
 EXIT_USAGE = 2
 
@@ -62,7 +63,7 @@ def float_in(low: float, high: float, *, low_open: bool = False):
 
 
 class _Unusable(ValueError):
-    """A JSON number no setting can hold (raised inside ``json.loads`` by the hooks below)."""
+    """A JSON number no setting can hold (raised inside ``json.loads`` by the ``parse_float`` hook below)."""
 
 
 def _finite_float(text: str) -> float:
@@ -71,11 +72,6 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise _Unusable(f"the number {shown(text)} is out of range")
     return value
-
-
-def _no_constant(name: str):
-    """``json``'s ``parse_constant``: NaN, Infinity and -Infinity are refused."""
-    raise _Unusable(f"{name} is not a number a setting can take")
 
 
 def load_arch_json(text: str) -> dict:
@@ -91,10 +87,10 @@ def load_arch_json(text: str) -> dict:
             raise CLIInputError(f"--arch file {str(path)!r} is not UTF-8 text; expected a JSON object") from None
         source = f"--arch file {str(path)!r}"
     try:
-        obj = json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
+        obj = json.loads(text, parse_float=_finite_float, parse_constant=refuse_json_constant)
     except json.JSONDecodeError as err:
         raise CLIInputError(f"{source} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
-    except _Unusable as err:
+    except (_Unusable, JSONConstantError) as err:  # 1e999; NaN, Infinity
         raise CLIInputError(f"{source}: {err}; expected a JSON object of settings such as {{\"ks\": [3, 5], ...}}") \
             from None
     except ValueError:  # an integer beyond Python's int-string conversion limit (4300 digits)

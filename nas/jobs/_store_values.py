@@ -3,7 +3,8 @@
 Contract: a value reaches the store only when it is a finite number (:func:`finite_only` splits off
 the others and names them); reports are stored with non-finite floats as null (:func:`finite_json`,
 since NaN is not JSON); :func:`read_only_sqlite_url` refuses a path that is not an existing job store
-and opens one read-only, so listing or reading a job never creates or changes a file.
+and opens one read-only, so listing or reading a job never creates or changes a file;
+:func:`readable_trials` reads a damaged store row by row, skipping what Optuna cannot load.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 from pathlib import Path
+from urllib.parse import quote
 from typing import Mapping
 
 from hw_profiles import Metric
@@ -49,14 +51,16 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def read_only_sqlite_url(storage: str, error: type[Exception]) -> str:
-    """A SQLite URL that opens the existing job store read-only (other URLs unchanged); StoreError
-    naming the file when it is missing, not a SQLite database or not a job store."""
+    """A SQLite URL that opens the existing job store read-only (other URLs unchanged); ``error``
+    naming the file when it is missing, not a SQLite database or not a job store. A store whose last
+    writer was killed mid-transaction (a hot ``-journal`` beside it) is opened read-write instead:
+    SQLite rolls the interrupted write back on the first read, which a read-only connection cannot."""
     if not storage.startswith("sqlite:///") or storage == "sqlite:///:memory:":
         return storage
     path = Path(storage[len("sqlite:///"):].split("?", 1)[0])
     if not path.is_file():
         raise error(f"no job store at {str(path)!r} (storage {storage!r}); give the --storage URL of an "
-                         "existing store, e.g. the one `nas search` wrote")
+                    "existing store, e.g. the one `nas search` wrote")
     try:
         with open(path, "rb") as handle:
             magic = handle.read(len(_SQLITE_MAGIC))
@@ -64,15 +68,39 @@ def read_only_sqlite_url(storage: str, error: type[Exception]) -> str:
         raise error(f"cannot read job store {str(path)!r}: {err.strerror or err}") from None
     if magic != _SQLITE_MAGIC:
         raise error(f"{str(path)!r} is not a job store (not a SQLite database); give the --storage URL "
-                         "of a store `nas search` wrote")
+                    "of a store `nas search` wrote")
+    hot_journal = Path(f"{path}-journal").exists()
+    uri = f"file:{quote(str(path.resolve()))}" + ("" if hot_journal else "?mode=ro")
     import sqlite3
 
     try:
-        with sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True) as conn:
+        with sqlite3.connect(uri, uri=True) as conn:
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.Error as err:
         raise error(f"{str(path)!r} is not a readable job store: {err}") from None
     if not {"studies", "trials", "study_user_attributes"} <= tables:
         raise error(f"{str(path)!r} is a SQLite database but not a job store (no Optuna tables); give "
-                         "the --storage URL of a store `nas search` wrote")
-    return f"sqlite:///file:{path.resolve()}?mode=ro&uri=true"
+                    "the --storage URL of a store `nas search` wrote")
+    # SQLAlchemy percent-decodes the URL's database part once before SQLite reads it as a URI: quote twice
+    return storage if hot_journal else f"sqlite:///file:{quote(quote(str(path.resolve())))}?mode=ro&uri=true"
+
+
+def readable_trials(storage, study_id: int, states) -> tuple[list, int]:
+    """``(trials, skipped)``: the trials of a study in an RDB ``storage`` (Optuna's ``FrozenTrial``, in
+    ``states`` or all) read one by one, skipping those Optuna fails to load (a damaged row)."""
+    from sqlalchemy import text
+
+    backend = getattr(storage, "_backend", storage)
+    with backend.engine.connect() as conn:
+        rows = conn.execute(text("SELECT trial_id FROM trials WHERE study_id = :sid ORDER BY trial_id"),
+                            {"sid": study_id}).all()
+    readable, skipped = [], 0
+    for (trial_id,) in rows:
+        try:
+            trial = backend.get_trial(trial_id)
+        except (AssertionError, ValueError, TypeError, KeyError):
+            skipped += 1
+            continue
+        if states is None or trial.state in states:
+            readable.append(trial)
+    return readable, skipped

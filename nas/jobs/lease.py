@@ -8,13 +8,14 @@ Contract:
   ``(study_id, key)`` constraint refuses when a lease exists, and an ``UPDATE ... WHERE value_json =
   <the lease read>`` (compare-and-set) to take over an expired one. The holder renews it every
   ``heartbeat_s`` with the same compare-and-set, and deletes it when the loop ends.
-* A lease has expired when its heartbeat is older than ``grace_s``, or at once when its holder ran on
-  this host and that process is gone (killed; the pid is matched with its start time, so a reused
-  pid does not hold the lease). A live lease makes a second driver stop with :class:`DriverRunningError`
+* A lease has expired when its heartbeat is older than ``grace_s``, or at once when its holder ran in
+  this host's pid namespace (``nas._process``) and that process is gone (killed; the pid is matched
+  with its start time, so a reused pid does not hold the lease). Heartbeats are stamped with each
+  driver's own clock: hosts sharing a PostgreSQL store need clocks within ``grace_s`` of each other. A live lease makes a second driver stop with :class:`DriverRunningError`
   (one line naming the driver and the ``nas worker`` command that helps it instead); workers never
   take the lease.
-* A holder whose renewal finds another lease (it stalled past ``grace_s`` and was taken over) sets
-  :attr:`Lease.lost`; the loop stops with :class:`DriverRunningError` at its next batch rather than
+* A holder whose renewal finds another lease (it stalled past ``grace_s`` and was taken over), or
+  whose renewals have failed for ``grace_s``, sets :attr:`Lease.lost`; the loop stops with :class:`DriverRunningError` at its next batch rather than
   run beside the new driver.
 * In-memory storages (one process) need no lease.
 """
@@ -30,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
+from nas._process import process_namespace
 from nas.jobs.store import Job, StoreError
 
 LEASE_KEY = "hwnas-driver"
@@ -47,9 +49,11 @@ class Holder:
     pid: int
     started: float  # the process's start time (epoch seconds): tells a reused pid apart
     beat: float  # last heartbeat (epoch seconds)
+    namespace: str = ""  # nas._process.process_namespace(): whose pids this pid can be compared with
 
     def to_json(self) -> str:
-        return json.dumps({"host": self.host, "pid": self.pid, "started": self.started, "beat": self.beat})
+        return json.dumps({"host": self.host, "pid": self.pid, "started": self.started, "beat": self.beat,
+                           "namespace": self.namespace})
 
     @classmethod
     def from_json(cls, text: str | None) -> "Holder | None":
@@ -57,7 +61,7 @@ class Holder:
         try:
             blob = json.loads(text or "")
             return cls(host=str(blob["host"]), pid=int(blob["pid"]), started=float(blob["started"]),
-                       beat=float(blob["beat"]))
+                       beat=float(blob["beat"]), namespace=str(blob.get("namespace", "")))
         except (ValueError, TypeError, KeyError):
             return None
 
@@ -68,14 +72,15 @@ class Holder:
 def _this_process(now: float) -> Holder:
     import psutil
 
-    return Holder(host=socket.gethostname(), pid=os.getpid(), started=psutil.Process().create_time(), beat=now)
+    return Holder(host=socket.gethostname(), pid=os.getpid(), started=psutil.Process().create_time(), beat=now,
+                  namespace=process_namespace())
 
 
 def _gone(holder: Holder) -> bool:
-    """Whether ``holder`` ran on this host and its process no longer exists."""
+    """Whether ``holder`` ran in this host's pid namespace and its process no longer exists."""
     import psutil
 
-    if holder.host != socket.gethostname():
+    if holder.namespace != process_namespace():
         return False
     try:
         return abs(psutil.Process(holder.pid).create_time() - holder.started) > 1.0
@@ -188,11 +193,14 @@ def driver_lease(job: Job) -> Iterator[Lease | None]:
     stop = threading.Event()
 
     def renew() -> None:
+        renewed = time.monotonic()
         while not stop.wait(heartbeat_s):
             try:
                 lease.beat()
-            except Exception:  # noqa: BLE001 - a store hiccup: the next beat retries; expiry decides
-                pass
+                renewed = time.monotonic()
+            except Exception:  # noqa: BLE001 - a store hiccup: the next beat retries...
+                if time.monotonic() - renewed > grace_s:  # ...until the lease may have been taken
+                    lease.lost.set()
 
     thread = threading.Thread(target=renew, name="hwnas-lease", daemon=True)
     thread.start()

@@ -146,14 +146,14 @@ def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Seq
                                 storage=storage, extra=extra, resumed_flag=True)
     if resumed:
         _codesign.check_resumed_mode(the_job, extra)
-        if the_job.job_config.budget != budget:
-            the_job.update_config(budget=budget)
     if codesign == "joint" and not _default_template:
         searcher = make_searcher(algorithm, evaluator, seed)
     else:
         searcher = _codesign.nested_searcher(algorithm, evaluator, seed, default_template=_default_template)
     waiting = dict(evaluate_locally=evaluate_locally, timeout_s=wait_timeout_s)
-    with driver_lease(the_job) as lease:
+    with driver_lease(the_job) as lease:  # a refused second driver changes nothing
+        if resumed and the_job.job_config.budget != budget:
+            the_job.update_config(budget=budget)
         termination = _resume(the_job, evaluator, searcher, budget, **waiting)
         with _progress(the_job, evaluator, termination, enabled=progress, lease=lease) as on_batch:
             run_ask_tell(searcher, through_the_job(the_job, evaluator, **waiting), termination=termination,

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Collection, Iterator, Mapping, Sequence
 
 from hw_profiles import Metric
-from nas.jobs._store_values import finite_json, finite_only, is_finite, read_only_sqlite_url
+from nas.jobs._store_values import finite_json, finite_only, is_finite, read_only_sqlite_url, readable_trials
 from nas.jobs.records import STATES, JobConfig, JobRecordError, TrialRecord, arch_id_of
 from search_spaces import ArchConfig, NASError
 
@@ -72,9 +72,11 @@ def open_storage(storage, *, heartbeat_s: int = 10, grace_s: int = 30, read_only
     url = read_only_sqlite_url(storage, StoreError) if read_only else storage
     for attempt in range(3):  # processes opening a fresh database together race to create its tables
         try:
-            return optuna.storages.RDBStorage(
+            opened = optuna.storages.RDBStorage(
                 url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+            opened.hwnas_read_only = read_only  # Job's write methods refuse with one line (not a driver error)
+            return opened
         except Exception as err:  # noqa: BLE001 - driver errors vary (sqlalchemy, psycopg)
             racing = any(text in str(err) for text in ("already exists", "duplicate key", "UniqueViolation",
                                                        "UNIQUE constraint failed", "database is locked"))
@@ -114,6 +116,7 @@ class Job:
         stored = study.user_attrs.get(JOB_ATTR, {})
         self._stored = dict(stored) if isinstance(stored, dict) else stored  # not a dict: job_config says so
         self._warned: set[str] = set()
+        self.read_only = bool(getattr(getattr(self.storage, "_backend", self.storage), "hwnas_read_only", False))
 
     @property
     def job_config(self) -> JobConfig:
@@ -183,8 +186,14 @@ class Job:
 
     def update_config(self, **changes) -> None:
         """Change recorded settings of a resumed job (e.g. a larger budget); other keys stay as stored."""
+        self._writable()
         self._stored.update(changes)
         self.study.set_user_attr(JOB_ATTR, finite_json(dict(self._stored)))
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"job {self.name!r} was opened read-only (nas jobs, nas pareto, nas.load_job); "
+                             "open it with nas.load_job(..., read_only=False) to change it")
 
     @property
     def status(self) -> str:
@@ -193,6 +202,7 @@ class Job:
         return str(self.study.user_attrs.get("status", "running"))
 
     def set_status(self, status: str) -> None:
+        self._writable()
         if status not in ("done", "stopped", "running"):
             raise ValueError(f"status must be done, stopped or running, got {status!r}")
         self.study.set_user_attr("status", status)
@@ -203,14 +213,17 @@ class Job:
         return self.study.user_attrs.get("predictor")
 
     def save_predictor_report(self, report: dict) -> None:
+        self._writable()
         self.study.set_user_attr("predictor", finite_json(dict(report)))
 
     def save_report(self, report: dict) -> None:
         """Record the search report (``report.json``'s content) with the job."""
+        self._writable()
         self.study.set_user_attr("report", finite_json(report))
 
     def save_sequential_report(self, report: dict) -> None:
         """Record the joint-vs-sequential quantization comparison with the job."""
+        self._writable()
         self.study.set_user_attr("sequential_report", finite_json(report))
 
     # ------------------------------------------------------------ queueing
@@ -221,27 +234,9 @@ class Job:
         try:
             return self.study.get_trials(deepcopy=False, states=states)
         except (AssertionError, ValueError, TypeError, KeyError):
-            return self._readable_trials(states)
-
-    def _readable_trials(self, states) -> list:
-        """The trials of an RDB storage read one by one, skipping those that fail to load."""
-        from sqlalchemy import text
-
-        backend = getattr(self.storage, "_backend", self.storage)
-        with backend.engine.connect() as conn:
-            rows = conn.execute(text("SELECT trial_id FROM trials WHERE study_id = :sid ORDER BY trial_id"),
-                                {"sid": self.study_id}).all()
-        readable, skipped = [], 0
-        for (trial_id,) in rows:
-            try:
-                trial = backend.get_trial(trial_id)
-            except (AssertionError, ValueError, TypeError, KeyError):
-                skipped += 1
-                continue
-            if states is None or trial.state in states:
-                readable.append(trial)
-        self._warn_skipped(skipped, "Optuna cannot read them")
-        return readable
+            trials, skipped = readable_trials(self.storage, self.study_id, states)
+            self._warn_skipped(skipped, "Optuna cannot read them")
+            return trials
 
     def _warn_skipped(self, skipped: int, why: str) -> None:
         """One warning per job object and reason (polling loops read the trials again and again)."""
@@ -273,6 +268,7 @@ class Job:
 
     def enqueue(self, archs: Sequence[ArchConfig]) -> int:
         """Queue archs not yet in the job; returns how many were queued."""
+        self._writable()
         known = self.arch_ids()
         queued = 0
         for arch in archs:
@@ -285,6 +281,7 @@ class Job:
 
     def claim(self) -> Claimed | None:
         """Atomically take one WAITING trial (None when the queue is empty)."""
+        self._writable()
         with self._claim_lock():
             return self._claim()
 
@@ -309,6 +306,11 @@ class Job:
     def _claim(self) -> Claimed | None:
         optuna = _optuna()
         for trial in self.trials(states=(optuna.trial.TrialState.WAITING,)):
+            try:
+                arch = dict(TrialRecord.from_trial(trial).arch)  # a malformed row is never claimed
+            except (KeyError, TypeError, ValueError, AttributeError):
+                self._warn_skipped(1, "a queued trial's hwnas attributes are malformed")
+                continue
             trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
             try:
                 if not self.storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.RUNNING):
@@ -319,7 +321,7 @@ class Job:
             # process killed between claiming and evaluating still has its trial retried
             if getattr(self.storage, "get_heartbeat_interval", lambda: None)():
                 self.storage.record_heartbeat(trial_id)
-            return Claimed(trial_id, trial.number, dict(TrialRecord.from_trial(trial).arch))
+            return Claimed(trial_id, trial.number, arch)
         return None
 
     @contextmanager
@@ -352,6 +354,7 @@ class Job:
     # ------------------------------------------------------------ finishing
     def add_pruned(self, arch: ArchConfig, *, metrics: Mapping[str, Metric], constraints: Mapping[str, float]) -> None:
         """Record an arch rejected by a cheap constraint, as a finished PRUNED trial."""
+        self._writable()
         optuna = _optuna()
         metrics, constraints, bad = finite_only(metrics, constraints)
         result = _result("pruned", metrics, constraints)
@@ -359,14 +362,15 @@ class Job:
             result["error"] = f"non-finite cheap value(s) not recorded: {bad}"
         attrs = {"arch_id": arch.arch_id, "arch": arch.to_dict(), "result": result}
         self.study.add_trial(optuna.trial.create_trial(
-            state=optuna.trial.TrialState.PRUNED, user_attrs=attrs,
-            system_attrs={"constraints": list(constraints.values())} if constraints else None))
+            state=optuna.trial.TrialState.PRUNED, user_attrs=attrs,  # Optuna reads constraints by position
+            system_attrs={"constraints": list(constraints.values())} if constraints and not bad else None))
 
     def finish(self, trial_id: int, *, state: str, metrics: Mapping[str, Metric], values: Sequence[float] | None = None,
                constraints: Mapping[str, float] | None = None, error: str | None = None) -> None:
         """Record one evaluation: ``state`` is ``complete``, ``pruned`` or ``fail``. Every value is
         checked first: a non-finite objective, metric or constraint value (NaN, inf, not a number)
         makes the trial FAIL, with the names of the bad values as its error, and is not written."""
+        self._writable()
         optuna = _optuna()
         metrics, constraints, bad = finite_only(metrics, dict(constraints or {}))
         if state == "complete":
@@ -378,7 +382,7 @@ class Job:
         if error:
             result["error"] = error[:2000]
         self.storage.set_trial_user_attr(trial_id, "result", result)
-        if constraints:
+        if constraints and not bad:  # Optuna reads them by position: all or none
             self.storage.set_trial_system_attr(trial_id, "constraints", list(constraints.values()))
         states = {"complete": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
                   "fail": optuna.trial.TrialState.FAIL}

@@ -109,6 +109,18 @@ def evaluate_probes(supernet: Supernet, data: DataSource, config: TrainConfig, d
     return results
 
 
+def _finite_on_every_rank(loss: float, ctx) -> bool:
+    """Whether ``loss`` is finite on this rank and (when distributed) on every other rank too."""
+    finite = math.isfinite(loss)
+    if not ctx.distributed:
+        return finite
+    import torch.distributed as dist
+
+    flag = torch.tensor([0.0 if finite else 1.0], device=ctx.device)
+    dist.all_reduce(flag)
+    return flag.item() == 0.0
+
+
 class TrainingDivergedError(NASError, FloatingPointError):
     """The training loss became NaN or infinite; the run stops before saving the epoch's checkpoint."""
 
@@ -265,9 +277,12 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
                disable=not (progress and ctx.is_main), dynamic_ncols=True)
 
     def on_step(info: StepInfo) -> None:
-        if not math.isfinite(info.loss):  # stop before this epoch's checkpoint: no NaN weights are saved as done
+        # stop before this epoch's checkpoint: no NaN weights are saved as done; every rank stops at the same
+        # step (a rank left behind would wait in the next all-reduce until the process group times out)
+        if not _finite_on_every_rank(info.loss, ctx):
+            became = info.loss if not math.isfinite(info.loss) else "non-finite on another rank"
             raise TrainingDivergedError(
-                f"training diverged: the loss became {info.loss} at step {info.global_step} (epoch "
+                f"training diverged: the loss became {became} at step {info.global_step} (epoch "
                 f"{(info.global_step - 1) // steps + 1}, stage {info.stage.name}); nothing of this epoch was saved; "
                 f"lower the learning rate (lr={config.lr:g}) or check the data")
         bar.update(1)

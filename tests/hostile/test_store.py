@@ -10,6 +10,8 @@ import json
 import os
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 import warnings
 
@@ -17,6 +19,7 @@ import pytest
 
 import search_toy
 from conftest import tally
+from nas._process import process_namespace
 from nas.jobs.lease import LEASE_KEY, DriverRunningError, Holder, acquire, driver_lease
 from nas.jobs.objectives import Objective
 from nas.jobs.search import search
@@ -89,9 +92,12 @@ def test_a_store_with_damaged_rows_is_listed_read_and_resumed_with_a_warning(url
     _damage(tmp_path / "nas.db", null_values=2, malformed_results=1)
     from nas.cli import main
 
-    with pytest.warns(StoreWarning, match="skipped 1 damaged trial row"):
-        assert main(["jobs", "--storage", url]) == 0
-    assert "old" in capsys.readouterr().out
+    capsys.readouterr()
+    assert main(["jobs", "--storage", url]) == 0
+    out, err = capsys.readouterr()
+    assert "old" in out
+    warned = [line for line in err.splitlines() if line.startswith("nas jobs: warning: job 'old': skipped 1 damaged")]
+    assert len(warned) == 2 and len(err.splitlines()) == 2  # one line per kind of damage, nothing else
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StoreWarning)
         resumed = _search(url, "old", 30, wait_timeout_s=30)
@@ -149,14 +155,44 @@ def test_a_second_driver_is_refused_while_the_first_holds_the_lease(url):
         assert lease is not None
         with pytest.raises(DriverRunningError, match=rf"already being searched by pid {os.getpid()}.*nas worker"):
             _search(url, "leased", 8)
+        assert Job.load("leased", storage=search_toy.storage(url)).job_config.budget == 4  # left as it was
     assert len(list_jobs(open_storage(url))) == 1
     _search(url, "leased", 8)  # released: the next driver takes it
 
 
 def test_a_lease_of_a_dead_process_on_this_host_is_taken_at_once(url):
     job = _job(url)
-    _forge(job, Holder(host=socket.gethostname(), pid=2**22 + 12345, started=1.0, beat=time.time()))
+    _forge(job, Holder(host=socket.gethostname(), pid=2**22 + 12345, started=1.0, beat=time.time(),
+                       namespace=process_namespace()))
     assert acquire(job, grace_s=30) is not None
+
+
+def test_a_dead_pid_of_another_pid_namespace_on_this_host_name_is_not_taken_for_gone(url):
+    """Containers sharing a host name (--net=host) do not share pids: only the heartbeat decides."""
+    job = _job(url)
+    _forge(job, Holder(host=socket.gethostname(), pid=2**22 + 12345, started=1.0, beat=time.time(),
+                       namespace="0ther-ns"))
+    with pytest.raises(DriverRunningError):
+        acquire(job, grace_s=30)
+
+
+def test_a_store_whose_writer_was_killed_mid_write_is_still_read(url, tmp_path, capsys):
+    """A SIGKILL inside a write transaction leaves a hot journal that only a writable connection can
+    roll back; the read-only commands still read the store (and roll it back)."""
+    _search(url, "hot", 6)
+    killed_writer = ("import os, sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nc.execute('PRAGMA cache_size=1')\n"
+                     "c.execute('BEGIN')\nfor i in range(3000):\n"
+                     "    c.execute('INSERT INTO study_user_attributes (study_id, key, value_json) VALUES (1, ?, ?)',"
+                     " (f'k{i}', '\"' + 'x' * 500 + '\"'))\nos._exit(9)\n")
+    subprocess.run([sys.executable, "-c", killed_writer, str(tmp_path / "nas.db")], check=False)
+    assert (tmp_path / "nas.db-journal").exists()
+    from nas.cli import main
+
+    capsys.readouterr()
+    assert main(["jobs", "--storage", url]) == 0
+    assert "hot" in capsys.readouterr().out
+    with sqlite3.connect(tmp_path / "nas.db") as conn:  # the interrupted write was rolled back
+        assert conn.execute("SELECT COUNT(*) FROM study_user_attributes WHERE key LIKE 'k%'").fetchone()[0] == 0
 
 
 def test_a_live_lease_of_another_host_is_respected_and_an_expired_one_taken(url):
