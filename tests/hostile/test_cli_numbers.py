@@ -150,6 +150,15 @@ def test_help_still_prints_the_usage_and_returns_0(capsys, argv):
 
 
 # ---------------------------------------------------------------- config files
+def _refuse_config(hostile_cli, tmp_path, text: str, command: str, *flags: str, expected: str) -> None:
+    """``nas COMMAND bad.toml FLAGS...`` with ``text`` in bad.toml is refused with one line that names the file
+    and says ``expected``."""
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    line = hostile_cli([command, str(config), *flags], watch=[tmp_path], contains=expected)
+    assert str(config) in line, line
+
+
 def _train_cases() -> list:
     """(id, [train] lines, expected phrase); each config also names an unknown data set (the error were the
     value accepted)."""
@@ -199,10 +208,8 @@ def _train_cases() -> list:
 
 @pytest.mark.parametrize(("lines", "expected"), _train_cases())
 def test_a_bad_train_config_is_one_line_naming_file_key_and_range(hostile_cli, tmp_path, lines, expected):
-    config = tmp_path / "bad.toml"
-    config.write_text(f'[train]\ndata = "nope"\n{lines}\n')
-    line = hostile_cli(["train", str(config), "--out", str(tmp_path / "out")], watch=[tmp_path], contains=expected)
-    assert str(config) in line, line
+    _refuse_config(hostile_cli, tmp_path, f'[train]\ndata = "nope"\n{lines}\n', "train", "--out", str(tmp_path / "out"),
+                   expected=expected)
 
 
 def test_train_table_that_is_not_a_table(hostile_cli, tmp_path):
@@ -241,10 +248,8 @@ metric = "flops"
                  id="search-quantization-samples-zero"),
 ])
 def test_a_bad_search_config_is_one_line_naming_file_key_and_range(hostile_cli, tmp_path, search, extra, expected):
-    config = tmp_path / "bad.toml"
-    config.write_text(SEARCH_CONFIG.format(tmp=tmp_path, search=search, extra=extra))
-    line = hostile_cli(["search", str(config), "--no-progress"], watch=[tmp_path], contains=expected)
-    assert str(config) in line, line
+    _refuse_config(hostile_cli, tmp_path, SEARCH_CONFIG.format(tmp=tmp_path, search=search, extra=extra), "search",
+                   "--no-progress", expected=expected)
 
 
 @pytest.mark.parametrize(("table", "lines", "expected"), [
@@ -284,10 +289,9 @@ def test_a_bad_search_config_is_one_line_naming_file_key_and_range(hostile_cli, 
     pytest.param("search", "seed = -1", f"[search]: seed must be {SEED_RANGE}", id="run-search-seed-negative"),
 ])
 def test_a_bad_pipeline_config_is_one_line_naming_file_key_and_range(hostile_cli, tmp_path, table, lines, expected):
-    config = tmp_path / "bad.toml"  # no [[objectives]]: were the value accepted, that would be the error
-    config.write_text(f"[{table}]\n{lines}\n")
-    line = hostile_cli(["run", str(config), "--out", str(tmp_path / "out")], watch=[tmp_path], contains=expected)
-    assert str(config) in line, line
+    # no [[objectives]]: were the value accepted, that would be the error
+    _refuse_config(hostile_cli, tmp_path, f"[{table}]\n{lines}\n", "run", "--out", str(tmp_path / "out"),
+                   expected=expected)
 
 
 # ---------------------------------------------------------------- training guard

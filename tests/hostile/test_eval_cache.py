@@ -21,6 +21,8 @@ import warnings
 
 import pytest
 import torch
+from _mutations import (ANY_FLOAT, INT64, mutate, mutations, nested, now_and_then_overwrite_bytes, set_delete_or_add,
+                        tally_examples)
 from conftest import check_one_line, tally
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -230,52 +232,28 @@ def test_nas_eval_with_a_forged_cache_measures_again(run, capsys):
 
 # ------------------------------------------------------------------------------------------ property
 SCALARS = st.one_of(
-    st.integers(min_value=-2**63, max_value=2**63 - 1),
+    INT64,
     st.sampled_from([0, 1, 16, 10**12, 0.0, 0.5, 1.0, 2.0, -0.0, 1e300, math.nan, math.inf, -math.inf, None, True,
                      False]),
-    st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=False),
+    ANY_FLOAT,
     st.text(max_size=12),
     st.sampled_from(["", HASH, DATA, SETTING, "2026-01-02T03:04:05Z", "2999-01-01T00:00:00Z", ARCH.arch_id]),
 )
-VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=3), st.dictionaries(st.text(max_size=8), SCALARS, max_size=3))
-MUTATION = st.tuples(st.sampled_from(["set", "set", "delete", "add", "copy"]),
-                     st.lists(st.integers(0, 10**6), min_size=1, max_size=4), VALUES, st.text(min_size=1, max_size=16))
+MUTATION = mutations(["set", "set", "delete", "add", "copy"], nested(SCALARS, list_size=3, key_size=8), depth=4,
+                     key_size=16)
 
 
-def _walk(doc, steps):
-    parent, key, node = None, None, doc
-    for step in steps:
-        if isinstance(node, dict) and node:
-            parent, key = node, sorted(node)[step % len(node)]
-        elif isinstance(node, list) and node:
-            parent, key = node, step % len(node)
-        else:
-            break
-        node = parent[key]
-    return parent, key
+def _mutate(parent, key, op, value, extra):
+    if op == "copy" and isinstance(parent, dict):  # the entry again under another arch_id
+        parent[extra] = copy.deepcopy(parent[key])
+    else:
+        set_delete_or_add(parent, key, op, value, extra)
 
 
 @st.composite
 def mutated_caches(draw, text: str) -> bytes:
-    doc = json.loads(text)
-    for op, steps, value, extra in draw(st.lists(MUTATION, min_size=1, max_size=3)):
-        parent, key = _walk(doc, steps)
-        if parent is None:
-            doc = value
-            continue
-        if op == "set":
-            parent[key] = value
-        elif op == "delete":
-            del parent[key]
-        elif op == "add" and isinstance(parent, dict):
-            parent[extra] = value
-        elif op == "copy" and isinstance(parent, dict):  # the entry again under another arch_id
-            parent[extra] = copy.deepcopy(parent[key])
-    data = json.dumps(doc, indent=1).encode()
-    if draw(st.sampled_from([False] * 9 + [True])):
-        at = draw(st.integers(0, max(0, len(data) - 1)))
-        data = data[:at] + draw(st.binary(min_size=1, max_size=8)) + data[at + 8:]
-    return data
+    doc = mutate(draw, json.loads(text), MUTATION, most=3, apply=_mutate)
+    return now_and_then_overwrite_bytes(draw, json.dumps(doc, indent=1).encode(), 8)
 
 
 def test_any_mutated_cache_gives_in_range_cached_figures_or_none(tmp_path, measured):
@@ -308,9 +286,4 @@ def test_any_mutated_cache_gives_in_range_cached_figures_or_none(tmp_path, measu
             assert 0.0 <= hit.top1 <= 1.0 and math.isfinite(hit.loss) and hit.loss >= 0 and 1 <= hit.n <= 10**9
             assert abs(hit.top1 * hit.n - round(hit.top1 * hit.n)) <= 1e-6 * hit.n
 
-    try:
-        in_range_or_none()
-    except BaseException:
-        tally("loader", "eval_cache_json", broken=True, examples=len(runs))
-        raise
-    tally("loader", "eval_cache_json", broken=False, examples=len(runs))
+    tally_examples("eval_cache_json", runs, in_range_or_none)

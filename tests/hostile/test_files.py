@@ -10,10 +10,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 import pytest
 from conftest import tally
 
+from nas._process import process_namespace
 from nas.cli import main
 from nas.training.config import TrainConfig
 
@@ -161,7 +160,7 @@ def test_resume_starts_over_a_run_stopped_before_its_first_checkpoint(tmp_path, 
 
 
 # ---------------------------------------------------------------- stale staging temporaries
-HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+HOST = process_namespace()  # the writer tag of this host, boot and pid namespace
 
 
 def _dead_pid() -> int:

@@ -20,7 +20,9 @@ import math
 import re
 
 import pytest
-from conftest import check_one_line, refuse_load, tally
+from _mutations import (ANY_FLOAT, INT64, PAST_INT64, mutate, mutations, nested, now_and_then_overwrite_bytes, set_key,
+                        tally_examples)
+from conftest import check_one_line, refuse_load
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -54,58 +56,40 @@ def model_text(tmp_path_factory) -> str:
     return text
 
 
-def _set(path: str, value):
-    """An edit that sets the dotted ``path`` (list indices as numbers) of the document to ``value``."""
-    def edit(doc):
-        *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
-        for key in parents:
-            doc = doc[key]
-        doc[last] = value
-    return edit
-
-
-def _drop(path: str):
-    def edit(doc):
-        *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
-        for key in parents:
-            doc = doc[key]
-        del doc[last]
-    return edit
-
-
 # name: (edit of the parsed document, what the one line must say); every one crashed or loaded before
 BAD = {
-    "kernel coef too short": (_set("kernel_level.coef", [1.0, 2.0]), "kernel_level.coef must have 3 items, got 2"),
-    "kernel coef a string": (_set("kernel_level.coef.0", "a"), "kernel_level.coef[0] must be a finite number"),
-    "kernel coef negative": (_set("kernel_level.coef.2", -5.0), "kernel_level.coef[2] must be a finite number >= 0"),
+    "kernel coef too short": (set_key("kernel_level.coef", [1.0, 2.0]), "kernel_level.coef must have 3 items, got 2"),
+    "kernel coef a string": (set_key("kernel_level.coef.0", "a"), "kernel_level.coef[0] must be a finite number"),
+    "kernel coef negative": (set_key("kernel_level.coef.2", -5.0), "kernel_level.coef[2] must be a finite number >= 0"),
     "arch vectors of another length": (lambda d: d["arch_level"]["mean"].pop(), "arch_level.mean must have"),
-    "arch scale zero (division by zero)": (_set("arch_level.scale.3", 0.0),
+    "arch scale zero (division by zero)": (set_key("arch_level.scale.3", 0.0),
                                            "arch_level.scale[3] must be a finite number > 0"),
-    "arch coef nan": (_set("arch_level.coef.0", math.nan), "arch_level.coef[0] must be a finite number"),
-    "arch intercept inf": (_set("arch_level.intercept", math.inf), "arch_level.intercept must be a finite number"),
-    "an integer past the float range": (_set("arch_level.intercept", 10**400),
+    "arch coef nan": (set_key("arch_level.coef.0", math.nan), "arch_level.coef[0] must be a finite number"),
+    "arch intercept inf": (set_key("arch_level.intercept", math.inf), "arch_level.intercept must be a finite number"),
+    "an integer past the float range": (set_key("arch_level.intercept", 10**400),
                                         "arch_level.intercept must be a finite number"),
-    "arch alpha negative": (_set("arch_level.alpha", -1.0), "arch_level.alpha must be a finite number >= 0"),
-    "layer latency nan": (_set("kernel_level.layers.0.latency_ms", math.nan),
+    "arch alpha negative": (set_key("arch_level.alpha", -1.0), "arch_level.alpha must be a finite number >= 0"),
+    "layer latency nan": (set_key("kernel_level.layers.0.latency_ms", math.nan),
                           "kernel_level.layers[0].latency_ms must be a finite number >= 0"),
-    "layer op unknown": (_set("kernel_level.layers.1.op", "attention"), "kernel_level.layers[1].op must be one of"),
-    "layer groups that do not divide": (_set("kernel_level.layers.0.groups", 3), "kernel_level: LayerSpec.groups=3"),
-    "layer in_hw of one number": (_set("kernel_level.layers.0.in_hw", [32]),
+    "layer op unknown": (set_key("kernel_level.layers.1.op", "attention"), "kernel_level.layers[1].op must be one of"),
+    "layer groups that do not divide": (set_key("kernel_level.layers.0.groups", 3), "kernel_level: LayerSpec.groups=3"),
+    "layer in_hw of one number": (set_key("kernel_level.layers.0.in_hw", [32]),
                                   "kernel_level.layers[0].in_hw must have 2 items, got 1"),
-    "no layers": (_set("kernel_level.layers", []), "kernel_level.layers must have 1 to"),
-    "a layer that is a list": (_set("kernel_level.layers.0", [1, 2]), "kernel_level.layers[0] must be an object"),
-    "held_out a list (AttributeError on predict)": (_set("report.held_out", []), "report.held_out must be an object"),
-    "held-out rmse a string": (_set("report.held_out.kernel_level.rmse", "low"),
+    "no layers": (set_key("kernel_level.layers", []), "kernel_level.layers must have 1 to"),
+    "a layer that is a list": (set_key("kernel_level.layers.0", [1, 2]), "kernel_level.layers[0] must be an object"),
+    "held_out a list (AttributeError on predict)": (set_key("report.held_out", []),
+                                                    "report.held_out must be an object"),
+    "held-out rmse a string": (set_key("report.held_out.kernel_level.rmse", "low"),
                                "report.held_out.kernel_level.rmse must be a finite number"),
-    "report summary a string": (_set("report.latency_ms", "fast"), "report.latency_ms must be an object"),
-    "threads a string": (_set("threads", "two"), "threads must be an integer >= 0"),
-    "default unknown": (_set("default", "oracle"), "default must be one of ['kernel_level', 'arch_level']"),
-    "profile a number": (_set("profile", 5), "profile must be a string, got 5"),
-    "profile without a version": (_set("profile", "host-cpu"), "profile must be a device profile's name@version"),
-    "report of another device": (_set("report.device", "a100@1"), "report.device='a100@1' differs from profile="),
-    "backend unknown": (_set("backend", "tensorrt"), "backend must be one of"),
-    "kind swapped": (_set("kernel_level.kind", "arch_level"), "kernel_level.kind must be one of ['kernel_level']"),
-    "space a list": (_set("space", ["tiny_mbv3"]), "space must be a string"),
+    "report summary a string": (set_key("report.latency_ms", "fast"), "report.latency_ms must be an object"),
+    "threads a string": (set_key("threads", "two"), "threads must be an integer >= 0"),
+    "default unknown": (set_key("default", "oracle"), "default must be one of ['kernel_level', 'arch_level']"),
+    "profile a number": (set_key("profile", 5), "profile must be a string, got 5"),
+    "profile without a version": (set_key("profile", "host-cpu"), "profile must be a device profile's name@version"),
+    "report of another device": (set_key("report.device", "a100@1"), "report.device='a100@1' differs from profile="),
+    "backend unknown": (set_key("backend", "tensorrt"), "backend must be one of"),
+    "kind swapped": (set_key("kernel_level.kind", "arch_level"), "kernel_level.kind must be one of ['kernel_level']"),
+    "space a list": (set_key("space", ["tiny_mbv3"]), "space must be a string"),
     "top-level a list": (lambda d: d.clear(), None),  # replaced by [] below
 }
 
@@ -176,68 +160,46 @@ def test_a_malformed_model_file_is_one_line(tmp_path, model_text, data, expected
 
 
 # ------------------------------------------------------------------------------------------ property
-def _walk(doc, steps: list[int]):
-    """``(parent, key)`` reached from ``doc`` by ``steps`` (each picks a child of an object or array)."""
-    parent, key, node = None, None, doc
-    for step in steps:
-        if isinstance(node, dict) and node:
-            parent, key = node, sorted(node)[step % len(node)]
-        elif isinstance(node, list) and node:
-            parent, key = node, step % len(node)
-        else:
-            break
-        node = parent[key]
-    return parent, key
-
-
 SCALARS = st.one_of(
-    st.integers(min_value=-2**63, max_value=2**63 - 1),
-    st.integers(min_value=2**63, max_value=10**400),
-    st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=False),  # tests/conftest.py flushes denormals
+    INT64,
+    PAST_INT64,
+    ANY_FLOAT,
     st.sampled_from([0, -1, 0.0, 1e-300, 1e300, math.nan, math.inf, -math.inf, None, True, False]),
     st.text(max_size=12),
     st.sampled_from(["", "kernel_level", "arch_level", "conv", "dwconv", "int8", "tiny_mbv3", "host-cpu@1",
                      "onnxruntime"]),
 )
-VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=4), st.dictionaries(st.text(max_size=6), SCALARS, max_size=3))
-MUTATION = st.tuples(st.sampled_from(["set", "set", "scale", "delete", "add", "truncate", "repeat"]),
-                     st.lists(st.integers(0, 10**6), min_size=1, max_size=5), VALUES, st.text(min_size=1, max_size=8),
-                     st.sampled_from([-1, 0, 1e-9, 1e9, 1e300]))
+MUTATION = mutations(["set", "set", "scale", "delete", "add", "truncate", "repeat"],
+                     nested(SCALARS, list_size=4, key_size=6), depth=5, key_size=8, factors=[-1, 0, 1e-9, 1e9, 1e300])
+
+
+def _mutate(parent, key, op, value, extra, factor):
+    old = parent[key]
+    if op == "set":
+        parent[key] = value
+    elif op == "scale" and isinstance(old, (int, float)) and not isinstance(old, bool):
+        parent[key] = old * factor if isinstance(old, float) else old * int(factor) if abs(factor) >= 1 else 0
+    elif op == "delete":
+        del parent[key]
+    elif op == "add":
+        if isinstance(old, dict):
+            old[extra] = value
+        elif isinstance(old, list):
+            old.append(value)
+        elif isinstance(parent, dict):
+            parent[extra] = value
+    elif op == "truncate" and isinstance(old, list):
+        del old[len(old) // 2:]
+    elif op == "repeat" and isinstance(old, list):
+        old.extend(copy.deepcopy(old))
 
 
 @st.composite
 def mutated_models(draw, text: str) -> bytes:
     """The model file with 1-4 values set to random values, scaled, deleted or added, arrays cut or
     grown, and now and then some of its bytes overwritten."""
-    doc = json.loads(text)
-    for op, steps, value, extra, factor in draw(st.lists(MUTATION, min_size=1, max_size=4)):
-        parent, key = _walk(doc, steps)
-        if parent is None:
-            doc = value
-            continue
-        old = parent[key]
-        if op == "set":
-            parent[key] = value
-        elif op == "scale" and isinstance(old, (int, float)) and not isinstance(old, bool):
-            parent[key] = old * factor if isinstance(old, float) else old * int(factor) if abs(factor) >= 1 else 0
-        elif op == "delete":
-            del parent[key]
-        elif op == "add":
-            if isinstance(old, dict):
-                old[extra] = value
-            elif isinstance(old, list):
-                old.append(value)
-            elif isinstance(parent, dict):
-                parent[extra] = value
-        elif op == "truncate" and isinstance(old, list):
-            del old[len(old) // 2:]
-        elif op == "repeat" and isinstance(old, list):
-            old.extend(copy.deepcopy(old))
-    data = json.dumps(doc).encode()
-    if draw(st.sampled_from([False] * 9 + [True])):  # binary garbage over a slice of the file
-        at = draw(st.integers(0, max(0, len(data) - 1)))
-        data = data[:at] + draw(st.binary(min_size=1, max_size=16)) + data[at + 16:]
-    return data
+    doc = mutate(draw, json.loads(text), MUTATION, most=4, apply=_mutate)
+    return now_and_then_overwrite_bytes(draw, json.dumps(doc).encode(), 16)
 
 
 def test_any_mutated_model_file_predicts_finite_latencies_or_is_one_line(tmp_path, model_text):
@@ -267,9 +229,4 @@ def test_any_mutated_model_file_predicts_finite_latencies_or_is_one_line(tmp_pat
                 assert math.isfinite(metric.value) and metric.value >= 0, metric
                 assert metric.spread is None or (math.isfinite(metric.spread) and metric.spread >= 0), metric
 
-    try:
-        loads_or_refuses()
-    except BaseException:
-        tally("loader", "latency_model_json", broken=True, examples=len(runs))
-        raise
-    tally("loader", "latency_model_json", broken=False, examples=len(runs))
+    tally_examples("latency_model_json", runs, loads_or_refuses)

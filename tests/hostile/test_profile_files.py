@@ -22,6 +22,8 @@ import tomllib
 
 import pytest
 import tomli_w
+from _mutations import (ANY_FLOAT, INT64, PAST_INT64, mutations, nested, now_and_then_overwrite_bytes, tally_examples,
+                        walk)
 from conftest import check_one_line, refuse_load, tally
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -187,31 +189,17 @@ def test_gpu_precisions_are_the_roofline_models():
 
 
 # ------------------------------------------------------------------------------------------ property
-def _walk(doc: dict, steps: list[int]):
-    """``(parent, key)`` reached from ``doc`` by ``steps`` (each picks a child of a table)."""
-    parent, key = doc, None
-    node = doc
-    for step in steps:
-        if not isinstance(node, dict) or not node:
-            break
-        parent, key = node, sorted(node)[step % len(node)]
-        node = parent[key]
-    return parent, key
-
-
 SCALARS = st.one_of(
-    st.integers(min_value=-2**63, max_value=2**63 - 1),
-    st.integers(min_value=2**63, max_value=10**400),
-    st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=False),  # tests/conftest.py flushes denormals
+    INT64,
+    PAST_INT64,
+    ANY_FLOAT,
     st.sampled_from([0, -1, 0.0, -0.0, 1e-300, 1e300, math.nan, math.inf, -math.inf, 1.5, 2**53]),
     st.text(max_size=12),
     st.sampled_from(["", "fp16", "int8", "fp64", "conv", "linear", "tvm", "weight_stationary", "sm_90", "x:1"]),
     st.booleans(),
 )
-VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=4), st.dictionaries(st.text(max_size=6), SCALARS, max_size=3))
-MUTATION = st.tuples(st.sampled_from(["set", "set", "scale", "delete", "add"]),
-                     st.lists(st.integers(0, 10**6), min_size=1, max_size=3), VALUES, st.text(min_size=1, max_size=8),
-                     st.sampled_from([-1, 0, 1e-9, 1e-3, 1e3, 1e9, 1e300]))
+MUTATION = mutations(["set", "set", "scale", "delete", "add"], nested(SCALARS, list_size=4, key_size=6), depth=3,
+                     key_size=8, factors=[-1, 0, 1e-9, 1e-3, 1e3, 1e9, 1e300])
 
 
 @st.composite
@@ -222,7 +210,7 @@ def mutated_profiles(draw) -> bytes:
     for op, steps, value, extra, factor in draw(st.lists(MUTATION, min_size=1, max_size=4)):
         spec = doc.get(doc["kind"]) if isinstance(doc.get("kind"), str) else None
         in_spec = draw(st.sampled_from([True, True, True, False])) and isinstance(spec, dict)
-        parent, key = _walk(spec if in_spec else doc, steps)  # mostly the spec table
+        parent, key = walk(spec if in_spec else doc, steps, lists=False)  # mostly the spec table
         if key is None:
             continue
         if op == "set":
@@ -237,11 +225,7 @@ def mutated_profiles(draw) -> bytes:
             del parent[key]
         elif op == "add":
             (parent[key] if isinstance(parent[key], dict) else parent)[extra] = value
-    data = tomli_w.dumps(doc).encode()
-    if draw(st.sampled_from([False] * 9 + [True])):  # binary garbage over a slice of the file
-        at = draw(st.integers(0, max(0, len(data) - 1)))
-        data = data[:at] + draw(st.binary(min_size=1, max_size=16)) + data[at + 16:]
-    return data
+    return now_and_then_overwrite_bytes(draw, tomli_w.dumps(doc).encode(), 16)
 
 
 def test_any_mutated_shipped_profile_loads_with_finite_estimates_or_is_one_line(tmp_path):
@@ -271,9 +255,4 @@ def test_any_mutated_shipped_profile_loads_with_finite_estimates_or_is_one_line(
             assert math.isfinite(metric.value) and metric.value >= 0, f"{key} = {metric.value} from {data[:2000]!r}"
             assert metric.profile == profile.ref
 
-    try:
-        loads_or_refuses()
-    except BaseException:
-        tally("loader", "profile_toml", broken=True, examples=len(runs))
-        raise
-    tally("loader", "profile_toml", broken=False, examples=len(runs))
+    tally_examples("profile_toml", runs, loads_or_refuses)

@@ -24,7 +24,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import check_one_line, refuse_load, tally
+from _mutations import (ANY_FLOAT, INT64, drop_key, mutate, mutations, nested, overwrite_bytes, set_delete_or_add,
+                        set_key, tally_examples)
+from conftest import check_one_line, refuse_load
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -82,23 +84,10 @@ def _edit(folder, edit) -> None:
     (folder / "arch.json").write_text(json.dumps(doc), encoding="utf-8")
 
 
-def _set(path: str, value):
-    def edit(doc):
-        *parents, last = path.split(".")
-        for key in parents:
-            doc = doc[key]
-        doc[last] = value
-    return edit
-
-
-def _drop(key: str):
-    return lambda doc: doc.pop(key)
-
-
 def test_a_huge_num_classes_is_refused_before_any_allocation(exports, tmp_path):
     """The report: num_classes 10^7 made load_subnet allocate 10 GB before it read the weights."""
     folder = _folder(exports, tmp_path)
-    _edit(folder, _set("supernet.num_classes", 10**7))
+    _edit(folder, set_key("supernet.num_classes", 10**7))
     with memory_cap():
         message = refuse_load("arch_json", lambda: nas.load_subnet(folder), contains="supernet.num_classes")
     assert str(folder / "arch.json") in message and "1..100000" in message
@@ -107,31 +96,32 @@ def test_a_huge_num_classes_is_refused_before_any_allocation(exports, tmp_path):
 # name: (edit of arch.json, which export, what the one line must say); each crashed, was accepted, or built the
 # supernet before it said what was wrong (and then without naming the file or the key), before issue 18
 BAD = {
-    "num_classes negative (ValueError)": (_set("supernet.num_classes", -3), "plain", "supernet.num_classes"),
-    "num_classes a string (ValueError)": (_set("supernet.num_classes", "abc"), "plain", "1..100000"),
-    "num_classes a float (accepted)": (_set("supernet.num_classes", 10.5), "plain", "supernet.num_classes"),
-    "num_classes in range but not the weights'": (_set("supernet.num_classes", 100), "plain", "num_classes"),
+    "num_classes negative (ValueError)": (set_key("supernet.num_classes", -3), "plain", "supernet.num_classes"),
+    "num_classes a string (ValueError)": (set_key("supernet.num_classes", "abc"), "plain", "1..100000"),
+    "num_classes a float (accepted)": (set_key("supernet.num_classes", 10.5), "plain", "supernet.num_classes"),
+    "num_classes in range but not the weights'": (set_key("supernet.num_classes", 100), "plain", "num_classes"),
     "in_channels that is not the weights'": (lambda d: (d["supernet"].update(in_channels=3),
                                                         d["input_shape"].__setitem__(1, 3)), "plain", "in_channels"),
-    "supernet a list (AttributeError)": (_set("supernet", [1, 2]), "plain", "supernet: expected an object"),
-    "supernet with a seed (accepted)": (_set("supernet.seed", 3), "plain", "supernet.seed: unknown"),
-    "supernet with dropout (ValueError)": (_set("supernet.dropout_rate", 5), "plain", "supernet.dropout_rate"),
-    "space a list (TypeError)": (_set("space", ["tiny_mbv3"]), "plain", "space: expected a string"),
-    "space unknown (no file named)": (_set("space", "nope"), "plain", "space: 'nope' is not a space"),
-    "arch not in its space (no file named)": (_set("arch.ks_0", 4), "plain", "arch: space 'tiny_mbv3': ks_0=4"),
-    "arch a list (no file named)": (_set("arch", [1]), "plain", "arch: expected a JSON object"),
-    "arch_id a number (no file named)": (_set("arch_id", 5), "plain", "arch_id: expected a string"),
-    "space_version a list": (_set("space_version", [1]), "plain", "space_version"),
-    "no format_version (accepted)": (_drop("format_version"), "plain", "format_version: missing"),
-    "format_version 2 (accepted)": (_set("format_version", 2), "plain", "format_version: 2 is not an integer in 1..1"),
-    "an unknown key (accepted)": (_set("payload", "x" * 100), "plain", "key 'payload': unknown"),
-    "input_shape of another arch (accepted)": (_set("input_shape", [1, 1, 64, 64]), "plain", "input_shape"),
-    "checkpoint_sha256 not a digest (accepted)": (_set("checkpoint_sha256", "xyz"), "plain", "checkpoint_sha256"),
-    "weights of an unknown kind (accepted)": (_set("weights", "pretrained"), "plain", "weights"),
-    "accelerator a list (accepted)": (_set("accelerator", [1]), "plain", "accelerator: expected an object"),
-    "network_arch_id of another network (accepted)": (_set("network_arch_id", "0" * 16), "q", "network_arch_id"),
-    "quantization mode unknown (accepted)": (_set("quantization.quantize", "int4"), "q", "quantization.quantize"),
-    "a policy on a plain arch (accepted)": (_set("quantization", {"policy": {}}), "plain", "quantization"),
+    "supernet a list (AttributeError)": (set_key("supernet", [1, 2]), "plain", "supernet: expected an object"),
+    "supernet with a seed (accepted)": (set_key("supernet.seed", 3), "plain", "supernet.seed: unknown"),
+    "supernet with dropout (ValueError)": (set_key("supernet.dropout_rate", 5), "plain", "supernet.dropout_rate"),
+    "space a list (TypeError)": (set_key("space", ["tiny_mbv3"]), "plain", "space: expected a string"),
+    "space unknown (no file named)": (set_key("space", "nope"), "plain", "space: 'nope' is not a space"),
+    "arch not in its space (no file named)": (set_key("arch.ks_0", 4), "plain", "arch: space 'tiny_mbv3': ks_0=4"),
+    "arch a list (no file named)": (set_key("arch", [1]), "plain", "arch: expected a JSON object"),
+    "arch_id a number (no file named)": (set_key("arch_id", 5), "plain", "arch_id: expected a string"),
+    "space_version a list": (set_key("space_version", [1]), "plain", "space_version"),
+    "no format_version (accepted)": (drop_key("format_version"), "plain", "format_version: missing"),
+    "format_version 2 (accepted)": (set_key("format_version", 2), "plain",
+                                    "format_version: 2 is not an integer in 1..1"),
+    "an unknown key (accepted)": (set_key("payload", "x" * 100), "plain", "key 'payload': unknown"),
+    "input_shape of another arch (accepted)": (set_key("input_shape", [1, 1, 64, 64]), "plain", "input_shape"),
+    "checkpoint_sha256 not a digest (accepted)": (set_key("checkpoint_sha256", "xyz"), "plain", "checkpoint_sha256"),
+    "weights of an unknown kind (accepted)": (set_key("weights", "pretrained"), "plain", "weights"),
+    "accelerator a list (accepted)": (set_key("accelerator", [1]), "plain", "accelerator: expected an object"),
+    "network_arch_id of another network (accepted)": (set_key("network_arch_id", "0" * 16), "q", "network_arch_id"),
+    "quantization mode unknown (accepted)": (set_key("quantization.quantize", "int4"), "q", "quantization.quantize"),
+    "a policy on a plain arch (accepted)": (set_key("quantization", {"policy": {}}), "plain", "quantization"),
 }
 
 
@@ -169,54 +159,31 @@ def test_weights_that_are_not_finite_are_refused(exports, tmp_path):
 
 # ------------------------------------------------------------------------------------------ property
 SCALARS = st.one_of(
-    st.integers(min_value=-2**63, max_value=2**63 - 1),
+    INT64,
     st.sampled_from([0, -1, 1, 3, 10, 28, 10**7, 10**12, 0.5, 1e300, math.nan, math.inf, None, True, False]),
-    st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=False),
+    ANY_FLOAT,
     st.text(max_size=12),
     st.sampled_from(["", "tiny_mbv3", "ofa_mbv3", "tiny_mbv3+q", "tiny_mbv3+q(int8)", "1", "checkpoint", "int8"]),
 )
-VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=4), st.dictionaries(st.text(max_size=8), SCALARS, max_size=3))
-MUTATION = st.tuples(st.sampled_from(["set", "set", "delete", "add", "swap"]),
-                     st.lists(st.integers(0, 10**6), min_size=1, max_size=3), VALUES, st.text(min_size=1, max_size=12))
-
-
-def _walk(doc, steps):
-    parent, key, node = None, None, doc
-    for step in steps:
-        if isinstance(node, dict) and node:
-            parent, key = node, sorted(node)[step % len(node)]
-        elif isinstance(node, list) and node:
-            parent, key = node, step % len(node)
-        else:
-            break
-        node = parent[key]
-    return parent, key
+MUTATION = mutations(["set", "set", "delete", "add", "swap"], nested(SCALARS, list_size=4, key_size=8), depth=3,
+                     key_size=12)
 
 
 @st.composite
 def mutated_arch_json(draw, text: str) -> bytes:
     """``arch.json`` with 1-3 values set, deleted, added or swapped for a valid setting of another key, and now
     and then some bytes overwritten or the file cut."""
-    doc = json.loads(text)
-    for op, steps, value, extra in draw(st.lists(MUTATION, min_size=1, max_size=3)):
-        parent, key = _walk(doc, steps)
-        if parent is None:
-            doc = value
-            continue
-        if op == "set":
-            parent[key] = value
-        elif op == "delete":
-            del parent[key]
-        elif op == "add" and isinstance(parent, dict):
-            parent[extra] = value
-        elif op == "swap" and isinstance(parent, dict):  # a value that is valid somewhere else in the file
+    def apply(parent, key, op, value, extra):
+        if op == "swap" and isinstance(parent, dict):  # a value that is valid somewhere else in the file
             other = sorted(parent)[draw(st.integers(0, len(parent) - 1))]
             parent[key] = copy.deepcopy(parent[other])
-    data = json.dumps(doc, indent=1).encode()
+        else:
+            set_delete_or_add(parent, key, op, value, extra)
+
+    data = json.dumps(mutate(draw, json.loads(text), MUTATION, most=3, apply=apply), indent=1).encode()
     garbage = draw(st.sampled_from(["none"] * 8 + ["bytes", "cut"]))
     if garbage == "bytes":
-        at = draw(st.integers(0, max(0, len(data) - 1)))
-        data = data[:at] + draw(st.binary(min_size=1, max_size=8)) + data[at + 8:]
+        data = overwrite_bytes(draw, data, 8)
     elif garbage == "cut":
         data = data[:draw(st.integers(0, len(data)))]
     return data
@@ -248,12 +215,7 @@ def test_any_mutated_arch_json_loads_a_module_or_is_one_line(exports, tmp_path):
         with torch.no_grad():
             assert torch.equal(module(x), reference)
 
-    try:
-        loads_or_refuses()
-    except BaseException:
-        tally("loader", "arch_json", broken=True, examples=len(runs))
-        raise
-    tally("loader", "arch_json", broken=False, examples=len(runs))
+    tally_examples("arch_json", runs, loads_or_refuses)
     assert 0 < len(loaded) < len(runs)  # both outcomes were exercised
 
 

@@ -19,6 +19,7 @@ import stat
 
 import numpy as np
 import pytest
+from _mutations import tally_examples
 from conftest import check_one_line, refuse_load, tally
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -216,9 +217,4 @@ def test_any_mutated_database_is_refused_untouched_or_left_clean(tmp_path):
             assert old == new or new == old + b"\n" or (old.startswith(new) and b"\n" not in old[len(new):])
         assert dropped == sum(len(before[n][0]) > len(after[n][0]) for n in (WORKLOAD_FILE, RECORD_FILE))
 
-    try:
-        refused_or_clean()
-    except BaseException:
-        tally("loader", "tuning_db", broken=True, examples=len(runs))
-        raise
-    tally("loader", "tuning_db", broken=False, examples=len(runs))
+    tally_examples("tuning_db", runs, refused_or_clean)
