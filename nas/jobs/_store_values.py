@@ -2,8 +2,8 @@
 
 Contract: a value reaches the store only when it is a finite number (:func:`finite_only` splits off
 the others and names them); reports are stored with non-finite floats as null (:func:`finite_json`,
-since NaN is not JSON); :func:`read_only_sqlite_url` refuses a path that is not an existing job store
-and opens one read-only, so listing or reading a job never creates or changes a file;
+since NaN is not JSON); :func:`existing_store_url` refuses a path that is not an existing job store
+(listing or reading a job never creates a file, and ``Job`` refuses writes through it);
 :func:`readable_trials` reads a damaged store row by row, skipping what Optuna cannot load.
 """
 
@@ -50,11 +50,15 @@ def finite_json(obj):
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def read_only_sqlite_url(storage: str, error: type[Exception]) -> str:
-    """A SQLite URL that opens the existing job store read-only (other URLs unchanged); ``error``
-    naming the file when it is missing, not a SQLite database or not a job store. A store whose last
-    writer was killed mid-transaction (a hot ``-journal`` beside it) is opened read-write instead:
-    SQLite rolls the interrupted write back on the first read, which a read-only connection cannot."""
+def existing_store_url(storage: str, error: type[Exception]) -> str:
+    """``storage`` once it names an existing job store (other URLs unchanged); ``error`` naming the
+    file when it is missing, not a SQLite database or not a job store, so nothing is ever created.
+
+    The store is then opened with a normal connection, and hwnas' own writes are refused by
+    ``Job`` (its ``read_only`` flag). SQLite's ``mode=ro`` is not used on purpose: a read-only
+    connection cannot roll back the journal of a writer killed mid-transaction, and while another
+    process commits it can mistake that writer's journal for such a one and fail ("attempt to write a
+    readonly database"), so ``nas pareto`` beside a running search would fail at random."""
     if not storage.startswith("sqlite:///") or storage == "sqlite:///:memory:":
         return storage
     path = Path(storage[len("sqlite:///"):].split("?", 1)[0])
@@ -69,20 +73,17 @@ def read_only_sqlite_url(storage: str, error: type[Exception]) -> str:
     if magic != _SQLITE_MAGIC:
         raise error(f"{str(path)!r} is not a job store (not a SQLite database); give the --storage URL "
                     "of a store `nas search` wrote")
-    hot_journal = Path(f"{path}-journal").exists()
-    uri = f"file:{quote(str(path.resolve()))}" + ("" if hot_journal else "?mode=ro")
     import sqlite3
 
-    try:
-        with sqlite3.connect(uri, uri=True) as conn:
+    try:  # mode=rw: never creates the file (it exists; a race that removes it gives an error, not a new file)
+        with sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=rw", uri=True, timeout=30) as conn:
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.Error as err:
         raise error(f"{str(path)!r} is not a readable job store: {err}") from None
     if not {"studies", "trials", "study_user_attributes"} <= tables:
         raise error(f"{str(path)!r} is a SQLite database but not a job store (no Optuna tables); give "
                     "the --storage URL of a store `nas search` wrote")
-    # SQLAlchemy percent-decodes the URL's database part once before SQLite reads it as a URI: quote twice
-    return storage if hot_journal else f"sqlite:///file:{quote(quote(str(path.resolve())))}?mode=ro&uri=true"
+    return storage
 
 
 def readable_trials(storage, study_id: int, states) -> tuple[list, int]:

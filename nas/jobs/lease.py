@@ -22,6 +22,7 @@ Contract:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -99,8 +100,7 @@ class Lease:
 
     def beat(self) -> None:
         """Renew the heartbeat; sets :attr:`lost` when the lease is no longer this process's."""
-        fresh = Holder.from_json(self._held)
-        fresh = Holder(fresh.host, fresh.pid, fresh.started, time.time()).to_json()
+        fresh = dataclasses.replace(Holder.from_json(self._held), beat=time.time()).to_json()
         if _swap(self._engine, self.job.study_id, self._held, fresh):
             self._held = fresh
         else:

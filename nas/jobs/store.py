@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Collection, Iterator, Mapping, Sequence
 
 from hw_profiles import Metric
-from nas.jobs._store_values import finite_json, finite_only, is_finite, read_only_sqlite_url, readable_trials
+from nas.jobs._store_values import finite_json, finite_only, is_finite, existing_store_url, readable_trials
 from nas.jobs.records import STATES, JobConfig, JobRecordError, TrialRecord, arch_id_of
 from search_spaces import ArchConfig, NASError
 
@@ -60,8 +60,8 @@ def _optuna():
 
 def open_storage(storage, *, heartbeat_s: int = 10, grace_s: int = 30, read_only: bool = False):
     """An Optuna storage for ``storage`` (see the module docstring). ``read_only`` (listing, reading
-    fronts, exporting): the store must already exist; a SQLite file is checked to be a job store and
-    opened read-only, so nothing is created or changed."""
+    fronts, exporting): the store must already exist (a SQLite file is checked to be a job store, so
+    nothing is created), and a :class:`Job` read through it refuses every write with one line."""
     optuna = _optuna()
     if storage is None:
         return optuna.storages.InMemoryStorage()
@@ -69,7 +69,7 @@ def open_storage(storage, *, heartbeat_s: int = 10, grace_s: int = 30, read_only
         return storage
     if not storage.startswith(("sqlite://", "postgresql://", "postgresql+", "mysql://", "mysql+")):
         raise StoreError(f"storage must be a URL like sqlite:///nas.db or postgresql://USER@HOST/DB, got {storage!r}")
-    url = read_only_sqlite_url(storage, StoreError) if read_only else storage
+    url = existing_store_url(storage, StoreError) if read_only else storage
     for attempt in range(3):  # processes opening a fresh database together race to create its tables
         try:
             opened = optuna.storages.RDBStorage(

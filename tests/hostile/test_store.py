@@ -6,6 +6,7 @@ SQLite store."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -23,7 +24,7 @@ from nas._process import process_namespace
 from nas.jobs.lease import LEASE_KEY, DriverRunningError, Holder, acquire, driver_lease
 from nas.jobs.objectives import Objective
 from nas.jobs.search import search
-from nas.jobs.store import Job, StoreWarning, list_jobs, open_storage
+from nas.jobs.store import Job, StoreError, StoreWarning, list_jobs, open_storage
 
 
 def _nan_sometimes(arch) -> float:
@@ -122,14 +123,14 @@ def test_read_only_commands_refuse_what_is_not_a_store_and_create_nothing(hostil
     hostile_cli([*command, "--storage", f"sqlite:///{path}", *extra], watch=[tmp_path], contains="store")
 
 
-def test_reading_a_job_opens_the_store_read_only(url, tmp_path):
+def test_a_job_read_through_a_read_only_store_refuses_writes_and_changes_nothing(url, tmp_path):
     _search(url, "ro", 6)
     before = (tmp_path / "nas.db").stat().st_mtime_ns
     from nas.jobs.results import load_job
 
     result = load_job("ro", storage=url, space=search_toy.SPACE)
     assert len(result.job.records()) >= 6
-    with pytest.raises(Exception, match="readonly|read-only|attempt to write|commit"):
+    with pytest.raises(StoreError, match="opened read-only"):
         result.job.set_status("running")
     assert (tmp_path / "nas.db").stat().st_mtime_ns == before
 
@@ -202,6 +203,16 @@ def test_a_live_lease_of_another_host_is_respected_and_an_expired_one_taken(url)
         acquire(job, grace_s=30)
     _forge(job, Holder(host="elsewhere", pid=1, started=1.0, beat=time.time() - 31))
     assert acquire(job, grace_s=30) is not None
+
+
+def test_a_renewed_lease_still_names_its_holder_whole(url):
+    job = _job(url)
+    lease = acquire(job, grace_s=30)
+    before = Holder.from_json(lease._held)
+    lease.beat()
+    after = Holder.from_json(lease._held)
+    assert after == dataclasses.replace(before, beat=after.beat) and after.beat >= before.beat
+    assert after.namespace == process_namespace()
 
 
 def test_a_driver_whose_lease_was_taken_over_stops(url):
