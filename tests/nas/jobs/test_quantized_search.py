@@ -91,7 +91,7 @@ def test_joint_search_reports_the_sequential_baseline_and_formats(checkpoint, tm
 
 def test_bad_quantization_settings_are_one_line_errors(tmp_path, capsys):
     config = tmp_path / "q.toml"
-    for edit, message in ((('samples = 64', 'samples = 0'), "calibration samples"),
+    for edit, message in ((('samples = 64', 'samples = 0'), "[quantization]: samples must be"),
                           (('metric = "stm32f746.flash_kb"', 'metric = "host-cpu.tvm_latency_ms"'),
                            "TVM 0.27 computes int8 (QDQ) models in float"),
                           (('space = "tiny_mbv3+q"', 'space = "tiny_mbv3+q(fp32)"'), "offers no int8"),
