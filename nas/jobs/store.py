@@ -312,14 +312,15 @@ class Job:
                 self._warn_skipped(1, "a queued trial's hwnas attributes are malformed")
                 continue
             trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
+            beats = bool(getattr(self.storage, "get_heartbeat_interval", lambda: None)())
+            if beats:  # before the claim too: Optuna never declares a RUNNING trial without any heartbeat
+                self.storage.record_heartbeat(trial_id)  # stale, so a kill right after the claim would strand it
             try:
                 if not self.storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.RUNNING):
                     continue  # another process took it first
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
-            # Optuna never declares a RUNNING trial without any heartbeat stale: beat at once, so a
-            # process killed between claiming and evaluating still has its trial retried
-            if getattr(self.storage, "get_heartbeat_interval", lambda: None)():
+            if beats:  # fresh again for the evaluation that follows
                 self.storage.record_heartbeat(trial_id)
             return Claimed(trial_id, trial.number, arch)
         return None
