@@ -16,6 +16,7 @@ torch) is imported lazily: ``import hw_profiles`` stays torch-free. Kernel failu
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from hw_profiles.cost_model import CostModel, MeasurementRequiredError
@@ -27,6 +28,18 @@ from search_spaces import ArchConfig, LayerSpec, NASError
 
 class MeasurementFailedError(NASError, RuntimeError):
     """Building, exporting or running the network on the profile's backend failed."""
+
+
+@dataclass(frozen=True)
+class PairedMetric:
+    """An item measured beside a reference (:meth:`MeasuredCostModel.measure_paired`): its own
+    latency, the reference's median beside it (ms), and the median and IQR over rounds of
+    item / reference latency."""
+
+    item: Metric
+    reference_ms: float
+    ratio: float
+    ratio_iqr: float
 
 
 class MeasuredCostModel(CostModel):
@@ -68,26 +81,32 @@ class MeasuredCostModel(CostModel):
             raise MeasurementFailedError(f"building {arch.arch_id} for {self.profile.ref} failed: {err}") from err
         return {"latency_ms": self.measure_module(module, shape)}
 
-    def measure_interleaved(self, items: Sequence[tuple[object, tuple[int, ...]]]) -> list[Metric]:
-        """Time several ``(module, input_shape)`` pairs taking turns (one :func:`kernels.timing.measure`
-        over all of them, one untimed warm call before each timed one), so they share the machine's state: on a
-        shared host, latency drifts by 10-30% over minutes, far more than within seconds. onnxruntime
-        sessions are built with ``spin=False`` so that idle threads do not disturb the others."""
+    def measure_paired(self, items: Sequence[tuple[object, tuple[int, ...]]],
+                       reference: tuple[object, tuple[int, ...]]) -> list[PairedMetric]:
+        """Time several ``(module, input_shape)`` pairs each beside ``reference`` round by round
+        (:func:`kernels.timing.measure_paired`: ~1 ms bursts, one untimed warm call before each), so
+        that the ratio to the reference cancels the machine's drift: on a shared host latency drifts
+        by 10-80% over minutes. onnxruntime sessions are built with ``spin=False`` so that idle
+        threads do not disturb the others."""
         import torch
 
-        from kernels import KernelError, measure
+        from kernels import KernelError
         from kernels.runners import make_runner
+        from kernels.timing import measure_paired
 
-        runners = {}
+        def runner(module, shape):
+            x = torch.randn(tuple(shape), generator=torch.Generator().manual_seed(self.seed))
+            return make_runner(self.backend, _ready(module), x, threads=self.threads, spin=False)
+
         try:
-            for i, (module, shape) in enumerate(items):
-                x = torch.randn(tuple(shape), generator=torch.Generator().manual_seed(self.seed))
-                runners[str(i)] = make_runner(self.backend, _ready(module), x, threads=self.threads, spin=False)
-            timings = measure(runners, warmup=self.warmup, repeats=self.repeats, threads=self.threads,
-                              warm_calls=1)  # each timed with its own weights in cache (kernels.timing)
+            runners = {str(i): runner(module, shape) for i, (module, shape) in enumerate(items)}
+            timings = measure_paired(runners, runner(*reference), warmup=self.warmup, repeats=self.repeats,
+                                     threads=self.threads)
         except KernelError as err:
             raise MeasurementFailedError(f"measuring on {self.profile.ref} ({self.backend}) failed: {err}") from err
-        return [Metric(value=t.median_ms, unit="ms", source="measured", profile=self.profile.ref, spread=t.iqr_ms)
+        return [PairedMetric(item=Metric(value=t.item.median_ms, unit="ms", source="measured", profile=self.profile.ref,
+                                         spread=t.item.iqr_ms),
+                             reference_ms=t.reference.median_ms, ratio=t.ratio_median, ratio_iqr=t.ratio_iqr)
                 for t in timings.values()]
 
     def measure_module(self, module, input_shape: tuple[int, ...]) -> Metric:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from hw_profiles.measured import CudaMeasuredCostModel, MeasuredCostModel, MeasurementFailedError
+from hw_profiles.measured import CudaMeasuredCostModel, MeasuredCostModel, MeasurementFailedError, PairedMetric
 from hw_profiles.metric import Metric
 from hw_profiles.profile import Profile
 from hw_profiles.targets import rpc_endpoint, tvm_target_spec
@@ -55,9 +55,15 @@ class TvmMeasuredCostModel(MeasuredCostModel):
         metric = self.measure_module(self.build(arch), shape)
         return {key: metric for key in self._keys()}
 
-    def measure_interleaved(self, items: Sequence[tuple[object, tuple[int, ...]]]) -> list[Metric]:
-        """One after the other: compiled libraries cannot take turns call by call."""
-        return [self.measure_module(module, shape) for module, shape in items]
+    def measure_paired(self, items: Sequence[tuple[object, tuple[int, ...]]],
+                       reference: tuple[object, tuple[int, ...]]) -> list[PairedMetric]:
+        """One after the other, then the reference once: compiled libraries cannot take turns call by
+        call (and compiling the reference per item would double the work), so every item's ratio is to
+        the chunk's reference measurement (its IQR is the item's, relative to the reference)."""
+        measured = [self.measure_module(module, shape) for module, shape in items]
+        ref = self.measure_module(*reference)
+        return [PairedMetric(item=m, reference_ms=ref.value, ratio=m.value / ref.value, ratio_iqr=m.spread / ref.value)
+                for m in measured]
 
     def measure_module(self, module, input_shape: tuple[int, ...]) -> Metric:
         import torch

@@ -73,7 +73,7 @@ REPEATS = ints(1, 10_000)  # timed runs per measurement
 # nas.profiling.device.ProfileSettings' numbers: the [profile] table of `nas run`, the `nas profile` flags
 PROFILE_RANGES = {"samples": ints(10, 1_000_000), "holdout": numbers(0.05, 0.5), "coverage": ints(0, 1_000_000),
                   "threads": ints(1, 1024), "warmup": ints(0, 10_000), "repeats": REPEATS, "seed": SEED,
-                  "chunk": ints(1, 10_000)}
+                  "chunk": ints(1, 10_000), "interval": numbers(0.5, 0.99)}
 
 
 def check_ranges(obj, ranges: dict, *, skip_none: bool = True) -> None:

@@ -31,9 +31,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="extra random subnets whose layer workloads are measured too (default 2000)")
     p.add_argument("--seed", type=number_in(RANGES["seed"]), default=0, help="random seed (default 0)")
     p.add_argument("--chunk", type=number_in(RANGES["chunk"]), default=20,
-                   help="items timed turn by turn beside a reference subnet (default 20)")
+                   help="modules built at a time, each timed beside a reference subnet (default 20)")
     p.add_argument("--no-drift-correction", action="store_true",
-                   help="report raw latencies instead of rescaling each chunk by the reference subnet's drift")
+                   help="report raw latencies instead of scaling each item's ratio to the reference subnet")
+    p.add_argument("--interval", type=number_in(RANGES["interval"]), default=0.9,
+                   help="nominal coverage of the prediction intervals (default 0.9)")
     p.add_argument("--out", required=True, help="new output folder for the latency model and measurements")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = ProfileSettings(samples=args.samples, coverage=args.coverage, backend=args.backend,
                                threads=args.threads, repeats=args.repeats, seed=args.seed, chunk=args.chunk,
-                               drift_correction=not args.no_drift_correction,
+                               drift_correction=not args.no_drift_correction, interval=args.interval,
                                rpc_tracker=check_host_port(args.rpc_tracker, "--rpc-tracker"))
     report = profile_device(get_space(args.space), args.device, Path(args.out), settings=settings,
                             progress=not args.no_progress)

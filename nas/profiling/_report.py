@@ -19,7 +19,9 @@ class ProfileJobError(NASError, ValueError):
 class ProfileResult(ReportRecord):
     """What :func:`profile_device` measured and how well each predictor did; ``to_json()`` is ``report.json``
     (also the ``report`` of ``latency_model.json``). ``held_out`` maps each predictor to its
-    ``regression_report`` on the held-out split; ``repeatability`` is the re-measurement ceiling."""
+    ``regression_report`` on the held-out split; ``repeatability`` is the re-measurement ceiling;
+    ``intervals`` maps kernel- and arch-level to their calibrated interval (``nas.profiling._intervals``;
+    ``None`` for one with too few fit subnets, no key in reports written before intervals)."""
 
     _ERROR = ProfileJobError
 
@@ -40,6 +42,7 @@ class ProfileResult(ReportRecord):
     repeatability: dict
     drift: dict | None = field(default=None, metadata=OMIT_NONE)  # None: a report before drift correction
     held_out: dict
+    intervals: dict | None = field(default=None, metadata=OMIT_NONE)  # None: a report before intervals
     wall_s: float
     machine: dict
     default_predictor: str
@@ -48,3 +51,7 @@ class ProfileResult(ReportRecord):
         """Held-out RMSE (ms) of ``predictor`` (``kernel_level``, ``arch_level``, ``macs_proxy``);
         ``None`` when the report did not judge it."""
         return (self.held_out.get(predictor) or {}).get("rmse")
+
+    def interval(self, predictor: str) -> dict | None:
+        """The calibrated interval entry of ``predictor``; None when there is none."""
+        return (self.intervals or {}).get(predictor)

@@ -9,7 +9,10 @@ Steps (each with a progress bar and ETA on stderr):
    measurement runs in chunks interleaved with a reference subnet and is drift-corrected
    (``nas.profiling._interleaved``);
 4. fit the kernel-level and arch-level predictors and a MACs-only proxy on the fit split, and report
-   RMSE, the ±10% share and Spearman on the held-out split.
+   RMSE, the ±10% share and Spearman on the held-out split;
+5. calibrate each predictor's prediction interval (nominal coverage ``interval``, 90% by default) from
+   out-of-fold residuals of the fit split widened by the run's drift, and report its empirical
+   coverage on the held-out split and on the raw re-measurements (:mod:`nas.profiling._intervals`).
 
 Output folder (written to a temporary sibling, then renamed: no half-written folder is left; a killed
 run's temporary goes at the next run on the same ``out``, :func:`nas._folders.staged_folder`):
@@ -32,7 +35,8 @@ import numpy as np
 from hw_profiles import MeasuredCostModel, Profile, get_profile, macs
 from hw_profiles.tvm_measured import measured_model_for
 from nas._folders import check_new_folder, staged_folder
-from nas.profiling._interleaved import corrected, measure_chunks, reference_scale
+from nas.profiling._interleaved import corrected, drift_ratios, measure_chunks, reference_scale
+from nas.profiling._intervals import interval_entry, log_scores, out_of_fold
 from nas.profiling.builds import check_backend, layer_build, network_builder, scratch_folder
 from nas.profiling._report import ProfileJobError, ProfileResult  # noqa: F401 - ProfileJobError is public here
 from nas.profiling.latency_model import LatencyModel
@@ -58,6 +62,7 @@ class ProfileSettings:
     seed: int = 0
     chunk: int = 20  # items timed turn by turn with the reference subnet (see nas.profiling._interleaved)
     drift_correction: bool = True
+    interval: float = 0.9  # nominal coverage of the prediction intervals
     rpc_tracker: str | None = None  # HOST:PORT for a board profile (rpc_key); None: the profile's own
     TOML_TYPES = {"backend": str, "threads": int, "rpc_tracker": str}  # for nas._config_io.typed_values (None defaults)
 
@@ -74,6 +79,8 @@ class ProfileSettings:
             raise ProfileJobError(f"chunk must be >= 1, got {self.chunk}")
         if self.threads is not None and self.threads < 1:
             raise ProfileJobError(f"threads must be >= 1, got {self.threads}")
+        if not 0.5 <= self.interval <= 0.99:
+            raise ProfileJobError(f"interval must be a coverage in [0.5, 0.99] (e.g. 0.9), got {self.interval}")
 
 
 def _distinct_archs(space: SearchSpace, n: int, rng: np.random.Generator) -> list[ArchConfig]:
@@ -167,7 +174,11 @@ def profile_device(space: SearchSpace, device: str, out: Path, *, settings: Prof
     predictions = {"kernel_level": kernel.predict([layers[i] for i in test]),
                    "arch_level": arch_level.predict(features[test]),
                    "macs_proxy": proxy.predict(macs_x[test])}
-    result = _result(model, space, settings, plan, runs, predictions, wall_s=time.perf_counter() - started)
+    intervals = _intervals(plan, runs, settings, predictions,
+                           {"kernel_level": _fitter(lambda: KernelLevelPredictor(layer_latency_ms=runs.table), layers),
+                            "arch_level": _fitter(ArchLevelPredictor, features)})
+    result = _result(model, space, settings, plan, runs, predictions, intervals,
+                     wall_s=time.perf_counter() - started)
     latency_model = LatencyModel(space=space, profile_ref=model.profile.ref, backend=model.backend,
                                  threads=model.threads, kernel_level=kernel, arch_level=arch_level,
                                  default=result.default_predictor, report=result)
@@ -209,8 +220,38 @@ def _measure(model: MeasuredCostModel, plan: _Plan, settings: ProfileSettings, p
                  measured=corrected(arch_runs, **fix), remeasured=corrected(again_runs, **fix))
 
 
+def _fitter(make, X):
+    """``(rows, y) -> predict(rows)`` for a predictor class over the feature rows (or layer tables) ``X``."""
+    def pick(rows):
+        return X[rows] if isinstance(X, np.ndarray) else [X[i] for i in rows]
+
+    def fit(rows, y):
+        predictor = make().fit(pick(rows), y)
+        return lambda test: predictor.predict(pick(test))
+    return fit
+
+
+def _intervals(plan: _Plan, runs: _Runs, settings: ProfileSettings, predictions: dict, fitters: dict) -> dict:
+    """Step 5: each predictor's interval entry (``None`` with too few fit subnets)."""
+    y = np.array([m.value for m in runs.measured])
+    fit = np.asarray(plan.fit_idx)
+    drift = drift_ratios(runs.layer_runs, runs.arch_runs, runs.again_runs) if settings.drift_correction else []
+    raw_again = [s.raw.value for s in runs.again_runs]
+    out = {}
+    for name, fitter in fitters.items():
+        def fold(rows, fitter=fitter):  # rows, test: positions in the fit split
+            predict = fitter(fit[rows], y[fit[rows]])
+            return lambda test: predict(fit[test])
+
+        cv = out_of_fold(fold, len(fit), settings.seed)
+        out[name] = interval_entry(coverage=settings.interval, cv_scores=log_scores(y[fit], cv), drift=np.asarray(drift),
+                                   test_measured=y[plan.test_idx], test_predicted=predictions[name],
+                                   test_remeasured_raw=raw_again)
+    return out
+
+
 def _result(model: MeasuredCostModel, space: SearchSpace, settings: ProfileSettings, plan: _Plan, runs: _Runs,
-            predictions: dict, *, wall_s: float) -> ProfileResult:
+            predictions: dict, intervals: dict, *, wall_s: float) -> ProfileResult:
     """Step 4's report: held-out accuracy of each predictor beside the re-measurement ceiling."""
     y = np.array([m.value for m in runs.measured])
     y_test = y[plan.test_idx]
@@ -226,7 +267,7 @@ def _result(model: MeasuredCostModel, space: SearchSpace, settings: ProfileSetti
         repeatability={"within_10pct": within_pct(y_test, again), "spearman": spearman(y_test, again)},
         drift={"correction": settings.drift_correction, "chunk": settings.chunk,
                "reference_arch_id": plan.ref_arch.arch_id, "reference_ms": _spread(reference_ms)},
-        held_out=held_out, wall_s=round(wall_s, 1),
+        held_out=held_out, intervals=intervals, wall_s=round(wall_s, 1),
         machine={"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                  "cpu_count": os.cpu_count()},
         default_predictor=max(("kernel_level", "arch_level"), key=lambda k: held_out[k]["within_10pct"]))
@@ -237,7 +278,7 @@ def _rows(plan: _Plan, runs: _Runs) -> list[dict]:
     again_by_index = dict(zip(plan.test_idx, runs.remeasured))
     return [{"arch_id": a.arch_id, "arch": a.to_dict(), "split": "held_out" if i in again_by_index else "fit",
              "latency_ms": m.value, "iqr_ms": m.spread, "source": m.source, "profile": m.profile,
-             "raw_latency_ms": raw.raw.value, "reference_ms": raw.reference_ms,
+             "raw_latency_ms": raw.raw.value, "reference_ms": raw.reference_ms, "ratio": raw.ratio,
              "remeasured_ms": again_by_index[i].value if i in again_by_index else None}
             for i, (a, m, raw) in enumerate(zip(plan.archs, runs.measured, runs.arch_runs))]
 
@@ -255,5 +296,24 @@ def render_report(result: ProfileResult, out: Path) -> str:
     lines.append(f"{'re-measurement (ceiling)':<24}{rep['within_10pct']:>12.1%}{rep['spearman']:>10.3f}{'':>10}")
     for name, row in result.held_out.items():
         lines.append(f"{name:<24}{row['within_10pct']:>12.1%}{row['spearman']:>10.3f}{row['rmse']:>10.3g}")
+    lines += _interval_lines(result)
     lines += ["", f"latency model: {out / 'latency_model.json'} (default predictor: {result.default_predictor})"]
     return "\n".join(lines)
+
+
+def _interval_lines(result: ProfileResult) -> list[str]:
+    """The calibrated intervals and their empirical coverage, one line per predictor."""
+    entries = {k: v for k, v in (result.intervals or {}).items()}
+    if not entries:
+        return []
+    nominal = next((e["coverage"] for e in entries.values() if e), None)
+    lines = ["", f"{'interval (nominal ' + format(nominal or 0, '.0%') + ')':<24}{'±width':>12}{'held-out':>10}"
+                 f"{'re-meas.':>10}   (model ± drift)"]
+    for name, e in entries.items():
+        if e is None:
+            lines.append(f"{name:<24}{'none: too few fit subnets for the coverage':>34}")
+            continue
+        half = lambda q: f"{(np.exp(q) - 1) * 100:.0f}%"  # noqa: E731
+        lines.append(f"{name:<24}{half(e['log_q']):>12}{e['held_out_coverage']:>10.0%}{e['remeasured_coverage']:>10.0%}"
+                     f"   ({half(e['model_log_q'])} ± {half(e['drift_log_q'])})")
+    return lines

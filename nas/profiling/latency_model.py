@@ -5,7 +5,9 @@ Contract: :class:`LatencyModel` holds the fitted kernel-level and arch-level pre
 (:class:`~nas.profiling.device.ProfileResult`, ``report``), and which one
 answers by default (the one with more held-out subnets within ±10%). ``predict(archs)`` returns one
 ``Metric`` per arch, tagged ``predicted`` with the profile's ``name@version``; its ``spread`` is
-the held-out RMSE (ms) of the predictor used, so a prediction is never read as a measurement.
+the held-out RMSE (ms) of the predictor used, so a prediction is never read as a measurement, and its
+``interval``/``coverage`` the calibrated prediction interval of the report's ``intervals`` section
+(:mod:`nas.profiling._intervals`; none for a model built before intervals or with too few subnets).
 It is plain JSON on disk (``latency_model.json``); loading never unpickles anything.
 
 The file is untrusted input with one schema, :data:`SCHEMA` (declared below, checked by one function):
@@ -26,6 +28,7 @@ import numpy as np
 
 from hw_profiles import Metric
 from nas._config_io import Range, ints, numbers, shown
+from nas.profiling._intervals import bounds
 from nas.profiling._report import ProfileJobError, ProfileResult
 from predictors.features import arch_features, layer_aggregates
 from predictors.latency import ArchLevelPredictor, KernelLevelPredictor
@@ -153,6 +156,10 @@ LAYER = Obj({"op": Str(choices=OPS), "in_channels": CHANNELS, "out_channels": CH
              "bn": Bool(), "block": TEXT, "precision": Str(choices=tuple(PRECISION_BITS), null=True),
              "out_hw": Array(Num(ints(1, 1 << 16)), 2, 2), "se": Bool(), "latency_ms": MS},
             optional=("out_hw", "se"))  # derived from the others (LayerSpec.to_dict), not read back
+LOG_Q = Num(numbers(0, 20))  # log of a ratio: e^20 is beyond any honest interval
+INTERVAL = Obj({"coverage": Num(numbers(0.5, 0.99)), "model_log_q": LOG_Q, "drift_log_q": LOG_Q, "log_q": LOG_Q,
+                "n_calibration": COUNT, "n_held_out": COUNT, "held_out_coverage": FRACTION,
+                "remeasured_coverage": FRACTION, "median_rel_width": Num(numbers(0, 1e9))}, null=True)
 REPORT = Obj({
     "device": REF, "backend": Str(choices=BACKENDS), "threads": Num(ints(0, 4096)), "space": TEXT,
     "space_version": TEXT, "samples": Num(ints(1, 10**7)), "n_fit": COUNT, "n_held_out": COUNT,
@@ -163,9 +170,10 @@ REPORT = Obj({
                   "reference_ms": SPREAD}, null=True),
     "held_out": Obj({"kernel_level": HELD_OUT, "arch_level": HELD_OUT, "macs_proxy": HELD_OUT},
                     optional=("macs_proxy",)),
+    "intervals": Obj({"kernel_level": INTERVAL, "arch_level": INTERVAL}),
     "wall_s": Num(numbers(0, 1e9)),
     "machine": Obj({"platform": TEXT, "processor": TEXT, "cpu_count": Num(ints(1, 10**6), null=True)}, extra=True),
-    "default_predictor": Str(choices=PREDICTORS)}, optional=("drift",))
+    "default_predictor": Str(choices=PREDICTORS)}, optional=("drift", "intervals"))
 SCHEMA = Obj({
     "format_version": Num(ints(FORMAT_VERSION, FORMAT_VERSION)),
     "space": Str(pattern=r"[^\s]{1,256}", what="a search space name"), "space_version": TEXT, "profile": REF,
@@ -221,9 +229,12 @@ class LatencyModel:
                                     "for some of these subnets; rebuild it with `nas profile`")
         rmse = self.report.rmse_ms(name)
         policy = getattr(self.space, "policy", None)
-        return [Metric(value=float(max(v, 0.0)), unit="ms", source="predicted", profile=self.profile_ref,
-                       spread=rmse, precision=policy(a).label if policy else "fp32")
-                for a, v in zip(archs, values)]
+        entry = self.report.interval(name)
+        values = np.maximum(values, 0.0)
+        return [Metric(value=float(v), unit="ms", source="predicted", profile=self.profile_ref, spread=rmse,
+                       precision=policy(a).label if policy else "fp32", interval=interval,
+                       coverage=entry["coverage"] if entry else None)
+                for a, v, interval in zip(archs, values, bounds(values, entry))]
 
     def to_dict(self) -> dict:
         return {"format_version": FORMAT_VERSION, "space": self.space.name, "space_version": self.space.version,
@@ -247,6 +258,10 @@ class LatencyModel:
             if report[theirs] != data[ours]:
                 raise LatencyModelError(f"{source}: report.{theirs}={shown(report[theirs])} differs from "
                                         f"{ours}={shown(data[ours])}: the report is not this model's")
+        for key, entry in (report.get("intervals") or {}).items():
+            if entry and not np.isclose(entry["log_q"], np.hypot(entry["model_log_q"], entry["drift_log_q"])):
+                raise LatencyModelError(f"{source}: report.intervals.{key}.log_q={shown(entry['log_q'])} is not "
+                                        "the root sum of squares of model_log_q and drift_log_q: the file was edited")
         try:
             space = space or get_space(data["space"])
         except NASError as err:

@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hw_profiles import MeasuredCostModel, Metric
+from hw_profiles.measured import PairedMetric
 from nas.profiling.device import ProfileSettings, profile_device
 from nas.profiling.latency_model import LatencyModel, LatencyModelError
 from search_spaces import NASError, get_space
@@ -35,17 +36,22 @@ SPACE = get_space("tiny_mbv3")
 ARCHS = []  # three of the measured subnets (every layer in the table), set by the fixture
 
 
-def _stand_in(self, items):
-    """``MeasuredCostModel.measure_interleaved`` without timing: ms from each module's parameter count."""
-    return [Metric(value=0.01 + 1e-5 * sum(p.numel() for p in module.parameters()), unit="ms", source="measured",
-                   profile=self.profile.ref, spread=0.001) for module, _ in items]
+def _stand_in(self, items, reference):
+    """``MeasuredCostModel.measure_paired`` without timing: ms from each module's parameter count."""
+    def ms(module):
+        return 0.01 + 1e-5 * sum(p.numel() for p in module.parameters())
+
+    ref = ms(reference[0])
+    return [PairedMetric(item=Metric(value=ms(module), unit="ms", source="measured", profile=self.profile.ref,
+                                     spread=0.001), reference_ms=ref, ratio=ms(module) / ref, ratio_iqr=0.001 / ref)
+            for module, _ in items]
 
 
 @pytest.fixture(scope="module")
 def model_text(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("latency_model") / "host"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(MeasuredCostModel, "measure_interleaved", _stand_in)
+        patch.setattr(MeasuredCostModel, "measure_paired", _stand_in)
         profile_device(SPACE, "host-cpu", out, progress=False,
                        settings=ProfileSettings(samples=10, coverage=0, repeats=1, warmup=0, seed=3))
     text = (out / "latency_model.json").read_text(encoding="utf-8")

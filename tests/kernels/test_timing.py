@@ -74,3 +74,44 @@ def test_bad_arguments_show_the_value(kwargs, match):
 def test_summarize_rejects_empty():
     with pytest.raises(ValueError, match="non-empty"):
         summarize([], warmup=0, threads=1, backend="x")
+
+
+def _fake_clock(monkeypatch):
+    """A clock that only advances when a callable 'runs' (by its own duration)."""
+    state = {"t": 0}
+    monkeypatch.setattr(timing.time, "perf_counter_ns", lambda: state["t"])
+    return state
+
+
+def test_paired_ratios_cancel_a_drifting_machine(monkeypatch):
+    state = _fake_clock(monkeypatch)
+    speed = {"k": 1.0}  # the machine gets 3x slower halfway: raw medians move, ratios do not
+
+    def work(ns):
+        def fn():
+            state["t"] += int(ns * speed["k"])
+        return fn
+
+    item, ref = work(300_000), work(100_000)  # 0.3 ms and 0.1 ms per call
+    calls = {"n": 0}
+
+    def slowing_ref():
+        calls["n"] += 1
+        if calls["n"] > 60:
+            speed["k"] = 3.0
+        ref()
+
+    result = timing.measure_paired({"a": item}, slowing_ref, warmup=1, repeats=20, threads=1, burst_s=1e-3)
+    t = result["a"]
+    assert t.burst == 4  # ceil(1 ms / 0.3 ms) back-to-back calls per timed sample
+    assert t.ratio_median == pytest.approx(3.0) and t.ratio_iqr == pytest.approx(0.0)
+    assert t.item.p90_s > 2 * t.item.p10_s  # the raw timings did see the drift
+
+
+def test_paired_validates_its_arguments():
+    with pytest.raises(ValueError, match="non-empty mapping"):
+        timing.measure_paired({}, lambda: None, threads=1)
+    with pytest.raises(ValueError, match="callables"):
+        timing.measure_paired({"a": lambda: None}, "not callable", threads=1)
+    with pytest.raises(ValueError, match="repeats"):
+        timing.measure_paired({"a": lambda: None}, lambda: None, repeats=0, threads=1)

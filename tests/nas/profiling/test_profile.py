@@ -10,7 +10,7 @@ import pytest
 from hw_profiles import MeasuredCostModel, MeasurementFailedError
 from nas.cli import main
 from nas.profiling.latency_model import LatencyModel, LatencyModelError
-from nas.profiling.device import ProfileJobError, ProfileResult, ProfileSettings, profile_device
+from nas.profiling.device import ProfileJobError, ProfileResult, ProfileSettings, profile_device, render_report
 from predictors.latency import UnknownLayerError
 from search_spaces import get_space
 
@@ -40,10 +40,13 @@ def test_profile_writes_a_usable_latency_model(profiled):
     assert all(r["latency_ms"] > 0 and r["iqr_ms"] >= 0 and r["raw_latency_ms"] > 0 for r in rows)
     held = [r for r in rows if r["split"] == "held_out"]
     assert held and all(r["remeasured_ms"] > 0 for r in held)
-    # drift correction: every value is its raw value scaled by (run reference / chunk reference)
+    # drift correction: every value is its ratio to the reference beside it, at the run's reference median
     scale = report.drift["reference_ms"]["median"]
     for r in rows:
-        assert r["latency_ms"] == pytest.approx(r["raw_latency_ms"] * scale / r["reference_ms"])
+        assert r["latency_ms"] == pytest.approx(r["ratio"] * scale)
+    # 8 fit subnets cannot bound a 90% interval (the conformal rank 9 exceeds 8): none, said in the report
+    assert report.intervals == {"kernel_level": None, "arch_level": None}
+    assert "too few fit subnets" in render_report(report, out)
 
     space = get_space("tiny_mbv3")
     model = LatencyModel.load(out)
@@ -65,7 +68,7 @@ def test_profile_writes_a_usable_latency_model(profiled):
 
 def test_existing_output_folder_is_refused_before_measuring(profiled, monkeypatch):
     out, _ = profiled
-    monkeypatch.setattr(MeasuredCostModel, "measure_interleaved", lambda *a, **k: pytest.fail("measured anyway"))
+    monkeypatch.setattr(MeasuredCostModel, "measure_paired", lambda *a, **k: pytest.fail("measured anyway"))
     with pytest.raises(ProfileJobError, match="not empty"):
         profile_device(get_space("tiny_mbv3"), "host-cpu", out, settings=FAST, progress=False)
 
@@ -73,14 +76,14 @@ def test_existing_output_folder_is_refused_before_measuring(profiled, monkeypatc
 def test_a_failed_measurement_leaves_no_folder(tmp_path, monkeypatch):
     calls = []
 
-    def fail_on_second(self, items):
+    def fail_on_second(self, items, reference):
         calls.append(len(items))
         if len(calls) > 1:
             raise MeasurementFailedError("onnxruntime session creation failed: boom")
-        return original(self, items)
+        return original(self, items, reference)
 
-    original = MeasuredCostModel.measure_interleaved
-    monkeypatch.setattr(MeasuredCostModel, "measure_interleaved", fail_on_second)
+    original = MeasuredCostModel.measure_paired
+    monkeypatch.setattr(MeasuredCostModel, "measure_paired", fail_on_second)
     settings = ProfileSettings(samples=10, coverage=0, repeats=1, warmup=0, chunk=4)
     with pytest.raises(MeasurementFailedError, match="boom"):
         profile_device(get_space("tiny_mbv3"), "host-cpu", tmp_path / "out", settings=settings, progress=False)
