@@ -19,7 +19,7 @@ class Metric:
 
     ``interval`` ``(lo, hi)`` holds the true value with nominal probability ``coverage`` (in (0, 1),
     e.g. 0.9): a calibrated prediction interval for ``predicted`` figures (held-out residuals, widened
-    by the drift the profile run saw; see :mod:`predictors.conformal`). Both or neither are set;
+    by the drift the profile run saw; see :mod:`predictors.calibration`). Both or neither are set;
     ``lo <= value <= hi``. ``spread`` stays what it was (IQR of a measurement, RMSE of a predictor)."""
 
     value: float

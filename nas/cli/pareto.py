@@ -1,4 +1,8 @@
-"""``nas pareto``: the Pareto front of a job as a table, CSV or JSON, and optionally a PNG plot."""
+"""``nas pareto``: the Pareto front of a job as a table, CSV or JSON, and optionally a PNG plot.
+
+JSON is an object: ``front`` (one record per front member, the table's columns) and
+``accuracy_predictor`` (the calibration of a ``linas`` job's accuracy predictor on its held-out
+evaluations, ``nas.jobs.predictor_report``; null for other jobs)."""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from nas.jobs.results import load_job
 
-    result = load_job(args.job, storage=args.storage)
+    job = result = load_job(args.job, storage=args.storage)
     if args.objectives:
         result = result.with_objectives(args.objectives)
     front = result.pareto()
@@ -32,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
         front = accelerator_columns(front, result.space)
     if args.format == "csv":
         print(front.to_csv(index=False), end="")
-    elif args.format == "json":
-        print(front.to_json(orient="records", indent=2))
+    elif args.format == "json":  # {"front": [records], "accuracy_predictor": calibration or null}
+        print(_json_output(front, job))
     else:
         print(render_front(front, [o.name for o in result.objectives], result.space))
     if args.plot:
@@ -43,3 +47,15 @@ def run(args: argparse.Namespace) -> int:
                    space=result.space)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
+
+
+def _json_output(front, job) -> str:
+    """The front's records and the calibration of the job's accuracy predictor (over all its objectives,
+    whatever ``--objectives`` kept)."""
+    import json
+
+    from nas.jobs.predictor_report import accuracy_predictor_report
+
+    calibration = accuracy_predictor_report(job)
+    return json.dumps({"front": json.loads(front.to_json(orient="records")),
+                       "accuracy_predictor": None if calibration is None else calibration.to_json()}, indent=2)

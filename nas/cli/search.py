@@ -50,4 +50,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"quantization: joint search (arch x policy) hypervolume {seq.joint_hypervolume:.4f} vs sequential "
               f"(float search, then int8) {seq.sequential_hypervolume:.4f} (ratio {seq.ratio}); "
               f"{seq.joint_evaluations} vs {seq.sequential_evaluations} evaluations; float job {seq.float_job}")
+    from nas.jobs.predictor_report import accuracy_predictor_report
+
+    calibration = accuracy_predictor_report(result)  # linas jobs: held-out predictions vs measured values
+    if calibration is not None:
+        print(calibration.line())
     return 0

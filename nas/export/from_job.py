@@ -21,6 +21,8 @@ from nas.export._accelerator import accelerator_target, export_with_accelerator,
 from nas.export._int8 import policy_needed_error, quantized_space_of, summary_lines
 from nas.export.subnet import (RANDOM_INIT_SEED, ExportError, ExportOptions, ExportResult, _export_profile,
                                check_out_dir, export_with_options)
+from nas.jobs.records import metric_from_dict
+from nas.report.tables import figure_text
 from search_spaces import get_space
 from search_spaces.quantization import split_quantized_name
 
@@ -220,7 +222,8 @@ def render_summary(result: ExportResult, out: Path) -> str:
         lines.append(f"estimated {name} on {metric['profile']}: {metric['value']:.4g} {metric['unit']} [{metric['source']}]")
     if result.predicted_latency_ms is not None:
         p = result.predicted_latency_ms
-        lines.append(f"predicted latency ({p['backend']}, {p['profile']}): {p['value']:.3g} ms")
+        lines.append(f"predicted latency ({p['backend']}, {p['profile']}): "
+                     f"{figure_text(metric_from_dict({'unit': 'ms', **p}))}")
     lines.append(f"latency measured on {result.device} with {result.threads} threads (median ± IQR); "
                  f"export took {result.steps_s['total_s']:.1f} s")
     return "\n".join(lines)

@@ -23,14 +23,22 @@ def is_finite(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
+def _non_finite_figures(name: str, metric: Metric) -> list[str]:
+    """A description of each non-finite figure of ``metric``: its value, spread, interval bounds, coverage."""
+    figures = {"": metric.value, " spread": metric.spread, " coverage": metric.coverage}
+    if metric.interval is not None:
+        figures.update({" interval lo": metric.interval[0], " interval hi": metric.interval[1]})
+    return [f"metric {name}{label} = {v!r}" for label, v in figures.items()
+            if (v is not None or not label) and not is_finite(v)]
+
+
 def finite_only(metrics: Mapping[str, Metric], constraints: Mapping[str, float]):
-    """``(metrics, constraints, bad)``: those with finite values, and a description of the others."""
-    bad = [f"metric {k} = {m.value!r}" for k, m in metrics.items() if not is_finite(m.value)]
-    bad += [f"metric {k} spread = {m.spread!r}" for k, m in metrics.items()
-            if m.spread is not None and not is_finite(m.spread)]
+    """``(metrics, constraints, bad)``: those with finite values, and a description of the others (a
+    metric with a non-finite spread, interval bound or coverage counts as non-finite)."""
+    bad_by_metric = {k: _non_finite_figures(k, m) for k, m in metrics.items()}
+    bad = [text for texts in bad_by_metric.values() for text in texts]
     bad += [f"constraint {k} = {v!r}" for k, v in constraints.items() if not is_finite(v)]
-    kept = {k: m for k, m in metrics.items()
-            if is_finite(m.value) and (m.spread is None or is_finite(m.spread))}
+    kept = {k: m for k, m in metrics.items() if not bad_by_metric[k]}
     return kept, {k: float(v) for k, v in constraints.items() if is_finite(v)}, bad
 
 

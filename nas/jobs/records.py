@@ -10,6 +10,7 @@ unchanged, so stores written before records existed load as they are (missing ke
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping
 
@@ -24,11 +25,32 @@ FINISHED = ("complete", "pruned", "fail")
 
 
 def metric_from_dict(blob: Mapping[str, Any]) -> Metric:
-    """The :class:`~hw_profiles.Metric` that ``Metric.to_dict()`` stored."""
+    """The :class:`~hw_profiles.Metric` that ``Metric.to_dict()`` stored (``interval`` and ``coverage``
+    absent in stores written before they existed). A malformed figure raises ``ValueError`` or
+    ``TypeError``, which readers treat as a damaged row."""
     spread, precision = blob.get("spread"), blob.get("precision")
+    interval, coverage = blob.get("interval"), blob.get("coverage")
+    if interval is not None and (not isinstance(interval, (list, tuple)) or len(interval) != 2):
+        raise ValueError(f"a stored Metric.interval must be [lo, hi], got {interval!r}")
     return Metric(value=float(blob["value"]), unit=str(blob.get("unit", "")), source=str(blob["source"]),
                   profile=str(blob.get("profile", "")), spread=None if spread is None else float(spread),
-                  precision=None if precision is None else str(precision))
+                  precision=None if precision is None else str(precision),
+                  interval=None if interval is None else (float(interval[0]), float(interval[1])),
+                  coverage=coverage)
+
+
+def _predicted_of(blob) -> dict[str, tuple[float, float]]:
+    """``{objective: (mean, var)}`` of a trial's ``predicted`` attribute; entries that are not a finite
+    mean with a finite variance > 0 are left out (a damaged or forged row never breaks the record)."""
+    out: dict[str, tuple[float, float]] = {}
+    for name, pred in (blob.items() if isinstance(blob, Mapping) else ()):
+        try:
+            mean, var = float(pred["mean"]), float(pred["var"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if math.isfinite(mean) and math.isfinite(var) and var > 0:
+            out[str(name)] = (mean, var)
+    return out
 
 
 def arch_id_of(trial) -> str | None:
@@ -40,7 +62,9 @@ def arch_id_of(trial) -> str | None:
 class TrialRecord:
     """One trial: ``state`` is ``complete``, ``pruned``, ``fail``, ``running`` or ``waiting``;
     ``metrics`` by name with provenance; ``constraints`` by label (violation, ``<= 0`` satisfied);
-    ``feasible`` only for a complete trial satisfying every constraint; ``error`` for failures."""
+    ``feasible`` only for a complete trial satisfying every constraint; ``error`` for failures;
+    ``predicted``: ``{objective: (mean, var)}`` that a model-guided searcher (linas) predicted for the
+    arch before it was evaluated, in the objective's own units (empty for other searchers)."""
 
     number: int
     arch: Mapping[str, Any]
@@ -50,6 +74,7 @@ class TrialRecord:
     constraints: Mapping[str, float] = field(default_factory=dict)
     feasible: bool = False
     error: str | None = None
+    predicted: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.state not in STATES.values():
@@ -64,7 +89,8 @@ class TrialRecord:
                    state=STATES.get(trial.state.name, trial.state.name.lower()),
                    metrics={name: metric_from_dict(m) for name, m in (result.get("metrics") or {}).items()},
                    constraints={label: float(v) for label, v in (result.get("constraints") or {}).items()},
-                   feasible=bool(result.get("feasible", False)), error=result.get("error"))
+                   feasible=bool(result.get("feasible", False)), error=result.get("error"),
+                   predicted=_predicted_of(attrs.get("predicted")))
 
     @property
     def finished(self) -> bool:

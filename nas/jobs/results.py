@@ -4,7 +4,9 @@ Contract: ``SearchResult(job, objectives)`` reads the store on each call (a job 
 still extend is seen as it is now). :meth:`SearchResult.records` are the finished trials as
 :class:`~nas.jobs.records.TrialRecord`; columns of :meth:`SearchResult.trials` and :meth:`SearchResult.pareto`: ``trial``, ``state``, ``arch_id``, one column per setting, one per
 objective (natural units and direction), then per objective ``<name>.source``, ``<name>.profile``,
-``<name>.spread``, ``<name>.precision`` (the numeric format: fp32, int8, mixed; None for MACs and
+``<name>.spread``, ``<name>.lo``, ``<name>.hi`` and ``<name>.coverage`` (the prediction interval
+``[lo, hi]`` and its nominal coverage, e.g. 0.9, of a predicted figure; None where the metric has
+none), ``<name>.precision`` (the numeric format: fp32, int8, mixed; None for MACs and
 params), one column per constraint (its violation, ``<= 0`` satisfied) and ``feasible``.
 A retried trial (its worker died) appears once: its newest attempt. The front holds the feasible,
 non-dominated COMPLETE trials.
@@ -17,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from hw_profiles import Metric
 from nas._results import OMIT_NONE, ReportRecord
 from nas.jobs.objectives import Objective, ObjectiveError
 from nas.jobs.records import FINISHED, TrialRecord, latest_records
@@ -41,6 +44,24 @@ def constraint_matrix(records: Sequence[TrialRecord], labels: Sequence[str]) -> 
     """``(n, len(labels))`` constraint violations of each record (NaN where not recorded)."""
     return np.array([[r.constraints.get(label, np.nan) for label in labels] for r in records],
                     dtype=np.float64).reshape(len(records), len(labels))
+
+
+def row_metric(row, name: str, *, unit: str = "") -> Metric:
+    """The :class:`~hw_profiles.Metric` of objective ``name`` in a row of :meth:`SearchResult.pareto`
+    (or of ``front.csv`` read back): its value, provenance, spread, precision and prediction interval."""
+    lo, hi, coverage = (_cell(row.get(f"{name}.{k}")) for k in ("lo", "hi", "coverage"))
+    precision = _cell(row.get(f"{name}.precision"))
+    return Metric(value=float(row[name]), unit=unit, source=str(row[f"{name}.source"]),
+                  profile=str(_cell(row.get(f"{name}.profile")) or ""), spread=_cell(row.get(f"{name}.spread")),
+                  precision=None if precision is None else str(precision),
+                  interval=None if lo is None or hi is None else (lo, hi), coverage=coverage)
+
+
+def _cell(value):
+    """A frame cell as a plain Python value; None for a missing one (None or NaN)."""
+    if value is None or (isinstance(value, (float, np.floating)) and np.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
 
 
 class SearchResult:
@@ -93,6 +114,9 @@ class SearchResult:
                 row[f"{o.name}.source"] = m.source if m else None
                 row[f"{o.name}.profile"] = m.profile if m else None
                 row[f"{o.name}.spread"] = m.spread if m else None
+                lo, hi = m.interval if m and m.interval else (None, None)
+                row[f"{o.name}.lo"], row[f"{o.name}.hi"] = lo, hi
+                row[f"{o.name}.coverage"] = m.coverage if m else None
                 row[f"{o.name}.precision"] = m.precision if m else None
             row.update(r.constraints)
             row["feasible"] = r.feasible

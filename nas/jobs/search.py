@@ -25,6 +25,7 @@ import numpy as np
 from nas.jobs.evaluator import Evaluator
 from nas.jobs.lease import driver_lease
 from nas.jobs.objectives import Constraint, MetricCatalog, Objective, ObjectiveError
+from nas.jobs.predictor_report import prediction_source
 from nas.jobs.records import FINISHED, JobConfig, JobObjective, TrialRecord, latest_records
 from nas.jobs.results import SearchResult, constraint_matrix, normalised_hypervolume, objective_matrix
 from nas.jobs.store import Job, open_storage
@@ -156,7 +157,9 @@ def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Seq
             the_job.update_config(budget=budget)
         termination = _resume(the_job, evaluator, searcher, budget, **waiting)
         with _progress(the_job, evaluator, termination, enabled=progress, lease=lease) as on_batch:
-            run_ask_tell(searcher, through_the_job(the_job, evaluator, **waiting), termination=termination,
+            predicted = prediction_source(searcher, evaluator.objectives)
+            evaluate = through_the_job(the_job, evaluator, predictions=predicted, **waiting)
+            run_ask_tell(searcher, evaluate, termination=termination,
                          batch_size=batch_size or min(32, max(4, budget // 10)), callback=on_batch)
     report = searcher.report()
     if report is not None:
@@ -189,16 +192,18 @@ def _resume(job: Job, evaluator: Evaluator, searcher, budget: int, **waiting) ->
                        evaluated=sum(r.state != "pruned" for r in finished), asked=len(finished))
 
 
-def through_the_job(job: Job, evaluator: Evaluator, **waiting):
-    """``evaluate`` for the loop: screen the archs, record the rejected ones PRUNED, queue the rest,
-    wait until each is finished; returns ``(F, G, counted)`` (pruned archs do not count)."""
+def through_the_job(job: Job, evaluator: Evaluator, *, predictions=None, **waiting):
+    """``evaluate`` for the loop: screen the archs, record the rejected ones PRUNED, queue the rest (with
+    what ``predictions(arch_ids)`` predicted for them, ``nas.jobs.predictor_report``), wait until each
+    is finished; returns ``(F, G, counted)`` (pruned archs do not count)."""
 
     def evaluate(archs: list[ArchConfig]):
         outcomes = evaluator.screen(archs)
         for o in outcomes:
             if o.rejected:
                 job.add_pruned(o.arch, metrics=o.metrics, constraints=o.constraints)
-        job.enqueue([o.arch for o in outcomes if not o.rejected])
+        queued = [o.arch for o in outcomes if not o.rejected]
+        job.enqueue(queued, predicted=predictions([a.arch_id for a in queued]) if predictions else None)
         by_id = {r.arch_id: r for r in _wait_for(job, evaluator, {a.arch_id for a in archs}, **waiting)}
         told = [by_id[a.arch_id] for a in archs]
         _, F, G = _told_rows(evaluator, told)

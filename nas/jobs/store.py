@@ -14,7 +14,9 @@ Contract:
   (``{label: violation}``, ``<= 0`` satisfied), ``feasible`` and, for failures, ``error``; its values are the objectives in
   the job's order and directions. Optuna's ``constraints`` system attribute is set too, so
   optuna-dashboard shows feasibility. PRUNED means rejected by a cheap constraint before any
-  expensive evaluation; FAIL means the evaluation raised (see ``result.error``).
+  expensive evaluation; FAIL means the evaluation raised (see ``result.error``). A trial that a
+  model-guided searcher (linas) proposed also holds ``predicted`` (``{objective: {mean, var}}``, the
+  objective's own units), written when it is queued, i.e. before it is evaluated.
 * The job's own record (study user attribute ``hwnas``) holds its config: space name and version,
   objectives, constraints, algorithm, seed, budget, profiles, checkpoint hash. Beside it: ``status``
   (``done`` or ``stopped`` once a search returns), ``predictor`` (linas' report) and ``report``.
@@ -266,15 +268,21 @@ class Job:
         damaged row is queued again, like one never evaluated)."""
         return {r.arch_id for r in self.records()} - {None}
 
-    def enqueue(self, archs: Sequence[ArchConfig]) -> int:
-        """Queue archs not yet in the job; returns how many were queued."""
+    def enqueue(self, archs: Sequence[ArchConfig], *, predicted: Mapping[str, Mapping] | None = None) -> int:
+        """Queue archs not yet in the job; returns how many were queued. ``predicted`` (by ``arch_id``):
+        ``{objective: {"mean", "var"}}`` a searcher predicted before evaluation, stored as the trial's
+        ``predicted`` attribute (only finite means with finite variances > 0 are written)."""
         self._writable()
         known = self.arch_ids()
         queued = 0
         for arch in archs:
             if arch.arch_id in known:
                 continue
-            self.study.enqueue_trial({}, user_attrs={"arch_id": arch.arch_id, "arch": arch.to_dict()})
+            attrs = {"arch_id": arch.arch_id, "arch": arch.to_dict()}
+            kept = _finite_predictions((predicted or {}).get(arch.arch_id))
+            if kept:
+                attrs["predicted"] = kept
+            self.study.enqueue_trial({}, user_attrs=attrs)
             known.add(arch.arch_id)
             queued += 1
         return queued
@@ -400,6 +408,14 @@ def _trial_states(states: Sequence[str] | None):
     if unknown:
         raise ValueError(f"states must be among {sorted(by_name)}, got {unknown}")
     return tuple(getattr(_optuna().trial.TrialState, by_name[s]) for s in states)
+
+
+def _finite_predictions(blob) -> dict:
+    """The entries of ``{objective: {"mean", "var"}}`` with a finite mean and a finite variance > 0."""
+    if not isinstance(blob, Mapping):
+        return {}
+    return {str(name): {"mean": float(p["mean"]), "var": float(p["var"])} for name, p in blob.items()
+            if isinstance(p, Mapping) and is_finite(p.get("mean")) and is_finite(p.get("var")) and p["var"] > 0}
 
 
 def _url(storage) -> str:

@@ -3,17 +3,19 @@ and ``front.png``, and pick the subnet to export (the table: :mod:`nas.report.ta
 
 Contract: :func:`verify_front` measures the device latency of ``n`` front members spread over the
 predicted-latency range (fastest, slowest and evenly between) on this host with the profile's
-backend and threads, and returns one :class:`FrontMeasurement` per member with the prediction and
-the measurement, each with its provenance. :func:`write_front` writes the front (every column of
-``SearchResult.pareto()`` plus ``<latency>.measured_ms`` / ``<latency>.measured_iqr_ms`` where
-measured) to ``front.csv`` and the plot (baseline in grey) to ``front.png``, both atomically.
+backend and threads, and returns one :class:`FrontMeasurement` per member with the prediction (and
+its prediction interval, where the latency model gives one) and the measurement, each with its
+provenance; :func:`interval_check` counts the members measured inside their interval.
+:func:`write_front` writes the front (every column of ``SearchResult.pareto()``, the prediction
+intervals' ``<name>.lo``/``.hi``/``.coverage`` included, plus ``<latency>.measured_ms`` /
+``<latency>.measured_iqr_ms`` where measured) to ``front.csv`` and the plot (baseline in grey) to
+``front.png``, both atomically.
 :func:`pick_within_budget` returns the most accurate front row whose *predicted* latency is within
 the budget, or raises :class:`NoSubnetInBudgetError` saying what the fastest member needs.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ from tqdm import tqdm
 
 from hw_profiles import Metric
 from nas.jobs.objectives import Objective
+from nas.jobs.records import metric_from_dict
+from nas.jobs.results import row_metric
 from search_spaces import NASError
 
 CSV_NAME, PNG_NAME = "front.csv", "front.png"
@@ -44,51 +48,114 @@ def spread_indices(n: int, k: int) -> list[int]:
 @dataclass(frozen=True, kw_only=True)
 class FrontMeasurement:
     """One front member's latency: the search's ``predicted_ms`` beside this host's ``measured_ms``
-    (each a :class:`~hw_profiles.Metric` with provenance) and ``error_pct`` = (predicted - measured) /
-    measured, in %. ``to_json()`` is its entry under ``front.measured`` in ``summary.json``."""
+    (each a :class:`~hw_profiles.Metric` with provenance; the prediction with its interval and
+    coverage where the latency model gives one) and ``error_pct`` = (predicted - measured) /
+    measured, in %. ``inside`` says whether the measurement lies in the prediction interval (None
+    without one). ``to_json()`` is its entry under ``front.measured`` in ``summary.json``."""
 
     trial: int
     arch_id: str
     predicted_ms: Metric
     measured_ms: Metric
     error_pct: float
+    at_run_speed_ms: Metric | None = None  # measured beside the profile's reference (nas.profiling.remeasure)
+    model_interval: tuple[float, float] | None = None  # the prediction's interval without the drift part
+
+    @property
+    def inside(self) -> bool | None:
+        """Whether the measured latency lies in the predicted one's interval; None without an interval."""
+        return _within(self.measured_ms, self.predicted_ms.interval)
+
+    @property
+    def inside_at_run_speed(self) -> bool | None:
+        """Whether the latency at the profile run's speed lies in the model-only interval; None without."""
+        return _within(self.at_run_speed_ms, self.model_interval)
 
     def to_json(self) -> dict[str, Any]:
-        p = self.predicted_ms
-        return {"trial": self.trial, "arch_id": self.arch_id,
-                "predicted_ms": {"value": p.value, "source": p.source, "profile": p.profile, "spread": p.spread},
-                "measured_ms": self.measured_ms.to_dict(), "error_pct": self.error_pct}
+        at_speed = self.at_run_speed_ms.to_dict() if self.at_run_speed_ms else None
+        return {"trial": self.trial, "arch_id": self.arch_id, "predicted_ms": self.predicted_ms.to_dict(),
+                "measured_ms": self.measured_ms.to_dict(), "error_pct": self.error_pct, "inside": self.inside,
+                "at_run_speed_ms": at_speed, "model_interval": list(self.model_interval) if self.model_interval else None,
+                "inside_at_run_speed": self.inside_at_run_speed}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "FrontMeasurement":
-        """The record :meth:`to_json` wrote (a previous run's ``summary.json``)."""
-        p = data["predicted_ms"]
-        predicted = Metric(value=p["value"], unit="ms", source=p["source"], profile=p["profile"], spread=p["spread"])
+        """The record :meth:`to_json` wrote (a previous run's ``summary.json``; one written before
+        intervals, or before the prediction's unit was stored, reads without them)."""
+        predicted = metric_from_dict({"unit": "ms", **data["predicted_ms"]})
+        at_speed, interval = data.get("at_run_speed_ms"), data.get("model_interval")
         return cls(trial=data["trial"], arch_id=data["arch_id"], predicted_ms=predicted,
-                   measured_ms=Metric(**data["measured_ms"]), error_pct=data["error_pct"])
+                   measured_ms=metric_from_dict(data["measured_ms"]), error_pct=data["error_pct"],
+                   at_run_speed_ms=metric_from_dict(at_speed) if at_speed else None,
+                   model_interval=tuple(float(v) for v in interval) if interval else None)
 
 
-def verify_front(front, space, device: str, latency: str, n: int, *,
+def _within(metric: Metric | None, interval) -> bool | None:
+    if metric is None or interval is None:
+        return None
+    lo, hi = interval
+    return bool(lo <= metric.value <= hi)
+
+
+def interval_check(records: Sequence[FrontMeasurement]) -> dict | None:
+    """How the re-measured members fall against their prediction intervals: ``inside`` of ``checked``
+    (the members whose prediction has an interval) at nominal ``coverage`` (None if they differ), and
+    ``inside_at_run_speed`` of ``checked_at_run_speed`` (their latency at the profile run's machine speed
+    inside the model-only interval; None when none was measured that way); None when no prediction has
+    an interval."""
+    checked = [r for r in records if r.inside is not None]
+    if not checked:
+        return None
+    coverages = {r.predicted_ms.coverage for r in checked}
+    at_speed = [r.inside_at_run_speed for r in checked if r.inside_at_run_speed is not None]
+    return {"inside": sum(bool(r.inside) for r in checked), "checked": len(checked),
+            "coverage": coverages.pop() if len(coverages) == 1 else None,
+            "inside_at_run_speed": sum(at_speed) if at_speed else None, "checked_at_run_speed": len(at_speed)}
+
+
+def verify_front(front, space, device: str, latency: str, n: int, *, latency_model=None,
                  progress: bool = True) -> list[FrontMeasurement]:
-    """Measure ``n`` front members' ``device`` latency beside their predicted latency."""
-    from hw_profiles import get_profile
-    from nas.jobs.config import host_measurer
+    """Measure ``n`` front members' ``device`` latency beside their predicted latency; with the
+    ``latency_model`` that predicted it (a ``LatencyModel`` that recorded its reference subnet), each
+    is measured beside that reference as ``nas profile`` measured, which also gives its latency at the
+    profile run's machine speed (``nas.profiling.remeasure``)."""
+    from nas.profiling.remeasure import model_interval
 
     if not len(front):
         return []
     ordered = front.sort_values(latency).reset_index(drop=True)
     picks = spread_indices(len(ordered), n)
-    measure = host_measurer(space, get_profile(device))
+    measure = _measurer(space, device, latency_model)
     records = []
     for i in tqdm(picks, desc="verify latency", unit="subnet", disable=not progress, dynamic_ncols=True):
         row = ordered.iloc[i]
-        measured = measure(space.parse(_arch_of(row, space)))["latency_ms"]
-        predicted = Metric(value=float(row[latency]), unit="ms", source=row[f"{latency}.source"],
-                           profile=row[f"{latency}.profile"], spread=_float(row[f"{latency}.spread"]))
+        measured, at_speed = measure(space.parse(_arch_of(row, space)))
+        predicted = row_metric(row, latency, unit="ms")
+        interval = model_interval(latency_model, predicted.value) if at_speed is not None else None
         records.append(FrontMeasurement(
             trial=int(row["trial"]), arch_id=row["arch_id"], predicted_ms=predicted, measured_ms=measured,
-            error_pct=round((predicted.value - measured.value) / measured.value * 100, 1)))
+            error_pct=round((predicted.value - measured.value) / measured.value * 100, 1),
+            at_run_speed_ms=at_speed, model_interval=interval))
     return records
+
+
+def _measurer(space, device: str, latency_model):
+    """``arch -> (raw Metric, Metric at the profile run's speed or None)``."""
+    from hw_profiles import get_profile
+    from nas.jobs.config import host_measurer
+
+    profile = get_profile(device)
+    if latency_model is not None and latency_model.space.name == space.name:
+        from nas.profiling.remeasure import remeasurer
+
+        beside = remeasurer(latency_model, profile)
+        if beside is not None:
+            def paired(arch):
+                again = beside(arch)
+                return again.measured, again.at_run_speed
+            return paired
+    plain = host_measurer(space, profile)
+    return lambda arch: (plain(arch)["latency_ms"], None)
 
 
 def _arch_of(row, space) -> dict:
@@ -97,10 +164,6 @@ def _arch_of(row, space) -> dict:
 
 def _plain(value):
     return value.item() if hasattr(value, "item") else value
-
-
-def _float(value) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
 def with_measurements(front, latency: str, records: Sequence[FrontMeasurement]):

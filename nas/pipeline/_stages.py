@@ -95,8 +95,10 @@ class FrontStageResult:
     png: str
 
     def to_json(self) -> dict:
+        from nas.pipeline._front import interval_check
+
         return {"size": len(self.frame), "csv": self.csv, "png": self.png,
-                "measured": [m.to_json() for m in self.measured]}
+                "measured": [m.to_json() for m in self.measured], "inside_interval": interval_check(self.measured)}
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,7 @@ def front_stage(ctx: StageContext, searched: SearchStageResult) -> FrontStageRes
     and the previous run's files hold a front of the same size."""
     from nas.pipeline._front import (CSV_NAME, PNG_NAME, FrontMeasurement, verify_front, with_measurements,
                                      write_front)
-    from nas.report.tables import render_front_table
+    from nas.report.tables import figure_text, render_front_table
 
     cfg, latency, result = ctx.config, ctx.config.latency_objective, searched.result
     front = result.pareto()
@@ -211,7 +213,8 @@ def front_stage(ctx: StageContext, searched: SearchStageResult) -> FrontStageRes
     done = (searched.status == "skipped" and (ctx.out / CSV_NAME).exists() and (ctx.out / PNG_NAME).exists()
             and previous is not None and previous.get("size") == len(front))
     records = ([FrontMeasurement.from_json(r) for r in previous["measured"]] if done else
-               verify_front(front, ctx.space, cfg.device, latency, cfg.front.measure, progress=ctx.progress))
+               verify_front(front, ctx.space, cfg.device, latency, cfg.front.measure, progress=ctx.progress,
+                            latency_model=_latency_model(ctx)))
     from nas.report._accelerator import accelerator_columns
 
     frame = accelerator_columns(with_measurements(front, latency, records), ctx.space)
@@ -221,11 +224,47 @@ def front_stage(ctx: StageContext, searched: SearchStageResult) -> FrontStageRes
     ctx.echo(render_front_table(frame, [o.name for o in result.objectives], measured=latency))
     for r in records:
         p, m = r.predicted_ms, r.measured_ms
-        ctx.echo(f"trial {r.trial}: {latency} predicted {p.value:.3g} ms [{p.source}] vs measured "
+        ctx.echo(f"trial {r.trial}: {latency} predicted {figure_text(p)} [{p.source}] vs measured "
                  f"{m.value:.3g} ± {m.spread:.2g} ms [{m.source}, {m.profile}] ({r.error_pct:+.1f}%)")
+        if r.at_run_speed_ms is not None:
+            own = "" if r.model_interval is None else (
+                "; the model's own interval without drift [{:.3g}, {:.3g}]".format(*r.model_interval))
+            ctx.echo(f"    at the profile run's machine speed (beside its reference subnet): "
+                     f"{r.at_run_speed_ms.value:.3g} ms{own}")
+    if records:
+        ctx.echo(_front_check_line(records))
     ctx.echo(f"wrote {ctx.out / CSV_NAME} and {ctx.out / PNG_NAME}")
     return FrontStageResult(status="skipped" if done else "done", frame=frame, measured=tuple(records), csv=CSV_NAME,
                             png=PNG_NAME)
+
+
+def _front_check_line(records) -> str:
+    """How many re-measured members lie inside their prediction interval, or why none has one."""
+    from nas.pipeline._front import interval_check
+    from nas.report.tables import coverage_text
+
+    check = interval_check(records)
+    if check is None:
+        if any(r.predicted_ms.source == "predicted" for r in records):
+            return "front check: no interval: latency model built before intervals; rebuild with nas profile"
+        return f"front check: no prediction interval ({records[0].predicted_ms.source} latency)"
+    nominal = f"{coverage_text(check['coverage'])} " if check["coverage"] is not None else ""
+    line = (f"front check: {check['inside']} of {check['checked']} re-measured members inside their "
+            f"{nominal}prediction interval")
+    if check.get("inside_at_run_speed") is not None:
+        line += (f"; at the profile run's machine speed, {check['inside_at_run_speed']} of "
+                 f"{check['checked_at_run_speed']} inside the model's own interval")
+    return line
+
+
+def _latency_model(ctx: StageContext):
+    """The pipeline's latency model (``OUT/profile``), or None when it cannot be read."""
+    from nas.profiling.latency_model import LatencyModel, LatencyModelError
+
+    try:
+        return LatencyModel.load(ctx.out / PROFILE_DIR)
+    except LatencyModelError:
+        return None
 
 
 # --------------------------------------------------------------------------------------------- export
@@ -234,7 +273,9 @@ def export_stage(ctx: StageContext, searched: SearchStageResult, front: FrontSta
     when that folder already holds the same arch in the same formats."""
     from nas.export.from_job import render_summary
     from nas.export.subnet import ExportResult, parse_formats
+    from nas.jobs.records import metric_from_dict
     from nas.pipeline._front import pick_within_budget
+    from nas.report.tables import figure_text
 
     cfg = ctx.config
     budget = cfg.export.latency_budget_ms
@@ -261,8 +302,8 @@ def export_stage(ctx: StageContext, searched: SearchStageResult, front: FrontSta
     predicted = report.predicted_latency_ms
     for fmt, entry in report.formats.items():
         m = entry["latency_ms"]
-        beside = (f" | predicted {predicted['value']:.3g} ms [{predicted['source']}, {predicted['backend']}]"
-                  if predicted and predicted["backend"] == entry["backend"] else "")
+        beside = (f" | predicted {figure_text(metric_from_dict({'unit': 'ms', **predicted}))} [{predicted['source']}, "
+                  f"{predicted['backend']}]" if predicted and predicted["backend"] == entry["backend"] else "")
         ctx.echo(f"{fmt:<6} ({entry['backend']}): measured {m['value']:.3g} ± {m['spread']:.2g} ms "
                  f"[{m['source']}, {m['profile']}]{beside}")
     return ExportStageResult(status=status, best=record, report=report)
@@ -295,16 +336,21 @@ def _export_files(ctx: StageContext, best, folder: Path, formats: list[str], sto
 
 
 def _best_record(best, report: ExportResult, objectives, budget: float) -> dict:
-    """The exported subnet: its objectives (with provenance), measured latency per format, the
-    prediction, and parity per format."""
+    """The exported subnet: its objectives (with provenance, and a predicted one's interval and
+    coverage), measured latency per format, the prediction, and parity per format."""
+    from nas.jobs.results import row_metric
+
     def value(v):
         return None if v != v else (v.item() if hasattr(v, "item") else v)  # NaN -> None
 
+    def objective(name: str) -> dict:
+        m = row_metric(best, name)
+        return {"value": value(best[name]), "source": m.source, "profile": m.profile, "spread": m.spread,
+                "interval": None if m.interval is None else list(m.interval), "coverage": m.coverage}
+
     return {
         "trial": int(best["trial"]), "arch_id": best["arch_id"], "latency_budget_ms": budget,
-        "objectives": {o.name: {"value": value(best[o.name]), "source": best[f"{o.name}.source"],
-                                "profile": best[f"{o.name}.profile"], "spread": value(best[f"{o.name}.spread"])}
-                       for o in objectives},
+        "objectives": {o.name: objective(o.name) for o in objectives},
         "latency_ms": {"predicted": report.predicted_latency_ms,
                        "measured": {fmt: {**e["latency_ms"], "backend": e["backend"]}
                                     for fmt, e in report.formats.items()}},

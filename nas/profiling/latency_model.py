@@ -167,7 +167,8 @@ REPORT = Obj({
     "latency_ms": SPREAD, "median_iqr_pct": Num(numbers(0, 1e9)),
     "repeatability": Obj({"within_10pct": FRACTION, "spearman": CORRELATION}),
     "drift": Obj({"correction": Bool(), "chunk": Num(ints(1, 10**7)), "reference_arch_id": TEXT,
-                  "reference_ms": SPREAD}, null=True),
+                  "reference_arch": Obj({}, extra=True), "reference_ms": SPREAD},
+                 optional=("reference_arch",), null=True),  # the arch: checked by space.parse when read
     "held_out": Obj({"kernel_level": HELD_OUT, "arch_level": HELD_OUT, "macs_proxy": HELD_OUT},
                     optional=("macs_proxy",)),
     "intervals": Obj({"kernel_level": INTERVAL, "arch_level": INTERVAL}),
@@ -236,6 +237,15 @@ class LatencyModel:
                        coverage=entry["coverage"] if entry else None)
                 for a, v, interval in zip(archs, values, bounds(values, entry))]
 
+    def reference(self) -> tuple[ArchConfig, float] | None:
+        """The profile run's reference subnet and its median latency over the run (ms): measuring a
+        subnet beside it (``MeasuredCostModel.measure_paired``) gives its latency at the run's machine
+        speed, the speed predictions are at. None for a model built before the arch was recorded."""
+        drift = self.report.drift or {}
+        if not drift.get("correction") or "reference_arch" not in drift:
+            return None
+        return self.space.parse(drift["reference_arch"]), float(drift["reference_ms"]["median"])
+
     def to_dict(self) -> dict:
         return {"format_version": FORMAT_VERSION, "space": self.space.name, "space_version": self.space.version,
                 "profile": self.profile_ref, "backend": self.backend, "threads": self.threads,
@@ -279,6 +289,13 @@ class LatencyModel:
             report = ProfileResult.from_json(report)
         except ProfileJobError as err:
             raise LatencyModelError(f"{source}: report: {err}; rebuild it with `nas profile`") from None
+        reference = (report.drift or {}).get("reference_arch")
+        if reference is not None:
+            try:
+                if space.parse(reference).arch_id != report.drift["reference_arch_id"]:
+                    raise NASError("its arch_id is not reference_arch_id")
+            except (NASError, ValueError, TypeError) as err:
+                raise LatencyModelError(f"{source}: report.drift.reference_arch: {err}") from None
         predictors = {}
         for key, kind in (("kernel_level", KernelLevelPredictor), ("arch_level", ArchLevelPredictor)):
             try:

@@ -9,7 +9,9 @@ from hw_profiles import (Profile, cost_model_for, get_profile, layer_macs, layer
                          peak_activation_bytes, weight_bytes)
 from hw_profiles.profile_toml import short_template
 from hw_profiles.tvm_measured import measured_model_for
+from nas.jobs.records import metric_from_dict
 from nas.report._accelerator import accelerator_report, render_accelerator
+from nas.report.tables import interval_note
 from search_spaces import AcceleratorSpace, ArchConfig, QuantizedSpace, SearchSpace
 
 
@@ -115,6 +117,26 @@ def _mib(n_bytes: int) -> str:
     return f"{n_bytes:,} B ({n_bytes / 2**20:.2f} MiB)"
 
 
+def _device_lines(info: dict) -> list[str]:
+    """Each device's metrics (``value [lo, hi]`` for a predicted one with an interval, the coverage
+    stated once after them) and fpga accelerators."""
+    lines, coverages = [], {}
+    for device, metrics in info["devices"].items():
+        lines.append(f"device      {device}")
+        for name, m in metrics.items():
+            metric = metric_from_dict(m)
+            spread = f" ± {m['spread']:.3g} (IQR)" if m["spread"] is not None else ""
+            fmt = f", {m['precision']}" if m.get("precision") else ""
+            lines.append(f"            {name:<24} {metric.interval_text('.4g'):>12} {m['unit']:<8}{spread}  "
+                         f"[{m['source']}, {m['profile']}{fmt}]")
+            if metric.coverage is not None:
+                coverages.setdefault(name, []).append(metric.coverage)
+        if device in info.get("accelerators", {}):
+            lines += render_accelerator(device, info["accelerators"][device])
+    note = interval_note(coverages)
+    return [*lines, f"            {note}"] if note else lines
+
+
 def render_text(info: dict) -> str:
     """A human-readable report of :func:`describe_arch`'s dict."""
     peak = info["peak_activation_bytes"]
@@ -134,15 +156,7 @@ def render_text(info: dict) -> str:
         acc = info["accelerator"]
         lines.insert(2, f"template    {short_template(acc['template'])} on {acc['device']} (hw_id {acc['hw_id']}; "
                         f"network arch_id {info['network_arch_id']})")
-    for device, metrics in info["devices"].items():
-        lines.append(f"device      {device}")
-        for name, m in metrics.items():
-            spread = f" ± {m['spread']:.3g} (IQR)" if m["spread"] is not None else ""
-            fmt = f", {m['precision']}" if m.get("precision") else ""
-            lines.append(f"            {name:<24} {m['value']:>12.4g} {m['unit']:<8}{spread}  "
-                         f"[{m['source']}, {m['profile']}{fmt}]")
-        if device in info.get("accelerators", {}):
-            lines += render_accelerator(device, info["accelerators"][device])
+    lines += _device_lines(info)
     lines.append("")
     header = ("#", "block", "op", "in", "out", "k", "s", "groups", "in_hw", "out_hw", "act", "se", "res",
               "macs", "params", "format")

@@ -196,6 +196,13 @@ class Searcher(ABC):
         predictor quality per refit); ``None`` (the default) when there is nothing to record."""
         return None
 
+    def predictions(self, arch_ids: Sequence[str]) -> dict[str, dict[int, tuple[float, float]]]:
+        """Held-out predictions of a model-guided searcher (``linas``): for those of ``arch_ids`` that
+        ``ask`` returned after predicting them, ``{arch_id: {objective column: (mean, var)}}`` as
+        predicted *before* the arch was evaluated, in the searcher's minimised units. ``{}`` (the
+        default) for searchers without a model; the job stores them beside the measured values."""
+        return {}
+
     # -------------------------------------------------------------------- hooks
     @abstractmethod
     def _ask(self, n: int) -> list[ArchConfig]:

@@ -13,7 +13,10 @@ learnt by an :class:`~predictors.accuracy.AccuracyEnsemble` per objective, on th
 Without ``cheap`` (as the registry builds it from ``space``, ``n_objectives``, ``n_constraints`` and
 ``seed`` alone) every objective and every constraint is predicted. Before ``warmup`` values exist,
 ``ask`` returns uniform unseen samples. Every refit first scores the previous predictor on the
-archs told since (Kendall τ on evaluations it had not seen): ``kendall_history``.
+archs told since (Kendall τ on evaluations it had not seen): ``kendall_history``. Every arch the
+predictor proposes keeps the ``(mean, var)`` its models predicted for it when proposed, before any
+evaluation (true held-out predictions; :meth:`predictions`), for the job to pair with the measured
+values (``nas.jobs.predictor_report``).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class PredictorGuidedSearcher(Searcher):
         self._fitted_on = 0
         self.kendall_history: list[dict] = []
         self.inner_evaluations = 0
+        self._proposed: dict[str, dict[int, tuple[float, float]]] = {}  # arch_id -> {column: (mean, var)}
 
     # ----------------------------------------------------------------- hooks
     def _tell(self, evaluations: list[Evaluation]) -> None:
@@ -76,7 +80,13 @@ class PredictorGuidedSearcher(Searcher):
                 break
             if self._claim(arch):
                 picked.append(arch)
+        self._remember_predictions(picked)
         return picked
+
+    def predictions(self, arch_ids: Sequence[str]) -> dict[str, dict[int, tuple[float, float]]]:
+        """``(mean, var)`` per predicted objective column of the archs among ``arch_ids`` that the
+        models proposed, as predicted then (see :meth:`Searcher.predictions`)."""
+        return {aid: dict(self._proposed[aid]) for aid in arch_ids if aid in self._proposed}
 
     # ------------------------------------------------------------- predictor
     def _one_hot(self, codes: np.ndarray) -> np.ndarray:
@@ -114,6 +124,17 @@ class PredictorGuidedSearcher(Searcher):
             tau = kendall_tau(y_new, model.predict(X))
             self.kendall_history.append({"objective": i, "n_train": self._fitted_on,
                                          "n_held_out": len(y_new), "kendall_tau": tau})
+
+    def _remember_predictions(self, archs: list[ArchConfig]) -> None:
+        """Record what the current models predict for ``archs``, before they are evaluated."""
+        if not archs or not self._models:
+            return
+        codes = np.vstack([self.space.encode(a) for a in archs])
+        full, network = self._all_columns(codes), self._one_hot(codes) if self._network_only else None
+        for i, model in self._models.items():
+            mean, var = model.predict_dist(network if i in self._network_only else full)
+            for arch, m, v in zip(archs, mean, var):
+                self._proposed.setdefault(arch.arch_id, {})[i] = (float(m), float(v))
 
     def _refit(self) -> None:
         from predictors.accuracy import AccuracyEnsemble

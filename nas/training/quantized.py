@@ -31,6 +31,7 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 COLLAPSE_DROP = 0.2
 CACHE_NAME = "quant_eval_cache.json"
 MIN_DROP_FIT = 4
+DROP_COVERAGE = 0.9  # nominal coverage of a predicted drop's interval
 
 
 class QuantizationError(NASError, ValueError):
@@ -98,6 +99,7 @@ class QuantizedEvaluator:
         self.settings = settings or QuantSettings()
         self._results: dict[str, QuantizedResult] = {}
         self._archs: dict[str, ArchConfig] = {}
+        self._drop_fit: tuple | None = None  # (drops measured, predictor, interval half-width in sd)
         self.cache = EvalCache(checkpoint_hash=evaluator.checkpoint_hash, data=_cache_tag(evaluator.data_key, self.settings),
                                path=evaluator.cache.path.with_name(CACHE_NAME) if evaluator.cache.path else None)
 
@@ -105,21 +107,50 @@ class QuantizedEvaluator:
     def predicted_drop(self, archs) -> list:
         """The drop of each arch predicted by a :class:`~predictors.quantization.QuantDropPredictor`
         refitted on every drop measured so far in this process (cheap: no PTQ runs). With fewer
-        than ``MIN_DROP_FIT`` measurements the prediction is 0 with an infinite spread: nothing is
-        screened out before the predictor has data."""
+        than ``MIN_DROP_FIT`` measurements the prediction is 0 with an infinite spread and no interval:
+        nothing is screened out before the predictor has data.
+
+        Each figure carries an ``interval`` at ``coverage`` = ``DROP_COVERAGE``: ``mean ± h·sd``, where
+        ``sd`` is the ensemble's spread and ``h`` the cross-conformal factor of the measured drops
+        (each predicted by a model refitted without it: :func:`predictors.calibration.cross_val_scores`,
+        leave-one-out up to 10 drops, then 10 folds; ``h`` = their ``⌈(n+1)·0.9⌉``-th smallest
+        standardised error). Below 9 measured drops that rank does not exist and ``h`` is the Gaussian
+        ``z`` (1.645): that interval is *uncalibrated* (the ensemble's spread taken at its word)."""
         from hw_profiles import Metric
-        from predictors.quantization import QuantDropPredictor, drop_features
+        from predictors.quantization import drop_features
 
         archs = [self.space.validate(a) for a in archs]
-        measured = [r for r in self._results.values()]
-        model = QuantDropPredictor(seed=0)
-        if len(measured) >= MIN_DROP_FIT:
-            fit_archs = [self._archs[r.arch_id] for r in measured]
-            model.fit(drop_features(self.space, fit_archs), [r.drop for r in measured])
+        model, half = self._drop_model()
         mean, var = model.predict_dist(drop_features(self.space, archs))
-        return [Metric(value=float(m), unit="fraction", source="predicted", profile=f"ptq-drop@{len(measured)}",
-                       spread=float(np.sqrt(v)) if np.isfinite(v) else None, precision=self.space.policy(a).label)
-                for a, m, v in zip(archs, mean, var)]
+        n = len(self._results)
+        metrics = []
+        for a, m, v in zip(archs, mean, var):
+            sd = float(np.sqrt(v)) if np.isfinite(v) else None
+            interval = None if sd is None else (float(m) - half * sd, float(m) + half * sd)
+            metrics.append(Metric(value=float(m), unit="fraction", source="predicted", profile=f"ptq-drop@{n}",
+                                  spread=sd, precision=self.space.policy(a).label, interval=interval,
+                                  coverage=None if interval is None else DROP_COVERAGE))
+        return metrics
+
+    def _drop_model(self):
+        """``(predictor, h)`` fitted on the drops measured so far (cached until another is measured);
+        see :meth:`predicted_drop`."""
+        from predictors.calibration import conformal_quantile, cross_val_scores
+        from predictors.quantization import QuantDropPredictor, drop_features
+        from scipy.stats import norm
+
+        measured = list(self._results.values())
+        if self._drop_fit is not None and self._drop_fit[0] == len(measured):
+            return self._drop_fit[1:]
+        model, half = QuantDropPredictor(seed=0), float(norm.ppf(0.5 + DROP_COVERAGE / 2))
+        if len(measured) >= MIN_DROP_FIT:
+            X = drop_features(self.space, [self._archs[r.arch_id] for r in measured])
+            y = np.array([r.drop for r in measured])
+            model.fit(X, y)
+            q = conformal_quantile(cross_val_scores(lambda: QuantDropPredictor(seed=0), X, y), DROP_COVERAGE)
+            half = half if q is None else q
+        self._drop_fit = (len(measured), model, half)
+        return model, half
 
     # --------------------------------------------------------------------- data
     def calibration_images(self, resolution: int) -> np.ndarray:

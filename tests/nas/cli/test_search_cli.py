@@ -57,7 +57,9 @@ def test_search_prints_the_front_and_the_random_baseline(finished, capsys):
 def test_pareto_exports_table_csv_json_and_png(finished, capsys):
     tmp, storage, config = finished
     assert main(["pareto", "cli", "--storage", storage, "--format", "json", "--plot", str(tmp / "front.png")]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out)
+    assert out["accuracy_predictor"] is None  # nsga2: no predictor
+    rows = out["front"]
     assert rows and {"arch_id", "macs", "sram_kb", "fpga_ms", "sram_kb.source", "sram_kb.profile"} <= set(rows[0])
     assert all(r["sram_kb.profile"] == "stm32f746@1" and r["feasible"] for r in rows)
     assert (tmp / "front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

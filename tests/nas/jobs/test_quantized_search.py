@@ -81,12 +81,12 @@ def test_joint_search_reports_the_sequential_baseline_and_formats(checkpoint, tm
     out = capsys.readouterr().out
     assert "quantization: joint search (arch x policy) hypervolume" in out and "float job q.float" in out
     assert main(["pareto", "q", "--storage", storage, "--format", "json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = json.loads(capsys.readouterr().out)["front"]
     assert rows and all(row["acc.precision"] in ("int8", "fp32", "mixed") for row in rows)
     assert all(row["flash_kb.precision"] == row["acc.precision"] for row in rows)
     assert all(row["predicted_accuracy_drop <= 0.5"] <= 0 for row in rows)
     assert main(["pareto", "q.float", "--storage", storage, "--format", "json"]) == 0
-    assert all(row["acc.precision"] == "fp32" for row in json.loads(capsys.readouterr().out))
+    assert all(row["acc.precision"] == "fp32" for row in json.loads(capsys.readouterr().out)["front"])
 
 
 def test_bad_quantization_settings_are_one_line_errors(tmp_path, capsys):

@@ -130,3 +130,20 @@ def test_a_quantized_space_is_profiled_with_its_int8_layers_as_their_own_workloa
     archs = [space.parse(r["arch"]) for r in rows[:3]]
     for arch, metric in zip(archs, model.predict(archs, predictor="kernel_level")):
         assert metric.precision == space.policy(arch).label and metric.value > 0
+
+
+def test_front_members_are_remeasured_beside_the_profiles_reference(profiled):
+    from hw_profiles import get_profile
+    from nas.profiling.remeasure import model_interval, remeasurer
+
+    out, report = profiled
+    model = LatencyModel.load(out)
+    ref_arch, ref_ms = model.reference()
+    assert ref_arch.arch_id == report.drift["reference_arch_id"] and ref_ms == report.drift["reference_ms"]["median"]
+    arch = model.space.sample(np.random.default_rng(5))
+    again = remeasurer(model, get_profile("host-cpu"), warmup=1, repeats=3)(arch)
+    for m in (again.measured, again.at_run_speed):
+        assert m.source == "measured" and m.profile == "host-cpu@1" and m.precision == "fp32" and m.value > 0
+    assert again.at_run_speed.value != again.measured.value  # scaled by the ratio to the reference
+    assert remeasurer(model, get_profile("rpi4")) is None  # not the model's device
+    assert model_interval(model, 1.0) is None  # 8 fit subnets: no interval to compare with
