@@ -10,7 +10,8 @@ For each, per predictor (kernel_level, arch_level): the nominal coverage of its 
 held-out subnets inside it (``held_out_coverage``), of their same-run raw re-measurements
 (``remeasured_coverage``), its median relative width, the held-out ±10% share; the re-measurement ceiling.
 ``later``: at least ``--later-min`` minutes after each profile finished, its held-out subnets are
-measured again standalone and raw (``nas.jobs.config.host_measurer``'s model: a user's timer), checked
+measured again standalone and raw (a measured model with the profile's backend, threads, warm-up and
+repeats: a user's timer), checked
 against the default predictor's interval (``LatencyModel.predict``); and beside the profile's
 reference subnet, as the pipeline's front check does (``nas.profiling.remeasure``), whose latency at
 the profile run's machine speed is checked against the model-only interval (drift left out).
@@ -162,18 +163,19 @@ def remeasure_later(space, folder: Path, device: str, finished_at: float, later_
     subnets = []
     for i, (arch, p) in enumerate(zip(archs, predicted)):
         value = measurer.measure(arch)["latency_ms"].value
-        again = beside(arch)
+        again = beside(arch) if beside else None  # None: a profile without drift correction (no reference)
         if (i + 1) % 5 == 0 or i + 1 == len(archs):
             log(f"re-measured {i + 1}/{len(archs)}")
         lo, hi = p.interval if p.interval else (None, None)
         own = model_interval(model, p.value)
-        at_speed = again.at_run_speed.value
+        at_speed = again.at_run_speed.value if again else None
         subnets.append({"arch_id": arch.arch_id, "predicted_ms": r(p.value, 5), "lo_ms": r(lo, 5), "hi_ms": r(hi, 5),
                         "measured_ms": r(value, 5), "measured_over_predicted": r(value / p.value),
                         "inside": None if lo is None else bool(lo <= value <= hi),
-                        "paired_raw_ms": r(again.measured.value, 5), "at_run_speed_ms": r(at_speed, 5),
-                        "at_run_speed_over_predicted": r(at_speed / p.value),
-                        "inside_model_interval_at_run_speed": None if own is None else bool(own[0] <= at_speed <= own[1])})
+                        "paired_raw_ms": r(again.measured.value, 5) if again else None,
+                        "at_run_speed_ms": r(at_speed, 5), "at_run_speed_over_predicted": r(at_speed / p.value)
+                        if again else None, "inside_model_interval_at_run_speed": None if own is None or not again
+                        else bool(own[0] <= at_speed <= own[1])})
     return {"predictor": model.default, "nominal": predicted[0].coverage if predicted else None, "n": len(subnets),
             **_later_shares(subnets, predicted),
             "minutes_since_profile": {"start": round(start_min, 2), "end": round((time.time() - finished_at) / 60, 2)},

@@ -94,9 +94,11 @@ def calibration_reports(records: Sequence[TrialRecord], objectives: Sequence[str
 
 
 def _accuracy_first(objectives: Sequence) -> list[str]:
-    """Objective names, the accuracy one first: metric ``accuracy``, then a name like ``acc``/``top1``."""
+    """Objective names (the job's recorded ``JobObjective``s), the accuracy one first: metric
+    ``accuracy``, then a name like ``acc``/``top1``. The job's record, not the caller's objectives, so
+    that ``nas search`` and ``nas pareto`` pick the same one."""
     def rank(o) -> int:
-        if isinstance(o.fn, str) and o.fn in _ACCURACY_METRICS:
+        if o.metric in _ACCURACY_METRICS:
             return 0
         return 1 if any(part in o.name.lower() for part in _ACCURACY_NAMES) else 2
 
@@ -109,7 +111,7 @@ def accuracy_predictor_report(result, *, coverage: float = 0.9) -> PredictorCali
     objective with held-out predictions; None when the job has none (not a ``linas`` job, or every
     proposal so far was a warm-up sample)."""
     reports = calibration_reports(result.records(), [o.name for o in result.objectives], coverage=coverage)
-    for name in _accuracy_first(result.objectives):
+    for name in _accuracy_first(result.job.job_config.objectives):
         if name in reports:
             return reports[name]
     return None

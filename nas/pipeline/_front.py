@@ -131,7 +131,8 @@ def verify_front(front, space, device: str, latency: str, n: int, *, latency_mod
         row = ordered.iloc[i]
         measured, at_speed = measure(space.parse(_arch_of(row, space)))
         predicted = row_metric(row, latency, unit="ms")
-        interval = model_interval(latency_model, predicted.value) if at_speed is not None else None
+        interval = (model_interval(latency_model, predicted.value)
+                    if at_speed is not None and predicted.interval is not None else None)
         records.append(FrontMeasurement(
             trial=int(row["trial"]), arch_id=row["arch_id"], predicted_ms=predicted, measured_ms=measured,
             error_pct=round((predicted.value - measured.value) / measured.value * 100, 1),

@@ -145,8 +145,13 @@ def profile_stage(ctx: StageContext) -> ProfileStageResult:
     status = "done"
     if (folder / "latency_model.json").exists():
         report = LatencyModel.load(folder, space=ctx.space).report
-        mine = {"device": config.device, "seed": settings.seed, "repeats": settings.repeats}
-        theirs = {"device": report.device.partition("@")[0], "seed": report.seed, "repeats": report.repeats}
+        coverages = {e["coverage"] for e in (report.intervals or {}).values() if e}
+        mine = {"device": config.device, "seed": settings.seed, "repeats": settings.repeats,
+                "samples": settings.samples, "interval": settings.interval}
+        theirs = {"device": report.device.partition("@")[0], "seed": report.seed, "repeats": report.repeats,
+                  "samples": report.samples,
+                  "interval": None if report.intervals is None else  # None: built before intervals
+                  coverages.pop() if len(coverages) == 1 else settings.interval}  # none: too few fit subnets
         if mine != theirs:
             raise PipelineError(f"{folder} was profiled with {theirs}, the config asks for {mine}; "
                                 "remove that folder or use another --out")
@@ -246,7 +251,8 @@ def _front_check_line(records) -> str:
     check = interval_check(records)
     if check is None:
         if any(r.predicted_ms.source == "predicted" for r in records):
-            return "front check: no interval: latency model built before intervals; rebuild with nas profile"
+            return ("front check: no prediction interval: the latency model has none (built before intervals, "
+                    "or with too few fit subnets for its coverage); rebuild it with nas profile (more --samples)")
         return f"front check: no prediction interval ({records[0].predicted_ms.source} latency)"
     nominal = f"{coverage_text(check['coverage'])} " if check["coverage"] is not None else ""
     line = (f"front check: {check['inside']} of {check['checked']} re-measured members inside their "

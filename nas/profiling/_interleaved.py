@@ -60,8 +60,8 @@ def reference_scale(*runs: Sequence[Sample]) -> float:
     return float(np.median([s.reference_ms for run in runs for s in run]))
 
 
-def drift_ratios(*runs: Sequence[Sample]) -> np.ndarray:
-    """|log(reference beside an item / the reference's median)| over every item: how far the machine's
-    speed at a random moment of the run was from its typical speed."""
-    ref = np.array([s.reference_ms for run in runs for s in run], dtype=np.float64)
-    return np.abs(np.log(ref / np.median(ref)))
+def drift_ratios(run: Sequence[Sample], scale_ms: float) -> np.ndarray:
+    """|log(reference beside an item / ``scale_ms``)| over the items of ``run``: how far the machine's
+    speed at a random moment of the run was from the speed values are reported at."""
+    ref = np.array([s.reference_ms for s in run], dtype=np.float64)
+    return np.abs(np.log(ref / scale_ms))

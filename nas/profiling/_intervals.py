@@ -7,8 +7,9 @@ Contract: :func:`calibrate` returns, per predictor, the interval a prediction ``
   of ``|log(measured / predicted)|`` over *out-of-fold* predictions of the fit split (5-fold
   cross-validation: every fit subnet predicted by a model that did not see it). Relative error,
   because the predictors fit relative error and latencies span decades;
-* ``drift_log_q``: the same quantile of how far the machine's speed beside each item was from the
-  run's typical speed (:func:`nas.profiling._interleaved.drift_ratios`); a later re-measurement
+* ``drift_log_q``: the same quantile of how far the machine's speed beside each measured subnet was
+  from the run's typical speed (:func:`nas.profiling._interleaved.drift_ratios` of the subnet runs,
+  not the held-out re-measurements, which check the interval); a later re-measurement
   sees the machine at another moment, while predictions are at the run's typical speed (0 without
   drift correction: the residuals then carry the drift themselves);
 * ``log_q = sqrt(model_log_q² + drift_log_q²)`` (independent errors in log space).
@@ -71,9 +72,33 @@ def interval_entry(*, coverage: float, cv_scores: np.ndarray, drift: np.ndarray,
             "median_rel_width": float(2 * np.sinh(log_q))}
 
 
+def scaled(value: float, log_q: float) -> tuple[float, float] | None:
+    """``(v·e^-log_q, v·e^log_q)``; None for ``v <= 0`` (a clamped negative prediction has no
+    multiplicative interval)."""
+    if value <= 0:
+        return None
+    k = float(np.exp(log_q))
+    return float(value) / k, float(value) * k
+
+
 def bounds(values: np.ndarray, entry: dict | None) -> list[tuple[float, float] | None]:
-    """``(v·e^-log_q, v·e^log_q)`` per value, or None each without an entry."""
+    """:func:`scaled` by the entry's ``log_q`` per value, or None each without an entry."""
     if entry is None:
         return [None] * len(values)
-    k = float(np.exp(entry["log_q"]))
-    return [(float(v) / k, float(v) * k) for v in values]
+    return [scaled(float(v), entry["log_q"]) for v in values]
+
+
+def consistency_error(entry: dict, *, n_fit: int, n_held_out: int) -> str | None:
+    """Why an ``intervals`` entry read from a file cannot be what :func:`interval_entry` wrote for a
+    report with these split sizes (a narrowed or invented interval), or None."""
+    from predictors.calibration import conformal_rank
+
+    if not np.isclose(entry["log_q"], np.hypot(entry["model_log_q"], entry["drift_log_q"])):
+        return "log_q is not the root sum of squares of model_log_q and drift_log_q"
+    if entry["n_calibration"] != n_fit or entry["n_held_out"] != n_held_out:
+        return f"n_calibration/n_held_out must be the report's n_fit/n_held_out ({n_fit}/{n_held_out})"
+    if conformal_rank(n_fit, entry["coverage"]) > n_fit:
+        return f"{n_fit} fit subnets cannot bound a {entry['coverage']:g} interval"
+    if not np.isclose(entry["median_rel_width"], 2 * np.sinh(entry["log_q"])):
+        return "median_rel_width is not 2·sinh(log_q)"
+    return None

@@ -235,7 +235,10 @@ def _intervals(plan: _Plan, runs: _Runs, settings: ProfileSettings, predictions:
     """Step 5: each predictor's interval entry (``None`` with too few fit subnets)."""
     y = np.array([m.value for m in runs.measured])
     fit = np.asarray(plan.fit_idx)
-    drift = drift_ratios(runs.layer_runs, runs.arch_runs, runs.again_runs) if settings.drift_correction else []
+    # the reference beside subnets (the context a subnet is re-measured in); the re-measurements check
+    # the interval, so they stay out of it
+    scale = reference_scale(runs.layer_runs, runs.arch_runs, runs.again_runs)
+    drift = drift_ratios(runs.arch_runs, scale) if settings.drift_correction else []
     raw_again = [s.raw.value for s in runs.again_runs]
     out = {}
     for name, fitter in fitters.items():
@@ -304,17 +307,19 @@ def render_report(result: ProfileResult, out: Path) -> str:
 
 def _interval_lines(result: ProfileResult) -> list[str]:
     """The calibrated intervals and their empirical coverage, one line per predictor."""
-    entries = {k: v for k, v in (result.intervals or {}).items()}
+    entries = result.intervals or {}
     if not entries:
         return []
     nominal = next((e["coverage"] for e in entries.values() if e), None)
     lines = ["", f"{'interval (nominal ' + format(nominal or 0, '.0%') + ')':<24}{'±width':>12}{'held-out':>10}"
                  f"{'re-meas.':>10}   (model ± drift)"]
+    def half(q):
+        return f"{(np.exp(q) - 1) * 100:.0f}%"
+
     for name, e in entries.items():
         if e is None:
             lines.append(f"{name:<24}{'none: too few fit subnets for the coverage':>34}")
             continue
-        half = lambda q: f"{(np.exp(q) - 1) * 100:.0f}%"  # noqa: E731
         lines.append(f"{name:<24}{half(e['log_q']):>12}{e['held_out_coverage']:>10.0%}{e['remeasured_coverage']:>10.0%}"
                      f"   ({half(e['model_log_q'])} ± {half(e['drift_log_q'])})")
     return lines

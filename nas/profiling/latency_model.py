@@ -28,7 +28,7 @@ import numpy as np
 
 from hw_profiles import Metric
 from nas._config_io import Range, ints, numbers, shown
-from nas.profiling._intervals import bounds
+from nas.profiling._intervals import bounds, consistency_error
 from nas.profiling._report import ProfileJobError, ProfileResult
 from predictors.features import arch_features, layer_aggregates
 from predictors.latency import ArchLevelPredictor, KernelLevelPredictor
@@ -234,7 +234,7 @@ class LatencyModel:
         values = np.maximum(values, 0.0)
         return [Metric(value=float(v), unit="ms", source="predicted", profile=self.profile_ref, spread=rmse,
                        precision=policy(a).label if policy else "fp32", interval=interval,
-                       coverage=entry["coverage"] if entry else None)
+                       coverage=entry["coverage"] if interval else None)
                 for a, v, interval in zip(archs, values, bounds(values, entry))]
 
     def reference(self) -> tuple[ArchConfig, float] | None:
@@ -269,9 +269,10 @@ class LatencyModel:
                 raise LatencyModelError(f"{source}: report.{theirs}={shown(report[theirs])} differs from "
                                         f"{ours}={shown(data[ours])}: the report is not this model's")
         for key, entry in (report.get("intervals") or {}).items():
-            if entry and not np.isclose(entry["log_q"], np.hypot(entry["model_log_q"], entry["drift_log_q"])):
-                raise LatencyModelError(f"{source}: report.intervals.{key}.log_q={shown(entry['log_q'])} is not "
-                                        "the root sum of squares of model_log_q and drift_log_q: the file was edited")
+            why = entry and consistency_error(entry, n_fit=report["n_fit"], n_held_out=report["n_held_out"])
+            if why:
+                raise LatencyModelError(f"{source}: report.intervals.{key}: {why}: the file was edited; "
+                                        "rebuild it with `nas profile`")
         try:
             space = space or get_space(data["space"])
         except NASError as err:

@@ -16,9 +16,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
-
 from hw_profiles import Metric, Profile
+from nas.profiling._intervals import scaled
 from nas.profiling.builds import labelled, measured_for
 from nas.profiling.latency_model import LatencyModel
 from search_spaces import ArchConfig
@@ -58,7 +57,4 @@ def remeasurer(model: LatencyModel, profile: Profile, *, warmup: int = 5,
 def model_interval(model: LatencyModel, value: float, *, predictor: str | None = None) -> tuple[float, float] | None:
     """``value``'s interval without the drift part (the predictor's own error at the run's speed)."""
     entry = model.report.interval(predictor or model.default)
-    if entry is None:
-        return None
-    k = float(np.exp(entry["model_log_q"]))
-    return value / k, value * k
+    return None if entry is None else scaled(value, entry["model_log_q"])

@@ -114,8 +114,8 @@ class QuantizedEvaluator:
         ``sd`` is the ensemble's spread and ``h`` the cross-conformal factor of the measured drops
         (each predicted by a model refitted without it: :func:`predictors.calibration.cross_val_scores`,
         leave-one-out up to 10 drops, then 10 folds; ``h`` = their ``⌈(n+1)·0.9⌉``-th smallest
-        standardised error). Below 9 measured drops that rank does not exist and ``h`` is the Gaussian
-        ``z`` (1.645): that interval is *uncalibrated* (the ensemble's spread taken at its word)."""
+        standardised error). Below 9 measured drops that rank does not exist: no interval then,
+        rather than an uncalibrated one."""
         from hw_profiles import Metric
         from predictors.quantization import drop_features
 
@@ -126,7 +126,7 @@ class QuantizedEvaluator:
         metrics = []
         for a, m, v in zip(archs, mean, var):
             sd = float(np.sqrt(v)) if np.isfinite(v) else None
-            interval = None if sd is None else (float(m) - half * sd, float(m) + half * sd)
+            interval = None if sd is None or half is None else (float(m) - half * sd, float(m) + half * sd)
             metrics.append(Metric(value=float(m), unit="fraction", source="predicted", profile=f"ptq-drop@{n}",
                                   spread=sd, precision=self.space.policy(a).label, interval=interval,
                                   coverage=None if interval is None else DROP_COVERAGE))
@@ -137,18 +137,16 @@ class QuantizedEvaluator:
         see :meth:`predicted_drop`."""
         from predictors.calibration import conformal_quantile, cross_val_scores
         from predictors.quantization import QuantDropPredictor, drop_features
-        from scipy.stats import norm
 
         measured = list(self._results.values())
         if self._drop_fit is not None and self._drop_fit[0] == len(measured):
             return self._drop_fit[1:]
-        model, half = QuantDropPredictor(seed=0), float(norm.ppf(0.5 + DROP_COVERAGE / 2))
+        model, half = QuantDropPredictor(seed=0), None
         if len(measured) >= MIN_DROP_FIT:
             X = drop_features(self.space, [self._archs[r.arch_id] for r in measured])
             y = np.array([r.drop for r in measured])
             model.fit(X, y)
-            q = conformal_quantile(cross_val_scores(lambda: QuantDropPredictor(seed=0), X, y), DROP_COVERAGE)
-            half = half if q is None else q
+            half = conformal_quantile(cross_val_scores(lambda: QuantDropPredictor(seed=0), X, y), DROP_COVERAGE)
         self._drop_fit = (len(measured), model, half)
         return model, half
 

@@ -53,8 +53,9 @@ def model_text(tmp_path_factory) -> str:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(MeasuredCostModel, "measure_paired", _stand_in)
         profile_device(SPACE, "host-cpu", out, progress=False,
-                       settings=ProfileSettings(samples=10, coverage=0, repeats=1, warmup=0, seed=3))
+                       settings=ProfileSettings(samples=12, coverage=0, repeats=1, warmup=0, seed=3))
     text = (out / "latency_model.json").read_text(encoding="utf-8")
+    assert all(json.loads(text)["report"]["intervals"].values())  # 10 fit subnets: the mutations reach intervals
     rows = [json.loads(line) for line in (out / "measurements.jsonl").read_text().splitlines()]
     ARCHS[:] = [SPACE.parse(row["arch"]) for row in rows[:3]]
     for predictor in ("kernel_level", "arch_level"):  # the untouched file loads and predicts

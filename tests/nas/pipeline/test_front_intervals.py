@@ -76,7 +76,8 @@ def test_the_front_check_counts_members_inside_and_says_why_there_is_no_interval
     plain = Metric(value=10.0, unit="ms", source="predicted", profile="host-cpu@1", spread=0.5)
     lines.append(_front_check_line([_measurement(1, 10.5, plain)]))
     assert lines == ["front check: 2 of 3 re-measured members inside their 90% prediction interval",
-                     "front check: no interval: latency model built before intervals; rebuild with nas profile"]
+                     "front check: no prediction interval: the latency model has none (built before intervals, "
+                     "or with too few fit subnets for its coverage); rebuild it with nas profile (more --samples)"]
     stage = FrontStageResult(status="done", frame=[0, 1], measured=(_measurement(1, 10.5), _measurement(2, 12.0)),
                              csv="front.csv", png="front.png")
     assert stage.to_json()["inside_interval"] == {"inside": 1, "checked": 2, "coverage": 0.9,

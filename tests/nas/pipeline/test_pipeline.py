@@ -28,7 +28,7 @@ QUICKSTART = REPO / "experiments" / "quickstart.toml"
 # the shipped config, shrunk: the same tables and objectives, tiny budgets
 SMALL = {
     "epochs = 8": "epochs = 2\nsteps_per_epoch = 4\ncalib_batches = 2",
-    "samples = 60": "samples = 12",
+    "samples = 120": "samples = 12",
     "budget = 50": "budget = 10\nbatch_size = 5",
     "latency_budget_ms = 0.25": "latency_budget_ms = 100.0",
     "repeats = 20": "repeats = 3",  # the first one: [profile]
@@ -196,7 +196,7 @@ def test_bad_config_is_one_line_and_writes_nothing(tmp_path, capsys, case):
         "storage": {'job = "quickstart"': 'job = "quickstart"\nstorage = 5'},
         "metric": {'metric = "zcu104.latency_ms"': 'metric = "zcu104.latency_s"'},
         "budget": {"latency_budget_ms = 0.25": "latency_budget_ms = -1"},
-        "data-type": {"samples = 60": 'samples = "many"'},
+        "data-type": {"samples = 120": 'samples = "many"'},
         "algorithm": {'algorithm = "linas"': 'algorithm = "lineas"'},
         "direction": {'direction = "maximize"': 'direction = "maximise"'},
         "op": {'op = "<="': 'op = "<"'},

@@ -118,6 +118,12 @@ def test_an_edited_interval_is_refused(profiled):
     data["report"]["intervals"]["arch_level"]["log_q"] = 0.01  # a narrower interval than calibrated
     with pytest.raises(LatencyModelError, match="log_q"):
         LatencyModel.from_dict(data)
+    entry = json.loads((out / "latency_model.json").read_text())["report"]["intervals"]["arch_level"]
+    for edit, match in (({"model_log_q": 0.0, "drift_log_q": 0.0, "log_q": 0.0}, "median_rel_width"),
+                        ({"n_calibration": 1}, "n_fit"), ({"coverage": 0.99}, "cannot bound")):
+        data["report"]["intervals"]["arch_level"] = {**entry, **edit}
+        with pytest.raises(LatencyModelError, match=match):  # a zero-width or invented interval
+            LatencyModel.from_dict(data)
     data["report"]["intervals"]["arch_level"] = None  # no interval: predictions without one
     metrics = LatencyModel.from_dict(data).predict([get_space("tiny_mbv3").sample(np.random.default_rng(0))],
                                                    predictor="arch_level")

@@ -48,13 +48,10 @@ def test_no_interval_before_the_predictor_has_data():
     assert all(m.interval is None and m.coverage is None and m.spread is None and m.value == 0 for m in metrics)
 
 
-def test_a_few_drops_give_the_gaussian_interval():
-    metrics = _evaluator(6).predicted_drop(_fresh(5)[0])
-    z = norm.ppf(0.95)
-    for m in metrics:
-        lo, hi = m.interval
-        assert m.coverage == DROP_COVERAGE == 0.9 and lo <= m.value <= hi
-        assert hi - m.value == pytest.approx(z * m.spread) and m.value - lo == pytest.approx(z * m.spread)
+def test_a_few_drops_give_a_prediction_but_no_uncalibrated_interval():
+    metrics = _evaluator(6).predicted_drop(_fresh(5)[0])  # 6 drops: the 90% conformal rank (9) does not exist
+    assert all(m.spread is not None and m.spread > 0 for m in metrics)
+    assert all(m.interval is None and m.coverage is None for m in metrics)
 
 
 def test_enough_drops_give_a_calibrated_interval():
