@@ -113,3 +113,20 @@ def readable_trials(storage, study_id: int, states) -> tuple[list, int]:
         if states is None or trial.state in states:
             readable.append(trial)
     return readable, skipped
+
+
+def finite_predictions(blob) -> dict[str, tuple[float, float]]:
+    """``{objective: (mean, var)}`` of a trial's ``predicted`` attribute (``{objective: {"mean", "var"}}``);
+    entries that are not a finite mean with a finite variance > 0 are left out (written or read, a
+    damaged or forged row never breaks the record)."""
+    out: dict[str, tuple[float, float]] = {}
+    for name, pred in (blob.items() if isinstance(blob, Mapping) else ()):
+        try:
+            if isinstance(pred["mean"], bool) or isinstance(pred["var"], bool):
+                continue
+            mean, var = float(pred["mean"]), float(pred["var"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if math.isfinite(mean) and math.isfinite(var) and var > 0:
+            out[str(name)] = (mean, var)
+    return out

@@ -61,8 +61,7 @@ def prediction_source(searcher, objectives: Sequence) -> Callable[[Sequence[str]
         out = {}
         for arch_id, columns in predictions(list(arch_ids)).items():
             named = {objectives[i].name: {"mean": objectives[i].sign * mean, "var": var}
-                     for i, (mean, var) in columns.items()
-                     if 0 <= i < len(objectives) and math.isfinite(mean) and math.isfinite(var) and var > 0}
+                     for i, (mean, var) in columns.items() if 0 <= i < len(objectives)}  # the store keeps finite ones
             if named:
                 out[arch_id] = named
         return out

@@ -10,12 +10,12 @@ unchanged, so stores written before records existed load as they are (missing ke
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping
 
 from hw_profiles import Metric
 from search_spaces import NASError
+from nas.jobs._store_values import finite_predictions
 from nas.jobs.objectives import Objective
 
 #: Optuna ``TrialState`` names -> the record's ``state``.
@@ -37,20 +37,6 @@ def metric_from_dict(blob: Mapping[str, Any]) -> Metric:
                   precision=None if precision is None else str(precision),
                   interval=None if interval is None else (float(interval[0]), float(interval[1])),
                   coverage=coverage)
-
-
-def _predicted_of(blob) -> dict[str, tuple[float, float]]:
-    """``{objective: (mean, var)}`` of a trial's ``predicted`` attribute; entries that are not a finite
-    mean with a finite variance > 0 are left out (a damaged or forged row never breaks the record)."""
-    out: dict[str, tuple[float, float]] = {}
-    for name, pred in (blob.items() if isinstance(blob, Mapping) else ()):
-        try:
-            mean, var = float(pred["mean"]), float(pred["var"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        if math.isfinite(mean) and math.isfinite(var) and var > 0:
-            out[str(name)] = (mean, var)
-    return out
 
 
 def arch_id_of(trial) -> str | None:
@@ -90,7 +76,7 @@ class TrialRecord:
                    metrics={name: metric_from_dict(m) for name, m in (result.get("metrics") or {}).items()},
                    constraints={label: float(v) for label, v in (result.get("constraints") or {}).items()},
                    feasible=bool(result.get("feasible", False)), error=result.get("error"),
-                   predicted=_predicted_of(attrs.get("predicted")))
+                   predicted=finite_predictions(attrs.get("predicted")))
 
     @property
     def finished(self) -> bool:

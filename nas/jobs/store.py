@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from typing import Collection, Iterator, Mapping, Sequence
 
 from hw_profiles import Metric
-from nas.jobs._store_values import finite_json, finite_only, is_finite, existing_store_url, readable_trials
+from nas.jobs._store_values import (existing_store_url, finite_json, finite_only, finite_predictions, is_finite,
+                                     readable_trials)
 from nas.jobs.records import STATES, JobConfig, JobRecordError, TrialRecord, arch_id_of
 from search_spaces import ArchConfig, NASError
 
@@ -279,9 +280,9 @@ class Job:
             if arch.arch_id in known:
                 continue
             attrs = {"arch_id": arch.arch_id, "arch": arch.to_dict()}
-            kept = _finite_predictions((predicted or {}).get(arch.arch_id))
+            kept = finite_predictions((predicted or {}).get(arch.arch_id))
             if kept:
-                attrs["predicted"] = kept
+                attrs["predicted"] = {name: {"mean": mean, "var": var} for name, (mean, var) in kept.items()}
             self.study.enqueue_trial({}, user_attrs=attrs)
             known.add(arch.arch_id)
             queued += 1
@@ -408,14 +409,6 @@ def _trial_states(states: Sequence[str] | None):
     if unknown:
         raise ValueError(f"states must be among {sorted(by_name)}, got {unknown}")
     return tuple(getattr(_optuna().trial.TrialState, by_name[s]) for s in states)
-
-
-def _finite_predictions(blob) -> dict:
-    """The entries of ``{objective: {"mean", "var"}}`` with a finite mean and a finite variance > 0."""
-    if not isinstance(blob, Mapping):
-        return {}
-    return {str(name): {"mean": float(p["mean"]), "var": float(p["var"])} for name, p in blob.items()
-            if isinstance(p, Mapping) and is_finite(p.get("mean")) and is_finite(p.get("var")) and p["var"] > 0}
 
 
 def _url(storage) -> str:
