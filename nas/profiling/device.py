@@ -149,6 +149,7 @@ class _Runs:
     layer_runs: list
     arch_runs: list
     again_runs: list
+    scale_ms: float  # the reference's median over the run: the speed corrected values are at
     table: dict  # workload -> corrected ms
     measured: list  # corrected Metric per sampled subnet
     remeasured: list  # corrected Metric per held-out subnet (second measurement)
@@ -215,7 +216,7 @@ def _measure(model: MeasuredCostModel, plan: _Plan, settings: ProfileSettings, p
     again_runs = measure_chunks(model, [_arch_build(model, plan.archs[i]) for i in plan.test_idx], reference,
                                 desc="re-measure", unit="subnet", **chunked)
     fix = dict(scale_ms=reference_scale(layer_runs, arch_runs, again_runs), enabled=settings.drift_correction)
-    return _Runs(layer_runs=layer_runs, arch_runs=arch_runs, again_runs=again_runs,
+    return _Runs(layer_runs=layer_runs, arch_runs=arch_runs, again_runs=again_runs, scale_ms=fix["scale_ms"],
                  table={w: m.value for w, m in zip(plan.workloads, corrected(layer_runs, **fix))},
                  measured=corrected(arch_runs, **fix), remeasured=corrected(again_runs, **fix))
 
@@ -237,8 +238,7 @@ def _intervals(plan: _Plan, runs: _Runs, settings: ProfileSettings, predictions:
     fit = np.asarray(plan.fit_idx)
     # the reference beside subnets (the context a subnet is re-measured in); the re-measurements check
     # the interval, so they stay out of it
-    scale = reference_scale(runs.layer_runs, runs.arch_runs, runs.again_runs)
-    drift = drift_ratios(runs.arch_runs, scale) if settings.drift_correction else []
+    drift = drift_ratios(runs.arch_runs, runs.scale_ms) if settings.drift_correction else []
     raw_again = [s.raw.value for s in runs.again_runs]
     out = {}
     for name, fitter in fitters.items():

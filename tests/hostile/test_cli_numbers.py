@@ -43,6 +43,8 @@ FLAG_CASES = [
     *_flag_cases("profile", PROFILE, "--coverage", [*INTS, "-1", "1000001"], "an integer >= 0 and <= 1000000"),
     *_flag_cases("profile", PROFILE, "--seed", [*INTS, "-1", "4294967296"], SEED_RANGE),
     *_flag_cases("profile", PROFILE, "--chunk", [*INTS, "0", "10001"], "an integer >= 1 and <= 10000"),
+    *_flag_cases("profile", PROFILE, "--interval", [*FLOATS, "0.49", "1", "0.995"],
+                 ">= 0.5 and <= 0.99"),
     *_flag_cases("profile", PROFILE, "--rpc-tracker", ["host:0", "host:65536", "host:abc", "no-port", ":9190",
                                                        f"host:{HUGE}"], "HOST:PORT with a port in 1..65535"),
     *_flag_cases("search", SEARCH, "--budget", [*INTS, "0", "-1", "1000001"], "an integer >= 1 and <= 1000000"),
