@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"hypervolume (normalised, ref 1.1): {report.hypervolume:.4f} vs random search at equal budget "
               f"and seed {report.baseline_hypervolume:.4f} (ratio {report.ratio}); baseline job "
               f"{done.baseline.name}")
+        print(report.savings_line())
     if done.sequential is not None:
         seq = done.sequential
         print(f"quantization: joint search (arch x policy) hypervolume {seq.joint_hypervolume:.4f} vs sequential "

@@ -4,6 +4,7 @@ Layout::
 
     [search]                      # space, algorithm, budget, seed, job, storage, batch_size
     space = "tiny_mbv3"
+    algorithm = "auto"            # default: linas if an objective is expensive (accuracy), else nsga2
     [accuracy]                    # needed by the metric "accuracy": a `nas train` output
     checkpoint = "runs/tiny"
     [latency_models]              # cpu profile -> `nas profile` folder (predicted latency)
@@ -54,7 +55,7 @@ PREDICTED_DROP = "predicted_accuracy_drop"
 @dataclass(frozen=True)
 class SearchSettings:
     space: str = "tiny_mbv3"
-    algorithm: str = "nsga2"
+    algorithm: str = "auto"  # nas.searchers.resolve_searcher: linas with an expensive objective, else nsga2
     budget: int = 100
     seed: int = 0
     job: str = ""

@@ -145,11 +145,14 @@ class Evaluator:
             return F, G
 
         fast = self._cheap_codes(cheap) if len(cheap) < len(self.objectives) else None
+        canonical = _canonical_codes(self.space) if fast else None
+        if canonical is None:  # a space without block tables (nothing cheap to table): the per-arch path
+            fast = None
         # a co-design space's user/accuracy functions see the network; named device metrics both halves
         network_only = tuple(j for j, o in enumerate(self.objectives) if j not in cheap and not isinstance(o.fn, str)) \
             if isinstance(self.space, AcceleratorSpace) else ()
-        return CheapObjectives(indices=cheap, evaluate=evaluate, evaluate_codes=fast,
-                               canonical_codes=_canonical_codes(self.space) if fast else None, network_only=network_only)
+        return CheapObjectives(indices=cheap, evaluate=evaluate, evaluate_codes=fast, canonical_codes=canonical,
+                               network_only=network_only)
 
     def _block_table(self, name: str):
         objective = self._by_name.get(name)
@@ -177,12 +180,17 @@ class Evaluator:
 
 
 def _canonical_codes(space: SearchSpace):
-    """Raw code rows -> canonical ones, vectorised (a co-design space: its network columns)."""
-    from hw_profiles.block_table import SpaceCodes
+    """Raw code rows -> canonical ones, vectorised (a co-design space: its network columns); None for
+    a space block tables do not decompose (a user space)."""
+    from hw_profiles.block_table import NotDecomposableError, SpaceCodes
 
+    try:
+        network = SpaceCodes(space.base if isinstance(space, AcceleratorSpace) else space).canonical
+    except NotDecomposableError:
+        return None
     if not isinstance(space, AcceleratorSpace):
-        return SpaceCodes(space).canonical
-    network, n = SpaceCodes(space.base).canonical, len(space.base.params)
+        return network
+    n = len(space.base.params)
 
     def canonical(codes: np.ndarray) -> np.ndarray:
         out = np.array(codes, dtype=np.int64, copy=True)

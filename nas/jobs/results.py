@@ -15,7 +15,7 @@ non-dominated COMPLETE trials.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -132,6 +132,9 @@ class SearchResult:
         """Every finished evaluation as a :class:`TrialRecord` (a retried arch once: its newest attempt)."""
         return latest_records(self.job.records(states=FINISHED))
 
+    def counted_records(self) -> list[TrialRecord]:
+        """The evaluations the budget counts (complete and failed; not pruned ones), in trial order."""
+        return [r for r in self.records() if r.state != "pruned"]
 
     def trials(self):
         """Every finished evaluation (complete, pruned, failed) as a DataFrame."""
@@ -197,12 +200,56 @@ def normalised_hypervolume(front: np.ndarray, points: np.ndarray) -> float:
     return hypervolume((front - ideal) / scale, np.full(points.shape[1], 1.1))
 
 
+#: Relative slack when a prefix's hypervolume is compared with a final one (the same front summed in
+#: another order may differ in the last bits).
+_HV_RTOL = 1e-9
+
+
+def hypervolume_curve(records: Sequence[TrialRecord], objectives: Sequence[Objective],
+                      points: np.ndarray) -> np.ndarray:
+    """Entry ``k - 1``: the normalised hypervolume (on ``points``' scale, as :func:`normalised_hypervolume`)
+    of the feasible complete evaluations among ``records[:k]``; nondecreasing. The front is kept as it
+    grows, and the hypervolume recomputed only where a new feasible point is not weakly dominated by
+    it (elsewhere the value cannot change)."""
+    F = objective_matrix(records, objectives)
+    feasible = (np.array([r.state == "complete" and r.feasible for r in records], dtype=bool).reshape(len(records))
+                & np.isfinite(F).all(axis=1))
+    curve, front = np.zeros(len(records)), np.empty((0, F.shape[1]))
+    for i in np.flatnonzero(feasible):
+        if (front <= F[i]).all(axis=1).any():
+            continue
+        front = np.vstack([front[~(F[i] <= front).all(axis=1)], F[i]])  # drop the rows it dominates
+        curve[i] = normalised_hypervolume(front, points)
+    return np.maximum.accumulate(curve) if len(curve) else curve
+
+
+def evaluations_to_reach(curve: np.ndarray, target: float) -> int | None:
+    """The smallest ``k`` with ``curve[k - 1] >= target`` (:func:`hypervolume_curve`'s prefixes): 0 for a
+    target of 0, None when the curve never reaches it."""
+    if target <= 0:
+        return 0
+    hit = np.flatnonzero(curve >= target * (1 - _HV_RTOL))
+    return int(hit[0]) + 1 if len(hit) else None
+
+
+def _times(x: float) -> str:
+    return f"{x:.2f}x" if x < 1.1 else f"{x:.1f}x"
+
+
 @dataclass(frozen=True, kw_only=True)
 class HypervolumeComparison(ReportRecord):
     """:func:`compare_hypervolume`'s report (stored as the job's ``report`` attribute, and under
     ``search.hypervolume`` in ``summary.json``): both fronts' normalised hypervolumes and sizes,
     ``ratio`` (None when the baseline's is 0), and the ``normalisation`` used (``ideal``, ``nadir``,
-    ``ref``; absent when neither job has a feasible evaluation)."""
+    ``ref``; absent when neither job has a feasible evaluation).
+
+    On the same scale, counted over each job's *counted* evaluations (complete and failed trials, the
+    ones its budget counts; pruned ones do not) in trial-number order: ``evaluations`` and
+    ``baseline_evaluations``; ``baseline_evaluations_to_match``, the fewest of the baseline's first
+    evaluations whose feasible front reaches this job's final hypervolume; ``evaluations_to_match_baseline``,
+    the fewest of this job's reaching the baseline's final hypervolume; ``baseline_evaluations_to_final``,
+    the fewest of the baseline's reaching its own final hypervolume. A count is 0 for a hypervolume of 0
+    and None when the job never reached it; all five are None in a report stored before they existed."""
 
     hypervolume: float
     baseline_hypervolume: float
@@ -210,22 +257,68 @@ class HypervolumeComparison(ReportRecord):
     front_size: int
     baseline_front_size: int
     baseline_job: str
+    evaluations: int | None
+    baseline_evaluations: int | None
+    baseline_evaluations_to_match: int | None
+    evaluations_to_match_baseline: int | None
+    baseline_evaluations_to_final: int | None
     normalisation: dict | None = field(default=None, metadata=OMIT_NONE)
+
+    #: Keys a report stored before they existed lacks (read back as None).
+    ADDED_KEYS: ClassVar[tuple[str, ...]] = ("evaluations", "baseline_evaluations", "baseline_evaluations_to_match",
+                                            "evaluations_to_match_baseline", "baseline_evaluations_to_final")
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "HypervolumeComparison":
+        """The record of a stored report, of any age (:attr:`ADDED_KEYS` missing read as None)."""
+        if isinstance(data, Mapping):
+            data = {**dict.fromkeys(cls.ADDED_KEYS), **data}
+        return super().from_json(data)
+
+    def savings_line(self) -> str:
+        """One line: how many evaluations random search needed to reach this job's hypervolume, or how
+        soon this job reached random search's; "none" when random search matched it within this job's
+        own number of evaluations."""
+        head = "evaluations saved: "
+        n, nb, kb = self.evaluations, self.baseline_evaluations, self.baseline_evaluations_to_match
+        kj, kf = self.evaluations_to_match_baseline, self.baseline_evaluations_to_final
+        if n is None or nb is None:
+            return head + "not recorded (the report was stored before hwnas counted them)"
+        if self.hypervolume <= 0:
+            return head + f"none: this job found no feasible architecture in its {n} evaluations (hypervolume 0)"
+        if kb is not None and kb > n:
+            return (head + f"random search needed {kb} evaluations to reach this hypervolume "
+                    f"({_times(kb / n)} this job's {n})")
+        if kb is not None:
+            return (head + f"none: random search reached this job's hypervolume after {kb} of its {nb} evaluations "
+                    f"(this job used {n})")
+        if self.baseline_hypervolume <= 0 or kj is None or kf is None:
+            return (head + f"random search found no feasible architecture in its {nb} evaluations "
+                    f"(hypervolume 0); this job used {n}")
+        pace = f"{_times(kf / kj)} fewer" if kj < kf else "no fewer"
+        return (head + f"random search did not reach this hypervolume in its {nb} evaluations; this job reached "
+                f"random search's final hypervolume after {kj}, random search after {kf} ({pace})")
 
 
 def compare_hypervolume(result: SearchResult, baseline: SearchResult) -> HypervolumeComparison:
     """Hypervolumes of two jobs' fronts on one scale: every objective is normalised by the ideal and
     nadir of both jobs' feasible complete evaluations together (reference point 1.1 in each).
-    ``ratio`` = this job's / the baseline's."""
+    ``ratio`` = this job's / the baseline's; the evaluation counts as :class:`HypervolumeComparison` says."""
     F, B = result.front_matrix(), baseline.front_matrix()
     points = np.vstack([result.feasible_matrix(), baseline.feasible_matrix()])
+    mine, theirs = (hypervolume_curve(r.counted_records(), r.objectives, points) for r in (result, baseline))
+    final, base_final = (float(c[-1]) if len(c) else 0.0 for c in (mine, theirs))
+    counts = dict(evaluations=len(mine), baseline_evaluations=len(theirs),
+                  baseline_evaluations_to_match=evaluations_to_reach(theirs, final),
+                  evaluations_to_match_baseline=evaluations_to_reach(mine, base_final),
+                  baseline_evaluations_to_final=evaluations_to_reach(theirs, base_final))
     if not len(points):
         return HypervolumeComparison(hypervolume=0.0, baseline_hypervolume=0.0, ratio=None, front_size=0,
-                                     baseline_front_size=0, baseline_job=baseline.name)
+                                     baseline_front_size=0, baseline_job=baseline.name, **counts)
     hv, hv_base = normalised_hypervolume(F, points), normalised_hypervolume(B, points)
     return HypervolumeComparison(
         hypervolume=round(hv, 6), baseline_hypervolume=round(hv_base, 6),
         ratio=round(hv / hv_base, 4) if hv_base > 0 else None, front_size=len(F),
-        baseline_front_size=len(B), baseline_job=baseline.name,
+        baseline_front_size=len(B), baseline_job=baseline.name, **counts,
         normalisation={"ideal": points.min(axis=0).tolist(), "nadir": points.max(axis=0).tolist(),
                        "ref": [1.1] * points.shape[1]})

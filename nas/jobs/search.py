@@ -7,8 +7,11 @@ as PRUNED trials and told to the searcher as failures); the rest are queued in t
 claimed by this process or by ``nas worker`` processes sharing the storage, and read back as
 records when every one of them is finished. ``budget`` counts expensive evaluations (COMPLETE or
 FAIL trials); at most ``MAX_REJECT_FACTOR × budget`` archs are screened; the loop also stops when
-the space is exhausted. Rerunning with the same job name and storage resumes: finished trials
-warm-start the searcher and count against the budget; nothing finished is evaluated again.
+the space is exhausted. With no ``algorithm`` named (``auto``), a job with an expensive objective
+(one :meth:`Evaluator.is_cheap` says is not, e.g. measured accuracy) is searched by ``linas``, one
+whose objectives are all cheap by ``nsga2``. Rerunning with the same job name and storage resumes:
+finished trials warm-start the searcher and count against the budget; nothing finished is evaluated
+again.
 Waiting for workers gives up with :class:`WaitTimeoutError` once ``wait_timeout_s`` pass without
 any queued trial being evaluated.
 """
@@ -29,7 +32,15 @@ from nas.jobs.predictor_report import prediction_source
 from nas.jobs.records import FINISHED, JobConfig, JobObjective, TrialRecord, latest_records
 from nas.jobs.results import SearchResult, constraint_matrix, normalised_hypervolume, objective_matrix
 from nas.jobs.store import Job, open_storage
-from nas.searchers import SearcherError, Termination, create_searcher, run_ask_tell, searcher_uses_cheap
+from nas.searchers import (
+    AUTO_SEARCHER,
+    SearcherError,
+    Termination,
+    create_searcher,
+    resolve_searcher,
+    run_ask_tell,
+    searcher_uses_cheap,
+)
 from search_spaces import AcceleratorSpace, ArchConfig, NASError, SearchSpace
 
 MAX_REJECT_FACTOR = 20
@@ -117,12 +128,16 @@ def _told_rows(evaluator: Evaluator, records: Sequence[TrialRecord]) -> tuple[li
 
 
 def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Sequence[Constraint] = (), *,
-           algorithm: str = "nsga2", budget: int = 300, seed: int = 0, storage=None, job: str | None = None,
+           algorithm: str = AUTO_SEARCHER, budget: int = 300, seed: int = 0, storage=None, job: str | None = None,
            batch_size: int | None = None, catalog: MetricCatalog | None = None, evaluate_locally: bool = True,
            progress: bool = True, config_extra: dict | None = None,
            wait_timeout_s: float | None = DEFAULT_WAIT_TIMEOUT_S, codesign: str = "joint",
            _default_template: bool = False) -> SearchResult:
     """Run (or resume) a search job; see the module docstring. Returns its :class:`SearchResult`.
+    ``algorithm``: a registered searcher, or ``auto`` (:func:`~nas.searchers.resolve_searcher`: ``linas``
+    when an objective is expensive, ``nsga2`` when all are cheap or ``codesign`` is ``nested``); the
+    job records, and its default name uses, the resolved one; a resumed job run with ``auto`` keeps the
+    searcher it was created with.
     ``wait_timeout_s`` (None: forever) bounds how long queued trials may sit with nobody evaluating them.
     ``codesign``: how a co-design space (``<space>+hw(<device>)``) is searched, ``joint``, ``nested``
     or ``sequential`` (``nas.jobs.codesign``); ``_default_template`` (internal: the sequential mode's first
@@ -134,12 +149,14 @@ def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Seq
     from nas.jobs import codesign as _codesign
 
     _codesign.check_mode(codesign, space)
+    evaluator = Evaluator(space, objectives, constraints, catalog=catalog)
+    expensive = not all(evaluator.is_cheap(name) for name in evaluator.names)
+    requested, algorithm = algorithm, resolve_searcher(algorithm, expensive=expensive, nested=codesign == "nested")
     common = dict(batch_size=batch_size, catalog=catalog, evaluate_locally=evaluate_locally, progress=progress,
                   config_extra=config_extra, wait_timeout_s=wait_timeout_s, storage=storage)
     if codesign == "sequential" and not _default_template:
         return _codesign.sequential_codesign(space, objectives, constraints, algorithm=algorithm, budget=budget,
                                              seed=seed, job=job, **common)
-    evaluator = Evaluator(space, objectives, constraints, catalog=catalog)
     name = job or f"{space.name}-{algorithm}-seed{seed}"
     mode = "sequential:network-stage" if _default_template else codesign
     extra = {**(config_extra or {}), "codesign": mode} if isinstance(space, AcceleratorSpace) else config_extra
@@ -147,6 +164,9 @@ def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Seq
                                 storage=storage, extra=extra, resumed_flag=True)
     if resumed:
         _codesign.check_resumed_mode(the_job, extra)
+        stored = the_job.job_config.algorithm
+        if requested == AUTO_SEARCHER and stored and stored != algorithm:
+            algorithm = stored  # a job resumed without naming a searcher keeps the one it was created with
     if codesign == "joint" and not _default_template:
         searcher = make_searcher(algorithm, evaluator, seed)
     else:

@@ -71,7 +71,7 @@ class SearchStageResult:
     baseline_job: str  # random search at the same budget and seed
     storage: str
     budget: int
-    evaluations: int  # not pruned
+    evaluations: int  # counted (complete and failed, not pruned): the report's
     baseline_evaluations: int
     hypervolume: HypervolumeComparison
     predictor: Any  # the job's accuracy-predictor record (linas), or None
@@ -182,13 +182,15 @@ def search_stage(ctx: StageContext) -> SearchStageResult:
     result, baseline = (load_job(j, storage=storage, space=ctx.space, read_only=False) for j in jobs)  # report
     report = compare_hypervolume(result, baseline)
     result.job.save_report(report.to_json())
-    n, n_base = (int((r.trials()["state"] != "pruned").sum()) for r in (result, baseline))
+    n, n_base = report.evaluations, report.baseline_evaluations
+    algorithm = result.job.job_config.algorithm or settings.algorithm  # what "auto" resolved to
     ratio = f"ratio {report.ratio}" if report.ratio is not None else "baseline front empty"
-    ctx.echo(f"job {jobs[0]} ({settings.algorithm}): {n} evaluations, front {report.front_size}; "
+    ctx.echo(f"job {jobs[0]} ({algorithm}): {n} evaluations, front {report.front_size}; "
              f"random baseline {jobs[1]}: {n_base} evaluations, front {report.baseline_front_size}")
     ctx.echo(f"hypervolume (normalised, ref 1.1): {report.hypervolume:.4f} vs random search at equal "
              f"budget and seed {report.baseline_hypervolume:.4f} ({ratio})")
-    return SearchStageResult(status=status, job=jobs[0], algorithm=settings.algorithm, baseline_job=jobs[1],
+    ctx.echo(report.savings_line())
+    return SearchStageResult(status=status, job=jobs[0], algorithm=algorithm, baseline_job=jobs[1],
                              storage=storage, budget=settings.budget, evaluations=n, baseline_evaluations=n_base,
                              hypervolume=report, predictor=result.job.predictor_report,
                              result=result, baseline=baseline)

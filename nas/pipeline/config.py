@@ -165,9 +165,9 @@ def storage_url(out: Path) -> str:
 
 def _check_metrics(probe: SearchConfig, device: str, space_name: str, source: str) -> tuple[str, str]:
     """Every metric resolves; returns the names of the accuracy and the device-latency objectives."""
-    from nas.searchers import list_searchers
+    from nas.searchers import AUTO_SEARCHER, list_searchers
 
-    algorithms = list_searchers()
+    algorithms = [AUTO_SEARCHER, *list_searchers()]
     if probe.search.algorithm not in algorithms:
         raise ConfigError(f"{source} [search]: algorithm {probe.search.algorithm!r} is not one of {algorithms}")
     try:  # directions and constraint operators, as the search will build them

@@ -56,7 +56,7 @@ def run_pipeline(config: PipelineConfig, out: Path, *, progress: bool = True,
            f"{out / TRAIN_DIR}", lambda: train_stage(ctx))
     _stage(ctx, summary, "profile", f"{config.device} latency model ({config.profile.samples} subnets, "
            f"{config.profile.coverage} coverage) -> {out / PROFILE_DIR}", lambda: profile_stage(ctx))
-    searched = _stage(ctx, summary, "search", f"{config.search_table.get('algorithm', 'nsga2')} job {config.job} "
+    searched = _stage(ctx, summary, "search", f"{config.search_table.get('algorithm', 'auto')} job {config.job} "
                       f"and random baseline, {config.search_config(out).search.budget} evaluations each -> "
                       f"{out / STORE_NAME}", lambda: search_stage(ctx))
     front = _stage(ctx, summary, "front", f"Pareto front, {config.front.measure} members' latency measured -> "

@@ -4,12 +4,13 @@
 >>> history = run_ask_tell(s, evaluate, budget=300, batch_size=16)                   # doctest: +SKIP
 >>> front = history.pareto_mask()                                                     # doctest: +SKIP
 
-Registered: pymoo's ``nsga2`` (the default), ``nsga3``, ``smsemoa``, ``moead`` and, where numba
+Registered: pymoo's ``nsga2``, ``nsga3``, ``smsemoa``, ``moead`` and, where numba
 is installed, ``agemoea2``; optuna's ``tpe``, ``optuna-nsga2`` and, where optuna has it and
 torch and scipy are installed, ``gp``; ``linas`` (predictor-guided; it uses the caller's
 :class:`CheapObjectives` when offered one); and the ``random`` baseline. ``import
 nas.searchers`` imports neither pymoo nor optuna; a searcher's adapter module loads on first
-``create_searcher``.
+``create_searcher``. ``resolve_searcher("auto", expensive=...)`` picks the default by the job's
+objectives: ``linas`` when one is expensive, ``nsga2`` when all are cheap (and in nested co-design).
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from nas.searchers.errors import SearcherError, UnknownSearcherError
 from nas.searchers.loop import History, Termination, feasible_mask, hypervolume, pareto_mask, run_ask_tell
 from nas.searchers.random_searcher import RandomSearcher
 from nas.searchers.registry import (
+    AUTO_SEARCHER,
+    DEFAULT_EXPENSIVE_SEARCHER,
     DEFAULT_SEARCHER,
     create_searcher,
     lazy_factory,
     list_searchers,
     register_searcher,
+    resolve_searcher,
     searcher_uses_cheap,
 )
 
@@ -58,7 +62,8 @@ if _gp_available():
 register_searcher("linas", lazy_factory(_LINAS, "PredictorGuidedSearcher"), uses_cheap=True)
 
 __all__ = [
-    "DEFAULT_SEARCHER", "ENUMERATE_LIMIT", "CheapObjectives", "Evaluation", "History", "RandomSearcher", "Searcher",
-    "SearcherError", "Termination", "UnknownSearcherError", "create_searcher", "feasible_mask", "hypervolume",
-    "lazy_factory", "list_searchers", "pareto_mask", "register_searcher", "run_ask_tell", "searcher_uses_cheap",
+    "AUTO_SEARCHER", "DEFAULT_EXPENSIVE_SEARCHER", "DEFAULT_SEARCHER", "ENUMERATE_LIMIT", "CheapObjectives",
+    "Evaluation", "History", "RandomSearcher", "Searcher", "SearcherError", "Termination", "UnknownSearcherError",
+    "create_searcher", "feasible_mask", "hypervolume", "lazy_factory", "list_searchers", "pareto_mask",
+    "register_searcher", "resolve_searcher", "run_ask_tell", "searcher_uses_cheap",
 ]

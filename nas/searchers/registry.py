@@ -14,8 +14,14 @@ from nas.searchers.errors import UnknownSearcherError
 SEARCHERS: Registry[Searcher] = Registry("searcher", UnknownSearcherError)
 _USES_CHEAP: set[str] = set()
 
-#: The searcher ``create_searcher`` callers should use when the user names none.
+#: The name that asks for a searcher chosen by the job's objectives (:func:`resolve_searcher`).
+AUTO_SEARCHER = "auto"
+#: What ``auto`` resolves to for a job whose objectives are all cheap (and in nested co-design).
 DEFAULT_SEARCHER = "nsga2"
+#: What ``auto`` resolves to for a job with an expensive objective: the predictor-in-the-loop searcher,
+#: which needed the fewest expensive evaluations to the front in
+#: experiments/benchmarks/search_quality.py (real-accuracy tiny_mbv3 table).
+DEFAULT_EXPENSIVE_SEARCHER = "linas"
 
 
 def register_searcher(name: str, factory: Callable[..., Searcher], *, uses_cheap: bool = False) -> None:
@@ -39,6 +45,16 @@ def create_searcher(name: str, *, cheap: CheapObjectives | None = None, **kwargs
 def searcher_uses_cheap(name: str) -> bool:
     """Whether ``create_searcher(name, cheap=...)`` uses its ``cheap`` hook (so it is worth building)."""
     return name in _USES_CHEAP
+
+
+def resolve_searcher(name: str, *, expensive: bool, nested: bool = False) -> str:
+    """The searcher to create for ``name``: any name but ``auto`` unchanged (unknown ones fail later, in
+    :func:`create_searcher`); ``auto`` gives :data:`DEFAULT_EXPENSIVE_SEARCHER` when an objective is
+    ``expensive``, else :data:`DEFAULT_SEARCHER`, which nested co-design (``nested``, whose outer loop
+    picks an accelerator per inner candidate) always gets."""
+    if name != AUTO_SEARCHER:
+        return name
+    return DEFAULT_EXPENSIVE_SEARCHER if expensive and not nested else DEFAULT_SEARCHER
 
 
 def list_searchers() -> list[str]:

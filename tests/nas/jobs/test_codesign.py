@@ -413,15 +413,16 @@ def test_linas_predictor_sees_only_the_network_columns(space):
     rng = np.random.default_rng(6)
     archs = [space.sample(rng) for _ in range(5)]
     codes = np.vstack([space.encode(a) for a in archs])
-    width = int(sum(len(p) for p in space.base.params))
+    n_net = len(space.base.params)
+    width = int(sum(len(p) for p in space.base.params)) + n_net  # one-hot and ordinal position per setting
     X = searcher._one_hot(codes)
     assert X.shape == (5, width)
-    assert width < int(sum(len(p) for p in space.params))
+    assert width < int(sum(len(p) for p in space.params)) + len(space.params)
     # two archs with the same network on different templates have the same features
     net = space.network(archs[0])
     a, b = space.combine(net, {"pe_rows": 8}), space.combine(net, {"pe_rows": 64, "dataflow": OS})
     Xa, Xb = searcher._one_hot(np.vstack([space.encode(a), space.encode(b)]))
-    assert np.array_equal(Xa, Xb) and Xa.sum() == len(space.base.params)  # one hot per network setting
+    assert np.array_equal(Xa, Xb) and Xa[:-n_net].sum() == n_net  # one hot per network setting
     Fa, Fb = searcher._all_columns(np.vstack([space.encode(a), space.encode(b)]))
     assert not np.array_equal(Fa, Fb)  # objectives that depend on the accelerator see its columns
 

@@ -18,7 +18,8 @@ from search_toy import SPACE
 def test_search_in_memory_respects_budget_and_returns_a_true_front(monkeypatch):
     calls = []
     monkeypatch.setattr(search_toy, "quality", _counting(search_toy.quality, calls))
-    result = search(SPACE, search_toy.objectives(), search_toy.constraints(), budget=40, seed=1, progress=False)
+    result = search(SPACE, search_toy.objectives(), search_toy.constraints(), algorithm="nsga2", budget=40, seed=1,
+                    progress=False)
     trials = result.trials()
     complete = trials[trials.state == "complete"]
     assert len(complete) == 40 == len(calls)  # the budget counts expensive evaluations, each arch once
@@ -48,17 +49,17 @@ def test_same_seed_same_front_and_resume_continues_the_job(tmp_path, monkeypatch
     storage = f"sqlite:///{tmp_path / 'nas.db'}"
     calls = []
     monkeypatch.setattr(search_toy, "quality", _counting(search_toy.quality, calls))
-    first = search(SPACE, search_toy.objectives(), search_toy.constraints(), budget=15, seed=2, storage=storage,
-                   job="j", progress=False)
+    first = search(SPACE, search_toy.objectives(), search_toy.constraints(), algorithm="nsga2", budget=15, seed=2,
+                   storage=storage, job="j", progress=False)
     assert len(calls) == 15
-    again = search(SPACE, search_toy.objectives(), search_toy.constraints(), budget=30, seed=2, storage=storage,
-                   job="j", progress=False)
+    again = search(SPACE, search_toy.objectives(), search_toy.constraints(), algorithm="nsga2", budget=30, seed=2,
+                   storage=storage, job="j", progress=False)
     assert len(calls) == 30 and len(set(calls)) == 30  # resumed: the first 15 were not evaluated again
     assert len(again.trials().query("state == 'complete'")) == 30
     loaded = load_job("j", storage=storage)
     assert loaded.pareto().arch_id.tolist() == again.pareto().arch_id.tolist()
     assert loaded.job.config["space"] == "toy"
-    fresh = search(SPACE, search_toy.objectives(), search_toy.constraints(), budget=15, seed=2, progress=False)
+    fresh = search(SPACE, search_toy.objectives(), search_toy.constraints(), algorithm="nsga2", budget=15, seed=2, progress=False)
     assert fresh.trials().arch_id.tolist()[:10] == first.trials().arch_id.tolist()[:10]
 
 
@@ -184,3 +185,13 @@ def test_waiting_for_workers_that_never_come_times_out_with_advice():
     assert isinstance(err.value, NASError) and isinstance(err.value, TimeoutError)
     with pytest.raises(ValueError, match="wait_timeout_s"):
         search(SPACE, search_toy.objectives(), budget=4, wait_timeout_s=0, progress=False)
+
+
+def test_a_job_resumed_with_auto_keeps_the_searcher_it_was_created_with(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'nas.db'}"
+    search(SPACE, search_toy.objectives(), search_toy.constraints(), algorithm="random", budget=6, seed=0,
+           storage=storage, job="j", progress=False)
+    again = search(SPACE, search_toy.objectives(), search_toy.constraints(), budget=10, seed=0, storage=storage,
+                   job="j", progress=False)  # auto would pick linas for this expensive objective
+    assert again.job.job_config.algorithm == "random" and again.job.predictor_report is None
+    assert len(again.trials().query("state == 'complete'")) == 10

@@ -50,3 +50,70 @@ def test_linas_needs_an_expensive_objective():
     with pytest.raises(ObjectiveError, match="every objective is cheap"):
         search(SPACE, [Objective("macs", "macs"), Objective("p", "params")], algorithm="linas", budget=4,
                progress=False)
+
+
+def _small_problem():
+    from nas.searchers.base import CheapObjectives
+    from search_spaces import Choice, SearchSpace
+
+    space = SearchSpace("grid", [Choice("a", list(range(6))), Choice("b", list(range(6)))])
+
+    def values(codes):
+        codes = np.asarray(codes)
+        cost = codes.sum(axis=1).astype(float)
+        return np.column_stack([np.full(len(codes), np.nan), cost]), np.zeros((len(codes), 0))
+
+    cheap = CheapObjectives(indices=(1,), evaluate=lambda archs: values([space.encode(a) for a in archs]),
+                            evaluate_codes=values)
+    return space, cheap
+
+
+def test_the_warm_start_spans_the_cheap_objective_range():
+    from nas.searchers.predictor_guided import PredictorGuidedSearcher
+
+    space, cheap = _small_problem()
+    for seed in range(3):
+        searcher = PredictorGuidedSearcher(space=space, n_objectives=2, seed=seed, cheap=cheap, warmup=6)
+        costs = sorted(int(space.encode(a).sum()) for a in searcher.ask(6))
+        assert costs[0] == 0 and costs[-1] == 10  # both ends of the cost range (uniform draws rarely are)
+        assert len(set(costs)) == 6
+
+
+def test_spread_scale_is_learnt_from_held_out_proposals_and_reported():
+    from nas.searchers.predictor_guided import PredictorGuidedSearcher
+
+    space, cheap = _small_problem()
+    searcher = PredictorGuidedSearcher(space=space, n_objectives=2, seed=0, cheap=cheap, warmup=6,
+                                       inner_population=16, inner_generations=2)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        archs = searcher.ask(6)
+        codes = np.array([space.encode(a) for a in archs])
+        error = 1.0 / (1 + codes[:, 0]) + rng.normal(0, 0.05, len(codes))
+        searcher.tell(archs, np.column_stack([error, codes.sum(axis=1)]))
+    scale = searcher.report()["spread_scale"]["0"]
+    assert scale >= 1.0 and searcher.spread_scales[0] == pytest.approx(scale, abs=1e-3)
+
+
+@pytest.mark.parametrize("acquisition", ["hvi", "front"])
+def test_both_acquisitions_propose_unseen_archs(acquisition):
+    from nas.searchers.predictor_guided import PredictorGuidedSearcher
+
+    space, cheap = _small_problem()
+    searcher = PredictorGuidedSearcher(space=space, n_objectives=2, seed=1, cheap=cheap, warmup=4,
+                                       inner_population=16, inner_generations=2, acquisition=acquisition)
+    seen = set()
+    for _ in range(5):
+        archs = searcher.ask(4)
+        assert len(archs) == 4 and not {a.arch_id for a in archs} & seen
+        seen |= {a.arch_id for a in archs}
+        codes = np.array([space.encode(a) for a in archs])
+        searcher.tell(archs, np.column_stack([1.0 / (1 + codes[:, 0]), codes.sum(axis=1)]))
+
+
+def test_unknown_acquisition_is_refused():
+    from nas.searchers.predictor_guided import PredictorGuidedSearcher
+
+    space, cheap = _small_problem()
+    with pytest.raises(ValueError, match="acquisition must be one of hvi, front, got 'ei'"):
+        PredictorGuidedSearcher(space=space, n_objectives=2, seed=0, cheap=cheap, acquisition="ei")

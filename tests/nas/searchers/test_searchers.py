@@ -314,5 +314,8 @@ def test_linas_is_registered_and_built_from_the_uniform_arguments():
         create_searcher("linas", space=SPACE, n_objectives=1, seed=0, cheap=CheapObjectives((0,), evaluate))
     archs = [SPACE.sample(np.random.default_rng(i)) for i in range(3)]
     codes = np.vstack([SPACE.encode(a) for a in archs])
-    assert np.array_equal(alone._all_columns(codes), np.vstack([one_hot(SPACE, a) for a in archs]))
+    ordinal = codes / np.maximum(SPACE.cardinalities - 1, 1)  # each setting's position among its options
+    assert np.array_equal(alone._all_columns(codes), np.hstack([np.vstack([one_hot(SPACE, a) for a in archs]), ordinal]))
     assert np.array_equal(alone._one_hot(codes), alone._all_columns(codes))  # a plain space: no network-only cut
+    with_cheap = guided._all_columns(codes)  # the cheap objective's value joins the features
+    assert with_cheap.shape[1] == alone._all_columns(codes).shape[1] + 1
