@@ -143,12 +143,44 @@ def regenerate(checkpoint: Path, out: Path, workers: int) -> None:
     print(f"wrote {out}: {len(archs)} subnets", file=sys.stderr)
 
 
+def check(path: Path, sample: int = 64) -> list[str]:
+    """What is wrong with the table at ``path`` (empty: nothing): its shape against ``SUBSPACE``, its
+    accuracies' range, and the cheap columns of ``sample`` seeded subnets against today's cost models."""
+    table = json.loads(path.read_text())
+    problems = []
+    if table.get("subspace") != {p.name: list(p.options) for p in SUBSPACE.params}:
+        problems.append(f"subspace {table.get('subspace')} is not this module's")
+    for key in ("top1", *CHEAP):
+        if len(table.get(key, [])) != SUBSPACE.size:
+            problems.append(f"{key}: {len(table.get(key, []))} values, the sub-space has {SUBSPACE.size}")
+    if problems:
+        return problems
+    top1 = np.asarray(table["top1"], dtype=float)
+    if not (np.isfinite(top1).all() and (top1 >= 0).all() and (top1 <= 1).all()):
+        problems.append("top1 holds values outside [0, 1]")
+    rows = np.random.default_rng(0).choice(SUBSPACE.size, size=min(sample, SUBSPACE.size), replace=False)
+    archs = all_archs_cached()
+    for name, values in cheap_columns([archs[i] for i in rows]).items():
+        stored = np.asarray(table[name], dtype=float)[rows]
+        if not np.allclose(stored, values, rtol=1e-9):
+            problems.append(f"{name} differs from today's cost model on {int((~np.isclose(stored, values)).sum())} "
+                            f"of {len(rows)} sampled subnets; regenerate the table")
+    return problems
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, required=True, help="a tiny_mbv3 `nas train` checkpoint")
+    parser.add_argument("--checkpoint", type=Path, help="a tiny_mbv3 `nas train` checkpoint to evaluate")
+    parser.add_argument("--check", action="store_true", help="check the table at --out instead (exit 1 if stale)")
     parser.add_argument("--out", type=Path, default=TABLE)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    if args.check:
+        problems = check(args.out)
+        print("\n".join(problems) or f"{args.out}: consistent with the sub-space and today's cost models")
+        raise SystemExit(1 if problems else 0)
+    if args.checkpoint is None:
+        parser.error("give --checkpoint (to regenerate the table) or --check")
     regenerate(args.checkpoint, args.out, args.workers)
 
 

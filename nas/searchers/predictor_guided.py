@@ -116,7 +116,8 @@ class PredictorGuidedSearcher(Searcher):
                 for aid in arch_ids if aid in self._proposed}
 
     def _warm_design(self, n: int) -> list[ArchConfig]:
-        """Up to ``n`` claimed unseen archs spread over the cheap objectives (none without ``cheap``)."""
+        """Up to ``n`` claimed unseen archs spread over the cheap objectives, among those that meet the
+        cheap constraints when any does (none without ``cheap``)."""
         if self.cheap is None or not self.exact:
             return []
         k = min(n, self.warmup - len(self._history) - len(self._pending))
@@ -128,7 +129,11 @@ class PredictorGuidedSearcher(Searcher):
         if k <= 0 or not pool:
             return []
         archs = list(pool.values())
-        values = self._exact(np.vstack([self.space.encode(a) for a in archs]))[0][:, self.exact]
+        F, G = self._exact(np.vstack([self.space.encode(a) for a in archs]))
+        feasible = (G <= 0).all(axis=1)  # cheap constraints screen the design too
+        if feasible.any():
+            archs, F = [a for a, ok in zip(archs, feasible) if ok], F[feasible]
+        values = F[:, self.exact]
         known = [*self._pending.values(), *(e.arch for e in self._told.values())]
         fixed = self._exact(np.vstack([self.space.encode(a) for a in known]))[0][:, self.exact] if known else None
         picked = [archs[i] for i in farthest_points(values, k, fixed=fixed, rng=self._rng)]
