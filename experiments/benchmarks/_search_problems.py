@@ -65,8 +65,11 @@ class Problem:
         return self.F[self.flat_index(archs)], None
 
     def _codes_values(self, codes):
-        return self.F[np.ravel_multi_index(tuple(np.asarray(codes).T), self.space.cardinalities)], \
-            np.zeros((len(codes), 0))
+        """The cheap columns of code rows (the others NaN: a searcher must not see what it pays for)."""
+        F = self.F[np.ravel_multi_index(tuple(np.asarray(codes).T), self.space.cardinalities)]
+        hidden = [j for j in range(F.shape[1]) if j not in self.cheap]
+        F[:, hidden] = np.nan
+        return F, np.zeros((len(codes), 0))
 
     def cheap_objectives(self) -> CheapObjectives | None:
         """The hook a job offers (exact values of the cheap columns), or None without cheap columns."""

@@ -1,7 +1,7 @@
 """Benchmark: how close does each searcher get to the true Pareto front, and after how many evaluations?
 
 Problems (``_search_problems.py``) are small enough to enumerate, so their true fronts are known:
-``tiny_mbv3`` (real BN-recalibrated accuracies of 2,187 subnets of a trained tiny_mbv3 supernet, shipped
+``tiny_mbv3`` (real BN-recalibrated accuracies of 2,916 subnets of a trained tiny_mbv3 supernet, shipped
 in ``results/tiny_mbv3_table.json``; error vs log10 MACs, MACs cheap), ``tiny_mbv3_mcu`` (the same
 subnets: error vs STM32F746 peak SRAM vs ZCU104 latency, both cheap) and ``synthetic`` (a 5,184-arch
 analytic proxy, error vs log10 latency, nothing cheap). Every searcher runs ``run_ask_tell`` (batches

@@ -45,7 +45,7 @@ CHEAP = ("macs", "params", "stm32f746.peak_sram_kb", "stm32f746.flash_kb", "zcu1
 
 
 def to_arch(sub: ArchConfig) -> ArchConfig:
-    """The tiny_mbv3 arch a sub-space arch stands for (kernel 3 and expansion ``e`` in every block)."""
+    """The tiny_mbv3 arch a sub-space arch stands for (kernel ``ks`` and expansion ``e`` in every block)."""
     space = get_space("tiny_mbv3")
     values = {}
     for p in space.params:
@@ -118,9 +118,9 @@ def regenerate(checkpoint: Path, out: Path, workers: int) -> None:
 
     archs = all_archs_cached()
     partial = out.with_suffix(".partial.json")
-    done = json.loads(partial.read_text())["top1"] if partial.exists() else {}
+    saved = json.loads(partial.read_text()) if partial.exists() else {}
+    done, loss, n = saved.get("top1", {}), saved.get("loss", {}), saved.get("n")
     todo = [i for i in range(len(archs)) if str(i) not in done]
-    loss = json.loads(partial.read_text())["loss"] if partial.exists() else {}
     start, count = time.time(), 0
     with mp.get_context("spawn").Pool(workers, _init_worker, (str(checkpoint),)) as pool:
         for index, top1, mean_loss, n in pool.imap_unordered(_evaluate, todo, chunksize=4):

@@ -219,11 +219,12 @@ def _network_cheap(joint: CheapObjectives, space: AcceleratorSpace, pair, picker
 
 
 def sequential_codesign(space: AcceleratorSpace, objectives, constraints=(), *, algorithm: str, budget: int,
-                        seed: int, job: str | None = None, **search_kwargs):
+                        seed: int, job: str | None = None, requested: str | None = None, **search_kwargs):
     """The sequential mode (module doc): the network job on the default template, then its front's
-    networks on their best accelerators, evaluated in job ``job``. Returns that job's ``SearchResult``."""
+    networks on their best accelerators, evaluated in job ``job``. Returns that job's ``SearchResult``.
+    ``requested``: the name the caller asked for (``auto``: a resumed job keeps its stored searcher)."""
     from nas.jobs.lease import driver_lease
-    from nas.jobs.search import open_job
+    from nas.jobs.search import kept_algorithm, open_job
 
     name = job or f"{space.name}-{algorithm}-seed{seed}-sequential"
     evaluator = Evaluator(space, objectives, constraints, catalog=search_kwargs.get("catalog"))
@@ -232,6 +233,7 @@ def sequential_codesign(space: AcceleratorSpace, objectives, constraints=(), *, 
                                 storage=search_kwargs.get("storage"), extra=extra, resumed_flag=True)
     if resumed:  # before the first stage runs: a job of another mode is refused
         check_resumed_mode(the_job, extra)
+        algorithm = kept_algorithm(the_job, requested or algorithm, algorithm)
     with driver_lease(the_job):
         return _sequential_stages(the_job, space, evaluator, objectives, constraints, algorithm=algorithm,
                                   budget=budget, seed=seed, name=name, **search_kwargs)

@@ -156,7 +156,7 @@ def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Seq
                   config_extra=config_extra, wait_timeout_s=wait_timeout_s, storage=storage)
     if codesign == "sequential" and not _default_template:
         return _codesign.sequential_codesign(space, objectives, constraints, algorithm=algorithm, budget=budget,
-                                             seed=seed, job=job, **common)
+                                             seed=seed, job=job, requested=requested, **common)
     name = job or f"{space.name}-{algorithm}-seed{seed}"
     mode = "sequential:network-stage" if _default_template else codesign
     extra = {**(config_extra or {}), "codesign": mode} if isinstance(space, AcceleratorSpace) else config_extra
@@ -164,9 +164,7 @@ def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Seq
                                 storage=storage, extra=extra, resumed_flag=True)
     if resumed:
         _codesign.check_resumed_mode(the_job, extra)
-        stored = the_job.job_config.algorithm
-        if requested == AUTO_SEARCHER and stored and stored != algorithm:
-            algorithm = stored  # a job resumed without naming a searcher keeps the one it was created with
+        algorithm = kept_algorithm(the_job, requested, algorithm)
     if codesign == "joint" and not _default_template:
         searcher = make_searcher(algorithm, evaluator, seed)
     else:
@@ -186,6 +184,13 @@ def search(space: SearchSpace, objectives: Sequence[Objective], constraints: Seq
         the_job.save_predictor_report(report)
     the_job.set_status("done" if termination.reason == "budget" else "stopped")
     return SearchResult(the_job, evaluator.objectives, space=space)
+
+
+def kept_algorithm(job: Job, requested: str, resolved: str) -> str:
+    """The searcher a resumed ``job`` goes on with: the one it was created with when the caller asked
+    for ``auto`` (``requested``), else ``resolved``."""
+    stored = job.job_config.algorithm
+    return stored if requested == AUTO_SEARCHER and stored else resolved
 
 
 def open_job(name: str, space: SearchSpace, evaluator: Evaluator, *, algorithm: str, budget: int, seed: int,

@@ -83,6 +83,7 @@ def farthest_points(X: np.ndarray, k: int, *, fixed: np.ndarray | None = None,
     else:
         first = int(rng.integers(len(X)))
         picked, distance = [first], np.linalg.norm(Z - Z[first], axis=1)
+        distance[first] = -1.0
     while len(picked) < min(k, len(X)):
         nxt = int(np.argmax(distance))
         picked.append(nxt)

@@ -27,6 +27,8 @@ DEFAULT_EXPENSIVE_SEARCHER = "linas"
 def register_searcher(name: str, factory: Callable[..., Searcher], *, uses_cheap: bool = False) -> None:
     """Register ``factory(*, space, n_objectives, n_constraints, seed, **options) -> Searcher``.
     ``uses_cheap``: the factory also takes ``cheap`` (a :class:`CheapObjectives` or None)."""
+    if name == AUTO_SEARCHER:
+        raise ValueError(f"{AUTO_SEARCHER!r} is reserved: it asks for a searcher chosen by the job's objectives")
     SEARCHERS.register(name, factory)
     if uses_cheap:
         _USES_CHEAP.add(name)

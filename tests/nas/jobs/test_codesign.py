@@ -460,3 +460,16 @@ def test_zigzag_cross_check_is_an_expensive_metric_on_each_trials_own_template()
     assert got.profile.endswith(outcome.metrics["lat"].profile)
     with pytest.raises(NASError, match="no metric"):
         Evaluator(space, [Objective("x", "zcu104.zigzag_power")])
+
+
+def test_a_sequential_job_resumed_with_auto_keeps_its_searcher(space, catalog, tmp_path):
+    acc = Accuracy(space)
+    storage = _storage(tmp_path)
+    search(space, _objectives(acc), algorithm="random", budget=BUDGET, seed=0, storage=storage, job="cd",
+           progress=False, codesign="sequential", catalog=catalog)
+    again = search(space, _objectives(acc), budget=BUDGET + 2, seed=0, storage=storage, job="cd", progress=False,
+                   codesign="sequential", catalog=catalog)  # auto would pick linas (accuracy is expensive)
+    assert again.job.job_config.algorithm == "random"
+    network = load_job("cd.network", storage=storage, space=space)
+    assert network.job.job_config.algorithm == "random"
+    assert network.job.predictor_report is None  # linas would have recorded its predictor

@@ -62,6 +62,8 @@ def test_farthest_points_spreads_over_the_range_and_avoids_fixed_rows():
     assert X[picked[0], 0] == 1.0 and X[picked[1], 0] == 0.5
     assert len(set(picked)) == 3
     assert sorted(farthest_points(X[:2], 5, rng=np.random.default_rng(0))) == [0, 1]  # no more than there are
+    for seed in range(20):  # identical rows: still distinct indices
+        assert sorted(farthest_points(np.ones((3, 1)), 3, rng=np.random.default_rng(seed))) == [0, 1, 2]
 
 
 def test_spread_scale():

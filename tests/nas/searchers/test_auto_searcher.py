@@ -84,3 +84,10 @@ def test_auto_on_a_user_space_whose_objectives_are_all_expensive():
     result = search(space, objectives, budget=12, seed=0, progress=False)
     assert result.job.job_config.algorithm == "linas"
     assert len(result.trials().query("state == 'complete'")) == 12
+
+
+def test_auto_cannot_be_registered_as_a_searcher():
+    from nas.searchers import register_searcher
+
+    with pytest.raises(ValueError, match="'auto' is reserved"):
+        register_searcher("auto", lambda **kwargs: None)

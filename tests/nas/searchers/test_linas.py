@@ -86,29 +86,56 @@ def test_spread_scale_is_learnt_from_held_out_proposals_and_reported():
     searcher = PredictorGuidedSearcher(space=space, n_objectives=2, seed=0, cheap=cheap, warmup=6,
                                        inner_population=16, inner_generations=2)
     rng = np.random.default_rng(0)
-    for _ in range(4):
+    proposed = []
+    for _ in range(5):
         archs = searcher.ask(6)
+        proposed += [a.arch_id for a in archs]
         codes = np.array([space.encode(a) for a in archs])
-        error = 1.0 / (1 + codes[:, 0]) + rng.normal(0, 0.05, len(codes))
+        error = 1.0 / (1 + codes[:, 0]) + rng.normal(0, 0.3, len(codes))  # noise the members cannot see
         searcher.tell(archs, np.column_stack([error, codes.sum(axis=1)]))
-    scale = searcher.report()["spread_scale"]["0"]
-    assert scale >= 1.0 and searcher.spread_scales[0] == pytest.approx(scale, abs=1e-3)
+    scale = searcher.spread_scales[0]
+    assert scale > 1.5  # the ensemble's spread understated the error of its own proposals
+    assert searcher.report()["spread_scale"]["0"] == pytest.approx(scale, abs=1e-3)
+    for aid, by_column in searcher.predictions(proposed).items():  # the stored variance is the widened one
+        mean, var_raw, scale_then = searcher._proposed[aid][0]
+        assert by_column[0] == pytest.approx((mean, var_raw * scale_then**2))
 
 
 @pytest.mark.parametrize("acquisition", ["hvi", "front"])
-def test_both_acquisitions_propose_unseen_archs(acquisition):
+def test_both_acquisitions_propose_unseen_archs_from_the_models(acquisition):
     from nas.searchers.predictor_guided import PredictorGuidedSearcher
 
     space, cheap = _small_problem()
     searcher = PredictorGuidedSearcher(space=space, n_objectives=2, seed=1, cheap=cheap, warmup=4,
                                        inner_population=16, inner_generations=2, acquisition=acquisition)
     seen = set()
-    for _ in range(5):
+    for round_ in range(5):
         archs = searcher.ask(4)
-        assert len(archs) == 4 and not {a.arch_id for a in archs} & seen
-        seen |= {a.arch_id for a in archs}
+        ids = {a.arch_id for a in archs}
+        assert len(archs) == 4 and not ids & seen
+        if round_:  # after the warm design every pick is the models' (none is a random fill)
+            assert ids <= set(searcher.predictions(list(ids)))
+        seen |= ids
         codes = np.array([space.encode(a) for a in archs])
         searcher.tell(archs, np.column_stack([1.0 / (1 + codes[:, 0]), codes.sum(axis=1)]))
+
+
+def test_the_warm_design_keeps_to_the_cheap_constraints():
+    from nas.searchers.base import CheapObjectives
+    from nas.searchers.predictor_guided import PredictorGuidedSearcher
+
+    space, _ = _small_problem()
+
+    def values(codes):
+        codes = np.asarray(codes)
+        cost = codes.sum(axis=1).astype(float)
+        return np.column_stack([np.full(len(codes), np.nan), cost]), (cost - 6.0)[:, None]  # cost <= 6
+
+    cheap = CheapObjectives(indices=(1,), evaluate=lambda archs: values([space.encode(a) for a in archs]),
+                            evaluate_codes=values)
+    searcher = PredictorGuidedSearcher(space=space, n_objectives=2, n_constraints=1, seed=0, cheap=cheap, warmup=6)
+    costs = sorted(int(space.encode(a).sum()) for a in searcher.ask(6))
+    assert costs[-1] <= 6 and costs[0] == 0
 
 
 def test_unknown_acquisition_is_refused():
