@@ -163,8 +163,12 @@ class PredictorGuidedSearcher(Searcher):
             X.append(_symlog(cheap_values, self._cheap_scale))
         return np.hstack(X)
 
-    def _features(self, codes: np.ndarray, column: int, cheap_values: np.ndarray | None = None) -> np.ndarray:
-        return self._one_hot(codes) if column in self._network_only else self._all_columns(codes, cheap_values)
+    def _inputs(self, codes: np.ndarray, cheap_values: np.ndarray | None = None):
+        """``(full, input_of)``: the features of every column, and ``column -> features`` for a model
+        (network-only objectives see the network columns alone); each matrix built once."""
+        full = self._all_columns(codes, cheap_values)
+        network = self._one_hot(codes) if self._network_only else None
+        return full, lambda column: network if column in self._network_only else full
 
     @property
     def _network_only(self) -> tuple[int, ...]:
@@ -185,9 +189,10 @@ class PredictorGuidedSearcher(Searcher):
         new = slice(self._fitted_on, len(self._history))
         if not self._models or len(self._history) - self._fitted_on < 3:
             return
+        input_of = self._inputs(codes[new])[1]
         for i, model in self._models.items():
             y_new = np.array([e.objectives[i] for e in self._history[new]])
-            tau = kendall_tau(y_new, model.predict(self._features(codes[new], i)))
+            tau = kendall_tau(y_new, model.predict(input_of(i)))
             self.kendall_history.append({"objective": i, "n_train": self._fitted_on,
                                          "n_held_out": len(y_new), "kendall_tau": tau})
 
@@ -195,9 +200,9 @@ class PredictorGuidedSearcher(Searcher):
         """Record what the current models predict for ``archs``, before they are evaluated."""
         if not archs or not self._models:
             return
-        codes = np.vstack([self.space.encode(a) for a in archs])
+        input_of = self._inputs(np.vstack([self.space.encode(a) for a in archs]))[1]
         for i, model in self._models.items():
-            mean, var = model.predict_dist(self._features(codes, i))
+            mean, var = model.predict_dist(input_of(i))
             for arch, m, v in zip(archs, mean, var):
                 self._proposed.setdefault(arch.arch_id, {})[i] = (float(m), float(v), self.spread_scales.get(i, 1.0))
 
@@ -219,11 +224,10 @@ class PredictorGuidedSearcher(Searcher):
         self._score_previous(codes)
         self._calibrate()
         self._cheap_scale = None  # refitted on what is told now
-        Xc = self._all_columns(codes)
+        Xc, input_of = self._inputs(codes)
         for i in self.predicted:
             y = np.array([e.objectives[i] for e in self._history])
-            X = self._one_hot(codes) if i in self._network_only else Xc
-            self._models[i] = AccuracyEnsemble(seed=self.seed + i, n_members=self.n_members).fit(X, y)
+            self._models[i] = AccuracyEnsemble(seed=self.seed + i, n_members=self.n_members).fit(input_of(i), y)
         for j in self.predicted_constraints:
             y = np.array([e.constraints[j] for e in self._history])
             seed = self.seed + self.n_objectives + j
@@ -248,10 +252,9 @@ class PredictorGuidedSearcher(Searcher):
         constraints (exact, or optimistic predictions ``mean − kappa·std``); all minimised."""
         F, G = self._exact(codes)
         std = np.zeros_like(F)
-        full = self._all_columns(codes, F[:, self.exact] if self.exact else None)
-        network = self._one_hot(codes) if self._network_only else None
+        full, input_of = self._inputs(codes, F[:, self.exact] if self.exact else None)
         for i, model in self._models.items():
-            mean, var = model.predict_dist(network if i in self._network_only else full)
+            mean, var = model.predict_dist(input_of(i))
             F[:, i], std[:, i] = mean, self.spread_scales.get(i, 1.0) * np.sqrt(var)
         for j, model in self._constraint_models.items():
             mean, var = model.predict_dist(full)
