@@ -20,7 +20,7 @@ from search_spaces.arch import ArchConfig
 from search_spaces.choice import Choice
 from search_spaces.errors import InvalidArchError
 from search_spaces.layers import LayerSpec
-from search_spaces.space import SearchSpace
+from search_spaces.elastic import ElasticFamily
 
 SE_REDUCTION = 4
 CHANNEL_DIVISOR = 8
@@ -83,7 +83,7 @@ def conv_out(size: int, kernel: int, stride: int) -> int:
     return (size + 2 * (kernel // 2) - kernel) // stride + 1
 
 
-class MobileNetV3Space(SearchSpace):
+class MobileNetV3Space(ElasticFamily):
     """An elastic MobileNetV3 family. All widths are fixed numbers (no width multiplier)."""
 
     def __init__(
@@ -134,30 +134,7 @@ class MobileNetV3Space(SearchSpace):
         )
         super().__init__(name, params, version=version)
 
-    # ---------------------------------------------------------------- extremes
-    def largest(self) -> ArchConfig:
-        """Every setting at its maximum: the supernet's full network."""
-        return self.decode(self.cardinalities - 1)
-
-    def smallest(self) -> ArchConfig:
-        """Every setting at its minimum."""
-        return self.canonicalize(self.decode([0] * len(self.params)))
-
     ELASTIC_DIMS = ("ks", "e", "d", "r")
-
-    def sample_elastic(self, rng, dims) -> ArchConfig:
-        """A random canonical arch in which only the settings of ``dims`` (a subset of
-        ``ELASTIC_DIMS``: kernel, expand ratio, depth, resolution) vary; the rest are at their
-        maximum. Progressive shrinking uses it to open one dimension at a time."""
-        dims = set(dims)
-        unknown = dims - set(self.ELASTIC_DIMS)
-        if unknown:
-            raise ValueError(f"unknown elastic dims {sorted(unknown)}; valid: {list(self.ELASTIC_DIMS)}")
-        codes = self.encode(self.sample(rng))
-        for i, p in enumerate(self.params):
-            if p.name.split("_")[0] not in dims:
-                codes[i] = len(p) - 1
-        return self.canonicalize(self.decode(codes))
 
     def with_resolution(self, arch: ArchConfig, resolution: int) -> ArchConfig:
         """``arch`` with its input resolution replaced."""

@@ -95,7 +95,8 @@ def test_peak_activation_rejects_non_positive_element_size(bytes_per_element):
     ("kwargs", "fragment"),
     [
         ({"op": "conv2d"}, "LayerSpec.op='conv2d' is not one of"),
-        ({"act": "gelu"}, "LayerSpec.act='gelu' is not one of ['none', 'relu', 'hswish']"),
+        ({"act": "swish"}, "LayerSpec.act='swish' is not one of ['none', 'relu', 'hswish', 'gelu']"),
+        ({"op": "patch_embed", "kernel": 3, "stride": 3}, "LayerSpec patch_embed needs kernel == stride dividing in_hw=(8, 8)"),
         ({"groups": 3}, "LayerSpec.groups=3 must divide in_channels=8 and out_channels=16"),
         ({"groups": 16}, "LayerSpec.groups=16 must divide in_channels=8"),
         ({"in_channels": 0}, "LayerSpec.in_channels must be a positive int, got 0"),
