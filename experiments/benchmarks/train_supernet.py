@@ -74,14 +74,15 @@ def evaluate_subnets(out: Path, config: TrainConfig) -> dict:
     return results
 
 
-def run_strategy(strategy: str, budget_s: float, workdir: Path) -> dict:
-    base = TrainConfig(strategy=strategy)
+def run_strategy(strategy: str, budget_s: float, workdir: Path, base: TrainConfig | None = None) -> dict:
+    """Train ``base`` (default: the defaults) with ``strategy`` for as many epochs as fit in ``budget_s``."""
+    base = (base or TrainConfig()).with_overrides(strategy=strategy)
     data = load_data(base.data, seed=base.seed)
     steps = data.steps_per_epoch(batch_size=base.batch_size)
     sec_per_step = seconds_per_step(base)
     epochs = max(1, int(budget_s // (steps * sec_per_step * 1.15 + EVAL_SECONDS_PER_EPOCH)))
     config = base.with_overrides(epochs=epochs)
-    out = workdir / strategy
+    out = workdir / f"{base.space}-{strategy}"
     start = time.perf_counter()
     train(config, out=out, progress=False)
     wall = time.perf_counter() - start

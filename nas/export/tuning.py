@@ -8,7 +8,9 @@ Contract:
 - :func:`space_workloads` lists every distinct layer workload (``LayerSpec.workload``) the space
   can produce at the given resolutions: for a MobileNetV3-style space a block's rows depend only on
   its stage, whether it opens the stage, its kernel and expand ratio, so one arch per
-  (resolution, kernel, expand) with every stage at full depth covers them all.
+  (resolution, kernel, expand) with every stage at full depth covers them all. A ViT layer's rows
+  depend on (patch, embedding, heads, MLP ratio): full-depth archs carrying every (heads, MLP) pair
+  per (patch, embedding) cover them; a ViT's tasks are extracted from those whole subnets.
 - :func:`workload_module` builds one workload as a standalone module with the context it has in a
   whole subnet: the classifier ``linear`` row takes the ``(1, C, 1, 1)`` pooled map and flattens it,
   as the network does (measured: without it the flatten's reshape task was the one whole-subnet task
@@ -28,6 +30,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from itertools import product
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -37,7 +40,7 @@ import numpy as np
 from nas._cache import cache_root, default_db_dir  # noqa: F401 - re-exported for callers of this module
 from nas._progress import progress_bar
 from nas._results import ReportRecord
-from search_spaces import ArchConfig, LayerSpec, NASError, SearchSpace, get_space
+from search_spaces import ArchConfig, LayerSpec, NASError, SearchSpace, ViTSpace, get_space
 
 
 class TuneSpaceError(NASError, ValueError):
@@ -99,8 +102,27 @@ def parse_resolutions(space: SearchSpace, text: str | Sequence[int] | None) -> t
     return values
 
 
+def _vit_covering_archs(space: ViTSpace) -> list[ArchConfig]:
+    """Full-depth ViTs whose layers hold every (heads, MLP ratio) pair, per patch size and embedding."""
+    pairs = list(product(space.heads, space.mlp_ratios))
+    depth = space.max_depth
+    archs = []
+    for patch in space.patch_sizes:
+        for embed in space.embed_dims:
+            for start in range(0, len(pairs), depth):
+                chunk = pairs[start:start + depth]
+                chunk += [chunk[-1]] * (depth - len(chunk))
+                flat = {"patch": patch, "embed": embed, "depth": depth}
+                flat.update({f"heads_{i}": h for i, (h, _) in enumerate(chunk)})
+                flat.update({f"mlp_{i}": m for i, (_, m) in enumerate(chunk)})
+                archs.append(space.parse({k: v for k, v in flat.items() if k in space.names}))
+    return archs
+
+
 def covering_archs(space: SearchSpace, resolutions: Sequence[int]) -> list[ArchConfig]:
     """Archs whose layers include every workload of the space at ``resolutions`` (module docstring)."""
+    if isinstance(space, ViTSpace):
+        return _vit_covering_archs(space)
     names = set(space.names)
     if "r" not in names or not any(n.startswith("ks_") for n in names):
         raise TuneSpaceError(f"space {space.name!r} is not a MobileNetV3-style space (ks_*, e_*, d_*, r); "
@@ -219,11 +241,7 @@ def tune_space(space_name: str, *, device: str = "host-cpu", minutes: float, res
     log(f"{space.name}@{space.version}: {len(workloads)} layer workloads at {list(resolutions)} px; database {db_dir}")
     try:
         with tempfile.TemporaryDirectory(prefix="hwnas-tune-") as tmp:
-            with progress_bar(len(workloads), desc="tasks", unit="layer", enabled=progress) as bar:
-                task_lists = []
-                for spec in workloads:
-                    task_lists.append(module_tasks(*workload_module(spec), target, Path(tmp)))
-                    bar.update(1)
+            task_lists = _extract_tasks(space, resolutions, workloads, target, Path(tmp), progress)
             tasks = merge_tasks(*task_lists)
             extract_s = time.perf_counter() - start
             log(f"{len(tasks)} distinct tasks; tuning for {minutes:g} min")
@@ -241,6 +259,29 @@ def tune_space(space_name: str, *, device: str = "host-cpu", minutes: float, res
         hit_rate_min=float(min(rates)) if rates else None,
         flops_coverage_mean=float(np.mean([c["flops_coverage"] for c in checks])) if checks else None,
         wall_s=round(time.perf_counter() - start, 1))
+
+
+def _extract_tasks(space: SearchSpace, resolutions, workloads: list[LayerSpec], target, work: Path,
+                   progress: bool) -> list[list]:
+    """Task lists to tune: per layer workload (MobileNetV3-style spaces), or per covering subnet for a
+    ViT, whose reshapes and transposes between the attention's matmuls only exist in the whole network."""
+    if isinstance(space, ViTSpace):
+        from supernets import create_supernet
+
+        archs = covering_archs(space, resolutions)
+        supernet = create_supernet(space.name)
+        with progress_bar(len(archs), desc="tasks", unit="subnet", enabled=progress) as bar:
+            lists = []
+            for arch in archs:
+                lists.append(subnet_tasks(space, arch, target, work, supernet))
+                bar.update(1)
+        return lists
+    with progress_bar(len(workloads), desc="tasks", unit="layer", enabled=progress) as bar:
+        lists = []
+        for spec in workloads:
+            lists.append(module_tasks(*workload_module(spec), target, work))
+            bar.update(1)
+    return lists
 
 
 def _tune_with_bar(tasks, target, db_dir: Path, *, budget_s: float, seed: int, max_trials_per_task: int,
@@ -271,7 +312,7 @@ def _check_subnets(space: SearchSpace, resolutions: Sequence[int], target, db_di
     for _ in range(check):
         arch = space.with_resolution(space.sample(rng), int(rng.choice(resolutions)))
         stats = hit_stats(subnet_tasks(space, arch, target, work, supernet), database, target)
-        checks.append({"arch_id": arch.arch_id, "r": arch["r"], **stats.to_dict()})
+        checks.append({"arch_id": arch.arch_id, "r": space.input_shape(arch)[1], **stats.to_dict()})
     return checks
 
 
