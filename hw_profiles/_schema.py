@@ -79,22 +79,24 @@ class Text:
 
 @dataclass(frozen=True)
 class Table:
-    """The valid values of a table of numbers: keys from ``keys`` (all of them when ``complete``;
-    ``key_word`` names what a key is), each value within ``value``."""
+    """The valid values of a table of numbers: keys from ``keys`` (all of them when ``complete``, else
+    at least those of ``required``; ``key_word`` names what a key is), each value within ``value``."""
 
     keys: tuple[str, ...]
     value: Bounds
     complete: bool = False
     key_word: str = "key"
+    required: tuple[str, ...] = ()
 
     def check(self, table: Mapping[str, float], where: str) -> None:
         unknown = sorted(set(table) - set(self.keys))
         if unknown:
             raise ProfileError(f"{where} has unknown {self.key_word}(s) {shown(unknown, 120)}; "
                                f"valid: {', '.join(self.keys)}")
-        missing = [k for k in self.keys if k not in table] if self.complete else []
+        needed = self.keys if self.complete else self.required
+        missing = [k for k in needed if k not in table]
         if missing:
-            raise ProfileError(f"{where} needs a value per {self.key_word} of {', '.join(self.keys)}; "
+            raise ProfileError(f"{where} needs a value per {self.key_word} of {', '.join(needed)}; "
                                f"missing {missing}")
         for key, value in table.items():
             self.value.check(value, f"{where}.{key}")

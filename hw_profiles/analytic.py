@@ -90,6 +90,14 @@ def params(layers: Sequence[LayerSpec]) -> int:
     return sum(layer_params(layer) for layer in layers)
 
 
+def matmul_operand_elements(layer: LayerSpec) -> int:
+    """Elements of an attention matmul's second operand (kᵀ for QKᵀ, v for AV: an activation, read
+    where a conv reads its weights, ``in/groups × out``); 0 for every other op."""
+    if layer.op != "matmul":
+        return 0
+    return layer.in_channels // layer.groups * layer.kernel * layer.kernel * layer.out_channels
+
+
 def attention_held_elements(layers: Sequence[LayerSpec]) -> list[int]:
     """Per row, the elements of an attention's q/k/v tensor live beside the row's own input and
     output: the rows ``linear`` (q/k/v projection) → ``matmul`` (QKᵀ, which reads q) → ``softmax`` →

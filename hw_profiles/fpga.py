@@ -40,6 +40,25 @@ row: ``gap`` costs ⌈C·H·W/pe_rows⌉ cycles. SE (on the dwconv row) adds its
 weight bytes (the squeeze is accumulated while the output is written). Residual adds are fused into
 the output pipeline: they cost no cycles, only the DDR read of the block input.
 
+**Transformer rows** (``search_spaces.vit``), on the same template (an assumption: no softmax or
+layer-norm engine of its own, as in a CNN accelerator reused for ViTs):
+
+- a per-token ``linear`` over T tokens is a 1×1 conv over a T×1 map (T "pixels"), and
+  ``patch_embed`` a dense conv (kernel = stride, no padding): the formulas above;
+- an attention ``matmul`` is ``heads`` independent GEMMs (the grouped 1×1 op of ``LayerSpec``,
+  groups = heads): QKᵀ reduces over the head dimension with T outputs per token, AV over the T
+  scores with head-dimension outputs. Weight-stationary holds the second operand (k, or v) in the
+  PEs where a conv holds weights; output-stationary broadcasts it. Both operands are activations:
+  nothing is read as weights. The stationary operand stays on chip when it fits the on-chip buffers
+  (like a chained map, judged per tensor: q, k and v each on their own), else it is read from DDR;
+  the input is streamed once per weight-buffer chunk of it, as with weights;
+- ``layernorm``, ``softmax`` and ``tokens`` run on the vector unit (``fpga_rows.VECTOR_PASSES``):
+  layer norm 2 passes (statistics, normalise) and softmax 3 (max, exp-and-sum, scale; exp by a
+  lookup table) of ⌈elements/pe_rows⌉ cycles over their input, the token row one pass over its
+  output (the position-embedding add); the layer norm's affine pair and the cls token and position
+  embedding are read from DDR at the weight bits. GELU is fused into fc1's output pipeline (a
+  lookup table, like ReLU): free.
+
 **Numeric formats** (a quantization policy sets ``LayerSpec.precision`` per row): a row's weights
 and feature maps take its format's bits (``search_spaces.PRECISION_BITS``: int8 8/8, fp32 32/32); a
 row with no precision takes the template's ``bit_width`` for both. The PE array, its DSPs and the

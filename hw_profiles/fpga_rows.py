@@ -13,10 +13,15 @@ from typing import NamedTuple
 
 import numpy as np
 
+from hw_profiles.analytic import layer_params, matmul_operand_elements
 from search_spaces import PRECISION_BITS, LayerSpec
 
 BRAM18K_BYTES = 18 * 1024 // 8  # 2,304
 DATAFLOWS = ("weight_stationary", "output_stationary")
+VECTOR_PASSES = {"gap": 1, "tokens": 1, "layernorm": 2, "softmax": 3}
+"""Rows that run on the vector unit (no MACs), and its passes over their elements (``hw_profiles.fpga``):
+pooling sums once; the token row adds the position embedding once; layer norm takes statistics then
+normalises; softmax takes the max, then exp-and-sum, then scales."""
 
 
 class Template(NamedTuple):
@@ -68,12 +73,12 @@ def array_cycles(layer: LayerSpec, t: Template):
     rows, cols = t.pe_rows, t.pe_cols
     oh, ow = layer.out_hw
     pixels = oh * ow
-    in_elems = layer.in_channels * layer.in_hw[0] * layer.in_hw[1]
     k2 = layer.kernel * layer.kernel
-    if layer.op == "gap":
-        return _cdiv(in_elems, rows)
+    if layer.op in VECTOR_PASSES:
+        elements = layer.out_elements if layer.op == "tokens" else layer.in_elements
+        return VECTOR_PASSES[layer.op] * _cdiv(elements, rows)
     cin_g, cout_g = layer.in_channels // layer.groups, layer.out_channels // layer.groups
-    if cin_g == 1:  # depthwise
+    if cin_g == 1 and layer.op != "matmul":  # depthwise
         ws = _cdiv(layer.out_channels, rows) * _cdiv(k2, cols) * pixels
         os = _cdiv(layer.out_channels, cols) * _cdiv(pixels, rows) * k2
     else:
@@ -107,14 +112,17 @@ def row_cost(layer: LayerSpec, t: Template, edge: int, in_bits: int | None = Non
     pixels = layer.out_hw[0] * layer.out_hw[1]
     in_elems = layer.in_channels * layer.in_hw[0] * layer.in_hw[1]
     out_elems = layer.out_channels * pixels
-    weights = 0 if layer.op == "gap" else (layer.in_channels // layer.groups) * layer.kernel ** 2 * layer.out_channels
     se_weights = 2 * layer.out_channels * layer.se_channels if layer.se else 0
     on_chip = np.minimum(t.input_buffer_bytes, t.output_buffer_bytes)
     in_bytes = in_elems * ((a_bits if in_bits is None else in_bits) / 8)
-    out_bytes, w_bytes = out_elems * (a_bits / 8), weights * (w_bits / 8)
-    refetch = np.where((in_bytes > t.input_buffer_bytes) & (w_bytes > t.weight_buffer_bytes),
-                       np.ceil(w_bytes / t.weight_buffer_bytes), 1)
-    dram = w_bytes + se_weights * (w_bits / 8)
+    out_bytes, w_bytes = out_elems * (a_bits / 8), layer.weights * (w_bits / 8)
+    # an attention matmul's stationary operand (k or v): an activation, off chip only when it does not fit
+    operand = matmul_operand_elements(layer) * (a_bits / 8)
+    stationary = w_bytes + operand
+    refetch = np.where((in_bytes > t.input_buffer_bytes) & (stationary > t.weight_buffer_bytes),
+                       np.ceil(stationary / t.weight_buffer_bytes), 1)
+    params = layer_params(layer) * (w_bits / 8) if layer.op in ("layernorm", "tokens") else 0
+    dram = w_bytes + se_weights * (w_bits / 8) + params + np.where(operand > on_chip, operand, 0.0)
     dram = dram + np.where(bool(edge & 1) | (in_bytes > on_chip), in_bytes * refetch, 0.0)
     out_on_chip = out_bytes <= on_chip
     dram = dram + np.where(bool(edge & 2) | np.logical_not(out_on_chip), out_bytes, 0.0)

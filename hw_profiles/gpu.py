@@ -7,14 +7,21 @@ FLOP/s and bytes per element for its activations and weights); a row with none r
 reads its input in its own format (a conversion at a format boundary is assumed fused into the
 consuming kernel, as TensorRT fuses Q/DQ nodes: no extra kernel or traffic). ``latency_ms`` carries
 ``precision`` (``fp32``, ``int8`` or ``mixed``; None for an all-fp16 network, which that label does
-not name). A row whose precision the profile has no ``peak_flops`` for raises ``ValueError``."""
+not name). A row whose precision the profile has no ``peak_flops`` for raises ``ValueError``.
+
+Transformer rows: a per-token ``linear`` is a GEMM over its tokens (FLOPs from its MACs, its weights
+read once); an attention ``matmul`` reads both operands (q and k, or the scores and v) and writes
+its output, with no weights; ``layernorm``, ``softmax`` and ``tokens`` have no MACs, so they are
+memory-bound: their input and output, plus the layer norm's affine pair and the cls token and
+position embedding. Each is one kernel (the token row's concatenation and add fused); a GELU is
+fused into its ``linear`` (fc1) like every activation; a residual add is its own kernel."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from typing import Sequence
 
-from hw_profiles.analytic import layer_macs
+from hw_profiles.analytic import layer_macs, layer_params, matmul_operand_elements
 from hw_profiles.cost_model import CostModel
 from hw_profiles.metric import Metric, layers_precision
 from hw_profiles.profile import GpuSpec, Profile
@@ -24,18 +31,20 @@ BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}
 
 
 def layer_kernels(layer: LayerSpec) -> int:
-    """Kernels one row launches: the op (BN and activation fused), SE's pool/reduce/expand/scale,
-    and the residual add."""
+    """Kernels one row launches: the op (BN and activation, GELU too, fused), SE's
+    pool/reduce/expand/scale, and the residual add."""
     return 1 + (4 if layer.se else 0) + (1 if layer.residual else 0)
 
 
 def layer_bytes(layer: LayerSpec, element_bytes: int) -> int:
-    """Activation reads and writes plus weight reads, at batch 1."""
-    oh, ow = layer.out_hw
-    activations = layer.in_channels * layer.in_hw[0] * layer.in_hw[1] + layer.out_channels * oh * ow
+    """Activation reads and writes plus weight reads, at batch 1 (module doc: a matmul reads its second
+    operand instead of weights; layer norm and the token row read their parameters)."""
+    activations = layer.in_elements + layer.out_elements + matmul_operand_elements(layer)
     if layer.residual:
-        activations += layer.out_channels * oh * ow  # the add reads the block input
-    weights = 0 if layer.op == "gap" else layer.in_channels // layer.groups * layer.kernel ** 2 * layer.out_channels
+        activations += layer.out_elements  # the add reads the block input
+    weights = layer.weights
+    if layer.op in ("layernorm", "tokens"):
+        weights = layer_params(layer)  # affine pair; cls token and position embedding
     return (activations + weights) * element_bytes
 
 

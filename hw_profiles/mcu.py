@@ -34,6 +34,20 @@ Metrics (all ``estimated``, tagged with the profile's ``name@version`` and the n
   SE (squeeze and scale: 2 per output element) and format conversion, over ``clock_hz``. ReLU is
   fused into the requantising clamp (free). Elementwise work costs the same per element in fp32
   (no requantisation, but no SIMD either; not measured).
+- **Transformer rows** (``search_spaces.vit``). MAC rates: ``patch_embed`` and ``matmul`` take
+  their own ``macs_per_cycle`` entry where the profile gives one, else the ``conv`` and ``pwconv``
+  rates (``hw_profiles.profile.MCU_EXTRA_KINDS``); a ``linear`` over more than one token is a 1×1
+  conv over the tokens (its weights reused per token): the ``pwconv`` rate; the classifier's single
+  vector keeps the ``linear`` rate. Element-wise rows cost per element (``McuSpec.cycles_per_element``,
+  defaults ``ELEMENT_CYCLE_DEFAULTS``): ``layernorm`` and ``softmax`` per input element, a GELU per
+  output element of its ``linear`` (a separate kernel call, as TF Lite Micro runs it); ``tokens``
+  adds the position embedding at ``elementwise_cycles_per_element`` per output element. Every row is
+  one kernel call (a batched matmul loops over its heads inside one call). SRAM: each row's input
+  and output as above (QKᵀ's output is the score buffer, heads × tokens² elements in the row's
+  format; ``fc1``'s the MLP hidden activation), the held residual input, and an attention's k and v
+  (``hw_profiles.analytic.attention_held_elements``: k and v beside QKᵀ, v beside the softmax and
+  AV) in the format of the q/k/v projection that wrote them. Flash: weights and biases as above, the
+  layer norms' affine pairs and the cls token and position embedding as fp32 (``analytic``).
 - ``feasible`` (1.0/0.0, unit ``bool``), ``sram_over_kb``/``flash_over_kb`` (>= 0).
 - ``patch_recompute_overhead``: extra MACs of patch-based inference / the network's MACs (0 off).
 
@@ -49,7 +63,8 @@ save it) + the whole stage output (filled patch by patch) + per-patch tiles of t
 formats), each in its row's format (the image in the first row's, the stage output in the last
 row's). Extra MACs are the overlapping halos recomputed; latency scales each patched row's work by
 its patched/full output pixels, converts each patch's input tile at a boundary, and pays the
-per-layer overhead once per patch.
+per-layer overhead once per patch. Only conv rows patch: the prefix stops at the first row of
+another kind, so transformer rows (``embed`` block, tokens) never run patch-based.
 """
 
 from __future__ import annotations
@@ -57,10 +72,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Sequence
 
-from hw_profiles.analytic import BIAS_BYTES, SCALE_BYTES, conv_weight_bytes, layer_macs, layer_weight_bytes  # noqa: F401 (the constants: re-exported)
+from hw_profiles.analytic import (BIAS_BYTES, SCALE_BYTES,  # noqa: F401 (the constants: re-exported)
+                                  attention_held_elements, conv_weight_bytes, layer_macs, layer_weight_bytes)
 from hw_profiles.cost_model import CostModel
 from hw_profiles.metric import Metric, layers_precision
-from hw_profiles.profile import MCU_OP_KINDS, McuSpec, Profile
+from hw_profiles.profile import MCU_OP_KINDS, MCU_RATE_KINDS, McuSpec, Profile
 from search_spaces import PRECISION_BITS, LayerSpec
 
 KIB = 1024
@@ -90,6 +106,13 @@ def layer_flash_bytes(layer: LayerSpec) -> int:
     return layer_weight_bytes(layer, unset=NATIVE)
 
 
+def rate_kind(layer: LayerSpec) -> str:
+    """The MAC-rate kind of a row (module doc): ``pwconv`` for a ``linear`` over several tokens."""
+    if layer.op == "linear" and layer.in_hw != (1, 1):
+        return "pwconv"
+    return layer.op
+
+
 def _axis_ranges(layers: Sequence[LayerSpec], axis: int, patches: int) -> list[list[tuple[int, int]]]:
     """Per row (in order), each patch's output range along ``axis``, then the first row's input
     ranges as a last entry; found backwards from an even split of the last row's output."""
@@ -113,14 +136,15 @@ class McuCostModel(CostModel):
         super().__init__(profile)
         spec: McuSpec = profile.spec
         missing = [k for k in OP_KINDS if spec.macs_per_cycle.get(k, 0) <= 0]
+        missing += [k for k in MCU_RATE_KINDS if k not in OP_KINDS and spec.macs_per_cycle.get(k, 1) <= 0]
         if missing:
             raise ValueError(f"{profile.ref}: macs_per_cycle needs a positive rate for {missing}, "
                              f"got {dict(spec.macs_per_cycle)}")
         floats = dict(spec.float_macs_per_cycle or {})
-        bad = sorted(k for k, v in floats.items() if k not in OP_KINDS or not 0 < v < float("inf"))
+        bad = sorted(k for k, v in floats.items() if k not in MCU_RATE_KINDS or not 0 < v < float("inf"))
         if bad:
             raise ValueError(f"{profile.ref}: float_macs_per_cycle needs a finite rate > 0 per op kind of "
-                             f"{list(OP_KINDS)} (or none: half the int8 rate), got {floats}")
+                             f"{list(MCU_RATE_KINDS)} (or none: half the int8 rate), got {floats}")
         if not isinstance(patch_first_stage, bool):
             raise ValueError(f"patch_first_stage must be a bool, got {patch_first_stage!r}")
         if not isinstance(patches, int) or isinstance(patches, bool) or patches < 1:
@@ -146,15 +170,21 @@ class McuCostModel(CostModel):
             pad = layer.kernel // 2
             scratch = (layer.in_hw[0] + 2 * pad) * (layer.in_hw[1] + 2 * pad)
         elementwise = n_in if layer.op == "gap" else 0
-        elementwise += n_out * (int(layer.residual) + int(layer.act == "hswish") + 2 * int(layer.se))
+        elementwise += n_out * (int(layer.residual) + int(layer.act == "hswish") + 2 * int(layer.se)
+                                + int(layer.op == "tokens"))
         work = elementwise * spec.elementwise_cycles_per_element
-        if layer.op != "gap":
+        if layer.op in ("layernorm", "softmax"):
+            work += n_in * spec.cycles_per_element(layer.op)
+        if layer.act == "gelu":
+            work += n_out * spec.cycles_per_element("gelu")
+        if layer.op in MCU_RATE_KINDS:
+            kind = rate_kind(layer)
             if layer.precision == "fp32":
-                rate, se_rate = spec.float_rate(layer.op), spec.float_rate(SE_KIND)
+                rate, se_rate = spec.float_rate(kind), spec.float_rate(SE_KIND)
             else:
-                rate, se_rate = spec.macs_per_cycle[layer.op], spec.macs_per_cycle[SE_KIND]
+                rate, se_rate = spec.int8_rate(kind), spec.int8_rate(SE_KIND)
             work += (macs - se_macs) / rate + se_macs / se_rate
-        calls = 1 + 4 * int(layer.se) + int(layer.residual) + int(layer.act == "hswish")
+        calls = 1 + 4 * int(layer.se) + int(layer.residual) + int(layer.act in ("hswish", "gelu"))
         se_extra = layer.out_channels + layer.se_channels if layer.se else 0
         return (n_in * size, n_out * size, scratch * size, se_extra * size, layer_flash_bytes(layer), work,
                 calls * spec.per_layer_overhead_cycles, macs, size, n_in)
@@ -216,6 +246,7 @@ class McuCostModel(CostModel):
         layers = list(layers)
         rows = [self._row(layer) for layer in layers]
         held = _held(layers)
+        kv = _held_kv_bytes(layers)
         start = self._patch_length(layers)
         peak, cycles, extra = self._patch(tuple(layers[:start])) if start else (0, 0.0, 0)
         flash = spec.runtime_flash_bytes + sum(r[4] for r in rows)
@@ -232,9 +263,7 @@ class McuCostModel(CostModel):
             if i > 0 and rows[i - 1][8] != size:  # format boundary: convert the input first (module doc)
                 live = max(live, elements * rows[i - 1][8] + n_in)
                 cycles += elements * spec.elementwise_cycles_per_element + spec.per_layer_overhead_cycles
-            if kept:
-                live += kept
-            peak = max(peak, live)
+            peak = max(peak, live + kept + kv[i])
         sram = peak + spec.runtime_sram_bytes
         total_macs = sum(r[7] for r in rows)
         sram_over = max(0, sram - spec.sram_bytes)
@@ -253,6 +282,17 @@ class McuCostModel(CostModel):
             "flash_over_kb": estimate(flash_over / KIB, "KiB"),
             "patch_recompute_overhead": estimate(extra / total_macs if total_macs else 0.0, "fraction"),
         }
+
+
+def _held_kv_bytes(layers: Sequence[LayerSpec]) -> list[int]:
+    """Per row, the bytes of an attention's k/v held beside it (``attention_held_elements``), in the
+    format of the q/k/v projection (the last ``linear`` before it) that wrote them."""
+    out, size = [], ACT_BYTES[None]
+    for layer, elements in zip(layers, attention_held_elements(layers)):
+        if layer.op == "linear":
+            size = ACT_BYTES[layer.precision]
+        out.append(elements * size)
+    return out
 
 
 def _held(layers: Sequence[LayerSpec]) -> list[int]:

@@ -106,7 +106,28 @@ class GpuSpec:
 
 
 MCU_OP_KINDS = ("conv", "pwconv", "dwconv", "linear")
-"""The op kinds an MCU profile gives MAC rates for (``gap`` has no MACs)."""
+"""The op kinds an MCU profile must give MAC rates for (``gap`` has no MACs)."""
+
+MCU_EXTRA_KINDS = {"patch_embed": "conv", "matmul": "pwconv"}
+"""Op kinds an MCU profile *may* give MAC rates for, each mapped to the kind whose rate it takes
+otherwise (so every profile written before transformers still loads). A patch embedding is a dense
+conv (kernel = stride, no overlap): the ``conv`` rate. An attention matmul (QKᵀ, AV) is a batched
+int8 GEMM with both operands in SRAM, the inner loop of a 1×1 conv (TinyEngine's 2×2 output ×
+pixel SMLAD kernel, with k or v in place of the weights): the ``pwconv`` rate. Estimates, not
+measured."""
+
+MCU_RATE_KINDS = (*MCU_OP_KINDS, *MCU_EXTRA_KINDS)
+
+ELEMENT_CYCLE_DEFAULTS = {"layernorm": 24.0, "softmax": 60.0, "gelu": 8.0}
+"""Cycles per element of a transformer's element-wise rows on an MCU, for a profile that sets no
+``<kind>_cycles_per_element``. Estimates (not measured), in the units of
+``elementwise_cycles_per_element`` (8 on the shipped boards): layer norm is a statistics pass (sum
+and sum of squares, ~3 cycles/element) plus a normalise-affine-requantise pass (~20, like
+TinyEngine's requantising add.c): 24; softmax (CMSIS-NN ``arm_softmax_s8``) is a max pass, an
+exp-and-sum pass and an exp-and-scale pass, each fixed-point exp ~25 instructions: 60; an int8 GELU
+is a 256-entry lookup table (TF Lite Micro's int8 GELU kernel) plus requantisation, like h-swish: 8.
+An fp32 row pays the same per element (as ``elementwise_cycles_per_element``): optimistic for
+softmax and GELU, whose float exp/erf are library calls."""
 
 FLOAT_MAC_RATIO = 0.5
 """Default fp32 MAC rate of an MCU op kind as a fraction of its int8 rate, for a profile that sets
@@ -128,30 +149,51 @@ _MCU_FLOAT_RATE = Bounds(1e-6, 4096, unit="fp32 MACs per cycle")
 class McuSpec:
     """A microcontroller running int8 kernels (CMSIS-NN-like), and fp32 rows of a mixed-precision
     network on its FPU. Units: Hz, bytes, cycles; every op kind's rate must be positive (SE's 1x1
-    convs run at the ``linear`` rate). ``float_macs_per_cycle`` (optional, per op kind of
-    ``MCU_OP_KINDS``, each > 0) is the fp32 rate; an op kind it leaves out runs at
-    ``FLOAT_MAC_RATIO`` times its int8 rate. ``hw_profiles.mcu``."""
+    convs run at the ``linear`` rate); the kinds of ``MCU_EXTRA_KINDS`` are optional (default: the
+    rate of the kind they map to). ``float_macs_per_cycle`` (optional, per op kind of
+    ``MCU_RATE_KINDS``, each > 0) is the fp32 rate; an op kind it leaves out runs at
+    ``FLOAT_MAC_RATIO`` times its int8 rate. ``layernorm``/``softmax``/``gelu_cycles_per_element``
+    (optional; None: ``ELEMENT_CYCLE_DEFAULTS``). ``hw_profiles.mcu``."""
 
     core: str = valid(NON_EMPTY)
     clock_hz: float = valid(CLOCK)
     sram_bytes: int = valid(POSITIVE_BYTES)
     flash_bytes: int = valid(POSITIVE_BYTES)
-    # per op kind: conv, pwconv, dwconv, linear
-    macs_per_cycle: Mapping[str, float] = valid(Table(MCU_OP_KINDS, _MCU_RATE, complete=True, key_word="op kind"))
+    # per op kind: conv, pwconv, dwconv, linear (and optionally patch_embed, matmul)
+    macs_per_cycle: Mapping[str, float] = valid(Table(MCU_RATE_KINDS, _MCU_RATE, required=MCU_OP_KINDS,
+                                                      key_word="op kind"))
     runtime_flash_bytes: int = valid(BYTES)  # inference runtime + kernels + graph, besides the weights
     runtime_sram_bytes: int = valid(BYTES)  # stack, runtime state, scratch buffers, besides activations
     per_layer_overhead_cycles: float = valid(CYCLES)
     elementwise_cycles_per_element: float = valid(Bounds(0, 1e6, unit="cycles"))  # pooling, residual adds, SE scaling
     # fp32 rows; None: FLOAT_MAC_RATIO x int8
-    float_macs_per_cycle: Mapping[str, float] | None = valid(Table(MCU_OP_KINDS, _MCU_FLOAT_RATE, key_word="op kind"),
-                                                             None)
+    float_macs_per_cycle: Mapping[str, float] | None = valid(Table(MCU_RATE_KINDS, _MCU_FLOAT_RATE,
+                                                                   key_word="op kind"), None)
+    # transformer element-wise rows, cycles per element; None: ELEMENT_CYCLE_DEFAULTS
+    layernorm_cycles_per_element: float | None = valid(Bounds(0, 1e6, unit="cycles"), None)
+    softmax_cycles_per_element: float | None = valid(Bounds(0, 1e6, unit="cycles"), None)
+    gelu_cycles_per_element: float | None = valid(Bounds(0, 1e6, unit="cycles"), None)
+
+    def int8_rate(self, op: str) -> float:
+        """MACs per cycle of an int8 row of op kind ``op`` (a kind of ``MCU_RATE_KINDS``)."""
+        rates = self.macs_per_cycle
+        return rates[op] if op in rates else rates[MCU_EXTRA_KINDS[op]]
 
     def float_rate(self, op: str) -> float:
-        """MACs per cycle of an fp32 row of op kind ``op``."""
+        """MACs per cycle of an fp32 row of op kind ``op``: its own fp32 rate, else (an optional kind
+        without an int8 rate) the fp32 rate of the kind it maps to, else ``FLOAT_MAC_RATIO`` × int8."""
         rates = self.float_macs_per_cycle
         if rates is not None and op in rates:
             return rates[op]
+        if op not in self.macs_per_cycle and op in MCU_EXTRA_KINDS:
+            return self.float_rate(MCU_EXTRA_KINDS[op])
         return self.macs_per_cycle[op] * FLOAT_MAC_RATIO
+
+    def cycles_per_element(self, kind: str) -> float:
+        """Cycles per element of a ``layernorm``, ``softmax`` or ``gelu`` pass (``ELEMENT_CYCLE_DEFAULTS``
+        where the profile sets none)."""
+        value = getattr(self, f"{kind}_cycles_per_element")
+        return ELEMENT_CYCLE_DEFAULTS[kind] if value is None else value
 
 
 MAX_BIT_WIDTH = 32

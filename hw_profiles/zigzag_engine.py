@@ -42,9 +42,15 @@ FX with stride relations and "same" padding); ``pwconv`` with stride 1 and ``lin
 ``O[d][k] += I[d][c]·W[c][k]`` over the D = H·W pixels (a 1×1 conv is exactly that GEMM; it keeps
 LOMA at 3 loops); a strided ``pwconv`` stays a ``Conv``; ``gap`` → ``Pooling`` over the map (G on
 rows). SE maps its two FCs as two ``Gemm`` rows (D = 1). Operand bits: the row's format
-(``PRECISION_BITS``) or the template's ``bit_width``; partial sums 32 bits.
+(``PRECISION_BITS``) or the template's ``bit_width``; partial sums 32 bits. Transformer rows: a
+per-token ``linear`` is the ``Gemm`` above over its T tokens (D = T); ``patch_embed`` a ``Conv`` with
+stride = kernel and no padding; an attention ``matmul`` is ``heads`` equal ``Gemm`` layers (D = T,
+QKᵀ: C = head dim, K = T; AV: C = T, K = head dim) whose W operand is the second activation (k or
+v) at the activation bits (ZigZag runs each layer DRAM to DRAM, so an activation operand costs what
+a weight would).
 
-**ZigZag does not see**: the SE channel-scale pass (cycles on our vector unit; there is no vector
+**ZigZag does not see**: ``layernorm``, ``softmax`` and the token row (no MACs: they map to no
+ZigZag layer, as a clear fall-back; our model runs them on its vector unit), the SE channel-scale pass (cycles on our vector unit; there is no vector
 unit here), the residual adds (DDR reads of the block input in our model), BN and activations, our
 per-layer overhead, the multi-pass cost of rows wider than ``bit_width`` (ZigZag's MAC has one
 precision; wider rows only move more bits), and the on-chip chaining of maps: ZigZag runs each
@@ -152,13 +158,19 @@ def zigzag_ops(layer: LayerSpec, bit_width: int) -> list[ZigZagOp]:
     if layer.op == "gap":
         ops = [ZigZagOp("Pooling", (("B", 1), ("G", layer.in_channels), ("OY", 1), ("OX", 1), ("FY", ih), ("FX", iw)),
                         1, 0, (ih, iw), 0, a_bits)]
+    elif layer.op in ("layernorm", "softmax", "tokens"):
+        ops = []  # element-wise: not seen by ZigZag (module doc)
+    elif layer.op == "matmul":  # heads equal GEMMs; W is the second activation
+        g = layer.groups
+        ops = [gemm(oh * ow, layer.out_channels // g, layer.in_channels // g)._replace(w_bits=a_bits)] * g
     elif layer.op == "linear" or (layer.op == "pwconv" and layer.stride == 1 and layer.groups == 1):
         ops = [gemm(oh * ow, layer.out_channels, layer.in_channels)]
     else:
         g = layer.groups
+        pad = 0 if layer.op == "patch_embed" else layer.kernel // 2
         ops = [ZigZagOp("Conv", (("B", 1), ("G", g), ("K", layer.out_channels // g), ("C", layer.in_channels // g),
                                  ("OY", oh), ("OX", ow), ("FY", layer.kernel), ("FX", layer.kernel)),
-                        layer.stride, layer.kernel // 2, (ih, iw), w_bits, a_bits)]
+                        layer.stride, pad, (ih, iw), w_bits, a_bits)]
     if layer.se:
         ops += [gemm(1, layer.se_channels, layer.out_channels), gemm(1, layer.out_channels, layer.se_channels)]
     return ops

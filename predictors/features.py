@@ -15,27 +15,40 @@ import numpy as np
 from search_spaces import OPS, ArchConfig, LayerSpec, SearchSpace
 
 AGGREGATES = ("count", "macs", "in_elements", "out_elements", "params")
-"""Per op kind, in ``OPS`` order; then SE count, SE MACs, residual adds, h-swish rows."""
+"""Per op kind, in ``OPS`` order (layer norm and softmax rows counted as their op kinds); then ``EXTRAS``."""
+
+EXTRAS = ("se_count", "se_macs", "residual_adds", "hswish_rows", "gelu_rows", "gelu_elements")
+"""Counts after the per-op block: SE modules and their MACs, residual adds, h-swish rows, GELU rows
+and the elements they activate."""
+
+FEATURE_LAYOUT = f"ops={','.join(OPS)};per_op={','.join(AGGREGATES)};extra={','.join(EXTRAS)}"
+"""Names the column layout of :func:`layer_aggregates`; a saved model fitted on features records it
+(``nas.profiling.latency_model``), so a file from a version with another layout is refused, never
+read column for column into the wrong features."""
 
 
 def _row(layer: LayerSpec) -> tuple[float, float, float, float, float]:
-    oh, ow = layer.out_hw
-    out_elements = layer.out_channels * oh * ow
-    weights = layer.in_channels // layer.groups * layer.kernel * layer.kernel * layer.out_channels
-    macs = 0 if layer.op == "gap" else weights * oh * ow
-    params = 0 if layer.op == "gap" else weights
-    return 1.0, macs, layer.in_channels * layer.in_hw[0] * layer.in_hw[1], out_elements, params
+    """count, MACs of the op (attention matmuls included), input and output elements, and params:
+    the weight tensor (bias excluded), or a layer norm's affine pair, or the cls token and position
+    embedding of the token row."""
+    if layer.op == "layernorm":
+        params = 2 * layer.out_channels
+    elif layer.op == "tokens":
+        params = layer.out_elements + layer.out_channels
+    else:
+        params = layer.weights
+    return 1.0, layer.op_macs, layer.in_elements, layer.out_elements, params
 
 
 def layer_macs(layer: LayerSpec) -> float:
-    """Multiply-accumulates of one row's op (SE excluded; 0 for ``gap``)."""
-    return _row(layer)[1]
+    """Multiply-accumulates of one row's op (SE excluded; 0 for rows without MACs)."""
+    return float(layer.op_macs)
 
 
 def layer_aggregates(layers: Sequence[LayerSpec]) -> np.ndarray:
-    """``len(OPS) * len(AGGREGATES) + 4`` floats summarising a layer table."""
+    """``len(OPS) * len(AGGREGATES) + len(EXTRAS)`` floats summarising a layer table (``FEATURE_LAYOUT``)."""
     per_op = np.zeros((len(OPS), len(AGGREGATES)))
-    extra = np.zeros(4)
+    extra = np.zeros(len(EXTRAS))
     for layer in layers:
         per_op[OPS.index(layer.op)] += _row(layer)
         if layer.se:
@@ -43,6 +56,9 @@ def layer_aggregates(layers: Sequence[LayerSpec]) -> np.ndarray:
             extra[1] += 2 * layer.out_channels * layer.se_channels
         extra[2] += layer.residual
         extra[3] += layer.act == "hswish"
+        if layer.act == "gelu":
+            extra[4] += 1
+            extra[5] += layer.out_elements
     return np.concatenate([per_op.ravel(), extra])
 
 

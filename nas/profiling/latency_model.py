@@ -30,7 +30,7 @@ from hw_profiles import Metric
 from nas._config_io import Range, ints, numbers, shown
 from nas.profiling._intervals import bounds, consistency_error
 from nas.profiling._report import ProfileJobError, ProfileResult
-from predictors.features import arch_features, layer_aggregates
+from predictors.features import FEATURE_LAYOUT, arch_features, layer_aggregates
 from predictors.latency import ArchLevelPredictor, KernelLevelPredictor
 from search_spaces import ACTIVATIONS, OPS, ArchConfig, NASError, SearchSpace, get_space
 from search_spaces.layers import PRECISION_BITS
@@ -179,6 +179,7 @@ SCHEMA = Obj({
     "format_version": Num(ints(FORMAT_VERSION, FORMAT_VERSION)),
     "space": Str(pattern=r"[^\s]{1,256}", what="a search space name"), "space_version": TEXT, "profile": REF,
     "backend": Str(choices=BACKENDS), "threads": Num(ints(0, 4096)), "default": Str(choices=PREDICTORS),
+    "features": Str(pattern=r"[^\x00-\x1f\x7f]{1,4096}", what="a feature layout (predictors.features.FEATURE_LAYOUT)"),
     "report": REPORT,
     "kernel_level": Obj({"kind": Str(choices=("kernel_level",)), "coef": Array(Num(numbers(0, 1e9)), 3, 3),
                          "layers": Array(LAYER, 1, MAX_LAYERS)}),
@@ -188,7 +189,7 @@ SCHEMA = Obj({
                        "scale": Array(Num(numbers(0, 1e15, low_open=True)), 1, MAX_FEATURES),
                        "coef": Array(Num(numbers(-1e9, 1e9)), 1, MAX_FEATURES),
                        "intercept": Num(numbers(-1e9, 1e9))}),
-})
+}, optional=("features",))  # absent in files written before it: the layout of the five CNN op kinds
 """``latency_model.json`` (:meth:`LatencyModel.to_dict`): every key, type, range and array length."""
 
 # the report describes this model: (report key, model key)
@@ -199,6 +200,22 @@ _SAME = (("device", "profile"), ("backend", "backend"), ("threads", "threads"), 
 def _feature_count(space: SearchSpace) -> int:
     """Columns of :func:`predictors.features.arch_features` for ``space``."""
     return int(sum(space.cardinalities)) + layer_aggregates([]).size
+
+
+def _check_features(data: Mapping, space: SearchSpace, source: str) -> None:
+    """LatencyModelError unless the arch-level model was fitted on the features this version computes:
+    the same ``features`` layout (a file without one predates it) and vectors of the space's width."""
+    layout = data.get("features")
+    if layout is not None and layout != FEATURE_LAYOUT:
+        raise LatencyModelError(f"{source}: features={shown(layout, 160)} is not the layout this version computes "
+                                f"({FEATURE_LAYOUT}); rebuild it with `nas profile`")
+    features = _feature_count(space)
+    for key in ("mean", "scale", "coef"):
+        got = len(data["arch_level"][key])
+        if got != features:
+            old = " (a file written before feature layouts were recorded)" if layout is None else ""
+            raise LatencyModelError(f"{source}: arch_level.{key} must have {features} items (the features of "
+                                    f"{space.name}), got {got}{old}; rebuild it with `nas profile`")
 
 
 # ---------------------------------------------------------------------------------------- the model
@@ -249,7 +266,7 @@ class LatencyModel:
     def to_dict(self) -> dict:
         return {"format_version": FORMAT_VERSION, "space": self.space.name, "space_version": self.space.version,
                 "profile": self.profile_ref, "backend": self.backend, "threads": self.threads,
-                "default": self.default, "report": self.report.to_json(),
+                "default": self.default, "features": FEATURE_LAYOUT, "report": self.report.to_json(),
                 "kernel_level": self.kernel_level.to_dict(), "arch_level": self.arch_level.to_dict()}
 
     @classmethod
@@ -280,12 +297,7 @@ class LatencyModel:
         if space.name != data["space"] or space.version != data["space_version"]:
             raise LatencyModelError(f"{source} was built for space {data['space']}@{data['space_version']}, "
                                     f"not {space.name}@{space.version}")
-        features = _feature_count(space)
-        for key in ("mean", "scale", "coef"):
-            got = len(data["arch_level"][key])
-            if got != features:
-                raise LatencyModelError(f"{source}: arch_level.{key} must have {features} items (the features of "
-                                        f"{space.name}), got {got}")
+        _check_features(data, space, source)
         try:
             report = ProfileResult.from_json(report)
         except ProfileJobError as err:

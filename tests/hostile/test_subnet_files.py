@@ -244,7 +244,7 @@ def _meta(key, value):
 BAD_META = {
     "epoch a string": (_meta("epoch", "x"), "meta.epoch = 'x': expected an integer in 0..1000000"),
     "global_step negative": (_meta("global_step", -5), "meta.global_step = -5"),
-    "space unknown": (_meta("space", "nope"), "meta.space = 'nope': expected one of ['ofa_mbv3', "),
+    "space unknown": (_meta("space", "nope"), "meta.space = 'nope': expected one of ['autoformer_t', 'ofa_mbv3', "),
     "space a number": (_meta("space", 3), "meta.space = 3"),
     "strategy unknown": (_meta("strategy", "magic"), "meta.strategy = 'magic': expected one of ['ps', 'sandwich']"),
     "val NaN": (_meta("val", {"largest": math.nan}), "meta.val"),

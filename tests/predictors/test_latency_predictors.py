@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from predictors.features import arch_features, layer_aggregates, one_hot
+from predictors.features import EXTRAS, arch_features, layer_aggregates, one_hot
 from predictors.latency import (
     ArchLevelPredictor,
     KernelLevelPredictor,
@@ -62,7 +62,7 @@ def test_kernel_level_names_missing_layers_and_round_trips(tiny):
 def test_arch_level_fits_a_linear_latency_and_round_trips(tiny):
     space, archs, layers, _ = tiny
     X = arch_features(space, archs)
-    assert X.shape == (200, int(space.cardinalities.sum()) + len(OPS) * 5 + 4)
+    assert X.shape == (200, int(space.cardinalities.sum()) + len(OPS) * 5 + len(EXTRAS))
     assert one_hot(space, archs[0]).sum() == len(space.params)
     agg = np.vstack([layer_aggregates(rows) for rows in layers])
     y = 0.5 + 2e-4 * agg[:, 6] + 1e-5 * agg[:, 1]  # pwconv and conv MACs

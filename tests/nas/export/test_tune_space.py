@@ -57,6 +57,20 @@ def test_workloads_cover_random_subnets(name, r):
         assert {row.workload for row in space.layers(arch)} <= workloads
 
 
+@pytest.mark.parametrize("name,n_archs", [("tiny_vit", 2 * 4 * 3), ("autoformer_t", 3 * 1)])
+def test_vit_covering_archs_hold_every_layer_workload(name, n_archs):
+    """Full-depth archs carrying every (heads, MLP ratio) pair per (patch, embedding): 9 pairs over
+    tiny_vit's 4 layer slots take 3 archs; autoformer_t's 4 pairs fit in one 14-layer arch."""
+    space = get_space(name)
+    r = space.resolution
+    archs = covering_archs(space, (r,))
+    assert len(archs) == n_archs
+    workloads = set(space_workloads(space, (r,)))
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        assert {row.workload for row in space.layers(space.sample(rng))} <= workloads
+
+
 def test_linear_workload_takes_the_pooled_map():
     space = get_space("tiny_mbv3")
     linear = [w for w in space_workloads(space, (24,)) if w.op == "linear"][0]
