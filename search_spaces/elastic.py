@@ -2,7 +2,10 @@
 
 Settings are named ``<dim>`` or ``<dim>_<i>``; options are in increasing order of size, so the
 last option of every setting is the supernet's full network. Subclasses set ``ELASTIC_DIMS`` (the
-dims progressive shrinking opens one at a time) and ``resolutions``, and define ``with_resolution``.
+dims progressive shrinking opens one at a time), ``SHRINK_STAGES`` (progressive shrinking's four
+stages: ``(name, dims)`` pairs, each stage's dims a superset of the previous one's; a stage whose
+only dim is the resolution ``r``, or none, trains the full network) and ``resolutions``, and define
+``with_resolution``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ class ElasticFamily(SearchSpace):
     """A ``SearchSpace`` whose options grow with their index (see the module docstring)."""
 
     ELASTIC_DIMS: tuple[str, ...] = ()
+    SHRINK_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = ()
     resolutions: tuple[int, ...] = ()
 
     def largest(self) -> ArchConfig:

@@ -135,6 +135,8 @@ class MobileNetV3Space(ElasticFamily):
         super().__init__(name, params, version=version)
 
     ELASTIC_DIMS = ("ks", "e", "d", "r")
+    SHRINK_STAGES = (("full", ("r",)), ("kernel", ("r", "ks")), ("depth", ("r", "ks", "d")),
+                     ("expand", ("r", "ks", "d", "e")))  # Once-for-All's order
 
     def with_resolution(self, arch: ArchConfig, resolution: int) -> ArchConfig:
         """``arch`` with its input resolution replaced."""

@@ -38,6 +38,10 @@ class ViTSpace(ElasticFamily):
     the embedding (``embed // heads``), which then must divide it for every option."""
 
     ELASTIC_DIMS = ("patch", "embed", "heads", "mlp", "depth")
+    # Progressive shrinking: the full network, then the cheapest-to-share dims first (MLP width, heads),
+    # then depth, embedding and patch size, which change every layer's input.
+    SHRINK_STAGES = (("full", ()), ("mlp", ("mlp",)), ("heads", ("mlp", "heads")),
+                     ("depth", ("mlp", "heads", "depth", "embed", "patch")))
 
     def __init__(self, *, name: str, resolution: int, patch_sizes: Sequence[int], embed_dims: Sequence[int],
                  depths: Sequence[int], heads: Sequence[int], mlp_ratios: Sequence[float],

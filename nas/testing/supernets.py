@@ -110,8 +110,8 @@ class SupernetContract:
         space = supernet.space
         for arch in (space.largest(), space.smallest()):
             assert supernet.input_shape(arch, batch=3) == (3, *space.input_shape(arch))
-        for r in getattr(space, "resolutions", ()):  # a space with an input resolution knob ``r``
-            arch = space.parse({**space.largest().to_dict(), "r": r})
+        for r in getattr(space, "resolutions", ()):  # an elastic family: its input resolutions
+            arch = space.with_resolution(space.largest(), r)
             assert supernet.input_shape(arch, batch=3) == (3, space.in_channels, r, r)
         with pytest.raises(ValueError, match="batch"):
             supernet.input_shape(space.largest(), batch=0)

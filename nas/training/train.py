@@ -83,13 +83,18 @@ def build_supernet(config: TrainConfig, data: DataSource) -> Supernet:
 
 
 def build_optimizer(supernet: Supernet, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum; no weight decay on BN parameters, biases and kernel transforms."""
+    """``config.optimizer``: SGD with Nesterov momentum (``sgd``) or AdamW (``adamw``; ``momentum`` unused).
+    Two parameter groups: weight decay on the rest, none on norms (BN, LayerNorm), biases, kernel
+    transforms and what the supernet's ``no_weight_decay()`` names (a ViT's cls token and position
+    embeddings)."""
+    skip = supernet.no_weight_decay() if hasattr(supernet, "no_weight_decay") else set()
     decay, no_decay = [], []
     for name, p in supernet.named_parameters():
-        (no_decay if p.ndim <= 1 or "transforms" in name else decay).append(p)
-    return torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
-                            {"params": no_decay, "weight_decay": 0.0}],
-                           lr=config.lr, momentum=config.momentum, nesterov=True)
+        (no_decay if p.ndim <= 1 or "transforms" in name or name in skip else decay).append(p)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
 
 
 def probe_archs(supernet: Supernet, seed: int) -> dict:
@@ -180,9 +185,9 @@ def _prepare_out(out: Path, config: TrainConfig, resume: bool) -> _Start:
                           "or empty folder")
     if not has_checkpoint:  # the leftovers of a run stopped before its first checkpoint
         saved = _saved_config(out)
-        if saved != config.to_dict():
+        if saved is None or TrainConfig.comparable(saved) != TrainConfig.comparable(config.to_dict()):
             if resume and saved is not None:
-                diff = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v)
+                diff = config.differences(saved)
                 raise ConfigError(f"--resume: settings differ from the run in {out} ({', '.join(diff) or 'unknown'}); "
                                   "use the same settings or a new --out")
             where = "--resume: " if resume else "--out "
@@ -192,8 +197,7 @@ def _prepare_out(out: Path, config: TrainConfig, resume: bool) -> _Start:
     state = load_checkpoint(out)
     meta = state["meta"]
     if meta["config_hash"] != config.hash:
-        saved = meta.get("config", {})
-        diff = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v)
+        diff = config.differences(meta.get("config", {}))
         raise ConfigError(f"--resume: settings differ from the checkpoint's ({', '.join(diff) or 'unknown'}); "
                           "use the same settings or a new --out")
     log = _log_to_keep(out / LOG_NAME, meta)
@@ -268,7 +272,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
     supernet = build_supernet(config, data).to(ctx.device)
     optimizer = build_optimizer(supernet, config)
     strategy = build_strategy(config)
-    plan = strategy.plan(steps * config.epochs)
+    plan = strategy.plan(steps * config.epochs, supernet.space)
     log = _Log(out, ctx.is_main)
     start_epoch, global_step = _begin(out, config, start, supernet, optimizer, log, data=data, steps=steps, ctx=ctx)
     ctx.barrier()
@@ -298,7 +302,8 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
                                                 rank=ctx.rank, world_size=ctx.world_size), steps)
             global_step, loss = train_steps(
                 supernet, strategy, plan, batches, optimizer, base_lr=config.lr, rng=rng, global_step=global_step,
-                device=ctx.device, distributed=ctx.distributed, on_stage_start=on_stage_start, on_step=on_step)
+                device=ctx.device, distributed=ctx.distributed, warmup_steps=config.warmup_epochs * steps,
+                on_stage_start=on_stage_start, on_step=on_step)
             broadcast_buffers(supernet, ctx)
             val = evaluate_probes(supernet, data, config, ctx.device) if ctx.is_main else {}
             if ctx.is_main:

@@ -1,5 +1,6 @@
-"""The training loop shared by all strategies: stage lookup, cosine learning rate per stage,
-optional gradient averaging across processes, one optimiser step per batch."""
+"""The training loop shared by all strategies: stage lookup, cosine learning rate per stage (after
+an optional linear warm-up), optional gradient averaging across processes, one optimiser step per
+batch."""
 
 from __future__ import annotations
 
@@ -19,6 +20,16 @@ from supernets.training.strategies import Stage, TrainingStrategy
 def cosine_lr(base_lr: float, step: int, total: int) -> float:
     """Cosine decay from ``base_lr`` at step 0 towards 0 at ``total``."""
     return 0.5 * base_lr * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+def scheduled_lr(base_lr: float, global_step: int, stage: Stage, warmup_steps: int = 0) -> float:
+    """The learning rate of ``global_step``: cosine decay within ``stage``, times a linear warm-up
+    factor ``(global_step + 1) / warmup_steps`` over the run's first ``warmup_steps`` steps (none
+    when 0, which gives exactly ``cosine_lr``)."""
+    lr = cosine_lr(base_lr, global_step - stage.start, stage.steps)
+    if global_step < warmup_steps:
+        lr *= (global_step + 1) / warmup_steps
+    return lr
 
 
 def stage_at(plan: list[Stage], step: int) -> Stage:
@@ -65,12 +76,13 @@ def train_steps(
     global_step: int,
     device: torch.device,
     distributed: bool = False,
+    warmup_steps: int = 0,
     on_stage_start: Callable[[Stage], None] | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
 ) -> tuple[int, float]:
     """Train one pass over ``batches`` starting at ``global_step``; returns the new global step
     and the mean loss. ``on_stage_start`` runs before the first step of every stage entered
-    here (including the stage a resumed run starts in)."""
+    here (including the stage a resumed run starts in). ``warmup_steps``: see :func:`scheduled_lr`."""
     supernet.train()
     current: Stage | None = None
     losses = []
@@ -80,7 +92,7 @@ def train_steps(
             if on_stage_start is not None:
                 on_stage_start(stage)
             current = stage
-        lr = cosine_lr(base_lr, global_step - stage.start, stage.steps)
+        lr = scheduled_lr(base_lr, global_step, stage, warmup_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)

@@ -3,11 +3,16 @@ shrinking. A strategy decides *which* subnets a batch trains and with which loss
 ``supernets.training.loop`` owns optimisers, learning rates and gradient synchronisation.
 
 Contract of ``TrainingStrategy``:
-- ``plan(total_steps)`` splits the run into named ``Stage``s covering ``[0, total_steps)``.
+- ``plan(total_steps, space)`` splits the run into named ``Stage``s covering ``[0, total_steps)``.
 - ``step(supernet, images, labels, stage, rng)`` runs forward and backward for one batch:
   gradients *accumulate* into ``.grad``; it never calls ``optimizer.step``/``zero_grad``. It picks
-  one random resolution per step from the space (elastic resolution) and restores the
-  supernet's active arch before returning. It returns the mean loss over the subnets it ran.
+  one random resolution per step from the space's ``resolutions`` (elastic resolution; a space with
+  one resolution always gets that one) and restores the supernet's active arch before returning.
+  It returns the mean loss over the subnets it ran.
+- The supernet's space is an ``ElasticFamily`` (a CNN such as ``MobileNetV3Space`` or a
+  ``ViTSpace``): its ``ELASTIC_DIMS`` and ``SHRINK_STAGES`` name what varies, and
+  ``input_shape(arch)`` the resolution a batch is resized to. ``plan(total_steps, space)`` takes that
+  space; without one it plans for ``MobileNetV3Space`` (the stages of earlier runs).
 - All randomness comes from ``rng`` (a ``numpy.random.Generator``) and the global torch RNG
   that dropout uses, which the loop seeds per epoch.
 """
@@ -20,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from search_spaces import ArchConfig, MobileNetV3Space
+from search_spaces import ArchConfig, ElasticFamily, MobileNetV3Space
 from supernets.base import Supernet
 from supernets.training.losses import hard_loss, resize_batch, soft_cross_entropy
 
@@ -42,7 +47,7 @@ class Stage:
 class TrainingStrategy:
     name = "base"
 
-    def plan(self, total_steps: int) -> list[Stage]:
+    def plan(self, total_steps: int, space: ElasticFamily | None = None) -> list[Stage]:
         raise NotImplementedError
 
     def step(self, supernet: Supernet, images: torch.Tensor, labels: torch.Tensor, stage: Stage,
@@ -50,15 +55,20 @@ class TrainingStrategy:
         raise NotImplementedError
 
     @staticmethod
-    def _space(supernet: Supernet) -> MobileNetV3Space:
-        if not isinstance(supernet.space, MobileNetV3Space):
-            raise ValueError(f"this strategy trains elastic MobileNetV3 supernets, got space {supernet.space.name!r}")
+    def _space(supernet: Supernet) -> ElasticFamily:
+        if not isinstance(supernet.space, ElasticFamily):
+            raise ValueError(f"this strategy trains supernets over an elastic family (MobileNetV3Space, ViTSpace), "
+                             f"got space {supernet.space.name!r} ({type(supernet.space).__name__})")
         return supernet.space
 
     @staticmethod
-    def _run(supernet: Supernet, arch: ArchConfig, images: torch.Tensor) -> torch.Tensor:
+    def _resized(space: ElasticFamily, arch: ArchConfig, images: torch.Tensor) -> torch.Tensor:
+        return resize_batch(images, space.input_shape(arch)[1])
+
+    @classmethod
+    def _run(cls, supernet: Supernet, arch: ArchConfig, images: torch.Tensor) -> torch.Tensor:
         with supernet.active(arch):
-            return supernet(resize_batch(images, arch["r"]))
+            return supernet(cls._resized(supernet.space, arch, images))
 
 
 class SandwichRule(TrainingStrategy):
@@ -75,8 +85,9 @@ class SandwichRule(TrainingStrategy):
         self.n_random = n_random
         self.label_smoothing = label_smoothing
 
-    def plan(self, total_steps: int) -> list[Stage]:
-        return [Stage("sandwich", 0, total_steps, MobileNetV3Space.ELASTIC_DIMS)]
+    def plan(self, total_steps: int, space: ElasticFamily | None = None) -> list[Stage]:
+        dims = (space or MobileNetV3Space).ELASTIC_DIMS
+        return [Stage("sandwich", 0, total_steps, dims)]
 
     def step(self, supernet, images, labels, stage, rng):
         space = self._space(supernet)
@@ -97,14 +108,15 @@ class SandwichRule(TrainingStrategy):
 
 
 class ProgressiveShrinking(TrainingStrategy):
-    """Once-for-All: train the full network, then open elastic kernel, then depth, then expand
-    ratio (resolution is elastic throughout). After the first stage every subnet also distils
-    from a frozen copy of the full network (``teacher``), set by the caller with ``set_teacher``.
+    """Once-for-All: train the full network, then open the space's ``SHRINK_STAGES`` one at a time
+    (MobileNetV3: kernel, then depth, then expand ratio, with resolution elastic throughout; ViT:
+    MLP ratio, then heads, then depth, embedding and patch size). After the first stage every subnet
+    also distils from a frozen copy of the full network (``teacher``), set by the caller with
+    ``set_teacher``. ``fractions`` are the stages' shares of the steps (four stages).
     """
 
     name = "ps"
-    STAGES = (("full", ("r",)), ("kernel", ("r", "ks")), ("depth", ("r", "ks", "d")),
-              ("expand", ("r", "ks", "d", "e")))
+    STAGES = MobileNetV3Space.SHRINK_STAGES  # the stages ``plan`` gives without a space
 
     def __init__(self, *, fractions: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25), kd_ratio: float = 1.0,
                  label_smoothing: float = 0.1) -> None:
@@ -117,10 +129,14 @@ class ProgressiveShrinking(TrainingStrategy):
         self.label_smoothing = label_smoothing
         self.teacher: nn.Module | None = None
 
-    def plan(self, total_steps: int) -> list[Stage]:
+    def plan(self, total_steps: int, space: ElasticFamily | None = None) -> list[Stage]:
+        stages = self.STAGES if space is None else space.SHRINK_STAGES
+        if len(stages) != len(self.fractions):
+            raise ValueError(f"space {space.name!r} has {len(stages)} progressive-shrinking stages, "
+                             f"but {len(self.fractions)} fractions were given")
         bounds = np.round(np.cumsum((0.0,) + self.fractions) * total_steps).astype(int)
         return [Stage(name, int(a), int(b), dims)
-                for (name, dims), a, b in zip(self.STAGES, bounds[:-1], bounds[1:]) if b > a]
+                for (name, dims), a, b in zip(stages, bounds[:-1], bounds[1:]) if b > a]
 
     def set_teacher(self, teacher: nn.Module | None) -> None:
         """The frozen full network that stages after ``full`` distil from (eval mode, no grads)."""
@@ -130,9 +146,10 @@ class ProgressiveShrinking(TrainingStrategy):
 
     def step(self, supernet, images, labels, stage, rng):
         space = self._space(supernet)
-        arch = space.largest() if stage.dims == ("r",) else space.sample_elastic(rng, stage.dims)
+        only_resolution = not set(stage.dims) - {"r"}  # the full network, at a random resolution
+        arch = space.largest() if only_resolution else space.sample_elastic(rng, stage.dims)
         arch = space.with_resolution(arch, int(rng.choice(space.resolutions)))
-        resized = resize_batch(images, arch["r"])
+        resized = self._resized(space, arch, images)
         with supernet.active(arch):
             logits = supernet(resized)
         loss = hard_loss(logits, labels, self.label_smoothing)

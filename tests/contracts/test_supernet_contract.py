@@ -7,8 +7,8 @@ import pytest
 from nas.testing.supernets import SupernetContract
 from supernets import list_supernets
 
-# ofa_mbv3 runs at up to 224 px, so it gets fewer random archs in the default run.
-N_ARCHS = {"tiny_mbv3": 12, "ofa_mbv3": 4}
+# ofa_mbv3 and autoformer_t run at up to 224 px, so they get fewer random archs in the default run.
+N_ARCHS = {"tiny_mbv3": 12, "ofa_mbv3": 4, "tiny_vit": 12, "autoformer_t": 2}
 SUPERNETS = list_supernets()
 
 
