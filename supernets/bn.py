@@ -12,17 +12,25 @@ from search_spaces import ArchConfig
 from supernets.base import Supernet
 
 
+def has_batchnorm(module: nn.Module) -> bool:
+    """Whether any BatchNorm layer is in ``module`` (a ViT has none: nothing to recalibrate)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
 def recalibrate_bn(supernet: Supernet, arch: ArchConfig, batches: Iterable, n_batches: int) -> int:
     """Reset every BatchNorm's running stats and re-estimate them as the exact average over
     ``n_batches`` batches run through ``arch`` (train-mode BN, no gradients, nothing else changes).
 
     ``batches`` yields input tensors or ``(inputs, targets)`` pairs. Channels the subnet does not
     use are reset too: recalibrate again before running another subnet. Returns the number of
-    batches used; raises ``ValueError`` if there were none.
+    batches used; raises ``ValueError`` if there were none. A network without BatchNorm runs
+    nothing and returns 0.
     """
     if n_batches < 1:
         raise ValueError(f"n_batches must be >= 1, got {n_batches}")
     norms = [m for m in supernet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
     saved = [(m, m.momentum) for m in norms]
     was_training = supernet.training
     used = 0

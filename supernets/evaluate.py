@@ -26,7 +26,7 @@ from torch import nn
 from search_spaces import ArchConfig
 from search_spaces._checks import is_finite_number, refuse_json_constant
 from supernets.base import Supernet
-from supernets.bn import recalibrate_bn
+from supernets.bn import has_batchnorm, recalibrate_bn
 from supernets.checkpoint import atomic_write_bytes
 from supernets.training.losses import resize_batch
 
@@ -235,7 +235,7 @@ def evaluate(
     if total == 0:
         raise ValueError("evaluate got an empty loader")
     result = EvalResult(top1=correct / total, loss=loss_sum / total, n=total,
-                        bn_recalibrated=calib_batches is not None, measured_at=_now())
+                        bn_recalibrated=calib_batches is not None and has_batchnorm(supernet), measured_at=_now())
     if cache is not None:
         cache.put(arch.arch_id, result, setting)
     return result

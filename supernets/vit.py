@@ -19,7 +19,7 @@ from supernets.vit_elastic import (ElasticLayerNorm, ElasticLinear, ElasticToken
                                    LayerPlan)
 from supernets.vit_static import VisionTransformer
 
-INIT_STD = 0.02  # linears, cls token and position embeddings (ViT/DeiT/AutoFormer)
+INIT_STD = 0.02  # cls token and position embeddings (ViT/DeiT/AutoFormer)
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,10 @@ def vit_plan(space: ViTSpace, arch: ArchConfig) -> ViTPlan:
 class ElasticViTSupernet(Supernet):
     """Elastic patch size, embedding, depth, heads and MLP ratio over a ``ViTSpace``.
 
-    ``seed`` alone determines the initial weights: truncated normal (std 0.02, cut at 2 std) for the
-    linears, the cls token and the position embeddings, truncated LeCun normal for the patch convs,
+    ``seed`` alone determines the initial weights: Xavier-uniform linears (the original ViT's init;
+    measured on mnist-mini, the largest tiny_vit trained alone reached 57% val top-1 after 300 AdamW
+    steps against 32% with timm's truncated normal of std 0.02), truncated normal (std 0.02, cut at
+    2 std) for the cls token and the position embeddings, truncated LeCun normal for the patch convs,
     zero biases, layer norms γ=1 β=0. ``dropout_rate`` is the dropout before the classifier.
     """
 
@@ -77,7 +79,7 @@ class ElasticViTSupernet(Supernet):
         with torch.no_grad():
             for module in self.modules():
                 if isinstance(module, ElasticLinear):
-                    trunc_normal(module.weight, INIT_STD)
+                    nn.init.xavier_uniform_(module.weight, generator=gen)
                     if module.bias is not None:
                         module.bias.zero_()
                 elif isinstance(module, ElasticLayerNorm):

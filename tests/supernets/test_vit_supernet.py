@@ -125,8 +125,11 @@ def test_init_depends_on_the_seed_only():
     a, b, c = (create_supernet("tiny_vit", seed=s).state_dict() for s in (3, 3, 4))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["layers.0.qkv.weight"], c["layers.0.qkv.weight"])
-    w = a["layers.0.fc1.weight"]
-    assert 0.015 < w.std() < 0.025 and w.abs().max() <= 0.04 + 1e-6  # truncated normal, std 0.02, cut at 2 std
+    w = a["layers.0.fc1.weight"]  # Xavier uniform over the full (256, 64) weight
+    bound = (6 / (256 + 64)) ** 0.5
+    assert w.abs().max() <= bound and w.abs().max() > 0.95 * bound and abs(w.std() - bound / 3 ** 0.5) < 0.01
+    cls = a["embed.cls_token"]
+    assert 0.01 < cls.std() < 0.03 and cls.abs().max() <= 0.04 + 1e-6  # truncated normal, std 0.02, cut at 2 std
     assert torch.equal(a["layers.0.norm1.weight"], torch.ones(64)) and not a["layers.0.fc1.bias"].any()
 
 
@@ -157,3 +160,22 @@ def test_extracted_vit_exports_to_onnx_with_parity(tmp_path, tiny):
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     with torch.no_grad():
         np.testing.assert_allclose(got, net(x).numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_a_vit_has_no_batchnorm_so_evaluation_recalibrates_nothing(tiny):
+    from supernets.bn import has_batchnorm, recalibrate_bn
+    from supernets.evaluate import evaluate
+
+    arch = tiny.space.smallest()
+    calls = []
+
+    def batches():
+        while True:
+            calls.append(1)
+            yield torch.randn(tiny.input_shape(arch, 2))
+
+    assert not has_batchnorm(tiny) and has_batchnorm(create_supernet("tiny_mbv3"))
+    assert recalibrate_bn(tiny, arch, batches(), 5) == 0 and not calls  # not one wasted forward pass
+    x, y = torch.randn(tiny.input_shape(arch, 4)), torch.tensor([0, 1, 2, 3])
+    result = evaluate(tiny, arch, [(x, y)], calib_batches=batches(), n_calib_batches=3)
+    assert result.bn_recalibrated is False and result.n == 4 and not calls
