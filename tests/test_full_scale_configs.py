@@ -17,6 +17,8 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
     ("ofa_mbv3_imagenet.toml", "ofa_mbv3", "imagefolder:/data/imagenet"),
     ("cifar10.toml", "tiny_mbv3", "cifar10:data/cifar-10-batches-py"),
     ("quickstart.toml", "tiny_mbv3", "mnist-mini"),
+    ("vit_quickstart.toml", "tiny_vit", "mnist-mini"),
+    ("autoformer_imagenet.toml", "autoformer_t", "imagefolder:/data/imagenet"),
 ])
 def test_config_parses_for_nas_run_and_nas_train(name, space, data, tmp_path):
     config = PipelineConfig.from_toml(EXPERIMENTS / name)
@@ -27,6 +29,9 @@ def test_config_parses_for_nas_run_and_nas_train(name, space, data, tmp_path):
     if name == "ofa_mbv3_imagenet.toml":
         assert search.search.storage == "postgresql://nas@db-host/nas"  # shared with `nas worker`
         assert config.train.strategy == "ps"
+    elif name == "autoformer_imagenet.toml":
+        assert search.search.storage == "postgresql://nas@db-host/nas"
+        assert (config.train.optimizer, config.train.warmup_epochs, config.train.weight_decay) == ("adamw", 5, 0.05)
     else:
         assert search.search.storage == f"sqlite:///{tmp_path.resolve() / 'nas.db'}"
 

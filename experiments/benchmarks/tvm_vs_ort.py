@@ -1,6 +1,6 @@
 """Benchmark: TVM with a space-level MetaSchedule database against onnxruntime, untuned TVM and torch.
 
-For ofa_mbv3 at 160 px and tiny_mbv3 at 32 px: ``nas tune-space`` (one resolution) with the given
+For ofa_mbv3 at 160 px, tiny_mbv3 at 32 px and tiny_vit at 28 px: ``nas tune-space`` (one resolution) with the given
 budget into a fresh database, then 5 seeded random subnets per space, each compiled from the
 database (``tvm_tuned``) and with the default schedule only (``tvm_untuned``), and timed beside
 onnxruntime (no spinning) and torch (denormals flushed), interleaved in one process with the same
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SPACES = (("ofa_mbv3", 160, "minutes"), ("tiny_mbv3", 32, "tiny_minutes"))
+SPACES = (("ofa_mbv3", 160, "minutes"), ("tiny_mbv3", 32, "tiny_minutes"), ("tiny_vit", 28, "tiny_minutes"))
 N_SUBNETS = 5
 
 
@@ -98,7 +98,7 @@ def bench_space(name: str, r: int, minutes: float, repeats: int, work: Path, db:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="tune-space budget for ofa_mbv3 (default 10)")
-    parser.add_argument("--tiny-minutes", type=float, default=4.0, help="tune-space budget for tiny_mbv3 (default 4)")
+    parser.add_argument("--tiny-minutes", type=float, default=4.0, help="tune-space budget for tiny_mbv3 and for tiny_vit (default 4 each)")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--only", choices=[s[0] for s in SPACES], help="benchmark one space only")
     parser.add_argument("--keep-db", type=Path, help="write the tuning databases to DIR/<space> (kept)")

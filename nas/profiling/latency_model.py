@@ -182,7 +182,8 @@ SCHEMA = Obj({
     "features": Str(pattern=r"[^\x00-\x1f\x7f]{1,4096}", what="a feature layout (predictors.features.FEATURE_LAYOUT)"),
     "report": REPORT,
     "kernel_level": Obj({"kind": Str(choices=("kernel_level",)), "coef": Array(Num(numbers(0, 1e9)), 3, 3),
-                         "layers": Array(LAYER, 1, MAX_LAYERS)}),
+                         "overhead_floor_ms": MS, "layers": Array(LAYER, 1, MAX_LAYERS)},
+                        optional=("overhead_floor_ms",)),  # absent in files from before it (read as 0)
     "arch_level": Obj({"kind": Str(choices=("arch_level",)), "alpha": Num(numbers(0, 1e12), null=True),
                        "alpha_fitted": Num(numbers(0, 1e12), null=True),
                        "mean": Array(Num(numbers(-1e15, 1e15)), 1, MAX_FEATURES),

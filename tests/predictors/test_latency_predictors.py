@@ -37,9 +37,29 @@ def test_kernel_level_recovers_overheads(tiny):
     n_layers = np.array([len(rows) for rows in layers])
     y = 1.3 * true_sum + 0.004 * n_layers + 0.05
     model = KernelLevelPredictor(layer_latency_ms=table).fit(layers, y)
-    np.testing.assert_allclose(model.coef_, [1.3, 0.004, 0.05], rtol=1e-6)
+    floor = min(table.values())
+    assert model.overhead_floor_ms == floor > 0
+    np.testing.assert_allclose(model.coef_, [1.3, 0.004 + 1.3 * floor, 0.05], rtol=1e-6)
     np.testing.assert_allclose(model.predict(layers), y, rtol=1e-6)
     np.testing.assert_allclose(model.sum_ms(layers), true_sum)
+
+
+def test_kernel_level_takes_out_a_call_overhead_standalone_layers_pay(tiny):
+    """Each standalone layer carried a call overhead the network does not pay (as onnxruntime's ~9 µs
+    per tiny_vit row): with f = 0 and b >= 0 the fit could not take it out; now it can, up to the floor."""
+    _, _, layers, table = tiny
+    overhead = 0.8 * min(table.values())
+    y = np.array([1.3 * sum(table[l.workload] - overhead for l in rows) + 0.05 for rows in layers])
+    model = KernelLevelPredictor(layer_latency_ms=table).fit(layers, y)
+    np.testing.assert_allclose(model.predict(layers), y, rtol=1e-6)
+    old = model.to_dict()
+    del old["overhead_floor_ms"]  # a file written before the floor: read with f = 0, as it was fitted
+    again = KernelLevelPredictor.from_dict(json.loads(json.dumps(old)))
+    assert again.overhead_floor_ms == 0.0
+    np.testing.assert_allclose(again.predict(layers), model._design(layers) @ model.coef_
+                               + model.overhead_floor_ms * model.coef_[0] * np.array([len(r) for r in layers]))
+    with pytest.raises(ValueError, match="overhead_floor_ms must be a number"):
+        KernelLevelPredictor.from_dict({**model.to_dict(), "overhead_floor_ms": 1e6})
 
 
 def test_kernel_level_names_missing_layers_and_round_trips(tiny):
