@@ -156,7 +156,7 @@ def workload_module(spec: LayerSpec):
     from supernets.layer_module import layer_input_shape, layer_module
 
     module = layer_module(spec)
-    if spec.op == "linear":
+    if spec.op == "linear" and spec.in_hw == (1, 1):  # the classifier; a per-token linear keeps its tokens
         return torch.nn.Sequential(torch.nn.Flatten(1), module).eval(), (1, spec.in_channels, 1, 1)
     return module, layer_input_shape(spec)
 

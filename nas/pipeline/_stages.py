@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 from tqdm import tqdm
 
 from nas.pipeline.config import EXPORT_DIR, PROFILE_DIR, TRAIN_DIR, PipelineConfig
-from search_spaces import NASError, SearchSpace
+from search_spaces import NASError, SearchSpace, ViTSpace, get_space
 
 if TYPE_CHECKING:
     from nas.export.subnet import ExportResult
@@ -131,7 +131,9 @@ def train_stage(ctx: StageContext) -> TrainStageResult:
 
 
 def _trained(ctx: StageContext, result: TrainStageResult) -> TrainStageResult:
-    ctx.echo("supernet val top-1 (BN recalibrated): " + ", ".join(f"{k} {v:.2%}" for k, v in result.val_top1.items()))
+    space = get_space(ctx.config.train.space)
+    recalibrated = "" if isinstance(getattr(space, "base", space), ViTSpace) else " (BN recalibrated)"  # no BN in a ViT
+    ctx.echo(f"supernet val top-1{recalibrated}: " + ", ".join(f"{k} {v:.2%}" for k, v in result.val_top1.items()))
     return result
 
 

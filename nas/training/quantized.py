@@ -24,6 +24,7 @@ import torch
 
 from nas._results import ReportRecord
 from search_spaces import ArchConfig, NASError, QuantizedSpace
+from supernets.bn import has_batchnorm
 from supernets.evaluate import EvalCache, EvalResult, recalibrated_subnet
 from supernets.training.losses import resize_batch
 
@@ -224,7 +225,8 @@ class QuantizedEvaluator:
             raise QuantizationError(f"the quantized model of {arch.arch_id} gave non-finite logits")
         top1 = float((logits.argmax(1) == labels).mean())
         loss = float(torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
-        self.cache.put(arch.arch_id, EvalResult(top1=top1, loss=loss, n=len(labels), bn_recalibrated=True))
+        self.cache.put(arch.arch_id, EvalResult(top1=top1, loss=loss, n=len(labels),
+                                                bn_recalibrated=has_batchnorm(self.evaluator.supernet)))
         agreement = float((logits.argmax(1) == float_logits.argmax(1)).mean())
         diff = float(np.abs(logits - float_logits).max())
         return self._result(arch, top1, float_top1, len(labels), agreement, diff, seconds)

@@ -78,6 +78,17 @@ def test_linear_workload_takes_the_pooled_map():
     assert shape == (1, linear.in_channels, 1, 1)
 
 
+def test_a_per_token_linear_workload_keeps_its_tokens():
+    import torch
+
+    space = get_space("tiny_vit")
+    qkv = next(w for w in space_workloads(space, (28,)) if w.op == "linear" and w.in_hw != (1, 1))
+    module, shape = workload_module(qkv)
+    with torch.no_grad():
+        out = module(torch.zeros(shape))
+    assert out.numel() == qkv.out_elements > qkv.out_channels
+
+
 @pytest.mark.parametrize("argv,message", [
     (["tune-space", "nope", "--device", "host-cpu", "--minutes", "1"], "unknown"),
     (["tune-space", "tiny_mbv3", "--device", "nope", "--minutes", "1"], "unknown device profile"),
