@@ -180,8 +180,10 @@ def _checkpoint_evaluator(checkpoint: Path | None, space_name: str | None):
 
 def _fit_bn(supernet, arch, evaluator) -> str:
     """Recalibrate BN for ``arch``, on the checkpoint's data or on seeded random inputs; says which."""
-    from supernets.bn import recalibrate_bn
+    from supernets.bn import has_batchnorm, recalibrate_bn
 
+    if not has_batchnorm(supernet):
+        return "none: the network has no BatchNorm"
     if evaluator is None:
         # an untrained net's activations decay towards zero (outputs ~1e-5, denormal, slow, and a
         # parity check on them proves nothing): fit BN statistics to seeded random inputs instead
