@@ -49,9 +49,12 @@ layer-norm engine of its own, as in a CNN accelerator reused for ViTs):
   groups = heads): QKᵀ reduces over the head dimension with T outputs per token, AV over the T
   scores with head-dimension outputs. Weight-stationary holds the second operand (k, or v) in the
   PEs where a conv holds weights; output-stationary broadcasts it. Both operands are activations:
-  nothing is read as weights. The stationary operand stays on chip when it fits the on-chip buffers
-  (like a chained map, judged per tensor: q, k and v each on their own), else it is read from DDR;
-  the input is streamed once per weight-buffer chunk of it, as with weights;
+  nothing is read as weights. q, k and v are one map, the q/k/v projection's output (3·w·T
+  elements, in its format): they stay on chip for QKᵀ and AV exactly when that whole output stayed
+  on chip (the chained-map rule below); otherwise the projection wrote them to DDR and QKᵀ reads q
+  and k back, AV reads v (``fpga_rows.QkvSource``). A matmul costed alone, outside that row pattern,
+  judges its stationary operand on its own (off chip when it does not fit). The input is streamed
+  once per weight-buffer chunk of the stationary operand, as with weights;
 - ``layernorm``, ``softmax`` and ``tokens`` run on the vector unit (``fpga_rows.VECTOR_PASSES``):
   layer norm 2 passes (statistics, normalise) and softmax 3 (max, exp-and-sum, scale; exp by a
   lookup table) of ⌈elements/pe_rows⌉ cycles over their input, the token row one pass over its
@@ -107,13 +110,14 @@ from typing import NamedTuple, Sequence
 
 from hw_profiles.analytic import layer_macs
 from hw_profiles.cost_model import CostModel
-from hw_profiles.fpga_rows import BRAM18K_BYTES, DATAFLOWS, bram_count, dsp_count, row_bits, row_cost, template_of
+from hw_profiles.fpga_rows import (BRAM18K_BYTES, DATAFLOWS, QkvSource, bram_count, dsp_count, qkv_source_index,
+                                   row_bits, row_cost, template_of)
 from hw_profiles.fpga_space import check_template_ranges
 from hw_profiles.metric import Metric, layers_precision
 from hw_profiles.profile import FpgaSpec, Profile
 from search_spaces import LayerSpec
 
-__all__ = ["BRAM18K_BYTES", "DATAFLOWS", "TEMPLATE_FIELDS", "FpgaCostModel", "FpgaResources", "LayerCost"]
+__all__ = ["BRAM18K_BYTES", "DATAFLOWS", "TEMPLATE_FIELDS", "FpgaCostModel", "FpgaResources", "LayerCost", "QkvSource"]
 TEMPLATE_FIELDS = ("dataflow", "pe_rows", "pe_cols", "bit_width", "clock_hz", "input_buffer_bytes",
                    "weight_buffer_bytes", "output_buffer_bytes", "macs_per_dsp", "per_layer_overhead_cycles")
 """The accelerator's own knobs; the rest of ``FpgaSpec`` describes the device and board."""
@@ -171,10 +175,10 @@ class FpgaCostModel(CostModel):
         check_template_ranges({f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}, "FpgaSpec")
         self.spec = spec
         self._template = template_of(spec)
-        # by (edge, input bits, block input bits); edge 1 = network input, 2 = network output; the
-        # bits are None where they are the row's own activation bits
-        self._caches: dict[tuple, dict] = {(edge, None, None): {} for edge in range(4)}
-        self._plain_caches = tuple(self._caches[edge, None, None] for edge in range(4))  # the common case
+        # by (edge, input bits, block input bits, q/k/v source); edge 1 = network input, 2 = network
+        # output; the bits are None where they are the row's own activation bits
+        self._caches: dict[tuple, dict] = {(edge, None, None, None): {} for edge in range(4)}
+        self._plain_caches = tuple(self._caches[edge, None, None, None] for edge in range(4))  # the common case
         self._resources = self._count_resources()
         self._unset = "int8" if spec.bit_width == 8 else f"int{spec.bit_width}"
 
@@ -209,13 +213,17 @@ class FpgaCostModel(CostModel):
         return row_bits(layer, self._template)
 
     def layer_cost(self, layer: LayerSpec, edge: int = 0, in_bits: int | None = None,
-                   block_input_bits: int | None = None) -> LayerCost:
+                   block_input_bits: int | None = None, qkv: QkvSource | None = None) -> LayerCost:
         """One row's cost; ``edge`` bit 1: its input is the network input, bit 2: its output is the
         network output (both always cross DDR). ``in_bits``: the bits its input map was written in
         (the previous row's activation bits); ``block_input_bits``: those of the block input a
-        residual add reads; None for either: the row's own. Cached per distinct row and context."""
+        residual add reads; None for either: the row's own. ``qkv``: an attention matmul's q/k/v
+        projection (``fpga_rows.QkvSource``; None: q, k and v judged each on its own). Cached per
+        distinct row and context."""
         own = self.row_bits(layer)[1]
-        key = (edge, None if in_bits == own else in_bits, None if block_input_bits == own else block_input_bits)
+        if qkv is not None and qkv.bits == own:
+            qkv = qkv._replace(bits=None)
+        key = (edge, None if in_bits == own else in_bits, None if block_input_bits == own else block_input_bits, qkv)
         cache = self._caches.get(key)
         if cache is None:
             cache = self._caches[key] = {}
@@ -227,8 +235,9 @@ class FpgaCostModel(CostModel):
         return cost
 
     def _compute_cost(self, layer: LayerSpec, edge: int, in_bits: int | None = None,
-                      block_input_bits: int | None = None) -> LayerCost:
-        compute, memory, cycles, dram, passes = row_cost(layer, self._template, edge, in_bits, block_input_bits)
+                      block_input_bits: int | None = None, qkv: QkvSource | None = None) -> LayerCost:
+        compute, memory, cycles, dram, passes = row_cost(layer, self._template, edge, in_bits, block_input_bits,
+                                                         qkv)
         return LayerCost(macs=layer_macs(layer), compute_cycles=int(compute), memory_cycles=float(memory),
                          cycles=float(cycles), dram_bytes=float(dram), passes=int(passes))
 
@@ -250,8 +259,14 @@ class FpgaCostModel(CostModel):
                 source = layers[start - 1] if start > 0 else layers[0]  # wrote the block input
                 if source.precision != layer.precision:
                     block_bits = self.row_bits(source)[1]
-            cost = plain[edge].get(layer) if in_bits is None and block_bits is None else None
-            costs.append(cost if cost is not None else self.layer_cost(layer, edge, in_bits, block_bits))
+            qkv = None
+            if layer.op == "matmul":
+                found = qkv_source_index(layers, i)
+                if found is not None:
+                    producer = layers[found[0]]
+                    qkv = QkvSource(producer.out_elements, self.row_bits(producer)[1], found[1])
+            cost = plain[edge].get(layer) if in_bits is None and block_bits is None and qkv is None else None
+            costs.append(cost if cost is not None else self.layer_cost(layer, edge, in_bits, block_bits, qkv))
             prev = layer
         return costs
 

@@ -55,6 +55,39 @@ def template_of(spec, **arrays) -> Template:
                     output_stationary=stationary)
 
 
+ATTENTION_PATTERN = ("linear", "matmul", "softmax", "matmul")
+"""An attention's rows: q/k/v projection, QKᵀ, softmax, AV (``hw_profiles.analytic.attention_held_elements``)."""
+
+
+class QkvSource(NamedTuple):
+    """Where an attention matmul's q/k/v come from: the q/k/v projection (the ``linear`` of the rows
+    ``linear`` → ``matmul`` (QKᵀ) → ``softmax`` → ``matmul`` (AV), as
+    ``hw_profiles.analytic.attention_held_elements`` reads them), which writes all three as one output.
+    They are on chip for QKᵀ and AV exactly when that output stayed on chip (``elements`` at ``bits``
+    fit the on-chip buffers, the producer's own rule); otherwise QKᵀ reads q and k from DDR and AV v."""
+
+    elements: int  # 3·w·T: the projection's whole output
+    bits: int | None  # the bits it was written in (None: the matmul's own activation bits)
+    reads_q: bool  # True: QKᵀ (input q, operand k); False: AV (operand v; its input is the softmax's)
+
+
+def qkv_source_index(layers, i: int) -> tuple[int, bool] | None:
+    """``(index of the q/k/v projection, reads_q)`` when row ``i`` of ``layers`` is an attention's QKᵀ
+    (True) or AV (False) matmul in the pattern ``linear → matmul → softmax → matmul``; else None."""
+    if layers[i].op != "matmul":
+        return None
+
+    def attention_at(start: int) -> bool:
+        return 0 <= start and start + 4 <= len(layers) and \
+            tuple(layer.op for layer in layers[start:start + 4]) == ATTENTION_PATTERN
+
+    if attention_at(i - 1):
+        return i - 1, True
+    if attention_at(i - 3):
+        return i - 3, False
+    return None
+
+
 def _cdiv(a, b):
     """⌈a / b⌉ for non-negative ints or int arrays."""
     return -(-a // b)
@@ -101,11 +134,12 @@ def row_bits(layer: LayerSpec, t: Template):
 
 
 def row_cost(layer: LayerSpec, t: Template, edge: int, in_bits: int | None = None,
-             block_input_bits: int | None = None):
+             block_input_bits: int | None = None, qkv: QkvSource | None = None):
     """``(compute cycles, memory cycles, cycles, DRAM bytes, passes)`` of one row in context:
     ``edge`` bit 1: its input is the network input, bit 2: its output is the network output;
     ``in_bits``/``block_input_bits``: the bits its input map / the residual's block input were
-    written in (None: the row's own)."""
+    written in (None: the row's own); ``qkv``: an attention matmul's q/k/v projection
+    (:class:`QkvSource`; None: not known, each of q, k, v is judged on its own)."""
     w_bits, a_bits = row_bits(layer, t)
     passes = _cdiv(w_bits, t.bit_width) * _cdiv(a_bits, t.bit_width)
     compute = array_cycles(layer, t) * passes
@@ -122,8 +156,17 @@ def row_cost(layer: LayerSpec, t: Template, edge: int, in_bits: int | None = Non
     refetch = np.where((in_bytes > t.input_buffer_bytes) & (stationary > t.weight_buffer_bytes),
                        np.ceil(stationary / t.weight_buffer_bytes), 1)
     params = layer_params(layer) * (w_bits / 8) if layer.op in ("layernorm", "tokens") else 0
-    dram = w_bytes + se_weights * (w_bits / 8) + params + np.where(operand > on_chip, operand, 0.0)
-    dram = dram + np.where(bool(edge & 1) | (in_bytes > on_chip), in_bytes * refetch, 0.0)
+    in_dram = in_bytes > on_chip
+    if qkv is None:
+        operand_dram = np.where(operand > on_chip, operand, 0.0)
+    else:  # q/k/v are in DDR exactly when their producer wrote its whole output there
+        qkv_bits = a_bits if qkv.bits is None else qkv.bits
+        spilled = qkv.elements * (qkv_bits / 8) > on_chip
+        operand_dram = np.where(spilled, matmul_operand_elements(layer) * (qkv_bits / 8), 0.0)
+        if qkv.reads_q:
+            in_dram = spilled
+    dram = w_bytes + se_weights * (w_bits / 8) + params + operand_dram
+    dram = dram + np.where(bool(edge & 1) | in_dram, in_bytes * refetch, 0.0)
     out_on_chip = out_bytes <= on_chip
     dram = dram + np.where(bool(edge & 2) | np.logical_not(out_on_chip), out_bytes, 0.0)
     if layer.residual:

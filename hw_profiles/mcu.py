@@ -20,8 +20,12 @@ Metrics (all ``estimated``, tagged with the profile's ``name@version`` and the n
   conversion is done by the consuming row as a separate pass before it runs (TFLite Micro's
   QUANTIZE/DEQUANTIZE op): while it runs, the input is live in both formats (plus any held block
   input); it costs one kernel call and ``elementwise_cycles_per_element`` per input element; the
-  converted copy replaces the original (and is what a residual block holds). A plain or uniform
-  network has no boundary, so it pays nothing.
+  converted copy replaces the original (and is what a residual block holds). An attention matmul
+  converts its second operand the same way where the q/k/v projection that wrote it used another
+  format: QKᵀ converts k (as well as its input q), AV converts v: one more call and
+  ``elementwise_cycles_per_element`` per element. Its two copies add no SRAM: k's, beside q and
+  the held k/v, are no more than q's conversion; v's, beside the scores and the held v, no more
+  than AV's own input and output. A plain or uniform network has no boundary, so it pays nothing.
 - ``flash_kb``: per conv/linear (and SE conv) at the row's format (``hw_profiles.analytic``):
   int8: int8 weights, an int32 bias (BN folded) and a 4-byte requantisation scale per output
   channel; fp32: 4-byte weights and a 4-byte bias, no scale; plus ``runtime_flash_bytes``.
@@ -73,7 +77,8 @@ from functools import lru_cache
 from typing import Sequence
 
 from hw_profiles.analytic import (BIAS_BYTES, SCALE_BYTES,  # noqa: F401 (the constants: re-exported)
-                                  attention_held_elements, conv_weight_bytes, layer_macs, layer_weight_bytes)
+                                  attention_held_elements, conv_weight_bytes, layer_macs, layer_weight_bytes,
+                                  matmul_operand_elements)
 from hw_profiles.cost_model import CostModel
 from hw_profiles.metric import Metric, layers_precision
 from hw_profiles.profile import MCU_OP_KINDS, MCU_RATE_KINDS, McuSpec, Profile
@@ -246,7 +251,7 @@ class McuCostModel(CostModel):
         layers = list(layers)
         rows = [self._row(layer) for layer in layers]
         held = _held(layers)
-        kv = _held_kv_bytes(layers)
+        kv, operands = _attention_bytes(layers)
         start = self._patch_length(layers)
         peak, cycles, extra = self._patch(tuple(layers[:start])) if start else (0, 0.0, 0)
         flash = spec.runtime_flash_bytes + sum(r[4] for r in rows)
@@ -263,6 +268,9 @@ class McuCostModel(CostModel):
             if i > 0 and rows[i - 1][8] != size:  # format boundary: convert the input first (module doc)
                 live = max(live, elements * rows[i - 1][8] + n_in)
                 cycles += elements * spec.elementwise_cycles_per_element + spec.per_layer_overhead_cycles
+            operand, operand_size = operands[i]
+            if operand and operand_size != size:  # k (QKᵀ) or v (AV) written in another format
+                cycles += operand * spec.elementwise_cycles_per_element + spec.per_layer_overhead_cycles
             peak = max(peak, live + kept + kv[i])
         sram = peak + spec.runtime_sram_bytes
         total_macs = sum(r[7] for r in rows)
@@ -284,15 +292,18 @@ class McuCostModel(CostModel):
         }
 
 
-def _held_kv_bytes(layers: Sequence[LayerSpec]) -> list[int]:
+def _attention_bytes(layers: Sequence[LayerSpec]) -> tuple[list[int], list[tuple[int, int]]]:
     """Per row, the bytes of an attention's k/v held beside it (``attention_held_elements``), in the
-    format of the q/k/v projection (the last ``linear`` before it) that wrote them."""
-    out, size = [], ACT_BYTES[None]
+    format of the q/k/v projection (the last ``linear`` before it) that wrote them; and per row,
+    ``(elements, bytes per element of its producer)`` of an attention matmul's second operand (k
+    for QKᵀ, v for AV; ``analytic.matmul_operand_elements``), ``(0, 0)`` elsewhere."""
+    kv, operands, size = [], [], ACT_BYTES[None]
     for layer, elements in zip(layers, attention_held_elements(layers)):
         if layer.op == "linear":
             size = ACT_BYTES[layer.precision]
-        out.append(elements * size)
-    return out
+        kv.append(elements * size)
+        operands.append((matmul_operand_elements(layer), size) if elements and layer.op == "matmul" else (0, 0))
+    return kv, operands
 
 
 def _held(layers: Sequence[LayerSpec]) -> list[int]:

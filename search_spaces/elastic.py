@@ -46,3 +46,9 @@ class ElasticFamily(SearchSpace):
     def with_resolution(self, arch: ArchConfig, resolution: int) -> ArchConfig:
         """``arch`` with its input resolution replaced."""
         raise NotImplementedError
+
+    def covering_archs(self, resolutions=None) -> list[ArchConfig]:
+        """A few archs whose layer tables hold every distinct layer workload (``LayerSpec.workload``)
+        the space can produce at ``resolutions`` (default: all of them): what a kernel-level latency
+        table and a space-wide TVM tuning database must have measured."""
+        raise NotImplementedError

@@ -142,6 +142,18 @@ class MobileNetV3Space(ElasticFamily):
         """``arch`` with its input resolution replaced."""
         return self.parse({**self.validate(arch).to_dict(), "r": resolution})
 
+    def covering_archs(self, resolutions=None) -> list[ArchConfig]:
+        """A block's rows depend only on its stage, whether it opens the stage, its kernel and expand
+        ratio: one arch per (resolution, kernel, expand) with every stage at full depth covers them."""
+        archs = []
+        for r in resolutions or self.resolutions:
+            for k in self.kernel_sizes:
+                for e in self.expand_ratios:
+                    flat = {name: (k if name.startswith("ks_") else e if name.startswith("e_") else r if name == "r"
+                                   else max(self.depths)) for name in self.names}
+                    archs.append(self.parse(flat))
+        return archs
+
     def slot_range(self, stage: int) -> range:
         start = sum(s.max_depth for s in self.stages[:stage])
         return range(start, start + self.stages[stage].max_depth)

@@ -14,8 +14,13 @@ of the layer table is one sub-layer: ``layer<i>.attn`` and ``layer<i>.mlp``, wit
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
-from typing import Sequence
+from itertools import product
+from numbers import Real
+from typing import Iterable, Sequence
+
+import numpy as np
 
 from search_spaces.arch import ArchConfig
 from search_spaces.choice import Choice
@@ -31,6 +36,24 @@ def _positive_ints(label: str, values: Sequence[int]) -> tuple[int, ...]:
     if len(set(values)) != len(values):
         raise ValueError(f"{label} has repeated values: {list(values)!r}")
     return tuple(sorted(values))
+
+
+def _mlp_ratios(values: Sequence[float], min_embed: int) -> tuple[float, ...]:
+    """The sorted MLP ratios: finite real numbers (no bools), none repeated, the smallest giving the
+    smallest embedding an MLP at least one unit wide (``round(embed * ratio) >= 1``, as ``mlp_hidden``)."""
+    valid = (f"a non-empty list of distinct finite numbers (not bools) whose smallest times the smallest "
+             f"embedding {min_embed} rounds to >= 1 (ratios > {0.5 / min_embed:g})")
+    items = tuple(values) if isinstance(values, Iterable) and not isinstance(values, (str, bytes)) else None
+    if not items or any(isinstance(m, bool) or not isinstance(m, Real) or not math.isfinite(m) for m in items):
+        raise ValueError(f"mlp_ratios must be {valid}; got {values!r}")
+    smallest = min(items)
+    if round(min_embed * smallest) < 1:
+        raise ValueError(f"mlp_ratios must be {valid}; got {list(items)!r}, whose smallest {smallest!r} gives "
+                         f"embedding {min_embed} an MLP of {round(min_embed * smallest)} units")
+    ratios = tuple(sorted(float(m) for m in items))
+    if len(set(ratios)) != len(ratios):
+        raise ValueError(f"mlp_ratios must be {valid}; got {list(items)!r}, which repeats a value")
+    return ratios
 
 
 class ViTSpace(ElasticFamily):
@@ -54,9 +77,7 @@ class ViTSpace(ElasticFamily):
         self.embed_dims = _positive_ints("embed_dims", embed_dims)
         self.depths = _positive_ints("depths", depths)
         self.heads = _positive_ints("heads", heads)
-        self.mlp_ratios = tuple(sorted(float(m) for m in mlp_ratios))
-        if not self.mlp_ratios or any(m <= 0 for m in self.mlp_ratios):
-            raise ValueError(f"mlp_ratios must be a non-empty list of numbers > 0, got {list(mlp_ratios)!r}")
+        self.mlp_ratios = _mlp_ratios(mlp_ratios, min(self.embed_dims))
         bad_patch = [p for p in self.patch_sizes if resolution % p]
         if bad_patch:
             valid = [p for p in range(1, resolution + 1) if resolution % p == 0]
@@ -105,8 +126,52 @@ class ViTSpace(ElasticFamily):
             raise InvalidArchError(f"space {self.name!r} runs at resolution {self.resolution} only, got {resolution}")
         return self.validate(arch)
 
+    def covering_archs(self, resolutions=None) -> list[ArchConfig]:
+        """A layer's rows depend on (patch, embedding, heads, MLP ratio): full-depth archs carrying
+        every (heads, MLP ratio) pair over their layer slots, per patch size and embedding."""
+        if resolutions is not None and set(resolutions) - {self.resolution}:
+            raise InvalidArchError(f"space {self.name!r} runs at resolution {self.resolution} only, got {list(resolutions)}")
+        pairs = list(product(self.heads, self.params[self.names.index("mlp_0")].options))
+        depth, archs = self.max_depth, []
+        for patch in self.patch_sizes:
+            for embed in self.embed_dims:
+                for start in range(0, len(pairs), depth):
+                    chunk = pairs[start:start + depth]
+                    chunk += [chunk[-1]] * (depth - len(chunk))
+                    flat = {"patch": patch, "embed": embed, "depth": depth}
+                    flat.update({f"heads_{i}": h for i, (h, _) in enumerate(chunk)})
+                    flat.update({f"mlp_{i}": m for i, (_, m) in enumerate(chunk)})
+                    archs.append(self.parse({k: v for k, v in flat.items() if k in self.names}))
+        return archs
+
+    def _to_flat(self, obj) -> dict:
+        """Settings of layer slots past ``depth`` may be left out: the network ignores them."""
+        flat = dict(obj)
+        depth = flat.get("depth")
+        if isinstance(depth, int) and not isinstance(depth, bool) and 0 <= depth <= self.max_depth:
+            for p in self.params:
+                kind, _, slot = p.name.partition("_")
+                if kind in ("heads", "mlp") and int(slot) >= depth:
+                    flat.setdefault(p.name, p.default)
+        return flat
+
     def inactive(self, arch: ArchConfig) -> frozenset[str]:
         return frozenset(f"{kind}_{i}" for i in range(arch["depth"], self.max_depth) for kind in ("heads", "mlp"))
+
+    def sample_elastic(self, rng, dims) -> ArchConfig:
+        """A random canonical arch in which only the settings of ``dims`` (a subset of
+        ``ELASTIC_DIMS``) vary, each uniformly over its options; the rest are at their maximum.
+        Every setting is drawn first and canonicalised last, so a slot the drawn depth switches off
+        does not skew what it holds when depth is closed (``ElasticFamily.sample_elastic`` starts
+        from a canonical ``sample()``, whose switched-off slots all hold their smallest option)."""
+        dims = set(dims)
+        unknown = dims - set(self.ELASTIC_DIMS)
+        if unknown:
+            raise ValueError(f"unknown elastic dims {sorted(unknown)}; valid: {list(self.ELASTIC_DIMS)}")
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"sample_elastic() needs a numpy.random.Generator, got {type(rng).__name__}")
+        codes = [int(rng.integers(len(p))) if p.name.split("_")[0] in dims else len(p) - 1 for p in self.params]
+        return self.canonicalize(self.decode(codes))
 
     # ---------------------------------------------------------------- layer table
     def input_shape(self, arch: ArchConfig) -> tuple[int, int, int]:
@@ -168,7 +233,10 @@ def autoformer_t(*, num_classes: int = 1000, in_channels: int = 3) -> ViTSpace:
 
 
 def tiny_vit(*, num_classes: int = 10, in_channels: int = 1) -> ViTSpace:
-    """The same family sized for the embedded MNIST at 28 px on 2 CPU cores (README: why these numbers)."""
+    """The same family sized for the embedded MNIST at 28 px on 2 CPU cores. Patch {4, 7} are the
+    divisors of 28 giving 49 or 16 tokens; embed 16–64 with head dim 16, so 1–4 heads fit; the
+    largest subnet trains to ~91% val top-1 on mnist-mini in 30 epochs (3 min on 2 cores), the
+    smallest to ~33%."""
     return ViTSpace(name="tiny_vit", resolution=28, patch_sizes=(4, 7), embed_dims=(16, 32, 48, 64),
                     depths=(1, 2, 3, 4), heads=(1, 2, 4), mlp_ratios=(1, 2, 4), head_dim=16,
                     num_classes=num_classes, in_channels=in_channels)

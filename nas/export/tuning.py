@@ -10,7 +10,8 @@ Contract:
   its stage, whether it opens the stage, its kernel and expand ratio, so one arch per
   (resolution, kernel, expand) with every stage at full depth covers them all. A ViT layer's rows
   depend on (patch, embedding, heads, MLP ratio): full-depth archs carrying every (heads, MLP) pair
-  per (patch, embedding) cover them; a ViT's tasks are extracted from those whole subnets.
+  per (patch, embedding) cover them; a ViT's tasks are extracted from those whole subnets. Each
+  family says which archs cover it (``covering_archs``).
 - :func:`workload_module` builds one workload as a standalone module with the context it has in a
   whole subnet: the classifier ``linear`` row takes the ``(1, C, 1, 1)`` pooled map and flattens it,
   as the network does (measured: without it the flatten's reshape task was the one whole-subnet task
@@ -30,7 +31,6 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from itertools import product
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -102,42 +102,13 @@ def parse_resolutions(space: SearchSpace, text: str | Sequence[int] | None) -> t
     return values
 
 
-def _vit_covering_archs(space: ViTSpace) -> list[ArchConfig]:
-    """Full-depth ViTs whose layers hold every (heads, MLP ratio) pair, per patch size and embedding."""
-    pairs = list(product(space.heads, space.mlp_ratios))
-    depth = space.max_depth
-    archs = []
-    for patch in space.patch_sizes:
-        for embed in space.embed_dims:
-            for start in range(0, len(pairs), depth):
-                chunk = pairs[start:start + depth]
-                chunk += [chunk[-1]] * (depth - len(chunk))
-                flat = {"patch": patch, "embed": embed, "depth": depth}
-                flat.update({f"heads_{i}": h for i, (h, _) in enumerate(chunk)})
-                flat.update({f"mlp_{i}": m for i, (_, m) in enumerate(chunk)})
-                archs.append(space.parse({k: v for k, v in flat.items() if k in space.names}))
-    return archs
-
-
 def covering_archs(space: SearchSpace, resolutions: Sequence[int]) -> list[ArchConfig]:
     """Archs whose layers include every workload of the space at ``resolutions`` (module docstring)."""
-    if isinstance(space, ViTSpace):
-        return _vit_covering_archs(space)
-    names = set(space.names)
-    if "r" not in names or not any(n.startswith("ks_") for n in names):
-        raise TuneSpaceError(f"space {space.name!r} is not a MobileNetV3-style space (ks_*, e_*, d_*, r); "
-                             "tune-space cannot enumerate its workloads")
-    choices = {p.name: tuple(p.options) for p in space.params}
-    kernels = sorted({v for n, vs in choices.items() if n.startswith("ks_") for v in vs})
-    expands = sorted({v for n, vs in choices.items() if n.startswith("e_") for v in vs})
-    archs = []
-    for r in resolutions:
-        for k in kernels:
-            for e in expands:
-                flat = {n: (k if n.startswith("ks_") else e if n.startswith("e_") else max(vs) if n.startswith("d_")
-                            else r if n == "r" else vs[0]) for n, vs in choices.items()}
-                archs.append(space.parse(flat))
-    return archs
+    try:
+        return space.covering_archs(resolutions)
+    except (AttributeError, NotImplementedError):
+        raise TuneSpaceError(f"space {space.name!r} cannot enumerate its layer workloads (a MobileNetV3 or ViT "
+                             "family can); tune-space needs them") from None
 
 
 def space_workloads(space: SearchSpace, resolutions: Sequence[int]) -> list[LayerSpec]:

@@ -3,7 +3,9 @@
 Steps (each with a progress bar and ETA on stderr):
 1. sample ``samples`` distinct subnets of the space (seeded), split them 80/20 into fit/held-out;
 2. measure every distinct layer workload once (standalone modules, ``supernets.layer_module``),
-   over the sampled subnets plus ``coverage`` more random subnets, so unseen subnets can be predicted;
+   over the sampled subnets, ``coverage`` more random subnets and the space's covering archs (every
+   workload it can produce, where the space can enumerate them: MobileNetV3 and ViT families), so
+   any subnet can be predicted;
 3. measure every sampled subnet (``supernet.extract``), then re-measure the held-out ones: the share
    of re-measurements within ±10% of the first is the ceiling any predictor can reach. Every
    measurement runs in chunks interleaved with a reference subnet and is drift-corrected
@@ -122,10 +124,18 @@ def _spread(values) -> dict:
     return {"min": float(v.min()), "median": float(np.median(v)), "max": float(v.max())}
 
 
+def _covering(space: SearchSpace) -> list:
+    """The space's covering archs (every layer workload it can produce), or none where it cannot say."""
+    try:
+        return space.covering_archs()
+    except (AttributeError, NotImplementedError):
+        return []
+
+
 def _workloads(space: SearchSpace, archs, coverage: int, rng: np.random.Generator) -> list:
     seen: dict = {}
     extra = [space.sample(rng) for _ in range(coverage)]
-    for arch in [*archs, *extra]:
+    for arch in [*archs, *extra, *_covering(space)]:
         for layer in space.layers(arch):
             seen.setdefault(layer.workload)
     return list(seen)

@@ -12,8 +12,9 @@ It is plain JSON on disk (``latency_model.json``); loading never unpickles anyth
 
 The file is untrusted input with one schema, :data:`SCHEMA` (declared below, checked by one function):
 every key, its type, its valid range and array lengths; then what relates keys (the report describes
-this model, the arch-level vectors have the space's feature count). A file that breaks it is a
-one-line :class:`LatencyModelError` naming the file, the key and the valid values.
+this model, the arch-level vectors have the space's feature count; a CNN file from before feature
+layouts were recorded, five op kinds wide, is widened losslessly, see ``_check_features``). A file
+that breaks it is a one-line :class:`LatencyModelError` naming the file, the key and the valid values.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from hw_profiles import Metric
 from nas._config_io import Range, ints, numbers, shown
 from nas.profiling._intervals import bounds, consistency_error
 from nas.profiling._report import ProfileJobError, ProfileResult
-from predictors.features import FEATURE_LAYOUT, arch_features, layer_aggregates
+from predictors.features import AGGREGATES, EXTRAS, FEATURE_LAYOUT, arch_features, layer_aggregates
 from predictors.latency import ArchLevelPredictor, KernelLevelPredictor
 from search_spaces import ACTIVATIONS, OPS, ArchConfig, NASError, SearchSpace, get_space
 from search_spaces.layers import PRECISION_BITS
@@ -203,20 +204,59 @@ def _feature_count(space: SearchSpace) -> int:
     return int(sum(space.cardinalities)) + layer_aggregates([]).size
 
 
-def _check_features(data: Mapping, space: SearchSpace, source: str) -> None:
-    """LatencyModelError unless the arch-level model was fitted on the features this version computes:
-    the same ``features`` layout (a file without one predates it) and vectors of the space's width."""
+UNRECORDED_OPS = ("conv", "pwconv", "dwconv", "gap", "linear")
+UNRECORDED_EXTRAS = ("se_count", "se_macs", "residual_adds", "hswish_rows")
+"""The feature layout of files written before layouts were recorded (no ``features`` key): the five
+CNN op kinds' ``AGGREGATES``, then these four counts, after the space's one-hot columns."""
+
+
+def _unrecorded_columns(space: SearchSpace) -> np.ndarray:
+    """Where each column of the unrecorded layout sits in this version's features of ``space``: the
+    one-hot columns and those aggregates keep their meaning (the rows of a CNN table count the same);
+    the columns that layout lacks (transformer op kinds, GELU counts) are 0 for every CNN."""
+    hot = int(sum(space.cardinalities))
+    per_op = [hot + OPS.index(op) * len(AGGREGATES) + a for op in UNRECORDED_OPS for a in range(len(AGGREGATES))]
+    extras = [hot + len(OPS) * len(AGGREGATES) + EXTRAS.index(e) for e in UNRECORDED_EXTRAS]
+    return np.array([*range(hot), *per_op, *extras], dtype=np.int64)
+
+
+def _cnn_only(space: SearchSpace) -> bool:
+    """Whether ``space``'s layer tables hold only the unrecorded layout's op kinds (judged on its
+    smallest arch: a space of another family, e.g. a ViT, has its op kinds in every table)."""
+    try:
+        rows = space.layers(space.canonicalize(space.decode([0] * len(space.params))))
+    except NASError:
+        return False
+    return all(row.op in UNRECORDED_OPS for row in rows)
+
+
+def _check_features(data: Mapping, space: SearchSpace, source: str) -> Mapping:
+    """The arch-level model's document, on the features this version computes, else LatencyModelError:
+    a file must record this ``features`` layout, or record none (it predates them) and have vectors of
+    the space's width, or of the unrecorded layout's width (:data:`UNRECORDED_OPS`), which are
+    widened losslessly: the new columns get mean 0, scale 1 and coef 0, so predictions are unchanged."""
     layout = data.get("features")
     if layout is not None and layout != FEATURE_LAYOUT:
         raise LatencyModelError(f"{source}: features={shown(layout, 160)} is not the layout this version computes "
                                 f"({FEATURE_LAYOUT}); rebuild it with `nas profile`")
+    arch_level = data["arch_level"]
     features = _feature_count(space)
+    old = _unrecorded_columns(space)
+    if layout is None and all(len(arch_level[key]) == old.size for key in ("mean", "scale", "coef")) \
+            and _cnn_only(space):
+        widened = dict(arch_level)
+        for key, fill in (("mean", 0.0), ("scale", 1.0), ("coef", 0.0)):
+            column = np.full(features, fill)
+            column[old] = arch_level[key]
+            widened[key] = column.tolist()
+        return widened
     for key in ("mean", "scale", "coef"):
-        got = len(data["arch_level"][key])
+        got = len(arch_level[key])
         if got != features:
-            old = " (a file written before feature layouts were recorded)" if layout is None else ""
+            why = " (a file written before feature layouts were recorded)" if layout is None else ""
             raise LatencyModelError(f"{source}: arch_level.{key} must have {features} items (the features of "
-                                    f"{space.name}), got {got}{old}; rebuild it with `nas profile`")
+                                    f"{space.name}), got {got}{why}; rebuild it with `nas profile`")
+    return arch_level
 
 
 # ---------------------------------------------------------------------------------------- the model
@@ -298,7 +338,7 @@ class LatencyModel:
         if space.name != data["space"] or space.version != data["space_version"]:
             raise LatencyModelError(f"{source} was built for space {data['space']}@{data['space_version']}, "
                                     f"not {space.name}@{space.version}")
-        _check_features(data, space, source)
+        arch_level = _check_features(data, space, source)
         try:
             report = ProfileResult.from_json(report)
         except ProfileJobError as err:
@@ -311,9 +351,10 @@ class LatencyModel:
             except (NASError, ValueError, TypeError) as err:
                 raise LatencyModelError(f"{source}: report.drift.reference_arch: {err}") from None
         predictors = {}
-        for key, kind in (("kernel_level", KernelLevelPredictor), ("arch_level", ArchLevelPredictor)):
+        for key, kind, document in (("kernel_level", KernelLevelPredictor, data["kernel_level"]),
+                                    ("arch_level", ArchLevelPredictor, arch_level)):
             try:
-                predictors[key] = kind.from_dict(data[key])
+                predictors[key] = kind.from_dict(document)
             except ValueError as err:  # e.g. a layer row LayerSpec refuses (groups that do not divide)
                 raise LatencyModelError(f"{source}: {key}: {err}") from None
         return cls(space=space, profile_ref=data["profile"], backend=data["backend"], threads=data["threads"],

@@ -97,6 +97,23 @@ def test_embedding_and_classifier_rows_by_hand():
     assert values(patched) == got
 
 
+def test_mcu_converts_k_and_v_written_by_a_projection_in_another_format():
+    rows = layer(tokens=5, heads=2)  # T=5, q/k/v 2 heads x 4 = 8 wide: 40 elements each
+    int8 = [dataclasses.replace(r, precision="int8") for r in rows]
+    fp32_qkv = [dataclasses.replace(r, precision="fp32" if i == 1 else "int8") for i, r in enumerate(rows)]
+    base, mixed = (values(mcu().metrics(r))["latency_ms"] for r in (int8, fp32_qkv))
+    # the projection's 960 MACs at the float pwconv rate 1 instead of 2: +480; then four conversions of
+    # 40 elements (2 cycles each) and one call (100) each: the layer norm's output into the fp32
+    # projection, and q and k at QK^T and v at AV back to int8
+    assert mixed == pytest.approx(base + (480 + 4 * (40 * 2 + 100)) / 1e3)
+    # the softmax's scores reach an fp32 AV in int8 (50 elements) and v does not need converting
+    fp32_av = [dataclasses.replace(r, precision="fp32" if i in (1, 4) else "int8") for i, r in enumerate(rows)]
+    got = values(mcu().metrics(fp32_av))["latency_ms"]
+    # + AV's 200 MACs at rate 1 instead of 2, + its scores in (50 x 2 + 100) and its output back to the
+    # int8 projection (40 x 2 + 100), and no conversion of v
+    assert got == pytest.approx(mixed + (100 + (50 * 2 + 100) + (40 * 2 + 100) - (40 * 2 + 100)) / 1e3)
+
+
 def test_optional_rates_override_the_defaults():
     rows = layer(tokens=5, heads=2)
     base = values(mcu().metrics(rows))["latency_ms"]
@@ -196,6 +213,40 @@ def test_fpga_big_matmul_streams_both_operands():
     # weight buffer, so q is streamed once
     assert cost.dram_bytes == 4096 + 4096 + 8192 and cost.memory_cycles == 16384 / 32
     assert TOY.with_template(weight_buffer_bytes=2048).layer_cost(qk).dram_bytes == 4096 + 2 * 4096 + 8192
+
+
+def test_fpga_q_k_v_written_to_dram_by_their_projection_are_read_back():
+    # 64 KiB input/output buffers (inside zcu104's [fpga.search] range), autoformer_t largest: T=197,
+    # q/k/v width 4 heads x 64 = 256, so q, k and v are 50,432 B each (each fits 64 KiB alone), but the
+    # projection writes all three, 151,296 B, to DDR
+    space = get_space("autoformer_t")
+    rows = space.layers(space.largest())
+    model = cost_model_for(get_profile("zcu104")).with_template(input_buffer_bytes=65536, output_buffer_bytes=65536)
+    report = model.layer_report(rows)
+    qkv, qk, soft, av = (report[i]["dram_bytes"] for i in range(3, 7))
+    assert [rows[i].op for i in range(3, 7)] == ["linear", "matmul", "softmax", "matmul"]
+    tensor, scores = 256 * 197, 4 * 197 * 197
+    assert qkv == 240 * 768 + 3 * tensor  # weights + q/k/v written
+    assert qk == tensor + tensor + scores  # q and k read back, the scores written
+    assert av == scores + tensor  # the softmax's scores read back, and v
+    # on the device's own 256 KiB buffers the projection's output stays on chip: nothing is read back
+    default = cost_model_for(get_profile("zcu104")).layer_report(rows)
+    assert [default[i]["dram_bytes"] for i in (4, 6)] == [0.0, 0.0]
+
+
+def test_fpga_q_k_v_are_read_in_their_projections_format():
+    rows = layer(tokens=16, heads=2, head_dim=8)  # q/k/v 16 x 16 elements each
+    fp32_qkv = [dataclasses.replace(r, precision="fp32" if r.op == "linear" and i == 1 else "int8")
+                for i, r in enumerate(rows)]
+    report = TOY.layer_report(fp32_qkv)
+    # the fp32 projection wrote 3 x 256 x 4 B = 3,072 B > the 2 KiB buffers: QK^T reads q and k at
+    # 4 bytes, AV reads v at 4 bytes; the 2 x 16 x 16 int8 scores (512 B) stay on chip
+    assert report[1]["dram_bytes"] == 8 * 48 * 4 + 3 * 256 * 4  # fp32 weights (embed 8), q/k/v written
+    assert report[2]["dram_bytes"] == 256 * 4 + 256 * 4
+    assert report[4]["dram_bytes"] == 256 * 4
+    # int8 throughout: 768 B stays on chip, and nothing is read back
+    report = TOY.layer_report([dataclasses.replace(r, precision="int8") for r in rows])
+    assert report[2]["dram_bytes"] == report[4]["dram_bytes"] == 0.0
 
 
 # ---------------------------------------------------------------------------------------- growth

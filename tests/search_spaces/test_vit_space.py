@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -111,3 +113,65 @@ def test_sampling_is_canonical_and_seeded():
     assert a[0] == a[1] and space.canonicalize(a[0]) == a[0]
     codes = space.encode(a[0])
     assert space.decode(codes) == a[0]
+
+
+@pytest.mark.parametrize("ratios, detail", [
+    ((True,), r"got \(True,\)"),
+    (("x",), r"got \('x',\)"),
+    ((0.01,), r"got \[0\.01\], whose smallest 0\.01 gives embedding 16 an MLP of 0 units"),
+    ((1.0, float("inf")), r"got \(1\.0, inf\)"),
+    ((), r"got \(\)"),
+    (2.0, "got 2.0"),
+])
+def test_bad_mlp_ratios_are_refused_in_one_line_naming_what_is_valid(ratios, detail):
+    base = dict(name="v", resolution=28, patch_sizes=(4,), embed_dims=(16, 32), depths=(1,), heads=(1,),
+                mlp_ratios=(1,), head_dim=16, num_classes=10, in_channels=1)
+    with pytest.raises(ValueError) as err:
+        ViTSpace(**{**base, "mlp_ratios": ratios})
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("mlp_ratios must be a non-empty list of distinct finite numbers (not bools) whose "
+                              "smallest times the smallest embedding 16 rounds to >= 1 (ratios > 0.03125)")
+    assert re.search(detail, message)
+    # the smallest ratio that gives the smallest embedding one MLP unit builds its layers
+    space = ViTSpace(**{**base, "mlp_ratios": (0.04,)})
+    assert space.mlp_hidden(space.smallest(), 0) == 1 and space.layers(space.smallest())
+
+
+@pytest.mark.parametrize("dims", [("mlp",), ("mlp", "heads"), ("mlp", "heads", "depth", "embed", "patch")])
+def test_sample_elastic_draws_every_open_slot_uniformly(dims):
+    space = get_space("tiny_vit")
+    rng = np.random.default_rng(0)
+    draws = [space.sample_elastic(rng, dims) for _ in range(4000)]
+    assert all(space.canonicalize(a) == a for a in draws)
+    for i in range(space.max_depth):
+        active = [a for a in draws if i < a["depth"]]  # a switched-off slot holds the canonical default
+        for kind, options in (("mlp", (1, 2, 4)), ("heads", (1, 2, 4))):
+            share = np.mean([a[f"{kind}_{i}"] == options[0] for a in active])
+            if kind in dims:
+                assert abs(share - 1 / 3) < 0.035, (kind, i, share)  # was 33/50/67/82% for i = 0..3
+            else:
+                assert share == 0.0  # closed: the largest option
+    depth = np.bincount([a["depth"] for a in draws], minlength=5)[1:] / len(draws)
+    assert np.allclose(depth, 0.25, atol=0.035) if "depth" in dims else depth[-1] == 1.0
+    with pytest.raises(ValueError, match=r"unknown elastic dims \['width'\]; valid: \['patch', 'embed', 'heads', "
+                                         r"'mlp', 'depth'\]"):
+        space.sample_elastic(rng, ("mlp", "width"))
+    first = [space.sample_elastic(np.random.default_rng(5), dims) for _ in range(2)]
+    assert first[0] == first[1]
+
+
+def test_settings_of_slots_past_the_depth_may_be_left_out():
+    space = get_space("tiny_vit")
+    short = space.parse({"patch": 4, "embed": 48, "depth": 2, "heads_0": 2, "heads_1": 4, "mlp_0": 2, "mlp_1": 4})
+    full = space.parse({**short.to_dict(), "heads_3": 4, "mlp_2": 4})
+    assert short.arch_id == full.arch_id
+    with pytest.raises(InvalidArchError, match=r"missing setting\(s\) \['mlp_1'\]"):
+        space.parse({"patch": 4, "embed": 48, "depth": 2, "heads_0": 2, "heads_1": 4, "mlp_0": 2})
+    with pytest.raises(InvalidArchError, match=r"depth=9 is not one of"):
+        space.parse({**short.to_dict(), "depth": 9})
+
+
+def test_covering_archs_refuse_another_resolution():
+    with pytest.raises(InvalidArchError, match="resolution 28 only"):
+        get_space("tiny_vit").covering_archs([32])

@@ -11,7 +11,6 @@ from hw_profiles import MeasuredCostModel, MeasurementFailedError
 from nas.cli import main
 from nas.profiling.latency_model import LatencyModel, LatencyModelError
 from nas.profiling.device import ProfileJobError, ProfileResult, ProfileSettings, profile_device, render_report
-from predictors.latency import UnknownLayerError
 from search_spaces import get_space
 
 FAST = ProfileSettings(samples=10, coverage=10, repeats=3, warmup=1, seed=3)
@@ -55,9 +54,9 @@ def test_profile_writes_a_usable_latency_model(profiled):
     metrics = model.predict(fresh, predictor="arch_level")  # any subnet: features need no table
     assert [m.source for m in metrics] == ["predicted"] * 3
     assert all(m.profile == "host-cpu@1" and m.unit == "ms" and m.value > 0 for m in metrics)
-    unseen = next(a for a in (space.sample(rng) for _ in range(1000)) if model.kernel_level.missing([space.layers(a)]))
-    with pytest.raises(UnknownLayerError, match="--coverage"):
-        model.predict([unseen], predictor="kernel_level")
+    # the space's covering archs were measured too: every subnet's layers are in the table
+    assert not any(model.kernel_level.missing([space.layers(space.sample(rng))]) for _ in range(300))
+    assert {w.workload for a in space.covering_archs() for w in space.layers(a)} <= set(model.kernel_level.layer_latency_ms)
     # the measured subnets are predicted near their measurement by the fitted kernel-level model
     measured = {r["arch_id"]: r["latency_ms"] for r in rows}
     archs = [space.parse(r["arch"]) for r in rows]
