@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 import nas
 
-BATCH = {"tiny_mbv3": 64, "ofa_mbv3": 16}
+BATCH = {"tiny_mbv3": 64, "ofa_mbv3": 16, "tiny_vit": 64, "autoformer_t": 16}
 
 
 def step_time(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
