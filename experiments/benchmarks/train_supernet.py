@@ -37,7 +37,7 @@ def seconds_per_step(config: TrainConfig, n_steps: int = 12) -> float:
     data = load_data(config.data, seed=config.seed)
     supernet = build_supernet(config, data)
     strategy = build_strategy(config)
-    plan = strategy.plan(10_000)
+    plan = strategy.plan(10_000, supernet.space)  # the space's own stages (a ViT's differ from a CNN's)
     if hasattr(strategy, "set_teacher"):
         strategy.set_teacher(supernet.extract(supernet.space.largest()))
         plan = plan[-1:]  # time the most expensive stage (teacher + all dims elastic)
