@@ -202,25 +202,33 @@ def best_record(database, task: Task, target):
     return database.query_tuning_record(task.mod, target, "main")
 
 
-def _useful_records(tasks: list[Task], database, target, default_times: dict[str, float]):
-    """A MemoryDatabase with the best record of each task that beats its default schedule (a task
-    whose default time is unknown keeps its record)."""
-    from tvm.s_tir.meta_schedule.database import MemoryDatabase, TuningRecord
-
-    memory = MemoryDatabase()
-    used = 0
+def useful_records(tasks: list[Task], database, target, default_times: dict[str, float], only=None) -> dict:
+    """Task key -> the best record of each task that beats its default schedule in the tuning runner (a task
+    whose default time is unknown keeps its record); ``only`` (task keys) limits it to those tasks."""
+    useful = {}
     for task in tasks:
+        if only is not None and task.key not in only:
+            continue
         record = best_record(database, task, target)
         if record is None or not record.run_secs:
             continue
         seconds = sum(float(v) for v in record.run_secs) / len(record.run_secs)
         default = default_times.get(str(task.key))
-        if default is not None and default <= seconds:
-            continue
+        if default is None or seconds < default:
+            useful[task.key] = record
+    return useful
+
+
+def _useful_records(tasks: list[Task], database, target, default_times: dict[str, float], only=None):
+    """:func:`useful_records` as a MemoryDatabase (what ``MetaScheduleApplyDatabase`` reads), and how many."""
+    from tvm.s_tir.meta_schedule.database import MemoryDatabase, TuningRecord
+
+    memory = MemoryDatabase()
+    records = useful_records(tasks, database, target, default_times, only)
+    for record in records.values():
         memory.commit_tuning_record(TuningRecord(record.trace, memory.commit_workload(record.workload.mod), record.run_secs,
                                                  record.target, record.args_info))
-        used += 1
-    return memory, used
+    return memory, len(records)
 
 
 def has_record(database, task: Task, target) -> bool:
@@ -236,11 +244,12 @@ def hit_stats(tasks: list[Task], database, target) -> HitStats:
     return HitStats(len(tasks), len(hits), sum(t.total_flops for t in tasks), sum(t.total_flops for t in hits))
 
 
-def compile_relax(mod, target, database=None, *, default_times: dict[str, float] | None = None):
+def compile_relax(mod, target, database=None, *, default_times: dict[str, float] | None = None, only=None):
     """Legalise ``mod``, apply ``database``'s records, schedule the rest by the default rules and
     build. Returns ``(executable, HitStats)``; without a database every task is default-scheduled.
     A record slower than the task's measured default schedule (``default_times``, see
-    :func:`load_default_times`) is not applied: a partly tuned build is never slower per task."""
+    :func:`load_default_times`) is not applied, and with ``only`` (a set of task keys) neither is one of
+    another task: ``kernels.tvm.select`` decides per subnet which records make the whole network faster."""
     tvm = _tvm()
     from tvm import relax
 
@@ -255,7 +264,7 @@ def compile_relax(mod, target, database=None, *, default_times: dict[str, float]
         stats = hit_stats(tasks, database, target)
         if stats.tasks_hit:
             light_tensor_intrinsics()
-            useful, _ = _useful_records(tasks, database, target, default_times or {})
+            useful, _ = _useful_records(tasks, database, target, default_times or {}, only)
             try:
                 with target, useful, tvm.transform.PassContext(opt_level=3):
                     mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)

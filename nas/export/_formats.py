@@ -98,8 +98,9 @@ def export_tvm(subnet: Subnet, folder: Path, *, threads: int, tuning: TvmTuning,
     from kernels.tvm import build as tvm_build
 
     target = tvm_build.host_target(threads)
-    executable, stats, summary = _compile_tvm(subnet, folder, target, tuning, log)
-    tvm_build.export_library(executable, folder / FILES["tvm"])
+    selection, summary = _compile_tvm(subnet, folder, target, tuning, threads, log)
+    stats = selection.stats
+    tvm_build.export_library(selection.executable, folder / FILES["tvm"])
     x = subnet.x.numpy()
     runner = TvmLibraryRunner(folder / FILES["tvm"], x, threads=threads)  # reloaded from disk
     result = verified("TVM (reloaded model.so)", subnet.reference, runner.run(x))
@@ -107,16 +108,20 @@ def export_tvm(subnet: Subnet, folder: Path, *, threads: int, tuning: TvmTuning,
                   "tasks_total": stats.tasks_total, "flops_coverage": round(stats.flops_coverage, 4),
                   "minutes_tuned": round(summary.elapsed_s / 60.0, 3) if summary is not None else 0.0,
                   "trials": summary.trials if summary is not None else 0}
-    return {"schedule": ("MetaSchedule records from the tuning database, default schedule for the other tasks"
-                         if stats.tasks_hit else "untuned (kernels.tvm.build.default_schedule)"),
-            "tvm_schedule": "metaschedule-db" if stats.tasks_hit else "default", "tuning": provenance,
+    tuned = selection.chosen == "metaschedule-db"
+    if selection.candidates:
+        provenance["selection"] = selection.to_dict()  # both whole-network timings when both were built
+    return {"schedule": ("MetaSchedule records that make this subnet faster, default schedule for the other tasks"
+                         if tuned else "untuned (kernels.tvm.build.default_schedule)"),
+            "tvm_schedule": selection.chosen, "tuning": provenance,
             "target": str(target), "batch": int(subnet.x.shape[0]), "runtime": "relax.VirtualMachine",
             "parity": {**result, "against": "the extracted subnet (torch)", "reloaded": True}}, runner
 
 
-def _compile_tvm(subnet: Subnet, folder: Path, target, tuning: TvmTuning, log: Callable[[str], None]):
-    """``(executable, hit stats, tune summary or None)``: the static-shape ONNX model in Relax, its tasks
-    tuned for ``tuning.minutes`` first, compiled with the database's records where they beat the default."""
+def _compile_tvm(subnet: Subnet, folder: Path, target, tuning: TvmTuning, threads: int, log: Callable[[str], None]):
+    """``(kernels.tvm.select.Selection, tune summary or None)``: the static-shape ONNX model in Relax, its tasks
+    tuned for ``tuning.minutes`` first, compiled with the database's records that make the whole subnet
+    faster (``kernels.tvm.select``)."""
     from kernels.onnx_export import export_onnx as write_onnx
     from kernels.tvm import build as tvm_build, db as tvm_db
     from kernels.tvm.schedule import legalize
@@ -131,9 +136,14 @@ def _compile_tvm(subnet: Subnet, folder: Path, target, tuning: TvmTuning, log: C
             tasks = tvm_db.merge_tasks(tvm_db.extract_tasks(legalize(mod, target), target))
             log(f"tuning {len(tasks)} TVM tasks for {tuning.minutes:g} min into {db_dir}")
             summary = tune(tasks, target, db_dir, budget_s=tuning.minutes * 60.0)
-        database = None
         if db_dir is not None and (db_dir / tvm_db.RECORD_FILE).exists():
-            database = tvm_db.open_database(db_dir, create=False)
-        executable, stats = tvm_db.compile_relax(
-            mod, target, database, default_times=tvm_db.load_default_times(db_dir) if database is not None else None)
-    return executable, stats, summary
+            from kernels.tvm.select import compile_never_slower
+
+            selection = compile_never_slower(mod, target, tvm_db.open_database(db_dir, create=False),
+                                             x=subnet.x.numpy(), threads=threads, log=log)
+        else:
+            from kernels.tvm.select import Selection
+
+            executable, stats = tvm_db.compile_relax(mod, target, None)
+            selection = Selection(executable, stats, "default", 0, 0)
+    return selection, summary

@@ -123,8 +123,15 @@ def test_tune_space_reaches_full_hit_rate_and_export_uses_it(tmp_path, capsys):
     assert main(["export", "--space", SPACE, "--arch", arch.to_json(), "--format", "tvm", "--out", str(out),
                  "--tuning-db", str(db), "--repeats", "2", "--quiet", "--json"]) == 0
     saved = json.loads((out / "report.json").read_text())
-    assert saved["tvm_schedule"] == "metaschedule-db"
     assert saved["tuning"]["tasks_hit"] == saved["tuning"]["tasks_total"] > 0
+    # the never-slower rule (kernels.tvm.select): records only where the subnet gets faster, both timings reported
+    selection = saved["tuning"]["selection"]
+    assert saved["tvm_schedule"] == selection["chosen"] in ("metaschedule-db", "default")
+    assert selection["records_candidate"] == saved["tuning"]["tasks_hit"]
+    if selection["chosen"] == "metaschedule-db":
+        assert 0 < selection["records_kept"] and selection["tuned_ms"]["median"] < selection["default_ms"]["median"]
+    else:
+        assert selection["records_kept"] == 0 or selection["tuned_ms"]["median"] >= selection["default_ms"]["median"]
     assert saved["tuning"]["flops_coverage"] == 1.0 and saved["tuning"]["db"] == str(db)
     assert saved["formats"]["tvm"]["parity"]["max_abs_diff"] <= saved["formats"]["tvm"]["parity"]["tolerance"]
 

@@ -1,0 +1,167 @@
+"""Benchmark (diagnosis): why a tuning record that wins in MetaSchedule's runner can lose inside the whole network.
+
+For seeded random ofa_mbv3 subnets and a tuning database (``--db``, else ``nas tune-space`` for ``--minutes``
+into a fresh one), each task of the subnet is timed four ways and the suspects are separated:
+- ``runner``: the tuning runner's own figures (the record's ``run_secs``, the default schedule's time in
+  ``default_schedule_times.json``): each task alone, 3 calls in a row on the same buffers (warm caches);
+- ``runner_cold``: the same builds re-timed by the same runner with ``enable_cpu_cache_flush`` (caches flushed
+  before every call) and, alongside, without it (``runner_warm``, same process and moment);
+- ``network``: the task's calls timed inside the running network (``kernels.tvm.select.task_times_in_network``),
+  default build and all-records build taking turns, with ``--threads`` and with 1 thread (parallel launch cost);
+- denormals: the share of subnormal float32 values among the outputs of each call in the network.
+Prints one JSON object: per-subnet sums and, for the ``--top`` tasks by default time, every figure.
+Run it alone on the machine.
+
+    python experiments/benchmarks/tvm_in_network.py [--db DIR | --minutes 6] [--subnets 2] [--top 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def runner_times(tasks, records, target, threads: int, flush: bool) -> dict:
+    """(task key, "default"|"record") -> mean seconds from MetaSchedule's LocalRunner (as tuning times them)."""
+    from tvm import IRModule, s_tir
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+    from tvm.s_tir.meta_schedule.builder import BuilderInput, LocalBuilder
+    from tvm.s_tir.meta_schedule.runner import EvaluatorConfig, LocalRunner, RunnerInput
+
+    from kernels.tvm.schedule import schedule_legalized
+    from kernels.tvm.tune import _runner_worker_init
+
+    mods = {}
+    for task in tasks:
+        mods[(task.key, "default")] = schedule_legalized(IRModule({"main": task.mod["main"]}), target)
+        if task.key in records:
+            sch = s_tir.Schedule(task.mod)
+            records[task.key].trace.apply_to_schedule(sch, remove_postproc=False)
+            mods[(task.key, "record")] = sch.mod
+    keys = list(mods)
+    built = LocalBuilder().build([BuilderInput(mods[k], target) for k in keys])
+    runner = LocalRunner(timeout_sec=60.0, initializer=_runner_worker_init(threads),
+                         evaluator_config=EvaluatorConfig(number=3, repeat=1, min_repeat_ms=40,
+                                                          enable_cpu_cache_flush=flush))
+    out = {}
+    for key, result in zip(keys, built):
+        if result.error_msg is None:
+            run = runner.run([RunnerInput(result.artifact_path, "cpu", ArgInfo.from_entry_func(mods[key]))])[0].result()
+            if run.error_msg is None:
+                out[key] = float(np.mean([float(v) for v in run.run_secs]))
+    return out
+
+
+def subnormal_share(model, x: np.ndarray, symbols: dict) -> dict:
+    """Task key -> share of subnormal float32 values in its outputs over one inference."""
+    counts: dict[int, list[int]] = {}
+    tiny = np.finfo(np.float32).tiny
+
+    def instrument(func, symbol, before, ret, *args) -> int:
+        if not before and symbol in symbols and args:
+            a = args[-1].numpy()
+            if a.dtype == np.float32:
+                c = counts.setdefault(symbols[symbol], [0, 0])
+                c[0] += int(np.count_nonzero((a != 0) & (np.abs(a) < tiny)))
+                c[1] += a.size
+        return 0
+
+    model.vm.set_instrument(instrument)
+    try:
+        model.run(x)
+    finally:
+        model.vm.set_instrument(None)
+    return {k: c[0] / max(c[1], 1) for k, c in counts.items()}
+
+
+def diagnose(arch, space, database, db: Path, threads: int, top: int, work: Path, seed: int) -> dict:
+    from kernels.onnx_export import export_onnx
+    from kernels.tvm import build as tvm_build, db as tvm_db
+    from kernels.tvm.schedule import legalize
+    from kernels.tvm.select import keys_by_symbol, task_times_in_network
+    from supernets import create_supernet
+    from supernets.testing import enliven
+
+    supernet = create_supernet(space.name, seed=seed)
+    enliven(supernet, arch, seed=seed)
+    module = supernet.extract(arch).eval()
+    x = torch.randn((1, *space.input_shape(arch)), generator=torch.Generator().manual_seed(seed))
+    mod = tvm_build.import_onnx(export_onnx(module, x, work / f"{arch.arch_id}.onnx"))
+    target = tvm_build.host_target(threads)
+    legalized = legalize(mod, target)
+    tasks = tvm_db.merge_tasks(tvm_db.extract_tasks(legalized, target))
+    defaults = tvm_db.load_default_times(db)
+    records = {t.key: r for t in tasks if (r := tvm_db.best_record(database, t, target)) is not None}
+    symbols = keys_by_symbol(legalized)
+    network = {}
+    for n in sorted({1, threads}):
+        builds = {"record": tvm_db.compile_relax(mod, target, database, only=set(records))[0],
+                  "default": tvm_db.compile_relax(mod, target, None)[0]}
+        models = {k: tvm_build.TvmModel(e, threads=n) for k, e in builds.items()}
+        network[n] = task_times_in_network(models, x.numpy(), symbols, rounds=20)
+    denormal = subnormal_share(models["default"], x.numpy(), symbols)
+    ranked = sorted(tasks, key=lambda t: -network[threads]["default"].get(t.key, 0.0))[:top]
+    warm = runner_times(ranked, records, target, threads, flush=False)
+    cold = runner_times(ranked, records, target, threads, flush=True)
+
+    def us(v):
+        return None if v is None else round(v * 1e6, 1)
+
+    rows = []
+    for t in ranked:
+        rec = records.get(t.key)
+        rows.append({"task": t.name, "calls": t.weight,
+                     "runner_tuning_us": {"default": us(defaults.get(str(t.key))),
+                                          "record": us(float(np.mean([float(v) for v in rec.run_secs])) if rec else None)},
+                     "runner_warm_us": {k: us(warm.get((t.key, k))) for k in ("default", "record")},
+                     "runner_cold_us": {k: us(cold.get((t.key, k))) for k in ("default", "record")},
+                     **{f"network_{n}t_us": {k: us(network[n][k].get(t.key)) for k in ("default", "record")}
+                        for n in network},
+                     "subnormal_share": round(denormal.get(t.key, 0.0), 4)})
+
+    def total(name, n):
+        return round(sum(network[n][name].values()) * 1e3, 3)
+
+    return {"arch_id": arch.arch_id, "r": space.input_shape(arch)[1], "tasks": len(tasks),
+            "tasks_with_record": len(records),
+            "network_sum_ms": {f"{n}t": {k: total(k, n) for k in ("default", "record")} for n in network},
+            "max_subnormal_share": round(max(denormal.values(), default=0.0), 4), "top_tasks": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", type=Path, help="an ofa_mbv3 tuning database (default: tune a fresh one)")
+    parser.add_argument("--minutes", type=float, default=6.0)
+    parser.add_argument("--resolution", type=int, default=160)
+    parser.add_argument("--subnets", type=int, default=2)
+    parser.add_argument("--top", type=int, default=12)
+    args = parser.parse_args()
+    from kernels.tvm import db as tvm_db
+    from nas.export.tuning import tune_space
+    from search_spaces import get_space
+
+    space = get_space("ofa_mbv3")
+    with tempfile.TemporaryDirectory(prefix="hwnas-in-network-") as tmp:
+        db = args.db or Path(tmp) / "db"
+        tuning = None
+        if args.db is None:
+            tuning = tune_space(space.name, minutes=args.minutes, resolutions=[args.resolution], db=db, check=0,
+                                progress=False).to_json()["tuning"]
+        database = tvm_db.open_database(db, create=False)
+        rng = np.random.default_rng(1)
+        rows = [diagnose(space.with_resolution(space.sample(rng), args.resolution), space, database, db, 2, args.top,
+                         Path(tmp), seed=i) for i in range(args.subnets)]
+    print(json.dumps({"space": space.name, "resolution": args.resolution, "tuning": tuning, "subnets": rows,
+                      "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                                  "python": platform.python_version()}}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
