@@ -176,14 +176,16 @@ class OrtFileRunner(OrtRunner):
 
 class TvmOnnxRunner(TvmRunner):
     """TVM on an ONNX file already written (e.g. an int8 QDQ model), built as ``TvmRunner`` builds;
-    ``input_shape`` fixes a symbolic batch axis."""
+    ``input_shape`` fixes a symbolic batch axis; ``integer`` runs QDQ convolutions in integer compute
+    (``kernels.tvm.int8``)."""
 
-    def __init__(self, path, example_input: np.ndarray, *, threads: int, input_shape=None) -> None:
+    def __init__(self, path, example_input: np.ndarray, *, threads: int, input_shape=None,
+                 integer: bool = False) -> None:
         from kernels.tvm import build as tvm_build
 
         self.threads = _check_threads(threads)
         start = time.perf_counter()
-        self.model = tvm_build.compile_onnx(path, threads=self.threads, input_shape=input_shape)
+        self.model = tvm_build.compile_onnx(path, threads=self.threads, input_shape=input_shape, integer=integer)
         self.build_s = time.perf_counter() - start
         self._x = self.model.tensor(example_input)
 
@@ -239,7 +241,7 @@ def _quantized_runner(backend: str, q, example_input, *, threads: int, spin: boo
     if backend == "onnxruntime":
         return OrtFileRunner(q.path, x, threads=threads, spin=spin)
     if backend == "tvm":
-        return TvmOnnxRunner(q.path, x, threads=threads, input_shape=q.input_shape)
+        return TvmOnnxRunner(q.path, x, threads=threads, input_shape=q.input_shape, integer=True)
     if backend == "torch" or backend in CUDA_BACKENDS:
         raise KernelError(f"an int8 ONNX model runs on onnxruntime or tvm, not {backend}")
     raise KernelError(f"unknown backend {backend!r}; an int8 ONNX model runs on 'onnxruntime' or 'tvm'")

@@ -144,10 +144,21 @@ def import_onnx(path, *, input_shape=None):
         raise KernelError(f"TVM import failed: {type(err).__name__}: {err}") from err
 
 
-def relax_text(path, *, input_shape=None) -> str:
-    """TVMScript text of the Relax module :func:`import_onnx` makes of ``path`` (to read which dtypes
+def import_for_build(path, *, input_shape=None, integer: bool = False):
+    """:func:`import_onnx`, and with ``integer`` the QDQ convolutions rewritten to integer compute
+    (:func:`kernels.tvm.int8.integer_convolutions`; a float model is unchanged)."""
+    mod = import_onnx(path, input_shape=input_shape)
+    if integer:
+        from kernels.tvm.int8 import integer_convolutions
+
+        mod, _ = integer_convolutions(mod)
+    return mod
+
+
+def relax_text(path, *, input_shape=None, integer: bool = False) -> str:
+    """TVMScript text of the Relax module :func:`import_for_build` makes of ``path`` (to read which dtypes
     its ops compute in)."""
-    return import_onnx(path, input_shape=input_shape).script()
+    return import_for_build(path, input_shape=input_shape, integer=integer).script()
 
 
 def build(mod, target):
@@ -236,10 +247,11 @@ class TvmModel:
         return out.numpy()
 
 
-def compile_onnx(path, *, threads: int, schedule: bool = True, input_shape=None) -> TvmModel:
-    """Import, schedule (``default_schedule``, or plain ``legalize`` when not ``schedule``), build
-    and load the ONNX model at ``path`` for this CPU."""
+def compile_onnx(path, *, threads: int, schedule: bool = True, input_shape=None, integer: bool = False) -> TvmModel:
+    """Import (``integer``: QDQ convolutions in integer compute, :func:`import_for_build`), schedule
+    (``default_schedule``, or plain ``legalize`` when not ``schedule``), build and load the ONNX model at
+    ``path`` for this CPU."""
     target = host_target(threads)
-    mod = import_onnx(path, input_shape=input_shape)
+    mod = import_for_build(path, input_shape=input_shape, integer=integer)
     mod = default_schedule(mod, target) if schedule else legalize(mod, target)
     return TvmModel(build(mod, target), threads=threads)

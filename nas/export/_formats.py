@@ -125,6 +125,7 @@ def _compile_tvm(subnet: Subnet, folder: Path, target, tuning: TvmTuning, thread
     from kernels.onnx_export import export_onnx as write_onnx
     from kernels.tvm import build as tvm_build, db as tvm_db
     from kernels.tvm.schedule import legalize
+    from kernels.tvm.select import compile_never_slower
 
     db_dir, summary = tuning.db, None
     with tempfile.TemporaryDirectory(prefix="tvm-", dir=folder) as work:
@@ -136,14 +137,8 @@ def _compile_tvm(subnet: Subnet, folder: Path, target, tuning: TvmTuning, thread
             tasks = tvm_db.merge_tasks(tvm_db.extract_tasks(legalize(mod, target), target))
             log(f"tuning {len(tasks)} TVM tasks for {tuning.minutes:g} min into {db_dir}")
             summary = tune(tasks, target, db_dir, budget_s=tuning.minutes * 60.0)
+        database = None
         if db_dir is not None and (db_dir / tvm_db.RECORD_FILE).exists():
-            from kernels.tvm.select import compile_never_slower
-
-            selection = compile_never_slower(mod, target, tvm_db.open_database(db_dir, create=False),
-                                             x=subnet.x.numpy(), threads=threads, log=log)
-        else:
-            from kernels.tvm.select import Selection
-
-            executable, stats = tvm_db.compile_relax(mod, target, None)
-            selection = Selection(executable, stats, "default", 0, 0)
+            database = tvm_db.open_database(db_dir, create=False)
+        selection = compile_never_slower(mod, target, database, x=subnet.x.numpy(), threads=threads, log=log)
     return selection, summary

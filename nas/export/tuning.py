@@ -24,6 +24,25 @@ Contract:
   not have) is a :class:`TuneSpaceError` (one line, exit code 2 from the CLI), and so is a database
   file that does not follow its schema (:func:`check_tuning_db`, ``kernels.tvm.db.check_database``):
   it is refused before any task is extracted, naming the file and line, and never rewritten.
+
+Why a record that won in the tuning runner can lose inside the whole subnet (measured with
+``experiments/benchmarks/tvm_in_network.py`` on ofa_mbv3 subnet faaff55eb3b6e33f at 160 px, a 6-minute
+database, 2 threads, nothing else running; every figure is a median, microseconds per inference):
+1. The runner's verdict is noise. It times a candidate once (3 calls) and the default schedule once, minutes
+   apart; re-timing the same default builds with the same runner gave 148 -> 314 (fused_conv2d9) and
+   128 -> 130 / 325 with caches flushed (fused_conv2d_add_add1). A 2x swing decides "beats the default".
+2. Warm caches: the classifier GEMV (5.1 MB of weights) takes 73-90 in the runner, with or without
+   MetaSchedule's ``enable_cpu_cache_flush``, and 264-290 in the network, where it streams its weights from
+   memory. So a calibrated (cache-flushing) runner would not have predicted it either.
+3. Not the suspects: no task output held a subnormal value (share 0.0); no record changed a layout (the tasks
+   carry no layout-free buffers, so MetaSchedule's RewriteLayout never applies; weight prepacking with
+   AttachAttrLayoutFreeBuffers + SplitLayoutRewritePreproc, tuned 6 minutes the same way, gave 6.61 / 7.84 /
+   4.85 ms against 6.77 / 7.55 / 5.10 ms on three subnets: within the noise, not adopted); threads scale the
+   same in both (sum of task times 7.22 ms on 1 thread, 4.68 ms on 2).
+4. The benchmark's protocol moves both sides: the default build took 4.04 ms alone and 4.38 ms interleaved
+   with onnxruntime, and onnxruntime 3.17 ms without spinning threads and 2.15 ms with them.
+Hence ``kernels.tvm.select``: records are judged by their time inside the running network, and the tuned
+build must win a whole-network A/B against the default build (``nas export`` reports both timings).
 """
 
 from __future__ import annotations

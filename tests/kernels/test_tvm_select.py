@@ -115,3 +115,29 @@ def test_the_whole_network_ab_overrules_a_kept_record(model, tmp_path):
     assert selection.tuned.median_s > 2 * selection.default.median_s
     report = selection.to_dict()
     assert report["ratio_tuned_over_default"] > 2 and report["tuned_ms"]["repeats"] == 7
+
+
+@pytest.mark.tvm
+@pytest.mark.slow
+def test_only_the_kept_records_are_rebuilt_into_the_ab(model, tmp_path, monkeypatch):
+    """Two candidates, one kept (keep_records stubbed: the per-task verdict is tested above): the A/B build
+    holds the kept record only, and the default still wins against a forged slow schedule."""
+    import kernels.tvm.select as select
+
+    conv, other = sorted(model["tasks"], key=lambda t: -t.total_flops)[:2]
+    for task in (conv, other):
+        _forge_unscheduled_record(tmp_path / "db", task, model["target"])
+    database = tvm_db.open_database(tmp_path / "db")
+    monkeypatch.setattr(select, "keep_records", lambda candidates, tuned, default, margin: {conv.key})
+    selection = compile_never_slower(model["mod"], model["target"], database, x=model["x"], threads=2, rounds=3,
+                                     ab_repeats=5)
+    assert (selection.candidates, selection.kept, selection.chosen) == (2, 1, "default")
+    assert [r["task"] for r in selection.rejected] == [other.name]
+    assert selection.executable is selection.default_executable
+
+
+def test_bad_settings_are_refused_before_any_build():
+    with pytest.raises(ValueError, match="repeats must be an integer >= 1"):
+        compile_never_slower(None, None, None, x=np.zeros(1), threads=2, rounds=0)
+    with pytest.raises(ValueError, match="margin must be in"):
+        compile_never_slower(None, None, None, x=np.zeros(1), threads=2, margin=1.5)

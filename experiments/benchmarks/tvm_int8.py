@@ -1,0 +1,107 @@
+"""Benchmark: int8 in TVM (QDQ convolutions in integer compute, ``kernels.tvm.int8``) against onnxruntime's int8
+and against TVM float32, on seeded random ofa_mbv3 subnets.
+
+Each subnet is quantized by onnxruntime (``kernels.quantize.quantize_module``: U8S8, per-channel weights,
+MinMax over 16 seeded normal images), then built by TVM (untuned default schedule) three ways: the int8 file
+with its convolutions rewritten to integer compute (``tvm_int8``), the same file as imported (Q/DQ in float,
+``tvm_qdq_float``) and the float model (``tvm_float``). They are timed interleaved with onnxruntime on the
+int8 file (``ort_int8``, spin off) with the same threads (``kernels.timing.measure``: median and IQR), and
+``tvm_int8`` is compared with ``ort_int8`` on 8 seeded inputs: max difference in output quantization steps
+and top-1 agreement. Run it alone on the machine.
+
+    python experiments/benchmarks/tvm_int8.py [--subnets 3] [--resolution 160] [--repeats 30]
+
+Prints one JSON object: {"subnets": [...], "median_ratio_tvm_int8_over_ort_int8": ...,
+"median_ratio_tvm_int8_over_tvm_float": ..., "machine": {...}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _ms(timing) -> dict:
+    return {"median": round(timing.median_s * 1e3, 3), "iqr": round(timing.iqr_s * 1e3, 3)}
+
+
+def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng) -> dict:
+    import onnx
+    from onnx import numpy_helper
+
+    from kernels.onnx_export import export_onnx
+    from kernels.quantize import quantize_module
+    from kernels.runners import OrtFileRunner
+    from kernels.timing import measure
+    from kernels.tvm import build as tvm_build
+    from kernels.tvm.int8 import integer_convolutions
+    from supernets import create_supernet
+    from supernets.testing import enliven
+
+    arch = space.with_resolution(space.sample(rng), r)
+    supernet = create_supernet(space.name, seed=i)
+    enliven(supernet, arch, seed=i)
+    module = supernet.extract(arch).eval()
+    shape = (1, *space.input_shape(arch))
+    calibration = np.random.default_rng(i).standard_normal((16, *shape[1:])).astype(np.float32)
+    q = quantize_module(module, torch.zeros(shape), work / f"q{i}.onnx", calibration, dynamic_batch=False)
+    float_path = export_onnx(module, torch.zeros(shape), work / f"f{i}.onnx")
+    rewritten = integer_convolutions(tvm_build.import_onnx(q.path))[1]
+    x = np.random.default_rng(100 + i).standard_normal((8, *shape[1:])).astype(np.float32)
+    models = {"tvm_int8": tvm_build.compile_onnx(q.path, threads=2, integer=True),
+              "tvm_qdq_float": tvm_build.compile_onnx(q.path, threads=2),
+              "tvm_float": tvm_build.compile_onnx(float_path, threads=2)}
+    ort = OrtFileRunner(q.path, x[:1], threads=2, spin=False)
+    reference = np.concatenate([ort.run(x[k:k + 1]) for k in range(len(x))])
+    got = np.concatenate([models["tvm_int8"].run(x[k:k + 1]) for k in range(len(x))])
+    got_float_qdq = np.concatenate([models["tvm_qdq_float"].run(x[k:k + 1]) for k in range(len(x))])
+    graph = onnx.load(str(q.path)).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    step = float(inits[[n for n in graph.node if n.op_type == "QuantizeLinear"][-1].input[1]])
+    tensors = {k: m.tensor(x[:1]) for k, m in models.items()}
+    fns = {k: (lambda m=m, t=tensors[k]: m.invoke(t)) for k, m in models.items()}
+    fns["ort_int8"] = ort
+    t = measure(fns, warmup=5, repeats=repeats, threads=2)
+    convs = sum(1 for n in graph.node if n.op_type == "Conv")
+    return {"arch_id": arch.arch_id, "r": r, "convs": convs, "convs_in_integer_compute": rewritten,
+            **{f"{k}_ms": _ms(v) for k, v in t.items()},
+            "parity_vs_ort_int8": {"max_abs_diff": float(np.abs(reference - got).max()), "output_step": step,
+                                   "max_diff_in_steps": round(float(np.abs(reference - got).max()) / step, 2),
+                                   "top1_agreement": float((reference.argmax(1) == got.argmax(1)).mean()),
+                                   "n": len(x),
+                                   "tvm_qdq_float_max_diff_in_steps": round(float(np.abs(reference - got_float_qdq).max()) / step, 2)},
+            "ratio_tvm_int8_over_ort_int8": round(t["tvm_int8"].median_s / t["ort_int8"].median_s, 3),
+            "ratio_tvm_int8_over_tvm_float": round(t["tvm_int8"].median_s / t["tvm_float"].median_s, 3),
+            "ratio_tvm_int8_over_tvm_qdq_float": round(t["tvm_int8"].median_s / t["tvm_qdq_float"].median_s, 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subnets", type=int, default=3)
+    parser.add_argument("--resolution", type=int, default=160)
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    from search_spaces import get_space
+
+    space = get_space("ofa_mbv3")
+    rng = np.random.default_rng(1)
+    with tempfile.TemporaryDirectory(prefix="hwnas-tvm-int8-") as tmp:
+        rows = [bench_subnet(space, i, args.resolution, args.repeats, Path(tmp), rng) for i in range(args.subnets)]
+    print(json.dumps({"subnets": rows,
+                      "median_ratio_tvm_int8_over_ort_int8": statistics.median(r["ratio_tvm_int8_over_ort_int8"] for r in rows),
+                      "median_ratio_tvm_int8_over_tvm_float": statistics.median(r["ratio_tvm_int8_over_tvm_float"] for r in rows),
+                      "schedule": "untuned default schedule (kernels.tvm.schedule) for every TVM build; threads 2",
+                      "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                                  "python": platform.python_version()}}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Integer compute for QDQ int8 models in TVM (kernels.tvm.int8): real onnxruntime quantization, real TVM
+builds, parity against onnxruntime's own int8 run of the same file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kernels.quantize import QuantRecipe, quantize_module
+from kernels.runners import OrtFileRunner, make_runner
+from kernels.tvm import build as tvm_build
+from kernels.tvm.int8 import integer_convolutions
+from nas.export._int8_tvm import relax_compute_ops
+from search_spaces import LayerSpec
+from supernets.layer_module import layer_input_shape, layer_module
+
+pytestmark = [pytest.mark.tvm, pytest.mark.slow]
+
+# the depthwise conv comes first: its padded input is the quantized network input, whose zero point is not 0
+SPECS = [LayerSpec("dwconv", 8, 8, 3, 1, 8, (12, 12), "relu", bn=True),
+         LayerSpec("pwconv", 8, 24, 1, 1, 1, (12, 12), "hswish", bn=True),
+         LayerSpec("dwconv", 24, 24, 5, 2, 24, (12, 12), "relu", bn=True)]
+
+
+def _quantized(tmp_path, activation_type: str):
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(*(layer_module(s) for s in SPECS)).eval()
+    shape = layer_input_shape(SPECS[0])
+    calibration = np.random.default_rng(0).standard_normal((16, *shape[1:])).astype(np.float32) + 0.5
+    return quantize_module(module, torch.zeros(shape), tmp_path / f"{activation_type}.onnx", calibration,
+                           QuantRecipe(activation_type=activation_type), dynamic_batch=False)
+
+
+@pytest.mark.parametrize("activation_type", ["uint8", "int8"])
+def test_qdq_convolutions_compute_in_integers_and_match_onnxruntime(tmp_path, activation_type):
+    q = _quantized(tmp_path, activation_type)
+    mod, rewritten = integer_convolutions(tvm_build.import_onnx(q.path))
+    assert rewritten == len(SPECS)
+    text = mod.script()
+    assert text.count('out_dtype="int32"') == len(SPECS) and "R.nn.pad" in text
+    report = relax_compute_ops(tvm_build.relax_text(q.path, integer=True))
+    assert report["computes_in"] == "int8" and report["integer_ops"] == len(SPECS)
+    assert relax_compute_ops(tvm_build.relax_text(q.path))["integer_ops"] == 0  # the import alone stays float
+
+    x = np.random.default_rng(1).standard_normal((6, *q.input_shape[1:])).astype(np.float32) + 0.5
+    ort = OrtFileRunner(q.path, x[:1], threads=1, spin=False)
+    tvm_int = make_runner("tvm", q, x[:1], threads=1)  # the runner of a QuantizedOnnx builds the integer path
+    step = _output_step(q.path)
+    for i in range(len(x)):
+        expected, got = ort.run(x[i:i + 1]), tvm_int.run(x[i:i + 1])
+        assert np.abs(expected).max() > 10 * step  # not a collapsed (all-zero) output
+        assert np.abs(expected - got).max() <= step * 1.001  # at most one quantization step apart
+
+
+def _output_step(path) -> float:
+    """The scale of the model's last QuantizeLinear (one step of its int8 output)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    last_q = [n for n in model.graph.node if n.op_type == "QuantizeLinear"][-1]
+    return float(inits[last_q.input[1]])
+
+
+def test_a_float_model_is_left_as_it_is(tmp_path):
+    from kernels.onnx_export import export_onnx
+
+    module = torch.nn.Sequential(*(layer_module(s) for s in SPECS)).eval()
+    path = export_onnx(module, torch.zeros(layer_input_shape(SPECS[0])), tmp_path / "f.onnx")
+    mod, rewritten = integer_convolutions(tvm_build.import_onnx(path))
+    assert rewritten == 0 and 'out_dtype="int32"' not in mod.script()
