@@ -70,8 +70,9 @@ TVM (Apache TVM 0.27, Relax ONNX frontend, observed 2026-12 on the test CNN of
   output is then not re-quantized) TVM differs from onnxruntime's optimised int8 run by 0.088
   (top-1 97%), but from onnxruntime with graph optimisations off (Q/DQ executed as written) by only
   0.019: the difference comes from onnxruntime's fused int8 kernels, not from TVM.
-- So TVM runs a QDQ file with int8 *accuracy* but float *latency*; an int8 latency on TVM would
-  need an int8 lowering (QLinearConv/ConvInteger have no converter in 0.27).
+- So the imported QDQ file has int8 *accuracy* but float *compute*. ``kernels.tvm.int8`` rewrites its
+  convolutions and matmuls to integer compute (int32 accumulation), which ``make_runner("tvm", q)``
+  builds; untuned, that build is slower than the float one (``experiments/benchmarks/tvm_int8.py``).
 """
 
 from __future__ import annotations

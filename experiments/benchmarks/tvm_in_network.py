@@ -5,9 +5,10 @@ into a fresh one), each task of the subnet is timed four ways and the suspects a
 - ``runner``: the tuning runner's own figures (the record's ``run_secs``, the default schedule's time in
   ``default_schedule_times.json``): each task alone, 3 calls in a row on the same buffers (warm caches);
 - ``runner_cold``: the same builds re-timed by the same runner with ``enable_cpu_cache_flush`` (caches flushed
-  before every call) and, alongside, without it (``runner_warm``, same process and moment);
+  before every call) and, alongside, without it (``runner_warm``, same process and moment;
+  ``kernels.tvm.diagnose.runner_times``);
 - ``network``: the task's calls timed inside the running network (``kernels.tvm.select.task_times_in_network``),
-  default build and all-records build taking turns, with ``--threads`` and with 1 thread (parallel launch cost);
+  default build and all-records build taking turns, with ``--threads`` (default 2) and with 1 thread;
 - denormals: the share of subnormal float32 values among the outputs of each call in the network.
 Prints one JSON object: per-subnet sums and, for the ``--top`` tasks by default time, every figure.
 Run it alone on the machine.
@@ -26,37 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-
-def runner_times(tasks, records, target, threads: int, flush: bool) -> dict:
-    """(task key, "default"|"record") -> mean seconds from MetaSchedule's LocalRunner (as tuning times them)."""
-    from tvm import IRModule, s_tir
-    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
-    from tvm.s_tir.meta_schedule.builder import BuilderInput, LocalBuilder
-    from tvm.s_tir.meta_schedule.runner import EvaluatorConfig, LocalRunner, RunnerInput
-
-    from kernels.tvm.schedule import schedule_legalized
-    from kernels.tvm.tune import _runner_worker_init
-
-    mods = {}
-    for task in tasks:
-        mods[(task.key, "default")] = schedule_legalized(IRModule({"main": task.mod["main"]}), target)
-        if task.key in records:
-            sch = s_tir.Schedule(task.mod)
-            records[task.key].trace.apply_to_schedule(sch, remove_postproc=False)
-            mods[(task.key, "record")] = sch.mod
-    keys = list(mods)
-    built = LocalBuilder().build([BuilderInput(mods[k], target) for k in keys])
-    runner = LocalRunner(timeout_sec=60.0, initializer=_runner_worker_init(threads),
-                         evaluator_config=EvaluatorConfig(number=3, repeat=1, min_repeat_ms=40,
-                                                          enable_cpu_cache_flush=flush))
-    out = {}
-    for key, result in zip(keys, built):
-        if result.error_msg is None:
-            run = runner.run([RunnerInput(result.artifact_path, "cpu", ArgInfo.from_entry_func(mods[key]))])[0].result()
-            if run.error_msg is None:
-                out[key] = float(np.mean([float(v) for v in run.run_secs]))
-    return out
 
 
 def subnormal_share(model, x: np.ndarray, symbols: dict) -> dict:
@@ -85,6 +55,7 @@ def diagnose(arch, space, database, db: Path, threads: int, top: int, work: Path
     from kernels.onnx_export import export_onnx
     from kernels.tvm import build as tvm_build, db as tvm_db
     from kernels.tvm.schedule import legalize
+    from kernels.tvm.diagnose import runner_times
     from kernels.tvm.select import keys_by_symbol, task_times_in_network
     from supernets import create_supernet
     from supernets.testing import enliven
@@ -100,13 +71,13 @@ def diagnose(arch, space, database, db: Path, threads: int, top: int, work: Path
     defaults = tvm_db.load_default_times(db)
     records = {t.key: r for t in tasks if (r := tvm_db.best_record(database, t, target)) is not None}
     symbols = keys_by_symbol(legalized)
+    builds = {"record": tvm_db.compile_relax(mod, target, database, only=set(records))[0],
+              "default": tvm_db.compile_relax(mod, target, None)[0]}
     network = {}
     for n in sorted({1, threads}):
-        builds = {"record": tvm_db.compile_relax(mod, target, database, only=set(records))[0],
-                  "default": tvm_db.compile_relax(mod, target, None)[0]}
         models = {k: tvm_build.TvmModel(e, threads=n) for k, e in builds.items()}
         network[n] = task_times_in_network(models, x.numpy(), symbols, rounds=20)
-    denormal = subnormal_share(models["default"], x.numpy(), symbols)
+    denormal = subnormal_share(tvm_build.TvmModel(builds["default"], threads=threads), x.numpy(), symbols)
     ranked = sorted(tasks, key=lambda t: -network[threads]["default"].get(t.key, 0.0))[:top]
     warm = runner_times(ranked, records, target, threads, flush=False)
     cold = runner_times(ranked, records, target, threads, flush=True)
@@ -142,6 +113,7 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=160)
     parser.add_argument("--subnets", type=int, default=2)
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=2, help="TVM threads (the 1-thread timing is added)")
     args = parser.parse_args()
     from kernels.tvm import db as tvm_db
     from nas.export.tuning import tune_space
@@ -156,7 +128,7 @@ def main() -> None:
                                 progress=False).to_json()["tuning"]
         database = tvm_db.open_database(db, create=False)
         rng = np.random.default_rng(1)
-        rows = [diagnose(space.with_resolution(space.sample(rng), args.resolution), space, database, db, 2, args.top,
+        rows = [diagnose(space.with_resolution(space.sample(rng), args.resolution), space, database, db, args.threads, args.top,
                          Path(tmp), seed=i) for i in range(args.subnets)]
     print(json.dumps({"space": space.name, "resolution": args.resolution, "tuning": tuning, "subnets": rows,
                       "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),

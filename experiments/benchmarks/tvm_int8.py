@@ -42,7 +42,7 @@ def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng) -> dict:
     from kernels.runners import OrtFileRunner
     from kernels.timing import measure
     from kernels.tvm import build as tvm_build
-    from kernels.tvm.int8 import integer_convolutions
+    from kernels.tvm.int8 import integer_compute
     from supernets import create_supernet
     from supernets.testing import enliven
 
@@ -54,7 +54,7 @@ def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng) -> dict:
     calibration = np.random.default_rng(i).standard_normal((16, *shape[1:])).astype(np.float32)
     q = quantize_module(module, torch.zeros(shape), work / f"q{i}.onnx", calibration, dynamic_batch=False)
     float_path = export_onnx(module, torch.zeros(shape), work / f"f{i}.onnx")
-    rewritten = integer_convolutions(tvm_build.import_onnx(q.path))[1]
+    rewritten = integer_compute(tvm_build.import_onnx(q.path))[1]
     x = np.random.default_rng(100 + i).standard_normal((8, *shape[1:])).astype(np.float32)
     models = {"tvm_int8": tvm_build.compile_onnx(q.path, threads=2, integer=True),
               "tvm_qdq_float": tvm_build.compile_onnx(q.path, threads=2),

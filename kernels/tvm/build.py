@@ -146,12 +146,12 @@ def import_onnx(path, *, input_shape=None):
 
 def import_for_build(path, *, input_shape=None, integer: bool = False):
     """:func:`import_onnx`, and with ``integer`` the QDQ convolutions rewritten to integer compute
-    (:func:`kernels.tvm.int8.integer_convolutions`; a float model is unchanged)."""
+    (:func:`kernels.tvm.int8.integer_compute`; a float model is unchanged)."""
     mod = import_onnx(path, input_shape=input_shape)
     if integer:
-        from kernels.tvm.int8 import integer_convolutions
+        from kernels.tvm.int8 import integer_compute
 
-        mod, _ = integer_convolutions(mod)
+        mod, _ = integer_compute(mod)
     return mod
 
 

@@ -1,8 +1,9 @@
 """Integer compute for QDQ int8 models in TVM (Relax, Apache TVM 0.27).
 
 The Relax ONNX frontend imports a QDQ model as written: ``conv2d(dequantize(x_q), dequantize(W_q))``, so
-the convolution runs in float32 on dequantized values. :func:`integer_convolutions` rewrites every such
-conv2d whose operands qualify into integer compute with int32 accumulation:
+the convolution runs in float32 on dequantized values. :func:`integer_compute` rewrites every such
+conv2d (and the classifier's ``matmul(dequantize(x_q), permute_dims(dequantize(W_q)))``) whose operands
+qualify into integer compute with int32 accumulation:
 
     acc = conv2d(pad(x_q, value=z_x), W_q, padding=0, out_dtype="int32") - z_x * sum(W_q[o])
     y   = float32(acc) * (s_x * s_w[o])
@@ -31,16 +32,47 @@ def _const(expr):
     return (expr.value if hasattr(expr, "value") else expr.data).numpy()
 
 
-def _pattern():
+def _patterns():
+    """``(conv pattern, matmul pattern, parts)``: both match dequantized operands, ``parts`` names them."""
     from tvm.relax.dpl import is_const, is_op, wildcard
 
     parts = {"x": wildcard(), "sx": is_const(), "zx": is_const(), "w": is_const(), "sw": is_const(), "zw": is_const()}
-    conv = is_op("relax.nn.conv2d")(is_op("relax.dequantize")(parts["x"], parts["sx"], parts["zx"]),
-                                    is_op("relax.dequantize")(parts["w"], parts["sw"], parts["zw"]))
-    return conv, parts
+    data = is_op("relax.dequantize")(parts["x"], parts["sx"], parts["zx"])
+    weight = is_op("relax.dequantize")(parts["w"], parts["sw"], parts["zw"])
+    parts["transpose"] = is_op("relax.permute_dims")(weight)
+    conv = is_op("relax.nn.conv2d")(data, weight)
+    matmul = is_op("relax.matmul")(data, parts["transpose"])
+    return conv, matmul, parts
 
 
-def _integer_conv(call, x, sx, zx, w, sw):
+def _integer_matmul(call, transpose, x, sx, zx, w, sw):
+    """``x @ W.T`` of a 2-D ``x`` and an ``(out, in)`` weight in integers, or None."""
+    from tvm import relax
+
+    axes = transpose.attrs.axes
+    if w.ndim != 2 or len(x.ty.shape) != 2 or (axes is not None and [int(a) for a in axes] != [1, 0]):
+        return None
+    if w.shape[1] > INT32_SAFE_TERMS:
+        return None
+    out_features = w.shape[0]
+    zero = int(zx.reshape(-1)[0])
+    acc = relax.op.matmul(relax.op.astype(x, "int32"), relax.const(np.ascontiguousarray(w.T).astype(np.int32)),
+                          out_dtype="int32")
+    if zero:
+        correction = (zero * w.astype(np.int64).sum(axis=1)).astype(np.int32)
+        acc = relax.op.subtract(acc, relax.const(correction.reshape(1, out_features)))
+    return _scaled(acc, sx, sw, out_features, (1, out_features))
+
+
+def _scaled(acc, sx, sw, channels: int, shape):
+    """``float32(acc) * s_x * s_w`` with ``s_w`` per output channel (or one scale), broadcast as ``shape``."""
+    from tvm import relax
+
+    scale = np.float32(sx.reshape(-1)[0]) * np.broadcast_to(sw.astype(np.float32).reshape(-1), (channels,))
+    return relax.op.multiply(relax.op.astype(acc, "float32"), relax.const(scale.astype(np.float32).reshape(shape)))
+
+
+def _integer_conv(call, transpose, x, sx, zx, w, sw):
     """The integer replacement of ``call`` (a float conv2d of dequantized operands), or None."""
     from tvm import relax
 
@@ -60,22 +92,20 @@ def _integer_conv(call, x, sx, zx, w, sw):
     if zero:
         correction = (zero * w.astype(np.int64).reshape(out_channels, -1).sum(axis=1)).astype(np.int32)
         acc = relax.op.subtract(acc, relax.const(correction.reshape(1, out_channels, 1, 1)))
-    scale = (np.float32(sx.reshape(-1)[0]) * np.broadcast_to(sw.astype(np.float32).reshape(-1), (out_channels,)))
-    return relax.op.multiply(relax.op.astype(acc, "float32"),
-                             relax.const(scale.astype(np.float32).reshape(1, out_channels, 1, 1)))
+    return _scaled(acc, sx, sw, out_channels, (1, out_channels, 1, 1))
 
 
-def integer_convolutions(mod):
-    """``(module, rewritten)``: ``mod`` with every qualifying dequantize -> conv2d in integer compute
-    (module docstring), and how many convolutions were rewritten."""
+def integer_compute(mod):
+    """``(module, rewritten)``: ``mod`` with every qualifying dequantize -> conv2d / matmul in integer compute
+    (module docstring), and how many ops were rewritten."""
     _tvm()
     from tvm import relax
     from tvm.relax.dpl import rewrite_call
 
-    pattern, parts = _pattern()
+    conv, matmul, parts = _patterns()
     count = [0]
 
-    def rewriter(expr, matches):
+    def rewriter(expr, matches, pattern, build):
         x = matches[parts["x"]]
         sx, zx, w, sw, zw = (_const(matches[parts[k]]) for k in ("sx", "zx", "w", "sw", "zw"))
         dtype = str(x.ty.dtype)
@@ -83,7 +113,8 @@ def integer_convolutions(mod):
             return expr
         if sw.size not in (1, w.shape[0]):
             return expr
-        new = _integer_conv(matches[pattern], x, sx, zx, w, sw)
+        transpose = matches[parts["transpose"]] if parts["transpose"] in matches else None
+        new = build(matches[pattern], transpose, x, sx, zx, w, sw)
         if new is None:
             return expr
         count[0] += 1
@@ -93,9 +124,11 @@ def integer_convolutions(mod):
         updated = {}
         for gvar, func in mod.functions_items():
             if isinstance(func, relax.Function):
-                updated[gvar] = rewrite_call(pattern, rewriter, func)
+                for pattern, build in ((conv, _integer_conv), (matmul, _integer_matmul)):
+                    func = rewrite_call(pattern, lambda e, m, p=pattern, b=build: rewriter(e, m, p, b), func)
+                updated[gvar] = func
         for gvar, func in updated.items():
             mod[gvar] = func
     except Exception as err:  # noqa: BLE001
-        raise KernelError(f"TVM import failed: rewriting int8 convolutions: {type(err).__name__}: {err}") from err
+        raise KernelError(f"TVM import failed: rewriting int8 convolutions and matmuls: {type(err).__name__}: {err}") from err
     return mod, count[0]

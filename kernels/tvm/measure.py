@@ -1,9 +1,11 @@
 """Latency of one module compiled by TVM for a target, measured here or on a board over TVM RPC.
 
 Contract: :func:`measure_tvm` exports ``module`` to ONNX (a temporary folder, removed after),
-imports it into Relax, compiles it for ``spec`` (:mod:`kernels.tvm.targets`) with the MetaSchedule
-records of ``database`` where they exist and the untuned default schedule elsewhere
-(:func:`kernels.tvm.db.compile_relax`; no database: every task default-scheduled) and times it:
+imports it into Relax, compiles it for ``spec`` (:mod:`kernels.tvm.targets`) and times it. With a
+``database``, on this host the build is the one ``nas export`` ships: only the records that make the whole
+network faster (:func:`kernels.tvm.select.compile_never_slower`, two or three builds); over RPC every
+record of the database is applied (the selection would have to time on the board). Without one every
+task is default-scheduled (:func:`kernels.tvm.db.compile_relax`). Then:
 - without ``rpc``: on this host, ``spec`` must be the host CPU; :func:`kernels.timing.measure`
   (``warmup`` calls, ``repeats`` samples) with ``spec.threads`` threads;
 - with ``rpc``: the library is written as a ``.so`` for the target (a cross compiler is needed for
@@ -64,15 +66,22 @@ def measure_tvm(module, example_input, spec, *, database=None, rpc: RpcEndpoint 
 
     check_protocol(warmup=warmup, repeats=repeats, threads=spec.threads)
     if not hasattr(module, "eval"):  # e.g. a kernels.quantize.QuantizedOnnx
-        raise KernelError("TVM run refused: an int8 (QDQ) model would run in float under TVM 0.27, so its latency "
-                          "would pass for an int8 one; measure int8 models with onnxruntime")
+        raise KernelError("TVM run refused: TVM's int8 (QDQ) build is untuned and slower than its float build, so "
+                          "its latency would not be a deployable int8 one; measure int8 models with onnxruntime")
     if rpc is None and not spec.is_host:
         raise KernelError(f"TVM run failed: a {spec.kind} {spec.mtriple} build cannot run on this host; "
                           "measure it on the board over RPC")
     x = example_input.detach().numpy().astype(np.float32)
     with tempfile.TemporaryDirectory(prefix="hwnas-tvm-") as tmp:
         onnx_path = export_onnx(module.eval(), example_input, Path(tmp) / "model.onnx")
-        executable, stats = compile_relax(import_onnx(onnx_path), make_target(spec), database)
+        mod, target = import_onnx(onnx_path), make_target(spec)
+        if rpc is None and database is not None:
+            from kernels.tvm.select import compile_never_slower
+
+            selection = compile_never_slower(mod, target, database, x=x, threads=spec.threads)
+            executable, stats = selection.executable, selection.stats
+        else:
+            executable, stats = compile_relax(mod, target, database)
         if rpc is not None:
             from kernels.tvm.rpc import measure_remote
 

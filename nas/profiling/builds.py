@@ -104,12 +104,14 @@ def measured_for(space: SearchSpace, model_factory, profile, **kwargs):
 
 
 def check_backend(space: SearchSpace, backend: str, where: str) -> None:
-    """``QuantizationError`` when a quantized space would be measured with TVM, which computes QDQ
-    models in float (so the figure would pass for an int8 latency it is not)."""
+    """``QuantizationError`` when a quantized space would be measured with TVM: its int8 build (integer
+    convolutions, ``kernels.tvm.int8``) is untuned and has no tuning database, so the figure would not be
+    the int8 latency a deployment gets."""
     if isinstance(space, QuantizedSpace) and backend.startswith("tvm"):
         raise QuantizedBackendError(
-            f"{where}: space {space.name!r} is measured with onnxruntime only: TVM 0.27 computes int8 (QDQ) "
-            "models in float, so its latency would not be an int8 one; use latency_ms with backend onnxruntime")
+            f"{where}: space {space.name!r} is measured with onnxruntime only: TVM's int8 (QDQ) build is untuned "
+            "and slower than its float build, so its latency would not be a deployable int8 one; use latency_ms "
+            "with backend onnxruntime")
 
 
 def layer_build(spec: LayerSpec, folder: Path) -> tuple[object, tuple[int, ...]]:

@@ -10,7 +10,7 @@ import torch
 from kernels.quantize import QuantRecipe, quantize_module
 from kernels.runners import OrtFileRunner, make_runner
 from kernels.tvm import build as tvm_build
-from kernels.tvm.int8 import integer_convolutions
+from kernels.tvm.int8 import integer_compute
 from nas.export._int8_tvm import relax_compute_ops
 from search_spaces import LayerSpec
 from supernets.layer_module import layer_input_shape, layer_module
@@ -23,9 +23,15 @@ SPECS = [LayerSpec("dwconv", 8, 8, 3, 1, 8, (12, 12), "relu", bn=True),
          LayerSpec("dwconv", 24, 24, 5, 2, 24, (12, 12), "relu", bn=True)]
 
 
+def _network():
+    """The SPECS layers, then global pooling and a linear classifier (a Gemm in ONNX)."""
+    return torch.nn.Sequential(*(layer_module(s) for s in SPECS), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(1),
+                               torch.nn.Linear(SPECS[-1].out_channels, 10)).eval()
+
+
 def _quantized(tmp_path, activation_type: str):
     torch.manual_seed(0)
-    module = torch.nn.Sequential(*(layer_module(s) for s in SPECS)).eval()
+    module = _network()
     shape = layer_input_shape(SPECS[0])
     calibration = np.random.default_rng(0).standard_normal((16, *shape[1:])).astype(np.float32) + 0.5
     return quantize_module(module, torch.zeros(shape), tmp_path / f"{activation_type}.onnx", calibration,
@@ -35,12 +41,12 @@ def _quantized(tmp_path, activation_type: str):
 @pytest.mark.parametrize("activation_type", ["uint8", "int8"])
 def test_qdq_convolutions_compute_in_integers_and_match_onnxruntime(tmp_path, activation_type):
     q = _quantized(tmp_path, activation_type)
-    mod, rewritten = integer_convolutions(tvm_build.import_onnx(q.path))
-    assert rewritten == len(SPECS)
+    mod, rewritten = integer_compute(tvm_build.import_onnx(q.path))
+    assert rewritten == len(SPECS) + 1  # the convolutions and the classifier
     text = mod.script()
-    assert text.count('out_dtype="int32"') == len(SPECS) and "R.nn.pad" in text
+    assert text.count('out_dtype="int32"') == len(SPECS) + 1 and "R.nn.pad" in text
     report = relax_compute_ops(tvm_build.relax_text(q.path, integer=True))
-    assert report["computes_in"] == "int8" and report["integer_ops"] == len(SPECS)
+    assert report["computes_in"] == "int8" and report["integer_ops"] == len(SPECS) + 1
     assert relax_compute_ops(tvm_build.relax_text(q.path))["integer_ops"] == 0  # the import alone stays float
 
     x = np.random.default_rng(1).standard_normal((6, *q.input_shape[1:])).astype(np.float32) + 0.5
@@ -67,7 +73,7 @@ def _output_step(path) -> float:
 def test_a_float_model_is_left_as_it_is(tmp_path):
     from kernels.onnx_export import export_onnx
 
-    module = torch.nn.Sequential(*(layer_module(s) for s in SPECS)).eval()
+    module = _network()
     path = export_onnx(module, torch.zeros(layer_input_shape(SPECS[0])), tmp_path / "f.onnx")
-    mod, rewritten = integer_convolutions(tvm_build.import_onnx(path))
+    mod, rewritten = integer_compute(tvm_build.import_onnx(path))
     assert rewritten == 0 and 'out_dtype="int32"' not in mod.script()
