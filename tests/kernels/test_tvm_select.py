@@ -79,12 +79,12 @@ def test_a_record_that_loses_inside_the_network_is_not_applied(model, tmp_path):
     models = {"applied": tvm_build.TvmModel(applied, threads=2), "default": tvm_build.TvmModel(default, threads=2)}
     symbols = keys_by_symbol(legalize(model["mod"], model["target"]))
     inside = task_times_in_network(models, model["x"], symbols, rounds=5)
-    assert inside["applied"][conv.key] > 2 * inside["default"][conv.key]
+    assert inside["applied"][conv.key] > 1.3 * inside["default"][conv.key]
     logs = []
     selection = compile_never_slower(model["mod"], model["target"], database, x=model["x"],
                                      threads=2, rounds=5, ab_repeats=5, log=logs.append)
     assert selection.chosen == "default" and selection.candidates == 1 and selection.kept == 0
-    assert selection.rejected[0]["record_us"] > 2 * selection.rejected[0]["default_us"]
+    assert selection.rejected[0]["record_us"] > 1.3 * selection.rejected[0]["default_us"]
     assert selection.to_dict()["records_kept"] == 0 and "0/1" in logs[0]
     out = tvm_build.TvmModel(selection.executable, threads=2).run(model["x"])
     np.testing.assert_allclose(out, model["ref"], atol=1e-4 * max(1.0, np.abs(model["ref"]).max()))
@@ -112,9 +112,9 @@ def test_the_whole_network_ab_overrules_a_kept_record(model, tmp_path):
     selection = compile_never_slower(model["mod"], model["target"], database, x=model["x"],
                                      threads=2, rounds=3, ab_repeats=7, margin=-100.0)
     assert selection.kept == 1 and selection.chosen == "default"
-    assert selection.tuned.median_s > 2 * selection.default.median_s
+    assert selection.tuned.median_s > 1.3 * selection.default.median_s
     report = selection.to_dict()
-    assert report["ratio_tuned_over_default"] > 2 and report["tuned_ms"]["repeats"] == 7
+    assert report["ratio_tuned_over_default"] > 1.3 and report["tuned_ms"]["repeats"] == 7
 
 
 @pytest.mark.tvm
