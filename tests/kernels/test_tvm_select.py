@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from kernels.onnx_export import export_onnx
 from kernels.tvm import build as tvm_build, db as tvm_db
 from kernels.tvm.schedule import legalize
 from kernels.tvm.select import compile_never_slower, keep_records, keys_by_symbol, task_times_in_network
 from search_spaces import LayerSpec
-from supernets.layer_module import layer_input_shape, layer_module
 
 SPECS = [LayerSpec("pwconv", 32, 96, 1, 1, 1, (28, 28), "relu", bn=True),
          LayerSpec("dwconv", 96, 96, 3, 1, 96, (28, 28), "relu", bn=True)]
@@ -30,17 +27,9 @@ def test_keep_records_needs_a_margin_inside_the_network():
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    work = tmp_path_factory.mktemp("select")
-    module = torch.nn.Sequential(layer_module(SPECS[0]), layer_module(SPECS[1])).eval()
-    x = torch.randn(layer_input_shape(SPECS[0]), generator=torch.Generator().manual_seed(0))
-    path = export_onnx(module, x, work / "m.onnx")
-    target = tvm_build.host_target(2)
-    mod = tvm_build.import_onnx(path)
-    tasks = tvm_db.merge_tasks(tvm_db.extract_tasks(legalize(mod, target), target))
-    with torch.no_grad():
-        reference = module(x).numpy()
-    return {"path": path, "mod": mod, "target": target, "tasks": tasks, "x": x.numpy(), "ref": reference, "work": work}
+def model(tmp_path_factory, layers_model):
+    """The SPECS layers as ONNX and Relax, their tasks, an input and the torch reference (conftest)."""
+    return layers_model(SPECS, tmp_path_factory.mktemp("select"))
 
 
 def _forge_unscheduled_record(db_dir, task, target) -> None:
@@ -58,6 +47,14 @@ def _forge_unscheduled_record(db_dir, task, target) -> None:
                                                ArgInfo.from_prim_func(task.mod["main"])))
 
 
+@pytest.fixture
+def forged(model, tmp_path):
+    """``(task, database)``: the largest task's forged slow record, alone in a fresh database."""
+    conv = max(model["tasks"], key=lambda t: t.total_flops)
+    _forge_unscheduled_record(tmp_path / "db", conv, model["target"])
+    return conv, tvm_db.open_database(tmp_path / "db")
+
+
 @pytest.mark.tvm
 @pytest.mark.slow
 def test_symbols_map_to_task_keys(model):
@@ -67,10 +64,8 @@ def test_symbols_map_to_task_keys(model):
 
 @pytest.mark.tvm
 @pytest.mark.slow
-def test_a_record_that_loses_inside_the_network_is_not_applied(model, tmp_path):
-    conv = max(model["tasks"], key=lambda t: t.total_flops)
-    _forge_unscheduled_record(tmp_path / "db", conv, model["target"])
-    database = tvm_db.open_database(tmp_path / "db")
+def test_a_record_that_loses_inside_the_network_is_not_applied(model, forged):
+    conv, database = forged
     times = {str(t.key): 1e-3 for t in model["tasks"]}  # the runner's default times: the forged 1 ns beats them
     assert set(tvm_db.useful_records(model["tasks"], database, model["target"], times)) == {conv.key}
     # the old rule (runner times only) applies it, and the network gets slower
@@ -104,11 +99,9 @@ def test_no_candidate_record_builds_the_default_untimed(model, tmp_path):
 
 @pytest.mark.tvm
 @pytest.mark.slow
-def test_the_whole_network_ab_overrules_a_kept_record(model, tmp_path):
+def test_the_whole_network_ab_overrules_a_kept_record(model, forged):
     """A margin of -100 keeps the forged record per task; the whole-network A/B must still pick the default."""
-    conv = max(model["tasks"], key=lambda t: t.total_flops)
-    _forge_unscheduled_record(tmp_path / "db", conv, model["target"])
-    database = tvm_db.open_database(tmp_path / "db")
+    _, database = forged
     selection = compile_never_slower(model["mod"], model["target"], database, x=model["x"],
                                      threads=2, rounds=3, ab_repeats=7, margin=-100.0)
     assert selection.kept == 1 and selection.chosen == "default"

@@ -6,14 +6,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from kernels.tvm import build as tvm_build, db as tvm_db, tune as tvm_tune
 from kernels.errors import KernelError
-from kernels.onnx_export import export_onnx
-from kernels.tvm.schedule import legalize
 from search_spaces import LayerSpec
-from supernets.layer_module import layer_input_shape, layer_module
 
 pytestmark = [pytest.mark.tvm, pytest.mark.slow]
 
@@ -22,17 +18,9 @@ SPECS = [LayerSpec("pwconv", 8, 16, 1, 1, 1, (8, 8), "hswish", bn=True),
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """A two-layer module as ONNX (pwconv + hswish, depthwise + relu), its tasks and a reference."""
-    work = tmp_path_factory.mktemp("tune")
-    module = torch.nn.Sequential(layer_module(SPECS[0]), layer_module(SPECS[1])).eval()
-    x = torch.randn(layer_input_shape(SPECS[0]), generator=torch.Generator().manual_seed(0))
-    path = export_onnx(module, x, work / "m.onnx")
-    target = tvm_build.host_target(2)
-    tasks = tvm_db.merge_tasks(tvm_db.extract_tasks(legalize(tvm_build.import_onnx(path), target), target))
-    with torch.no_grad():
-        reference = module(x).numpy()
-    return {"path": path, "target": target, "tasks": tasks, "x": x.numpy(), "ref": reference, "work": work}
+def model(tmp_path_factory, layers_model):
+    """The SPECS layers as ONNX and Relax, their tasks, an input and the torch reference (conftest)."""
+    return layers_model(SPECS, tmp_path_factory.mktemp("tune"))
 
 
 @pytest.fixture(scope="module")
