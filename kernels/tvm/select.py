@@ -46,8 +46,10 @@ WARMUP = 5
 @dataclass(frozen=True)
 class Selection:
     """What :func:`compile_never_slower` built and why: ``chosen`` is ``"metaschedule-db"`` or ``"default"``;
-    ``candidates`` tasks had a record, ``kept`` of them were faster inside the network; ``tuned`` and ``default`` are the whole-network timings of the A/B (None when
-    nothing was timed); ``rejected`` lists the candidates dropped, with their in-network microseconds."""
+    ``candidates`` tasks had a record, ``kept`` of them were faster inside the network; ``tuned`` and
+    ``default`` are the whole-network timings of the A/B (None when no A/B ran: no candidate, or none
+    kept); ``rejected`` lists the candidates dropped, with their in-network microseconds;
+    ``default_executable`` is the default build (``executable`` itself when the default was chosen)."""
 
     executable: object
     stats: object  # kernels.tvm.db.HitStats
