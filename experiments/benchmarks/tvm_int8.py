@@ -33,7 +33,7 @@ def _ms(timing) -> dict:
     return {"median": round(timing.median_s * 1e3, 3), "iqr": round(timing.iqr_s * 1e3, 3)}
 
 
-def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng) -> dict:
+def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng, vnni: bool) -> dict:
     import onnx
     from onnx import numpy_helper
 
@@ -55,8 +55,10 @@ def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng) -> dict:
     q = quantize_module(module, torch.zeros(shape), work / f"q{i}.onnx", calibration, dynamic_batch=False)
     float_path = export_onnx(module, torch.zeros(shape), work / f"f{i}.onnx")
     rewritten = integer_compute(tvm_build.import_onnx(q.path))[1]
+    on_vnni = tvm_build.relax_text(q.path, integer=True, vnni=True).count("R.call_tir(cls.vnni_pointwise")
     x = np.random.default_rng(100 + i).standard_normal((8, *shape[1:])).astype(np.float32)
-    models = {"tvm_int8": tvm_build.compile_onnx(q.path, threads=2, integer=True),
+    models = {"tvm_int8": tvm_build.compile_onnx(q.path, threads=2, integer=True, vnni=vnni),
+              "tvm_int8_plain": tvm_build.compile_onnx(q.path, threads=2, integer=True, vnni=False),
               "tvm_qdq_float": tvm_build.compile_onnx(q.path, threads=2),
               "tvm_float": tvm_build.compile_onnx(float_path, threads=2)}
     ort = OrtFileRunner(q.path, x[:1], threads=2, spin=False)
@@ -72,6 +74,7 @@ def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng) -> dict:
     t = measure(fns, warmup=5, repeats=repeats, threads=2)
     convs = sum(1 for n in graph.node if n.op_type == "Conv")
     return {"arch_id": arch.arch_id, "r": r, "convs": convs, "convs_in_integer_compute": rewritten,
+            "pointwise_convs_on_vnni": on_vnni if vnni else 0,
             **{f"{k}_ms": _ms(v) for k, v in t.items()},
             "parity_vs_ort_int8": {"max_abs_diff": float(np.abs(reference - got).max()), "output_step": step,
                                    "max_diff_in_steps": round(float(np.abs(reference - got).max()) / step, 2),
@@ -80,6 +83,7 @@ def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng) -> dict:
                                    "tvm_qdq_float_max_diff_in_steps": round(float(np.abs(reference - got_float_qdq).max()) / step, 2)},
             "ratio_tvm_int8_over_ort_int8": round(t["tvm_int8"].median_s / t["ort_int8"].median_s, 3),
             "ratio_tvm_int8_over_tvm_float": round(t["tvm_int8"].median_s / t["tvm_float"].median_s, 3),
+            "ratio_tvm_int8_over_tvm_int8_plain": round(t["tvm_int8"].median_s / t["tvm_int8_plain"].median_s, 3),
             "ratio_tvm_int8_over_tvm_qdq_float": round(t["tvm_int8"].median_s / t["tvm_qdq_float"].median_s, 3)}
 
 
@@ -89,17 +93,25 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=160)
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
+    from kernels.quantize import cpu_isa
+    from kernels.tvm.build import host_target
+    from kernels.tvm.vnni import has_vnni
     from search_spaces import get_space
 
     space = get_space("ofa_mbv3")
+    vnni = has_vnni(host_target(1))
     rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory(prefix="hwnas-tvm-int8-") as tmp:
-        rows = [bench_subnet(space, i, args.resolution, args.repeats, Path(tmp), rng) for i in range(args.subnets)]
+        rows = [bench_subnet(space, i, args.resolution, args.repeats, Path(tmp), rng, vnni) for i in range(args.subnets)]
     print(json.dumps({"subnets": rows,
                       "median_ratio_tvm_int8_over_ort_int8": statistics.median(r["ratio_tvm_int8_over_ort_int8"] for r in rows),
                       "median_ratio_tvm_int8_over_tvm_float": statistics.median(r["ratio_tvm_int8_over_tvm_float"] for r in rows),
-                      "schedule": "untuned default schedule (kernels.tvm.schedule) for every TVM build; threads 2",
-                      "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                      "median_ratio_tvm_int8_over_tvm_int8_plain": statistics.median(
+                          r["ratio_tvm_int8_over_tvm_int8_plain"] for r in rows),
+                      "schedule": ("untuned default schedule (kernels.tvm.schedule) for every TVM build; tvm_int8: "
+                                   "pointwise convs on AVX-512 VNNI (kernels.tvm.vnni) when the host has it, "
+                                   "tvm_int8_plain: the same integer compute without; threads 2"),
+                      "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu_isa": cpu_isa(),
                                   "python": platform.python_version()}}, indent=2))
 
 

@@ -247,11 +247,12 @@ class TvmModel:
         return out.numpy()
 
 
-def compile_onnx(path, *, threads: int, schedule: bool = True, input_shape=None, integer: bool = False) -> TvmModel:
+def compile_onnx(path, *, threads: int, schedule: bool = True, input_shape=None, integer: bool = False,
+                 vnni: bool | None = None) -> TvmModel:
     """Import (``integer``: QDQ convolutions in integer compute, :func:`import_for_build`), schedule
-    (``default_schedule``, or plain ``legalize`` when not ``schedule``), build and load the ONNX model at
-    ``path`` for this CPU."""
+    (``default_schedule``, its int8 pointwise convs on VNNI per ``vnni``; or plain ``legalize`` when not
+    ``schedule``), build and load the ONNX model at ``path`` for this CPU."""
     target = host_target(threads)
     mod = import_for_build(path, input_shape=input_shape, integer=integer)
-    mod = default_schedule(mod, target) if schedule else legalize(mod, target)
+    mod = default_schedule(mod, target, vnni=vnni) if schedule else legalize(mod, target)
     return TvmModel(build(mod, target), threads=threads)

@@ -37,28 +37,32 @@ def legalize(mod, target):
         raise KernelError(f"TVM schedule failed: legalising to TIR: {type(err).__name__}: {err}") from err
 
 
-def default_schedule(mod, target):
+def default_schedule(mod, target, *, vnni: bool | None = None):
     """``legalize(mod)`` with every PrimFunc scheduled by the simple CPU rules (module docstring)."""
-    return schedule_legalized(legalize(mod, target), target)
+    return schedule_legalized(legalize(mod, target), target, vnni=vnni)
 
 
-def schedule_legalized(mod, target):
+def schedule_legalized(mod, target, *, vnni: bool | None = None):
     """Every PrimFunc of an already legalised ``mod`` scheduled by the simple CPU rules, except those
-    marked ``tirx.is_scheduled`` (e.g. applied from a MetaSchedule database), which stay as they are."""
+    marked ``tirx.is_scheduled`` (e.g. applied from a MetaSchedule database), which stay as they are.
+    ``vnni``: int8 pointwise convs on AVX-512 VNNI (:mod:`kernels.tvm.vnni`); None: when ``target`` has it."""
     _tvm()
     from tvm import tirx
     from tvm.target.codegen import llvm_get_vector_width
+
+    from kernels.tvm.vnni import has_vnni
 
     try:
         lanes = max(int(llvm_get_vector_width(target)) // 32, 4)
     except Exception:  # noqa: BLE001 - a target LLVM cannot describe
         lanes = 4
     cores = int(target.attrs.get("num-cores", 0) or 0) or os.cpu_count() or 1
+    vnni = has_vnni(target) if vnni is None else vnni
     try:
         updated = {}
         for gvar, func in mod.functions_items():
             if isinstance(func, tirx.PrimFunc) and not _is_scheduled(func):
-                updated[gvar] = _schedule_func(func, lanes, cores)
+                updated[gvar] = _schedule_func(func, lanes, cores, vnni)
         for gvar, func in updated.items():
             mod[gvar] = func
         return mod
@@ -88,7 +92,7 @@ def _ok(step, *args, **kwargs) -> bool:
         return False
 
 
-def _schedule_func(func, lanes: int, cores: int):
+def _schedule_func(func, lanes: int, cores: int, vnni: bool = False):
     """``func`` scheduled by the rules; ``func`` itself when they cannot even start on it."""
     from tvm import s_tir
 
@@ -99,6 +103,8 @@ def _schedule_func(func, lanes: int, cores: int):
     except Exception:  # noqa: BLE001 - not a block-form PrimFunc: leave it
         return func
     done = set()
+    if vnni:
+        sch, root, done = _vnni_pointwise(sch, root, lanes, cores)
     for block in list(sch.get_child_blocks(root)):
         name = sch.get(block).name_hint
         if name in done:
@@ -109,6 +115,28 @@ def _schedule_func(func, lanes: int, cores: int):
             pass
         done.add(name)
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+
+
+def _vnni_pointwise(sch, root, lanes: int, cores: int):
+    """``(schedule, root, names of the blocks done)``: each qualifying pointwise int8 conv scheduled for
+    VNNI (:func:`kernels.tvm.vnni.schedule_pointwise`) on a fresh schedule of the function so far, kept
+    only when every step applied (``Schedule.copy`` fails on some functions in 0.27)."""
+    from tvm import s_tir
+
+    from kernels.tvm.vnni import schedule_pointwise
+
+    done: set = set()
+    for name in [sch.get(b).name_hint for b in sch.get_child_blocks(root)]:
+        trial = s_tir.Schedule(sch.mod["main"], error_render_level="none")
+        before = {trial.get(b).name_hint for b in trial.get_child_blocks(trial.get_sblock("root"))}
+        try:
+            names = schedule_pointwise(trial, trial.get_sblock(name), cores, lanes)
+        except Exception:  # noqa: BLE001 - TVM refused a step: keep the simple rules for this block
+            names = None
+        if names:
+            sch, root = trial, trial.get_sblock("root")
+            done |= names | ({sch.get(b).name_hint for b in sch.get_child_blocks(root)} - before)
+    return sch, root, done
 
 
 def _inline_injective(sch, root) -> None:

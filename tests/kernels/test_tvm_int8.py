@@ -11,6 +11,8 @@ from kernels.quantize import QuantRecipe, quantize_module
 from kernels.runners import OrtFileRunner, make_runner
 from kernels.tvm import build as tvm_build
 from kernels.tvm.int8 import integer_compute
+from kernels.tvm.schedule import default_schedule
+from kernels.tvm.vnni import has_vnni
 from nas.export._int8_tvm import relax_compute_ops
 from search_spaces import LayerSpec
 from supernets.layer_module import layer_input_shape, layer_module
@@ -38,8 +40,14 @@ def _quantized(tmp_path, activation_type: str):
                            QuantRecipe(activation_type=activation_type), dynamic_batch=False)
 
 
+HOST_VNNI = has_vnni(tvm_build.host_target(1))
+VNNI = "llvm.x86.avx512.vpdpbusd.512"
+
+
+@pytest.mark.parametrize("vnni", [pytest.param(True, marks=pytest.mark.skipif(not HOST_VNNI, reason="no AVX-512 VNNI")),
+                                  False], ids=["vnni", "plain"])
 @pytest.mark.parametrize("activation_type", ["uint8", "int8"])
-def test_qdq_convolutions_compute_in_integers_and_match_onnxruntime(tmp_path, activation_type):
+def test_qdq_convolutions_compute_in_integers_and_match_onnxruntime(tmp_path, activation_type, vnni):
     q = _quantized(tmp_path, activation_type)
     mod, rewritten = integer_compute(tvm_build.import_onnx(q.path))
     assert rewritten == len(SPECS) + 1  # the convolutions and the classifier
@@ -49,9 +57,18 @@ def test_qdq_convolutions_compute_in_integers_and_match_onnxruntime(tmp_path, ac
     assert report["computes_in"] == "int8" and report["integer_ops"] == len(SPECS) + 1
     assert relax_compute_ops(tvm_build.relax_text(q.path))["integer_ops"] == 0  # the import alone stays float
 
+    from tvm import tirx
+
+    scheduled = default_schedule(integer_compute(tvm_build.import_onnx(q.path))[0], tvm_build.host_target(1), vnni=vnni)
+    on_vnni = sum(VNNI in func.script() for _, func in scheduled.functions_items() if isinstance(func, tirx.PrimFunc))
+    assert on_vnni == int(vnni and activation_type == "uint8")  # the pointwise conv (vpdpbusd takes uint8 data)
+
     x = np.random.default_rng(1).standard_normal((6, *q.input_shape[1:])).astype(np.float32) + 0.5
     ort = OrtFileRunner(q.path, x[:1], threads=1, spin=False)
-    tvm_int = make_runner("tvm", q, x[:1], threads=1)  # the runner of a QuantizedOnnx builds the integer path
+    if vnni == HOST_VNNI:
+        tvm_int = make_runner("tvm", q, x[:1], threads=1)  # the runner of a QuantizedOnnx builds the integer path
+    else:
+        tvm_int = tvm_build.compile_onnx(q.path, threads=1, input_shape=q.input_shape, integer=True, vnni=vnni)
     step = _output_step(q.path)
     for i in range(len(x)):
         expected, got = ort.run(x[i:i + 1]), tvm_int.run(x[i:i + 1])
