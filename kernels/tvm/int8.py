@@ -16,6 +16,8 @@ Qualifying operands: ``x_q`` (u)int8 with a per-tensor constant scale and zero p
 constant with zero points all 0 (onnxruntime's symmetric weights) and a per-tensor or per-output-channel
 constant scale; NCHW/OIHW layouts, any stride, dilation and groups. Anything else (a float-kept
 conv, an asymmetric weight) stays as imported. Every rewritten module has the same inputs and outputs.
+The rewrite is target-independent; on a CPU with AVX-512 VNNI the default schedule then runs the
+pointwise ones (uint8 data) on ``vpdpbusd`` (:mod:`kernels.tvm.vnni`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,10 @@
 ``legalize`` lowers Relax ops to fused, unscheduled TIR; ``default_schedule`` then schedules every
 PrimFunc: injective producers inlined where legal, the innermost spatial loop vectorised, an
 output-channel register tile unrolled next to it for reductions, and the outer spatial loops
-fused into parallel chunks. Every step that TVM refuses is skipped, never fatal.
+fused into parallel chunks. Every step that TVM refuses is skipped, never fatal. On a target with
+AVX-512 VNNI, an int8 pointwise conv (uint8 data, int8 weights, int32 sums: ``kernels.tvm.int8``'s
+output) is first offered to :func:`kernels.tvm.vnni.schedule_pointwise`, on a fresh schedule of the
+function, and keeps the simple rules wherever that rule does not apply all the way.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ import numpy as np
 from kernels.errors import KernelError
 from kernels.tvm._common import _tvm
 
+VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
 INTRIN = "hwnas_vpdpbusd_16px_x4"  # C[16] += A[16 pixels, 4 u8] . B[4 s8] broadcast
 LANES = 16  # int32 lanes of one zmm register
 GROUP = 4  # bytes summed into one lane
@@ -45,6 +46,14 @@ def has_vnni(target) -> bool:
         return str(target.kind.name) == "llvm" and bool(codegen.target_has_features("avx512vnni", target))
     except Exception:  # noqa: BLE001
         return False
+
+
+def vnni_functions(mod) -> int:
+    """How many PrimFuncs of a scheduled ``mod`` call ``vpdpbusd`` (pointwise convs on VNNI)."""
+    _tvm()
+    from tvm import tirx
+
+    return sum(VPDPBUSD in func.script() for _, func in mod.functions_items() if isinstance(func, tirx.PrimFunc))
 
 
 def _register_intrinsic() -> None:
@@ -75,7 +84,7 @@ def _register_intrinsic() -> None:
             weights = T.reinterpret(T.broadcast(T.reinterpret(b.vload([0, 0, 0], "int8x4"), dtype="int32"), LANES),
                                     dtype="int8x64")
             c[T.ramp(T.int32(0), 1, LANES)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"), c.vload([0], "int32x16"), data, weights,
+                T.llvm_lookup_intrinsic_id(VPDPBUSD), c.vload([0], "int32x16"), data, weights,
                 dtype="int32x16")
 
     TensorIntrin.register(INTRIN, desc, impl, override=True)

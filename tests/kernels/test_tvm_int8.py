@@ -12,7 +12,7 @@ from kernels.runners import OrtFileRunner, make_runner
 from kernels.tvm import build as tvm_build
 from kernels.tvm.int8 import integer_compute
 from kernels.tvm.schedule import default_schedule
-from kernels.tvm.vnni import has_vnni
+from kernels.tvm.vnni import has_vnni, vnni_functions
 from nas.export._int8_tvm import relax_compute_ops
 from search_spaces import LayerSpec
 from supernets.layer_module import layer_input_shape, layer_module
@@ -41,7 +41,6 @@ def _quantized(tmp_path, activation_type: str):
 
 
 HOST_VNNI = has_vnni(tvm_build.host_target(1))
-VNNI = "llvm.x86.avx512.vpdpbusd.512"
 
 
 @pytest.mark.parametrize("vnni", [pytest.param(True, marks=pytest.mark.skipif(not HOST_VNNI, reason="no AVX-512 VNNI")),
@@ -57,11 +56,8 @@ def test_qdq_convolutions_compute_in_integers_and_match_onnxruntime(tmp_path, ac
     assert report["computes_in"] == "int8" and report["integer_ops"] == len(SPECS) + 1
     assert relax_compute_ops(tvm_build.relax_text(q.path))["integer_ops"] == 0  # the import alone stays float
 
-    from tvm import tirx
-
     scheduled = default_schedule(integer_compute(tvm_build.import_onnx(q.path))[0], tvm_build.host_target(1), vnni=vnni)
-    on_vnni = sum(VNNI in func.script() for _, func in scheduled.functions_items() if isinstance(func, tirx.PrimFunc))
-    assert on_vnni == int(vnni and activation_type == "uint8")  # the pointwise conv (vpdpbusd takes uint8 data)
+    assert vnni_functions(scheduled) == int(vnni and activation_type == "uint8")  # the pointwise conv (vpdpbusd takes uint8 data)
 
     x = np.random.default_rng(1).standard_normal((6, *q.input_shape[1:])).astype(np.float32) + 0.5
     ort = OrtFileRunner(q.path, x[:1], threads=1, spin=False)

@@ -9,10 +9,9 @@ import pytest
 
 from kernels.tvm import build as tvm_build
 from kernels.tvm.schedule import default_schedule
-from kernels.tvm.vnni import has_vnni, pixel_vectors
+from kernels.tvm.vnni import has_vnni, pixel_vectors, vnni_functions
 
 pytestmark = [pytest.mark.tvm]
-VNNI = "llvm.x86.avx512.vpdpbusd.512"
 needs_vnni = pytest.mark.skipif(not has_vnni(tvm_build.host_target(1)), reason="this CPU has no AVX-512 VNNI")
 
 
@@ -37,11 +36,10 @@ def _conv_module(channels, out_channels, height, width, kernel=1, groups=1, seed
 
 def _run(mod, x, *, vnni: bool, threads: int = 2):
     import tvm
-    from tvm import tirx
 
     target = tvm_build.host_target(threads)
     scheduled = default_schedule(mod, target, vnni=vnni)
-    uses = sum(VNNI in func.script() for _, func in scheduled.functions_items() if isinstance(func, tirx.PrimFunc))
+    uses = vnni_functions(scheduled)
     model = tvm_build.TvmModel(tvm_build.build(scheduled, target), threads=threads)
     out = model.invoke(tvm.runtime.tensor(x, model.device))
     return out.numpy(), uses
