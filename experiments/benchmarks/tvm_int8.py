@@ -44,7 +44,7 @@ def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng, vnni: boo
     from kernels.tvm import build as tvm_build
     from kernels.tvm.int8 import integer_compute
     from kernels.tvm.schedule import default_schedule
-    from kernels.tvm.vnni import vnni_functions
+    from kernels.tvm.pointwise import vnni_functions
     from supernets import create_supernet
     from supernets.testing import enliven
 
@@ -98,7 +98,7 @@ def main() -> None:
     args = parser.parse_args()
     from kernels.quantize import cpu_isa
     from kernels.tvm.build import host_target
-    from kernels.tvm.vnni import has_vnni
+    from kernels.tvm.pointwise import has_vnni
     from search_spaces import get_space
 
     space = get_space("ofa_mbv3")
@@ -112,7 +112,7 @@ def main() -> None:
                       "median_ratio_tvm_int8_over_tvm_int8_plain": statistics.median(
                           r["ratio_tvm_int8_over_tvm_int8_plain"] for r in rows),
                       "schedule": ("untuned default schedule (kernels.tvm.schedule) for every TVM build; tvm_int8: "
-                                   "pointwise convs on AVX-512 VNNI (kernels.tvm.vnni) when the host has it, "
+                                   "pointwise convs on AVX-512 VNNI (kernels.tvm.pointwise) when the host has it, "
                                    "tvm_int8_plain: the same integer compute without; threads 2"),
                       "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu_isa": cpu_isa(),
                                   "python": platform.python_version()}}, indent=2))

@@ -27,7 +27,7 @@ Each step is tried on its own and skipped when TVM refuses it, so a rule that do
 never fails the build; a PrimFunc the rules cannot handle keeps its legalised loops.
 5. Before 2-4, on a CPU with AVX-512 VNNI (``vnni=None`` decides by the target; ``vnni=False``
    turns it off): an int8 pointwise conv of an ``integer=True`` build runs on ``vpdpbusd``
-   (:mod:`kernels.tvm.vnni`), its epilogue per register tile; the rule applies all the way or not at all.
+   (:mod:`kernels.tvm.pointwise`), its epilogue per register tile; the rule applies all the way or not at all.
 :func:`schedule_summary` counts the parallel and vectorised loops.
 
 Threads (checked in the 0.27 sources, ``src/runtime/thread_pool.cc``, ``threading_backend.cc``):

@@ -17,7 +17,7 @@ constant with zero points all 0 (onnxruntime's symmetric weights) and a per-tens
 constant scale; NCHW/OIHW layouts, any stride, dilation and groups. Anything else (a float-kept
 conv, an asymmetric weight) stays as imported. Every rewritten module has the same inputs and outputs.
 The rewrite is target-independent; on a CPU with AVX-512 VNNI the default schedule then runs the
-pointwise ones (uint8 data) on ``vpdpbusd`` (:mod:`kernels.tvm.vnni`).
+pointwise ones (uint8 data) on ``vpdpbusd`` (:mod:`kernels.tvm.pointwise`).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ PrimFunc: injective producers inlined where legal, the innermost spatial loop ve
 output-channel register tile unrolled next to it for reductions, and the outer spatial loops
 fused into parallel chunks. Every step that TVM refuses is skipped, never fatal. On a target with
 AVX-512 VNNI, an int8 pointwise conv (uint8 data, int8 weights, int32 sums: ``kernels.tvm.int8``'s
-output) is first offered to :func:`kernels.tvm.vnni.schedule_pointwise`, on a fresh schedule of the
-function, and keeps the simple rules wherever that rule does not apply all the way.
+output) is first offered to :func:`kernels.tvm.pointwise.schedule_pointwise`, on a fresh schedule of
+the function, and keeps the simple rules wherever that rule does not apply all the way.
 """
 
 from __future__ import annotations
@@ -48,12 +48,13 @@ def default_schedule(mod, target, *, vnni: bool | None = None):
 def schedule_legalized(mod, target, *, vnni: bool | None = None):
     """Every PrimFunc of an already legalised ``mod`` scheduled by the simple CPU rules, except those
     marked ``tirx.is_scheduled`` (e.g. applied from a MetaSchedule database), which stay as they are.
-    ``vnni``: int8 pointwise convs on AVX-512 VNNI (:mod:`kernels.tvm.vnni`); None: when ``target`` has it."""
+    ``vnni``: int8 pointwise convs on AVX-512 VNNI (:mod:`kernels.tvm.pointwise`); None: when
+    ``target`` has it."""
     _tvm()
     from tvm import tirx
     from tvm.target.codegen import llvm_get_vector_width
 
-    from kernels.tvm.vnni import has_vnni
+    from kernels.tvm.pointwise import has_vnni
 
     try:
         lanes = max(int(llvm_get_vector_width(target)) // 32, 4)
@@ -121,19 +122,19 @@ def _schedule_func(func, lanes: int, cores: int, vnni: bool = False):
 
 
 def _vnni_pointwise(sch, root, lanes: int, cores: int):
-    """``(schedule, root, names of the blocks done)``: each qualifying pointwise int8 conv scheduled for
-    VNNI (:func:`kernels.tvm.vnni.schedule_pointwise`) on a fresh schedule of the function so far, kept
+    """``(schedule, root, names of the blocks done)``: each qualifying int8 pointwise conv scheduled by
+    :func:`kernels.tvm.pointwise.schedule_pointwise` on a fresh schedule of the function so far, kept
     only when every step applied (``Schedule.copy`` fails on some functions in 0.27)."""
     from tvm import s_tir
 
-    from kernels.tvm.vnni import schedule_pointwise
+    from kernels.tvm.pointwise import qualifies, schedule_pointwise
 
     done: set = set()
-    for name in [sch.get(b).name_hint for b in sch.get_child_blocks(root)]:
+    for name in [sch.get(b).name_hint for b in sch.get_child_blocks(root) if qualifies(sch, b)]:
         trial = s_tir.Schedule(sch.mod["main"], error_render_level="none")
         before = {trial.get(b).name_hint for b in trial.get_child_blocks(trial.get_sblock("root"))}
         try:
-            names = schedule_pointwise(trial, trial.get_sblock(name), cores, lanes)
+            names = schedule_pointwise(trial, trial.get_sblock(name), cores=cores, lanes=lanes)
         except Exception:  # noqa: BLE001 - TVM refused a step: keep the simple rules for this block
             names = None
         if names:

@@ -1,4 +1,4 @@
-"""The VNNI schedule rule for int8 pointwise convolutions (kernels.tvm.vnni): real TVM builds on this CPU,
+"""The VNNI schedule rule for int8 pointwise convolutions (kernels.tvm.pointwise): real TVM builds on this CPU,
 exact integer results against numpy, padding of maps and channels that do not fill a vector, and the
 blocks it must leave to the simple rules."""
 
@@ -9,7 +9,7 @@ import pytest
 
 from kernels.tvm import build as tvm_build
 from kernels.tvm.schedule import default_schedule
-from kernels.tvm.vnni import has_vnni, pixel_vectors, vnni_functions
+from kernels.tvm.pointwise import has_vnni, pixel_vectors, vnni_functions
 
 pytestmark = [pytest.mark.tvm]
 needs_vnni = pytest.mark.skipif(not has_vnni(tvm_build.host_target(1)), reason="this CPU has no AVX-512 VNNI")

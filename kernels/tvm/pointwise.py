@@ -1,24 +1,31 @@
-"""Pointwise (1x1) int8 convolutions on AVX-512 VNNI (``vpdpbusd``): a schedule rule (Apache TVM 0.27).
+"""int8 pointwise (1x1) convolutions on AVX-512 VNNI (``vpdpbusd``): a schedule rule (Apache TVM 0.27).
 
 Contract: :func:`schedule_pointwise` takes a legalised PrimFunc's ``conv2d_nchw`` block that is a 1x1,
-stride-1, batch-1 convolution of uint8 data with int8 weights accumulated in int32 (what
-``kernels.tvm.int8`` makes of a QDQ pointwise conv) and schedules it so that one ``vpdpbusd`` adds 16
-pixels x 4 input channels of one output channel, exactly (integer sums, same value as the plain loops).
-It returns the names of the blocks it scheduled, or None when the block does not qualify or TVM refuses
-a step (then the caller schedules a fresh copy by its simple rules: nothing is left half-done).
+stride-1, batch-1 convolution of uint8 data with int8 weights summed in int32 (``kernels.tvm.int8``'s
+pointwise convs) on a map of >= 16 pixels, with one epilogue block after it, and schedules it so that
+one ``vpdpbusd`` adds 16 pixels x 4 input channels of one output channel, exactly (integer sums: the
+same values as the simple rules). It returns the names of the blocks it scheduled, or None when the
+block does not qualify or TVM refuses a step (the caller then schedules a fresh copy by its simple
+rules: nothing is left half-done). Only for targets with AVX-512 VNNI (:func:`has_vnni`).
 
-How: the data are copied once into a packed buffer ``(1, C/4, H*W, 4)`` (four consecutive input channels
-of one pixel form one 32-bit lane), the accumulator is laid out ``(1, O, H*W)`` and the conv's
-epilogue (zero-point correction, scale, bias, requantize: inlined into one block) is re-indexed over
-pixels too and computed per register tile, while the accumulators are still in cache. A tile is
-``OUT_TILE`` output channels x ``pixel_vectors`` vectors of 16 pixels; the tiles run in parallel.
-One output channel's 4 weights are broadcast to all lanes, so the weights stay OIHW as imported.
-Applies when ``H*W`` is a multiple of 16 and ``C`` of 4 (the other maps keep the simple rules).
+How: the pixels are flattened (``p = h*W + w``), so a vector always holds 16 pixels whatever the
+width. The data are copied once into a packed buffer ``(1, C/4, P, 4)`` (four consecutive input
+channels of one pixel form one 32-bit lane); one output channel's 4 weights are broadcast to all
+lanes, so the weights stay OIHW as imported. The accumulator is laid out ``(1, O, P)``; a map or a
+channel count that does not fill whole vectors is padded with zeros (which add nothing). The epilogue
+(zero-point correction, scale, bias, requantize: inlined into one block) is re-indexed over pixels and
+computed per register tile of ``OUT_TILE`` output channels x :func:`pixel_vectors` vectors, while the
+sums are in cache. The tiles run in parallel.
+
+The same rule for float32 (flattened pixels, FMA instead of ``vpdpbusd``) was tried and dropped: in
+the running network 20x20 maps got 2x faster, 10x10 and 5x5 10-25%, but 40x40 and 80x80 maps
+1.6-1.9x slower, and limited to maps of <= 1024 pixels whose width is not a multiple of 16 the whole
+ofa_mbv3 network came out at 0.93-1.02x (160 px) and 0.99-1.06x (224 px) of the simple rules.
 
 TVM 0.27 ships a VNNI intrinsic (``s_tir.tensor_intrin.x86.dot_16x4_vnni``) but it calls
 ``llvm.x86.avx512.vpdpbusd.512`` with ``<16 x i32>`` operands, which its LLVM rejects (the intrinsic
 takes ``<64 x i8>`` since LLVM 20): module verification fails. Ours passes bytes, and broadcasts the
-weights instead of the data. Only targets with AVX-512 VNNI use it (:func:`has_vnni`).
+weights instead of the data.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ INTRIN = "hwnas_vpdpbusd_16px_x4"  # C[16] += A[16 pixels, 4 u8] . B[4 s8] broad
 LANES = 16  # int32 lanes of one zmm register
 GROUP = 4  # bytes summed into one lane
 OUT_TILE = 4  # output channels per register tile (each reuses a data vector)
-MIN_PIXELS = LANES  # below one vector (1x1 maps: SE and head convs) the plain integer conv is used
+DTYPES = ("uint8", "int8", "int32")  # data, weights, sums
 _registered: list[bool] = []
 
 
@@ -104,7 +111,7 @@ def _shapes(sch, block):
     if not stmt.name_hint.startswith("conv2d_nchw") or len(stmt.reads) != 2 or len(stmt.writes) != 1:
         return None
     data, weight, out = stmt.reads[0].source, stmt.reads[1].source, stmt.writes[0].source
-    if (str(data.dtype), str(weight.dtype), str(out.dtype)) != ("uint8", "int8", "int32"):
+    if (str(data.dtype), str(weight.dtype), str(out.dtype)) != DTYPES:
         return None
     try:
         n, channels, height, width = (int(d) for d in data.shape)
@@ -124,22 +131,25 @@ def _shapes(sch, block):
     return out_channels, channels, height, width
 
 
-def schedule_pointwise(sch, block, cores: int, lanes: int):
-    """Schedule a qualifying pointwise conv block (module docstring) in ``sch``: the names of the blocks
-    scheduled, or None (``sch`` may then be half-changed: pass a copy)."""
-    from tvm.tirx import IndexMap  # noqa: F401 - the lambdas below become IndexMaps
+def qualifies(sch, block) -> bool:
+    """Whether ``block`` of ``sch`` is a pointwise conv :func:`schedule_pointwise` takes (read only)."""
+    return _shapes(sch, block) is not None and len(sch.get_consumers(block)) == 1
 
+
+def schedule_pointwise(sch, block, *, cores: int, lanes: int):
+    """Schedule a qualifying pointwise conv block (module docstring) in ``sch``, its epilogue ``lanes``
+    float32 lanes wide: the names of the blocks scheduled, or None (``sch`` may then be half-changed:
+    pass a copy)."""
     shapes = _shapes(sch, block)
-    if shapes is None:
-        return None
     consumers = sch.get_consumers(block)
-    if len(consumers) != 1:
+    if shapes is None or len(consumers) != 1:
         return None
     _register_intrinsic()
     out_channels, channels, height, width = shapes
     pixels = height * width
     vectors = pixel_vectors(pixels)
     epilogue = consumers[0]
+    padded = bool(pixels % (LANES * vectors) or channels % GROUP)
     packing = sch.cache_read(block, 0, "global")
     names = {sch.get(b).name_hint for b in (block, epilogue, packing)}
     # pixels flattened: the accumulator, the epilogue and the conv iterate (n, o, p)
@@ -147,7 +157,7 @@ def schedule_pointwise(sch, block, cores: int, lanes: int):
     sch.transform_layout(block, ("write", 0), lambda n, o, h, w: (n, o, h * width + w))
     sch.transform_block_layout(epilogue, lambda n, o, h, w: (n, o, h * width + w))
     sch.transform_block_layout(block, lambda n, o, h, w, c, kh, kw: (n, o, h * width + w, c, kh, kw))
-    if pixels % (LANES * vectors) or channels % GROUP:
+    if padded:
         sch.pad_einsum(block, [1, 1, LANES * vectors, GROUP, 1, 1])  # zero data and weights add nothing
         names |= {sch.get(b).name_hint for b in sch.get_producers(block) + sch.get_consumers(block)}
         sch.compute_inline(packing)  # the padding copy reads the input itself
