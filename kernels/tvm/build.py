@@ -212,6 +212,8 @@ def _first_line(err: BaseException) -> str:
 class TvmModel:
     """A built executable on ``relax.VirtualMachine`` on ``tvm.cpu()``, run with ``threads`` threads."""
 
+    vnni_functions: int | None = None  # set by compile_onnx for an integer build
+
     def __init__(self, executable, *, threads: int) -> None:
         self.threads = _check_threads(threads)
         tvm = _tvm()
@@ -254,8 +256,14 @@ def compile_onnx(path, *, threads: int, schedule: bool = True, input_shape=None,
                  vnni: bool | None = None) -> TvmModel:
     """Import (``integer``: QDQ convolutions in integer compute, :func:`import_for_build`), schedule
     (``default_schedule``, its int8 pointwise convs on VNNI per ``vnni``; or plain ``legalize`` when not
-    ``schedule``), build and load the ONNX model at ``path`` for this CPU."""
+    ``schedule``), build and load the ONNX model at ``path`` for this CPU. An ``integer`` build's model
+    says in ``vnni_functions`` how many of its PrimFuncs run on ``vpdpbusd``."""
     target = host_target(threads)
     mod = import_for_build(path, input_shape=input_shape, integer=integer)
     mod = default_schedule(mod, target, vnni=vnni) if schedule else legalize(mod, target)
-    return TvmModel(build(mod, target), threads=threads)
+    model = TvmModel(build(mod, target), threads=threads)
+    if integer:
+        from kernels.tvm.pointwise import vnni_functions
+
+        model.vnni_functions = vnni_functions(mod)
+    return model

@@ -34,6 +34,8 @@ TVM_PARITY_BATCH = 16
 INT8_PARITY_RTOL = 0.25
 MIN_AGREEMENT = 0.9
 TVM_PARITY_SEED = 2
+SCHEDULE = ("untuned (kernels.tvm.build.default_schedule; int8 pointwise convs on AVX-512 VNNI where the CPU "
+            "has it, kernels.tvm.pointwise: how many in vnni_pointwise_functions)")
 COMPUTE_OPS = ("nn.conv1d", "nn.conv2d", "nn.conv3d", "nn.conv1d_transpose", "nn.conv2d_transpose", "matmul",
                "linear", "nn.dense")
 FLOAT_QDQ = "float (Q/DQ lowered to float arithmetic)"
@@ -147,14 +149,15 @@ def check_tvm_int8(q, x: np.ndarray, *, ort_int8, threads: int, float_tvm=None, 
     from kernels.tvm.build import relax_text
 
     entry: dict = {"verified": False, "imported_from": f"{q.path.name} (QDQ) through the Relax ONNX frontend",
-                   "schedule": "untuned (kernels.tvm.build.default_schedule)", "runtime": "relax.VirtualMachine",
-                   "batch": 1, "note": "a check, not a format: no file is written"}
+                   "schedule": SCHEDULE, "runtime": "relax.VirtualMachine", "batch": 1,
+                   "note": "a check, not a format: no file is written"}
     try:
         relax = relax_compute_ops(relax_text(q.path, input_shape=q.input_shape, integer=True))
         entry["computes_in"] = relax.pop("computes_in")
         entry["relax"] = relax
         runner = make_runner("tvm", q, x, threads=threads)
         entry["build_s"] = round(runner.build_s, 3)
+        entry["vnni_pointwise_functions"] = runner.model.vnni_functions  # int8 pointwise convs on vpdpbusd
         entry["parity"] = _parity(runner, ort_int8, q.input_shape)
         failure = _parity_failure(entry["parity"])
         if failure is not None:  # the figures stay in the entry

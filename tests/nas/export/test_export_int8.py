@@ -233,6 +233,10 @@ def test_tvm_builds_the_int8_model_in_integer_compute(supernet, tmp_path):
     # every quantized conv and Gemm computes on integers (kernels.tvm.int8); activations keep their Q/DQ pairs
     assert tvm["computes_in"] == "int8" and tvm["relax"]["integer_ops"] == report.int8.nodes["quantized"]
     assert tvm["relax"]["compute_ops"] == report.int8.nodes["quantized"] and tvm["relax"]["dequantize"] > 0
+    from kernels.tvm.build import host_target
+    from kernels.tvm.pointwise import has_vnni
+
+    assert (tvm["vnni_pointwise_functions"] > 0) == has_vnni(host_target(1))  # pointwise convs on vpdpbusd
     parity = tvm["parity"]
     assert parity["max_abs_diff"] <= parity["tolerance"] and parity["agreement"] >= 0.9 and parity["n"] == 16
     assert {"tvm", "tvm_int8"} == set(tvm["latency_ms"]) and tvm["latency_ms"]["tvm_int8"]["source"] == "measured"
