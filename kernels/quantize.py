@@ -136,6 +136,16 @@ class QuantizedOnnx:
     seconds: float
     cpu_isa: str
 
+    def output_step(self) -> float:
+        """The scale of the model's last QuantizeLinear: one step of its quantized output (how far apart
+        two int8 runs of it may land, e.g. onnxruntime's fused kernels and TVM's integer compute)."""
+        from onnx import numpy_helper
+
+        graph = _load(self.path).graph
+        inits = {t.name: t for t in graph.initializer}
+        last = [n for n in graph.node if n.op_type == "QuantizeLinear"][-1]
+        return float(numpy_helper.to_array(inits[last.input[1]]).reshape(-1)[0])
+
 
 def _check_scope(scope) -> str:
     if not isinstance(scope, str) or not scope or "/" in scope or any(not atom for atom in scope.split(".")):

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from _report import machine
 
 
 def subnormal_share(model, x: np.ndarray, symbols: dict) -> dict:
@@ -131,8 +130,7 @@ def main() -> None:
         rows = [diagnose(space.with_resolution(space.sample(rng), args.resolution), space, database, db, args.threads, args.top,
                          Path(tmp), seed=i) for i in range(args.subnets)]
     print(json.dumps({"space": space.name, "resolution": args.resolution, "tuning": tuning, "subnets": rows,
-                      "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                                  "python": platform.python_version()}}, indent=1))
+                      "machine": machine()}, indent=1))
 
 
 if __name__ == "__main__":

@@ -19,23 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-
-
-def _ms(timing) -> dict:
-    return {"median": round(timing.median_s * 1e3, 3), "iqr": round(timing.iqr_s * 1e3, 3)}
+from _report import machine, timing_ms
 
 
 def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng, vnni: bool) -> dict:
     import onnx
-    from onnx import numpy_helper
 
     from kernels.onnx_export import export_onnx
     from kernels.quantize import quantize_module
@@ -69,8 +63,7 @@ def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng, vnni: boo
     got = np.concatenate([models["tvm_int8"].run(x[k:k + 1]) for k in range(len(x))])
     got_float_qdq = np.concatenate([models["tvm_qdq_float"].run(x[k:k + 1]) for k in range(len(x))])
     graph = onnx.load(str(q.path)).graph
-    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    step = float(inits[[n for n in graph.node if n.op_type == "QuantizeLinear"][-1].input[1]])
+    step = q.output_step()
     tensors = {k: m.tensor(x[:1]) for k, m in models.items()}
     fns = {k: (lambda m=m, t=tensors[k]: m.invoke(t)) for k, m in models.items()}
     fns["ort_int8"] = ort
@@ -78,7 +71,7 @@ def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng, vnni: boo
     convs = sum(1 for n in graph.node if n.op_type == "Conv")
     return {"arch_id": arch.arch_id, "r": r, "convs": convs, "convs_in_integer_compute": rewritten,
             "pointwise_conv_functions_on_vnni": on_vnni,
-            **{f"{k}_ms": _ms(v) for k, v in t.items()},
+            **{f"{k}_ms": timing_ms(v) for k, v in t.items()},
             "parity_vs_ort_int8": {"max_abs_diff": float(np.abs(reference - got).max()), "output_step": step,
                                    "max_diff_in_steps": round(float(np.abs(reference - got).max()) / step, 2),
                                    "top1_agreement": float((reference.argmax(1) == got.argmax(1)).mean()),
@@ -114,8 +107,7 @@ def main() -> None:
                       "schedule": ("untuned default schedule (kernels.tvm.schedule) for every TVM build; tvm_int8: "
                                    "pointwise convs on AVX-512 VNNI (kernels.tvm.pointwise) when the host has it, "
                                    "tvm_int8_plain: the same integer compute without; threads 2"),
-                      "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu_isa": cpu_isa(),
-                                  "python": platform.python_version()}}, indent=2))
+                      "machine": machine(cpu_isa=cpu_isa())}, indent=2))
 
 
 if __name__ == "__main__":

@@ -22,28 +22,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from _report import machine, timing_ms
 
 SPACES = (("ofa_mbv3", 160, "minutes"), ("ofa_mbv3", 224, "minutes"), ("tiny_mbv3", 32, "tiny_minutes"),
           ("tiny_vit", 28, "tiny_minutes"))
 TARGET_OVER_ORT = 0.8  # for ofa_mbv3 (issue 19)
 N_SUBNETS = 5
-
-
-def machine() -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(), "cpus": os.cpu_count()}
-
-
-def _ms(timing) -> dict:
-    return {"median": round(timing.median_s * 1e3, 3), "iqr": round(timing.iqr_s * 1e3, 3)}
 
 
 def _subnet(space, supernet_name: str, r: int, rng, i: int, work: Path):
@@ -96,10 +86,10 @@ def bench_space(name: str, r: int, minutes: float, repeats: int, runs: int, work
         for timings in per_run:
             timings.setdefault("tvm_tuned", timings["tvm_untuned"])
         with denormals_flushed():  # alone: its OpenMP threads busy-wait after each call (module docstring)
-            torch_ms = _ms(measure({"torch": TorchRunner(module, x, threads=threads)}, warmup=5, repeats=repeats,
+            torch_ms = timing_ms(measure({"torch": TorchRunner(module, x, threads=threads)}, warmup=5, repeats=repeats,
                                    threads=threads)["torch"])
         rows.append({"space": name, "r": r, "arch_id": arch.arch_id, "tuned_is_default_build": same,
-                     "runs": [{f"{k}_ms": _ms(t) for k, t in timings.items()} for timings in per_run],
+                     "runs": [{f"{k}_ms": timing_ms(t) for k, t in timings.items()} for timings in per_run],
                      "torch_ms": torch_ms, "selection": selection.to_dict(),
                      "hit_rate": selection.stats.hit_rate, "flops_coverage": round(selection.stats.flops_coverage, 4),
                      "tasks": selection.stats.tasks_total, "parity_max_abs_diff": parity,

@@ -204,7 +204,9 @@ def best_record(database, task: Task, target):
 
 def useful_records(tasks: list[Task], database, target, default_times: dict[str, float], only=None) -> dict:
     """Task key -> the best record of each task that beats its default schedule in the tuning runner (a task
-    whose default time is unknown keeps its record); ``only`` (task keys) limits it to those tasks."""
+    whose default time is unknown keeps its record); ``only`` (task keys) limits it to those tasks. The
+    runner's verdict is mostly noise (``nas.export.tuning``): builds pass ``{}`` and let
+    ``kernels.tvm.select`` time the records inside the network."""
     useful = {}
     for task in tasks:
         if only is not None and task.key not in only:
@@ -244,27 +246,43 @@ def hit_stats(tasks: list[Task], database, target) -> HitStats:
     return HitStats(len(tasks), len(hits), sum(t.total_flops for t in tasks), sum(t.total_flops for t in hits))
 
 
-def compile_relax(mod, target, database=None, *, default_times: dict[str, float] | None = None, only=None):
-    """Legalise ``mod``, apply ``database``'s records, schedule the rest by the default rules and
-    build. Returns ``(executable, HitStats)``; without a database every task is default-scheduled.
-    A record slower than the task's measured default schedule (``default_times``, see
-    :func:`load_default_times`) is not applied, and with ``only`` (a set of task keys) neither is one of
-    another task: ``kernels.tvm.select`` decides per subnet which records make the whole network faster."""
+@dataclass(frozen=True)
+class Legalized:
+    """A Relax module legalised for a target (:func:`legalize_tasks`) and its merged tuning tasks: what
+    :func:`compile_relax` starts from, so several builds of one network legalise it once."""
+
+    mod: object
+    tasks: list
+
+
+def legalize_tasks(mod, target) -> Legalized:
+    """``mod`` legalised for ``target`` and its tuning tasks (extracted, merged)."""
+    from kernels.tvm.schedule import legalize
+
+    legalized = legalize(mod, target)
+    return Legalized(legalized, merge_tasks(extract_tasks(legalized, target)))
+
+
+def compile_relax(mod, target, database=None, *, only=None):
+    """Legalise ``mod`` (or take a :class:`Legalized` as it is), apply ``database``'s records (with
+    ``only``, a set of task keys, just those tasks' records: ``kernels.tvm.select`` decides per subnet
+    which make the whole network faster), schedule the rest by the default rules and build. Returns
+    ``(executable, HitStats)``; without a database every task is default-scheduled."""
     tvm = _tvm()
     from tvm import relax
 
     from kernels.tvm.build import build
-    from kernels.tvm.schedule import legalize, schedule_legalized
+    from kernels.tvm.schedule import schedule_legalized
 
-    mod = legalize(mod, target)
-    tasks = merge_tasks(extract_tasks(mod, target))
+    prepared = mod if isinstance(mod, Legalized) else legalize_tasks(mod, target)
+    mod, tasks = prepared.mod.clone(), prepared.tasks  # a copy: scheduling updates its module in place
     if database is None:
         stats = HitStats(len(tasks), 0, sum(t.total_flops for t in tasks), 0.0)
     else:
         stats = hit_stats(tasks, database, target)
         if stats.tasks_hit:
             light_tensor_intrinsics()
-            useful, _ = _useful_records(tasks, database, target, default_times or {}, only)
+            useful, _ = _useful_records(tasks, database, target, {}, only)
             try:
                 with target, useful, tvm.transform.PassContext(opt_level=3):
                     mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
@@ -275,8 +293,8 @@ def compile_relax(mod, target, database=None, *, default_times: dict[str, float]
     return build(mod, target), stats
 
 
-def compile_onnx_tuned(path, target, database=None, *, input_shape=None, default_times=None):
+def compile_onnx_tuned(path, target, database=None, *, input_shape=None, only=None):
     """:func:`compile_relax` of the ONNX model at ``path`` (static shape): ``(executable, HitStats)``."""
     from kernels.tvm.build import import_onnx
 
-    return compile_relax(import_onnx(path, input_shape=input_shape), target, database, default_times=default_times)
+    return compile_relax(import_onnx(path, input_shape=input_shape), target, database, only=only)

@@ -169,21 +169,20 @@ def compile_never_slower(mod, target, database, *, x: np.ndarray, threads: int, 
 
 def _select(mod, target, database, x, threads: int, rounds: int, ab_repeats: int, margin: float, log) -> Selection:
     from kernels.tvm.build import TvmModel
-    from kernels.tvm.db import compile_relax, extract_tasks, hit_stats, merge_tasks, useful_records
-    from kernels.tvm.schedule import legalize
+    from kernels.tvm.db import compile_relax, hit_stats, legalize_tasks, useful_records
 
-    legalized = legalize(mod, target)
-    tasks = merge_tasks(extract_tasks(legalized, target))
+    legalized = legalize_tasks(mod, target)  # once: each build below starts from it
+    tasks = legalized.tasks
     stats = hit_stats(tasks, database, target)
     candidates = set(useful_records(tasks, database, target, {}))
-    default_exe, _ = compile_relax(mod, target, None)
+    default_exe, _ = compile_relax(legalized, target, None)
     if not candidates:
         return Selection(default_exe, stats, "default", 0, 0, default_executable=default_exe)
-    symbols = keys_by_symbol(legalized)
+    symbols = keys_by_symbol(legalized.mod)
     if candidates - set(symbols.values()):
         raise KernelError(f"TVM select failed: {len(candidates - set(symbols.values()))} tuned tasks have no function "
                           "in the built network (task keys and PrimFunc names disagree)")
-    tuned_exe, _ = compile_relax(mod, target, database, only=candidates)
+    tuned_exe, _ = compile_relax(legalized, target, database, only=candidates)
     models = {"tuned": TvmModel(tuned_exe, threads=threads), "default": TvmModel(default_exe, threads=threads)}
     times = task_times_in_network(models, x, symbols, rounds=rounds)
     kept = keep_records(candidates, times["tuned"], times["default"], margin)
@@ -196,7 +195,7 @@ def _select(mod, target, database, x, threads: int, rounds: int, ab_repeats: int
         return Selection(default_exe, stats, "default", len(candidates), 0, rejected=rejected,
                          default_executable=default_exe)
     if kept != candidates:
-        tuned_exe, _ = compile_relax(mod, target, database, only=kept)
+        tuned_exe, _ = compile_relax(legalized, target, database, only=kept)
         models["tuned"] = TvmModel(tuned_exe, threads=threads)
     tensors = {name: model.tensor(x) for name, model in models.items()}
     timing = measure({name: (lambda m=model, t=tensors[name]: m.invoke(t)) for name, model in models.items()},

@@ -65,22 +65,11 @@ def test_qdq_convolutions_compute_in_integers_and_match_onnxruntime(tmp_path, ac
         tvm_int = make_runner("tvm", q, x[:1], threads=1)  # the runner of a QuantizedOnnx builds the integer path
     else:
         tvm_int = tvm_build.compile_onnx(q.path, threads=1, input_shape=q.input_shape, integer=True, vnni=vnni)
-    step = _output_step(q.path)
+    step = q.output_step()
     for i in range(len(x)):
         expected, got = ort.run(x[i:i + 1]), tvm_int.run(x[i:i + 1])
         assert np.abs(expected).max() > 10 * step  # not a collapsed (all-zero) output
         assert np.abs(expected - got).max() <= step * 1.001  # at most one quantization step apart
-
-
-def _output_step(path) -> float:
-    """The scale of the model's last QuantizeLinear (one step of its int8 output)."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(path))
-    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    last_q = [n for n in model.graph.node if n.op_type == "QuantizeLinear"][-1]
-    return float(inits[last_q.input[1]])
 
 
 def test_a_float_model_is_left_as_it_is(tmp_path):
