@@ -13,7 +13,7 @@ with the zero point is padding with a real 0), then scaled once. The model's own
 and ``quantize`` follow unchanged, so the result is requantized as onnxruntime's int8 kernels do.
 
 Qualifying operands: ``x_q`` (u)int8 with a per-tensor constant scale and zero point; ``W_q`` an int8
-constant with zero points all 0 (onnxruntime's symmetric weights) and a per-tensor or per-output-channel
+constant with zero points all 0 (onnxruntime's symmetric weights) and a per-tensor or per-output-channel (axis 0)
 constant scale; NCHW/OIHW layouts, any stride, dilation and groups. Anything else (a float-kept
 conv, an asymmetric weight) stays as imported. Every rewritten module has the same inputs and outputs.
 The rewrite is target-independent; on a CPU with AVX-512 VNNI the default schedule then runs the
@@ -41,6 +41,7 @@ def _patterns():
     parts = {"x": wildcard(), "sx": is_const(), "zx": is_const(), "w": is_const(), "sw": is_const(), "zw": is_const()}
     data = is_op("relax.dequantize")(parts["x"], parts["sx"], parts["zx"])
     weight = is_op("relax.dequantize")(parts["w"], parts["sw"], parts["zw"])
+    parts["weight"] = weight
     parts["transpose"] = is_op("relax.permute_dims")(weight)
     conv = is_op("relax.nn.conv2d")(data, weight)
     matmul = is_op("relax.matmul")(data, parts["transpose"])
@@ -115,6 +116,8 @@ def integer_compute(mod):
             return expr
         if sw.size not in (1, w.shape[0]):
             return expr
+        if sw.size > 1 and int(matches[parts["weight"]].attrs.axis) % w.ndim != 0:
+            return expr  # per-channel scales along another axis than the output channel
         transpose = matches[parts["transpose"]] if parts["transpose"] in matches else None
         new = build(matches[pattern], transpose, x, sx, zx, w, sw)
         if new is None:

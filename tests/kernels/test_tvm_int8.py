@@ -79,3 +79,22 @@ def test_a_float_model_is_left_as_it_is(tmp_path):
     path = export_onnx(module, torch.zeros(layer_input_shape(SPECS[0])), tmp_path / "f.onnx")
     mod, rewritten = integer_compute(tvm_build.import_onnx(path))
     assert rewritten == 0 and 'out_dtype="int32"' not in mod.script()
+
+
+@pytest.mark.parametrize("axis,rewritten", [(0, 1), (-4, 1), (1, 0)])
+def test_per_channel_weight_scales_must_run_along_output_channels(axis, rewritten):
+    """A conv of dequantized operands whose weight scales run along another axis than the output channel
+    (its sum cannot be scaled once per output) stays as imported."""
+    from tvm import relax
+
+    w = np.random.default_rng(0).integers(-127, 128, (4, 4, 1, 1)).astype(np.int8)
+    builder = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 4, 6, 6), "uint8"))
+    with builder.function("main", [x]):
+        with builder.dataflow():
+            data = relax.op.dequantize(x, relax.const(np.float32(0.1)), relax.const(np.uint8(3)), axis=1)
+            weight = relax.op.dequantize(relax.const(w), relax.const(np.full(4, 0.01, np.float32)),
+                                         relax.const(np.zeros(4, np.int8)), axis=axis)
+            out = builder.emit_output(builder.emit(relax.op.nn.conv2d(data, weight)))
+        builder.emit_func_output(out)
+    assert integer_compute(builder.get())[1] == rewritten
