@@ -53,7 +53,6 @@ def subnormal_share(model, x: np.ndarray, symbols: dict) -> dict:
 def diagnose(arch, space, database, db: Path, threads: int, top: int, work: Path, seed: int) -> dict:
     from kernels.onnx_export import export_onnx
     from kernels.tvm import build as tvm_build, db as tvm_db
-    from kernels.tvm.schedule import legalize
     from kernels.tvm.diagnose import runner_times
     from kernels.tvm.select import keys_by_symbol, task_times_in_network
     from supernets import create_supernet
@@ -65,13 +64,13 @@ def diagnose(arch, space, database, db: Path, threads: int, top: int, work: Path
     x = torch.randn((1, *space.input_shape(arch)), generator=torch.Generator().manual_seed(seed))
     mod = tvm_build.import_onnx(export_onnx(module, x, work / f"{arch.arch_id}.onnx"))
     target = tvm_build.host_target(threads)
-    legalized = legalize(mod, target)
-    tasks = tvm_db.merge_tasks(tvm_db.extract_tasks(legalized, target))
+    legalized = tvm_db.legalize_tasks(mod, target)
+    tasks = legalized.tasks
     defaults = tvm_db.load_default_times(db)
     records = {t.key: r for t in tasks if (r := tvm_db.best_record(database, t, target)) is not None}
-    symbols = keys_by_symbol(legalized)
-    builds = {"record": tvm_db.compile_relax(mod, target, database, only=set(records))[0],
-              "default": tvm_db.compile_relax(mod, target, None)[0]}
+    symbols = keys_by_symbol(legalized.mod)
+    builds = {"record": tvm_db.compile_relax(legalized, target, database, only=set(records))[0],
+              "default": tvm_db.compile_relax(legalized, target, None)[0]}
     network = {}
     for n in sorted({1, threads}):
         models = {k: tvm_build.TvmModel(e, threads=n) for k, e in builds.items()}

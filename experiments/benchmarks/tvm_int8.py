@@ -37,8 +37,6 @@ def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng, vnni: boo
     from kernels.timing import measure
     from kernels.tvm import build as tvm_build
     from kernels.tvm.int8 import integer_compute
-    from kernels.tvm.schedule import default_schedule
-    from kernels.tvm.pointwise import vnni_functions
     from supernets import create_supernet
     from supernets.testing import enliven
 
@@ -51,8 +49,6 @@ def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng, vnni: boo
     q = quantize_module(module, torch.zeros(shape), work / f"q{i}.onnx", calibration, dynamic_batch=False)
     float_path = export_onnx(module, torch.zeros(shape), work / f"f{i}.onnx")
     rewritten = integer_compute(tvm_build.import_onnx(q.path))[1]
-    on_vnni = vnni_functions(default_schedule(integer_compute(tvm_build.import_onnx(q.path))[0],
-                                              tvm_build.host_target(2), vnni=vnni))
     x = np.random.default_rng(100 + i).standard_normal((8, *shape[1:])).astype(np.float32)
     models = {"tvm_int8": tvm_build.compile_onnx(q.path, threads=2, integer=True, vnni=vnni),
               "tvm_int8_plain": tvm_build.compile_onnx(q.path, threads=2, integer=True, vnni=False),
@@ -70,7 +66,7 @@ def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng, vnni: boo
     t = measure(fns, warmup=5, repeats=repeats, threads=2)
     convs = sum(1 for n in graph.node if n.op_type == "Conv")
     return {"arch_id": arch.arch_id, "r": r, "convs": convs, "convs_in_integer_compute": rewritten,
-            "pointwise_conv_functions_on_vnni": on_vnni,
+            "pointwise_conv_functions_on_vnni": models["tvm_int8"].vnni_functions,
             **{f"{k}_ms": timing_ms(v) for k, v in t.items()},
             "parity_vs_ort_int8": {"max_abs_diff": float(np.abs(reference - got).max()), "output_step": step,
                                    "max_diff_in_steps": round(float(np.abs(reference - got).max()) / step, 2),

@@ -24,10 +24,10 @@ schedules every PrimFunc with a few fixed rules (no tuning, no search):
 4. Compute a reduction's leftover epilogue per tile (``reverse_compute_at`` the innermost outer
    loop), so the accumulator stays small, and split the reduction's init into its own block.
 Each step is tried on its own and skipped when TVM refuses it, so a rule that does not apply
-never fails the build; a PrimFunc the rules cannot handle keeps its legalised loops.
-5. Before 2-4, on a CPU with AVX-512 VNNI (``vnni=None`` decides by the target; ``vnni=False``
-   turns it off): an int8 pointwise conv of an ``integer=True`` build runs on ``vpdpbusd``
-   (:mod:`kernels.tvm.pointwise`), its epilogue per register tile; the rule applies all the way or not at all.
+never fails the build; a PrimFunc the rules cannot handle keeps its legalised loops. Between 1 and
+2, for a target with AVX-512 VNNI (``vnni=False`` turns it off): an int8 pointwise conv of an
+``integer=True`` build runs on ``vpdpbusd`` (:mod:`kernels.tvm.pointwise`), its epilogue per
+register tile; that rule applies all the way or not at all.
 :func:`schedule_summary` counts the parallel and vectorised loops.
 
 Threads (checked in the 0.27 sources, ``src/runtime/thread_pool.cc``, ``threading_backend.cc``):

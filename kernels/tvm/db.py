@@ -27,7 +27,9 @@ Contract:
   with a record, share of FLOPs covered. :func:`compile_relax` applies the records
   (``MetaScheduleApplyDatabase`` under ``with target, database``) and schedules every task without
   one by the default rules (``kernels.tvm.schedule``), so a partly tuned build is never left
-  unscheduled. :func:`compile_onnx_tuned` does import + compile for an ONNX file.
+  unscheduled; given a :class:`Legalized` (:func:`legalize_tasks`: the legalised module and its
+  tasks) it starts from that, so several builds of one network legalise it once.
+  :func:`compile_onnx_tuned` does import + compile for an ONNX file.
 """
 
 from __future__ import annotations
@@ -252,7 +254,7 @@ class Legalized:
     :func:`compile_relax` starts from, so several builds of one network legalise it once."""
 
     mod: object
-    tasks: list
+    tasks: tuple
 
 
 def legalize_tasks(mod, target) -> Legalized:
@@ -260,7 +262,7 @@ def legalize_tasks(mod, target) -> Legalized:
     from kernels.tvm.schedule import legalize
 
     legalized = legalize(mod, target)
-    return Legalized(legalized, merge_tasks(extract_tasks(legalized, target)))
+    return Legalized(legalized, tuple(merge_tasks(extract_tasks(legalized, target))))
 
 
 def compile_relax(mod, target, database=None, *, only=None):

@@ -66,7 +66,7 @@ def measure_tvm(module, example_input, spec, *, database=None, rpc: RpcEndpoint 
 
     check_protocol(warmup=warmup, repeats=repeats, threads=spec.threads)
     if not hasattr(module, "eval"):  # e.g. a kernels.quantize.QuantizedOnnx
-        raise KernelError("TVM run refused: TVM's int8 (QDQ) build is untuned and slower than its float build, so "
+        raise KernelError("TVM run refused: TVM's int8 (QDQ) build is untuned and slower than onnxruntime's int8, so "
                           "its latency would not be a deployable int8 one; measure int8 models with onnxruntime")
     if rpc is None and not spec.is_host:
         raise KernelError(f"TVM run failed: a {spec.kind} {spec.mtriple} build cannot run on this host; "

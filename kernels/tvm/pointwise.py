@@ -4,9 +4,10 @@ Contract: :func:`schedule_pointwise` takes a legalised PrimFunc's ``conv2d_nchw`
 stride-1, batch-1 convolution of uint8 data with int8 weights summed in int32 (``kernels.tvm.int8``'s
 pointwise convs) on a map of >= 16 pixels, with one epilogue block after it, and schedules it so that
 one ``vpdpbusd`` adds 16 pixels x 4 input channels of one output channel, exactly (integer sums: the
-same values as the simple rules). It returns the names of the blocks it scheduled, or None when the
-block does not qualify or TVM refuses a step (the caller then schedules a fresh copy by its simple
-rules: nothing is left half-done). Only for targets with AVX-512 VNNI (:func:`has_vnni`).
+same values as the simple rules). It returns the names of the blocks it scheduled, or None (``sch``
+untouched) when the block does not qualify (:func:`qualifies`); a step TVM refuses raises, half way
+through, so the caller works on a fresh copy and keeps the simple rules then. Only for targets with
+AVX-512 VNNI (:func:`has_vnni`).
 
 How: the pixels are flattened (``p = h*W + w``), so a vector always holds 16 pixels whatever the
 width. The data are copied once into a packed buffer ``(1, C/4, P, 4)`` (four consecutive input
@@ -126,6 +127,8 @@ def _shapes(sch, block):
         return None
     if [int(e.value) for e in extents] != [1, out_channels, height, width, channels, 1, 1]:
         return None
+    if any(out.same_as(param) for param in sch.mod["main"].params):
+        return None  # the sums are the function's output: their layout cannot change
     if height * width < LANES:  # 1x1 maps (squeeze-excite, head): one vector would be mostly padding
         return None
     return out_channels, channels, height, width
@@ -138,14 +141,13 @@ def qualifies(sch, block) -> bool:
 
 def schedule_pointwise(sch, block, *, cores: int, lanes: int):
     """Schedule a qualifying pointwise conv block (module docstring) in ``sch``, its epilogue ``lanes``
-    float32 lanes wide: the names of the blocks scheduled, or None (``sch`` may then be half-changed:
-    pass a copy)."""
-    shapes = _shapes(sch, block)
-    consumers = sch.get_consumers(block)
-    if shapes is None or len(consumers) != 1:
+    float32 lanes wide: the names of the blocks scheduled, or None (``sch`` untouched) when it does
+    not qualify. Raises where TVM refuses a step (``sch`` then half-changed: pass a copy)."""
+    if not qualifies(sch, block):
         return None
     _register_intrinsic()
-    out_channels, channels, height, width = shapes
+    out_channels, channels, height, width = _shapes(sch, block)
+    consumers = sch.get_consumers(block)
     pixels = height * width
     vectors = pixel_vectors(pixels)
     epilogue = consumers[0]
@@ -161,7 +163,8 @@ def schedule_pointwise(sch, block, *, cores: int, lanes: int):
         sch.pad_einsum(block, [1, 1, LANES * vectors, GROUP, 1, 1])  # zero data and weights add nothing
         names |= {sch.get(b).name_hint for b in sch.get_producers(block) + sch.get_consumers(block)}
         sch.compute_inline(packing)  # the padding copy reads the input itself
-        sch.compute_inline(sch.get_consumers(block)[0])  # the epilogue reads the padded accumulator
+        if pixels % (LANES * vectors):  # an unpadding copy of the sums: the epilogue reads them padded
+            sch.compute_inline(sch.get_consumers(block)[0])
     sch.transform_layout(block, ("read", 0), lambda n, c, p: (n, c // GROUP, p, c % GROUP))
     n, o, p, c, kh, kw = sch.get_loops(block)
     o_outer, o_inner = sch.split(o, [None, _tile_out(out_channels)])
@@ -179,7 +182,8 @@ def schedule_pointwise(sch, block, *, cores: int, lanes: int):
             sch.parallel(loops[1])
     sch.reverse_compute_at(epilogue, tiles)
     inner = sch.get_loops(epilogue)[-1]
-    if getattr(sch.get(inner).extent, "value", 0) % lanes == 0:
+    extent = getattr(sch.get(inner).extent, "value", None)
+    if extent and extent % lanes == 0:
         sch.vectorize(sch.split(inner, [None, lanes])[1])
     sch.decompose_reduction(block, c_outer)
     sch.tensorize(p_lanes, INTRIN)

@@ -48,8 +48,8 @@ def default_schedule(mod, target, *, vnni: bool | None = None):
 def schedule_legalized(mod, target, *, vnni: bool | None = None):
     """Every PrimFunc of an already legalised ``mod`` scheduled by the simple CPU rules, except those
     marked ``tirx.is_scheduled`` (e.g. applied from a MetaSchedule database), which stay as they are.
-    ``vnni``: int8 pointwise convs on AVX-512 VNNI (:mod:`kernels.tvm.pointwise`); None: when
-    ``target`` has it."""
+    ``vnni``: int8 pointwise convs on AVX-512 VNNI (:mod:`kernels.tvm.pointwise`) when ``target`` has
+    it (None or True); False turns the rule off."""
     _tvm()
     from tvm import tirx
     from tvm.target.codegen import llvm_get_vector_width
@@ -61,7 +61,7 @@ def schedule_legalized(mod, target, *, vnni: bool | None = None):
     except Exception:  # noqa: BLE001 - a target LLVM cannot describe
         lanes = 4
     cores = int(target.attrs.get("num-cores", 0) or 0) or os.cpu_count() or 1
-    vnni = has_vnni(target) if vnni is None else vnni
+    vnni = has_vnni(target) and vnni is not False  # never vpdpbusd for a CPU without it
     try:
         updated = {}
         for gvar, func in mod.functions_items():

@@ -392,7 +392,9 @@ def _tvm_line(tvm: dict) -> str:
     if not tvm.get("verified"):
         return f"not verified: {tvm.get('reason')}"
     p = tvm["parity"]
-    return (f"computes in {tvm['computes_in']}; vs onnxruntime int8: max abs diff {p['max_abs_diff']:.3g}, "
+    vnni = tvm.get("vnni_pointwise_functions")
+    on_vnni = f" ({vnni} pointwise convs on AVX-512 VNNI)" if isinstance(vnni, int) and vnni > 0 else ""
+    return (f"computes in {tvm['computes_in']}{on_vnni}; vs onnxruntime int8: max abs diff {p['max_abs_diff']:.3g}, "
             f"agreement {p['agreement']:.3f} on {p['n']} inputs")
 
 

@@ -110,7 +110,7 @@ def check_backend(space: SearchSpace, backend: str, where: str) -> None:
     if isinstance(space, QuantizedSpace) and backend.startswith("tvm"):
         raise QuantizedBackendError(
             f"{where}: space {space.name!r} is measured with onnxruntime only: TVM's int8 (QDQ) build is untuned "
-            "and slower than its float build, so its latency would not be a deployable int8 one; use latency_ms "
+            "and slower than onnxruntime's int8, so its latency would not be a deployable int8 one; use latency_ms "
             "with backend onnxruntime")
 
 

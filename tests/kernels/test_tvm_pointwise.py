@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.tvm]
 needs_vnni = pytest.mark.skipif(not has_vnni(tvm_build.host_target(1)), reason="this CPU has no AVX-512 VNNI")
 
 
-def _conv_module(channels, out_channels, height, width, kernel=1, groups=1, seed=0):
+def _conv_module(channels, out_channels, height, width, kernel=1, groups=1, seed=0, stride=1):
     """``float32(conv2d(x_u8, W_s8, int32)) * scale`` (a conv and its epilogue, as the int8 rewrite makes
     them) as a Relax module, with its weight and scale."""
     from tvm import relax
@@ -27,8 +27,8 @@ def _conv_module(channels, out_channels, height, width, kernel=1, groups=1, seed
     x = relax.Var("x", relax.TensorType((1, channels, height, width), "uint8"))
     with builder.function("main", [x]):
         with builder.dataflow():
-            acc = builder.emit(relax.op.nn.conv2d(x, relax.const(w), padding=[kernel // 2] * 4, groups=groups,
-                                                  out_dtype="int32"))
+            acc = builder.emit(relax.op.nn.conv2d(x, relax.const(w), strides=[stride] * 2, padding=[kernel // 2] * 4,
+                                                  groups=groups, out_dtype="int32"))
             out = builder.emit_output(relax.op.multiply(relax.op.astype(acc, "float32"), relax.const(scale)))
         builder.emit_func_output(out)
     return builder.get(), w, scale
@@ -52,6 +52,8 @@ def _run(mod, x, *, vnni: bool, threads: int = 2):
     (6, 12, 5, 5),     # 25 pixels and 6 channels: both padded
     (40, 20, 20, 20),  # 400 pixels: 25 vectors, one per tile
     (12, 18, 8, 8),    # 18 out channels: a 2-channel tile
+    (6, 8, 4, 4),      # 16 pixels, 6 channels: only the channels padded
+    (12, 7, 8, 8),     # 7 out channels: a 1-channel tile
 ])
 def test_pointwise_convs_on_vnni_are_exact(channels, out_channels, height, width):
     mod, w, scale = _conv_module(channels, out_channels, height, width)
@@ -67,13 +69,15 @@ def test_pointwise_convs_on_vnni_are_exact(channels, out_channels, height, width
 
 
 @needs_vnni
-@pytest.mark.parametrize("channels,out_channels,height,width,kernel,groups", [
-    (8, 8, 12, 12, 3, 8),    # depthwise
-    (8, 16, 12, 12, 3, 1),   # a 3x3 conv
-    (64, 16, 1, 1, 1, 1),    # squeeze-excite on a 1x1 map: under one vector of pixels
+@pytest.mark.parametrize("channels,out_channels,height,width,kernel,groups,stride", [
+    (8, 8, 12, 12, 3, 8, 1),    # depthwise
+    (8, 16, 12, 12, 3, 1, 1),   # a 3x3 conv
+    (64, 16, 1, 1, 1, 1, 1),    # squeeze-excite on a 1x1 map: under one vector of pixels
+    (8, 16, 12, 12, 1, 1, 2),   # a strided 1x1 conv
+    (8, 16, 12, 12, 1, 2, 1),   # a grouped 1x1 conv
 ])
-def test_other_convs_keep_the_simple_rules(channels, out_channels, height, width, kernel, groups):
-    mod, _, _ = _conv_module(channels, out_channels, height, width, kernel=kernel, groups=groups)
+def test_other_convs_keep_the_simple_rules(channels, out_channels, height, width, kernel, groups, stride):
+    mod, _, _ = _conv_module(channels, out_channels, height, width, kernel=kernel, groups=groups, stride=stride)
     x = np.random.default_rng(2).integers(0, 256, (1, channels, height, width)).astype(np.uint8)
     got, uses = _run(mod, x, vnni=True, threads=1)
     assert uses == 0
@@ -85,8 +89,22 @@ def test_pixel_vectors_pad_least():
     assert pixel_vectors(1600) == 4 and pixel_vectors(3136) == 4 and pixel_vectors(196) == 1
 
 
-def test_a_target_without_vnni_is_told_apart():
+def test_targets_with_and_without_vnni_are_told_apart():
     import tvm
 
+    assert has_vnni(tvm.target.Target({"kind": "llvm", "mcpu": "cascadelake"}))
     assert not has_vnni(tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512"}))  # AVX-512 without VNNI
     assert not has_vnni(tvm.target.Target({"kind": "c"}))
+
+
+@pytest.mark.parametrize("mcpu,on_vnni", [("cascadelake", 1), ("skylake-avx512", 0)])
+def test_the_rule_follows_the_target_on_any_host(mcpu, on_vnni):
+    """Scheduled and compiled (not run) for a named CPU, so a host without VNNI checks it too; asking for
+    VNNI on a CPU without it gets the simple rules, not an instruction that CPU lacks."""
+    import tvm
+
+    mod, _, _ = _conv_module(16, 32, 10, 10)
+    target = tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "num-cores": 2})
+    scheduled = default_schedule(mod, target, vnni=True)
+    assert vnni_functions(scheduled) == on_vnni
+    tvm_build.build(scheduled, target)

@@ -90,7 +90,7 @@ def test_interrupt_keeps_committed_records_valid(model, tmp_path):
     assert again.tasks_covered_before == 1 and again.tasks_covered == 1
 
 
-def test_default_schedule_times_are_measured_and_gate_records(model, tuned):
+def test_default_schedule_times_are_measured_and_give_the_runners_verdict(model, tuned):
     db = tuned[0]
     times = tvm_db.load_default_times(db)
     assert set(times) == {str(t.key) for t in model["tasks"]} and all(v > 0 for v in times.values())

@@ -237,6 +237,10 @@ def test_tvm_builds_the_int8_model_in_integer_compute(supernet, tmp_path):
     from kernels.tvm.pointwise import has_vnni
 
     assert (tvm["vnni_pointwise_functions"] > 0) == has_vnni(host_target(1))  # pointwise convs on vpdpbusd
+    from nas.export._int8 import summary_lines
+
+    tvm_line = next(line for line in summary_lines(report.int8) if line.strip().startswith("tvm:"))
+    assert ("pointwise convs on AVX-512 VNNI" in tvm_line) == has_vnni(host_target(1)), tvm_line
     parity = tvm["parity"]
     assert parity["max_abs_diff"] <= parity["tolerance"] and parity["agreement"] >= 0.9 and parity["n"] == 16
     assert {"tvm", "tvm_int8"} == set(tvm["latency_ms"]) and tvm["latency_ms"]["tvm_int8"]["source"] == "measured"
