@@ -11,8 +11,8 @@ from kernels.quantize import QuantRecipe, quantize_module
 from kernels.runners import OrtFileRunner, make_runner
 from kernels.tvm import build as tvm_build
 from kernels.tvm.int8 import integer_compute
-from kernels.tvm.schedule import default_schedule
 from kernels.tvm.pointwise import has_vnni, vnni_functions
+from kernels.tvm.schedule import default_schedule
 from nas.export._int8_tvm import relax_compute_ops
 from search_spaces import LayerSpec
 from supernets.layer_module import layer_input_shape, layer_module

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from kernels.tvm import build as tvm_build
-from kernels.tvm.schedule import default_schedule
 from kernels.tvm.pointwise import has_vnni, pixel_vectors, vnni_functions
+from kernels.tvm.schedule import default_schedule
 
 pytestmark = [pytest.mark.tvm]
 needs_vnni = pytest.mark.skipif(not has_vnni(tvm_build.host_target(1)), reason="this CPU has no AVX-512 VNNI")
