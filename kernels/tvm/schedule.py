@@ -230,7 +230,8 @@ def _extent(sch, loop):
 def _vector_factor(extent, lanes: int):
     """The vector width for a loop of ``extent``: all of it when it fits in ``lanes``, else the
     largest power-of-two divisor >= 4, else the largest divisor >= 4; None otherwise (LLVM may
-    still vectorise such a loop itself)."""
+    still vectorise such a loop itself). The widest divisor first (10 lanes for a 20-wide row, 14 for
+    28, instead of 4) measured 0.94-1.06x of this on whole ofa_mbv3 networks at 160 and 224 px: no gain."""
     if extent is None or extent < 2:
         return None
     if extent <= lanes:
