@@ -108,3 +108,22 @@ def test_the_rule_follows_the_target_on_any_host(mcpu, on_vnni):
     scheduled = default_schedule(mod, target, vnni=True)
     assert vnni_functions(scheduled) == on_vnni
     tvm_build.build(scheduled, target)
+
+
+@needs_vnni
+def test_a_rule_that_fails_half_way_leaves_the_simple_rules(monkeypatch):
+    """TVM refusing a step after the rule changed its trial schedule: the function is scheduled by the
+    simple rules as if the rule had not run (same values, no vpdpbusd)."""
+    from kernels.tvm import pointwise
+
+    def half_way(sch, block, **kwargs):
+        sch.cache_read(block, 0, "global")  # a change to the trial schedule, then a refusal
+        raise RuntimeError("refused")
+
+    mod, _, _ = _conv_module(16, 32, 10, 10)
+    x = np.random.default_rng(3).integers(0, 256, (1, 16, 10, 10)).astype(np.uint8)
+    expected, _ = _run(mod, x, vnni=False)
+    monkeypatch.setattr(pointwise, "schedule_pointwise", half_way)
+    got, uses = _run(mod, x, vnni=True)
+    assert uses == 0
+    np.testing.assert_array_equal(got, expected)
