@@ -143,11 +143,11 @@ def schedule_pointwise(sch, block, *, cores: int, lanes: int):
     """Schedule a qualifying pointwise conv block (module docstring) in ``sch``, its epilogue ``lanes``
     float32 lanes wide: the names of the blocks scheduled, or None (``sch`` untouched) when it does
     not qualify. Raises where TVM refuses a step (``sch`` then half-changed: pass a copy)."""
-    if not qualifies(sch, block):
+    shapes, consumers = _shapes(sch, block), sch.get_consumers(block)
+    if shapes is None or len(consumers) != 1:  # what qualifies() checks, each computed once
         return None
     _register_intrinsic()
-    out_channels, channels, height, width = _shapes(sch, block)
-    consumers = sch.get_consumers(block)
+    out_channels, channels, height, width = shapes
     pixels = height * width
     vectors = pixel_vectors(pixels)
     epilogue = consumers[0]
