@@ -24,30 +24,20 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 from _report import machine, timing_ms
+from _subnets import subnet_files
 
 
 def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng, vnni: bool) -> dict:
     import onnx
 
-    from kernels.onnx_export import export_onnx
-    from kernels.quantize import quantize_module
     from kernels.runners import OrtFileRunner
     from kernels.timing import measure
     from kernels.tvm import build as tvm_build
     from kernels.tvm.int8 import integer_compute
-    from supernets import create_supernet
-    from supernets.testing import enliven
 
-    arch = space.with_resolution(space.sample(rng), r)
-    supernet = create_supernet(space.name, seed=i)
-    enliven(supernet, arch, seed=i)
-    module = supernet.extract(arch).eval()
-    shape = (1, *space.input_shape(arch))
-    calibration = np.random.default_rng(i).standard_normal((16, *shape[1:])).astype(np.float32)
-    q = quantize_module(module, torch.zeros(shape), work / f"q{i}.onnx", calibration, dynamic_batch=False)
-    float_path = export_onnx(module, torch.zeros(shape), work / f"f{i}.onnx")
+    files = subnet_files(space, i, r, work, rng)
+    q, float_path, shape = files.quantized, files.float_path, files.shape
     rewritten = integer_compute(tvm_build.import_onnx(q.path))[1]
     x = np.random.default_rng(100 + i).standard_normal((8, *shape[1:])).astype(np.float32)
     models = {"tvm_int8": tvm_build.compile_onnx(q.path, threads=2, integer=True, vnni=vnni),
@@ -65,7 +55,7 @@ def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng, vnni: boo
     fns["ort_int8"] = ort
     t = measure(fns, warmup=5, repeats=repeats, threads=2)
     convs = sum(1 for n in graph.node if n.op_type == "Conv")
-    return {"arch_id": arch.arch_id, "r": r, "convs": convs, "convs_in_integer_compute": rewritten,
+    return {"arch_id": files.arch_id, "r": r, "convs": convs, "convs_in_integer_compute": rewritten,
             "pointwise_conv_functions_on_vnni": models["tvm_int8"].vnni_functions,
             **{f"{k}_ms": timing_ms(v) for k, v in t.items()},
             "parity_vs_ort_int8": {"max_abs_diff": float(np.abs(reference - got).max()), "output_step": step,

@@ -3,10 +3,12 @@
 ``legalize`` lowers Relax ops to fused, unscheduled TIR; ``default_schedule`` then schedules every
 PrimFunc: injective producers inlined where legal, the innermost spatial loop vectorised, an
 output-channel register tile unrolled next to it for reductions, and the outer spatial loops
-fused into parallel chunks. Every step that TVM refuses is skipped, never fatal. On a target with
-AVX-512 VNNI, an int8 pointwise conv (uint8 data, int8 weights, int32 sums: ``kernels.tvm.int8``'s
-output) is first offered to :func:`kernels.tvm.pointwise.schedule_pointwise`, on a fresh schedule of
-the function, and keeps the simple rules wherever that rule does not apply all the way.
+fused into parallel chunks. Every step that TVM refuses is skipped, never fatal. Two special rules
+come first, each on a fresh schedule of the function, and a block keeps the simple rules wherever its
+rule does not apply all the way: on a target with AVX-512 VNNI, an int8 pointwise conv (uint8 data,
+int8 weights, int32 sums: ``kernels.tvm.int8``'s output) goes to
+:func:`kernels.tvm.pointwise.schedule_pointwise`; a depthwise conv (float or integer) with at least
+two vector-widths of channels goes to :func:`kernels.tvm.depthwise.schedule_depthwise`.
 """
 
 from __future__ import annotations
@@ -40,16 +42,17 @@ def legalize(mod, target):
         raise KernelError(f"TVM schedule failed: legalising to TIR: {type(err).__name__}: {err}") from err
 
 
-def default_schedule(mod, target, *, vnni: bool | None = None):
-    """``legalize(mod)`` with every PrimFunc scheduled by the simple CPU rules (module docstring)."""
-    return schedule_legalized(legalize(mod, target), target, vnni=vnni)
+def default_schedule(mod, target, *, vnni: bool | None = None, depthwise: bool = True):
+    """``legalize(mod)`` with every PrimFunc scheduled by the default CPU rules (module docstring)."""
+    return schedule_legalized(legalize(mod, target), target, vnni=vnni, depthwise=depthwise)
 
 
-def schedule_legalized(mod, target, *, vnni: bool | None = None):
+def schedule_legalized(mod, target, *, vnni: bool | None = None, depthwise: bool = True):
     """Every PrimFunc of an already legalised ``mod`` scheduled by the simple CPU rules, except those
     marked ``tirx.is_scheduled`` (e.g. applied from a MetaSchedule database), which stay as they are.
     ``vnni``: int8 pointwise convs on AVX-512 VNNI (:mod:`kernels.tvm.pointwise`) when ``target`` has
-    it (None or True); False turns the rule off."""
+    it (None or True); False turns the rule off. ``depthwise``: depthwise convs in channel blocks
+    (:mod:`kernels.tvm.depthwise`); False leaves them to the simple rules."""
     _tvm()
     from tvm import tirx
     from tvm.target.codegen import llvm_get_vector_width
@@ -61,12 +64,13 @@ def schedule_legalized(mod, target, *, vnni: bool | None = None):
     except Exception:  # noqa: BLE001 - a target LLVM cannot describe
         lanes = 4
     cores = int(target.attrs.get("num-cores", 0) or 0) or os.cpu_count() or 1
-    vnni = has_vnni(target) and vnni is not False  # never vpdpbusd for a CPU without it
+    rules = _special_rules(vnni=has_vnni(target) and vnni is not False,  # never vpdpbusd without VNNI
+                           depthwise=depthwise)
     try:
         updated = {}
         for gvar, func in mod.functions_items():
             if isinstance(func, tirx.PrimFunc) and not _is_scheduled(func):
-                updated[gvar] = _schedule_func(func, lanes, cores, vnni)
+                updated[gvar] = _schedule_func(func, lanes, cores, rules)
         for gvar, func in updated.items():
             mod[gvar] = func
         return mod
@@ -96,7 +100,7 @@ def _ok(step, *args, **kwargs) -> bool:
         return False
 
 
-def _schedule_func(func, lanes: int, cores: int, vnni: bool = False):
+def _schedule_func(func, lanes: int, cores: int, rules: list):
     """``func`` scheduled by the rules; ``func`` itself when they cannot even start on it."""
     from tvm import s_tir
 
@@ -106,9 +110,7 @@ def _schedule_func(func, lanes: int, cores: int, vnni: bool = False):
         _inline_injective(sch, root)
     except Exception:  # noqa: BLE001 - not a block-form PrimFunc: leave it
         return func
-    done = set()
-    if vnni:
-        sch, root, done = _vnni_pointwise(sch, root, lanes, cores)
+    sch, root, done = _apply_special(sch, root, lanes, cores, rules)
     for block in list(sch.get_child_blocks(root)):
         name = sch.get(block).name_hint
         if name in done:
@@ -121,25 +123,39 @@ def _schedule_func(func, lanes: int, cores: int, vnni: bool = False):
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
 
 
-def _vnni_pointwise(sch, root, lanes: int, cores: int):
-    """``(schedule, root, names of the blocks done)``: each qualifying int8 pointwise conv scheduled by
-    :func:`kernels.tvm.pointwise.schedule_pointwise` on a fresh schedule of the function so far, kept
-    only when every step applied (``Schedule.copy`` fails on some functions in 0.27)."""
+def _special_rules(vnni: bool, depthwise: bool) -> list:
+    """``(qualifies(sch, block, lanes), schedule(sch, block, cores=, lanes=))`` pairs to offer blocks to
+    before the simple rules: int8 pointwise convs on VNNI, depthwise convs in channel blocks."""
+    from kernels.tvm import depthwise as channel_blocked, pointwise
+
+    rules = []
+    if vnni:
+        rules.append((lambda sch, block, lanes: pointwise.qualifies(sch, block), pointwise.schedule_pointwise))
+    if depthwise:
+        rules.append((channel_blocked.qualifies, channel_blocked.schedule_depthwise))
+    return rules
+
+
+def _apply_special(sch, root, lanes: int, cores: int, rules: list):
+    """``(schedule, root, names of the blocks done)``: each block that a rule of ``rules`` takes,
+    scheduled by it on a fresh schedule of the function so far and kept only when every step applied
+    (``Schedule.copy`` fails on some functions in 0.27)."""
     from tvm import s_tir
 
-    from kernels.tvm.pointwise import qualifies, schedule_pointwise
-
     done: set = set()
-    for name in [sch.get(b).name_hint for b in sch.get_child_blocks(root) if qualifies(sch, b)]:
-        trial = s_tir.Schedule(sch.mod["main"], error_render_level="none")
-        before = {trial.get(b).name_hint for b in trial.get_child_blocks(trial.get_sblock("root"))}
-        try:
-            names = schedule_pointwise(trial, trial.get_sblock(name), cores=cores, lanes=lanes)
-        except Exception:  # noqa: BLE001 - TVM refused a step: keep the simple rules for this block
-            names = None
-        if names:
-            sch, root = trial, trial.get_sblock("root")
-            done |= names | ({sch.get(b).name_hint for b in sch.get_child_blocks(root)} - before)
+    for qualifies, schedule in rules:
+        for name in [sch.get(b).name_hint for b in sch.get_child_blocks(root) if qualifies(sch, b, lanes)]:
+            if name in done:
+                continue
+            trial = s_tir.Schedule(sch.mod["main"], error_render_level="none")
+            before = {trial.get(b).name_hint for b in trial.get_child_blocks(trial.get_sblock("root"))}
+            try:
+                names = schedule(trial, trial.get_sblock(name), cores=cores, lanes=lanes)
+            except Exception:  # noqa: BLE001 - TVM refused a step: keep the simple rules for this block
+                names = None
+            if names:
+                sch, root = trial, trial.get_sblock("root")
+                done |= names | ({sch.get(b).name_hint for b in sch.get_child_blocks(root)} - before)
     return sch, root, done
 
 

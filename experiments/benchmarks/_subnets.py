@@ -1,0 +1,35 @@
+"""Shared part of the TVM benchmarks: a seeded random ofa_mbv3 subnet as a float ONNX file and an int8 QDQ file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class SubnetFiles:
+    arch_id: str
+    shape: tuple
+    float_path: Path
+    quantized: object  # kernels.quantize.QuantizedOnnx
+
+
+def subnet_files(space, i: int, r: int, work: Path, rng) -> SubnetFiles:
+    """Subnet ``i`` (architecture drawn from ``rng`` at ``r`` px, weights seeded by ``i``) exported to ONNX
+    and quantized by onnxruntime (U8S8, per-channel weights, MinMax over 16 seeded normal images)."""
+    from kernels.onnx_export import export_onnx
+    from kernels.quantize import quantize_module
+    from supernets import create_supernet
+    from supernets.testing import enliven
+
+    arch = space.with_resolution(space.sample(rng), r)
+    supernet = create_supernet(space.name, seed=i)
+    enliven(supernet, arch, seed=i)
+    module = supernet.extract(arch).eval()
+    shape = (1, *space.input_shape(arch))
+    calibration = np.random.default_rng(i).standard_normal((16, *shape[1:])).astype(np.float32)
+    quantized = quantize_module(module, torch.zeros(shape), work / f"q{i}.onnx", calibration, dynamic_batch=False)
+    return SubnetFiles(arch.arch_id, shape, export_onnx(module, torch.zeros(shape), work / f"f{i}.onnx"), quantized)
