@@ -27,8 +27,10 @@ Each step is tried on its own and skipped when TVM refuses it, so a rule that do
 never fails the build; a PrimFunc the rules cannot handle keeps its legalised loops. Between 1 and
 2, for a target with AVX-512 VNNI (``vnni=False`` turns it off): an int8 pointwise conv of an
 ``integer=True`` build runs on ``vpdpbusd`` (:mod:`kernels.tvm.pointwise`), its epilogue per
-register tile; and a depthwise conv with at least two blocks of vector-width channels runs in
-channel blocks (:mod:`kernels.tvm.depthwise`; ``depthwise=False`` turns it off). Each of these
+register tile; a depthwise conv with at least two blocks of vector-width channels runs in
+channel blocks (:mod:`kernels.tvm.depthwise`); a matrix-vector product (a pointwise conv on a 1x1
+map, the classifier) sums vectors of its reduction axis or of wide column chunks
+(:mod:`kernels.tvm.gemv`). ``without=("depthwise", "gemv")`` leaves those two out. Each of these
 rules applies all the way or not at all.
 :func:`schedule_summary` counts the parallel and vectorised loops.
 
@@ -255,14 +257,14 @@ class TvmModel:
 
 
 def compile_onnx(path, *, threads: int, schedule: bool = True, input_shape=None, integer: bool = False,
-                 vnni: bool | None = None, depthwise: bool = True) -> TvmModel:
+                 vnni: bool | None = None, without=()) -> TvmModel:
     """Import (``integer``: QDQ convolutions in integer compute, :func:`import_for_build`), schedule
-    (``default_schedule``, its int8 pointwise convs on VNNI per ``vnni``, its depthwise convs in channel
-    blocks per ``depthwise``; or plain ``legalize`` when not ``schedule``), build and load the ONNX model at ``path`` for this CPU. An ``integer`` build's model
+    (``default_schedule``, its int8 pointwise convs on VNNI per ``vnni``, leaving out the shape rules
+    named in ``without``; or plain ``legalize`` when not ``schedule``), build and load the ONNX model at ``path`` for this CPU. An ``integer`` build's model
     says in ``vnni_functions`` how many of its PrimFuncs run on ``vpdpbusd``."""
     target = host_target(threads)
     mod = import_for_build(path, input_shape=input_shape, integer=integer)
-    mod = default_schedule(mod, target, vnni=vnni, depthwise=depthwise) if schedule else legalize(mod, target)
+    mod = default_schedule(mod, target, vnni=vnni, without=without) if schedule else legalize(mod, target)
     model = TvmModel(build(mod, target), threads=threads)
     if integer:
         from kernels.tvm.pointwise import vnni_functions

@@ -3,16 +3,19 @@
 ``legalize`` lowers Relax ops to fused, unscheduled TIR; ``default_schedule`` then schedules every
 PrimFunc: injective producers inlined where legal, the innermost spatial loop vectorised, an
 output-channel register tile unrolled next to it for reductions, and the outer spatial loops
-fused into parallel chunks. Every step that TVM refuses is skipped, never fatal. Two special rules
+fused into parallel chunks. Every step that TVM refuses is skipped, never fatal. Special rules
 come first, each on a fresh schedule of the function, and a block keeps the simple rules wherever its
 rule does not apply all the way: on a target with AVX-512 VNNI, an int8 pointwise conv (uint8 data,
 int8 weights, int32 sums: ``kernels.tvm.int8``'s output) goes to
 :func:`kernels.tvm.pointwise.schedule_pointwise`; a depthwise conv (float or integer) with at least
-two vector-widths of channels goes to :func:`kernels.tvm.depthwise.schedule_depthwise`.
+two vector-widths of channels goes to :func:`kernels.tvm.depthwise.schedule_depthwise`; a
+matrix-vector product (a pointwise conv on a 1x1 map, a batch-1 dense layer) goes to
+:func:`kernels.tvm.gemv.schedule_gemv`.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -42,17 +45,24 @@ def legalize(mod, target):
         raise KernelError(f"TVM schedule failed: legalising to TIR: {type(err).__name__}: {err}") from err
 
 
-def default_schedule(mod, target, *, vnni: bool | None = None, depthwise: bool = True):
+SHAPE_RULES = ("depthwise", "gemv")  # the rules ``without=`` can leave out (module docstring)
+
+
+def default_schedule(mod, target, *, vnni: bool | None = None, without=()):
     """``legalize(mod)`` with every PrimFunc scheduled by the default CPU rules (module docstring)."""
-    return schedule_legalized(legalize(mod, target), target, vnni=vnni, depthwise=depthwise)
+    return schedule_legalized(legalize(mod, target), target, vnni=vnni, without=without)
 
 
-def schedule_legalized(mod, target, *, vnni: bool | None = None, depthwise: bool = True):
+def schedule_legalized(mod, target, *, vnni: bool | None = None, without=()):
     """Every PrimFunc of an already legalised ``mod`` scheduled by the simple CPU rules, except those
     marked ``tirx.is_scheduled`` (e.g. applied from a MetaSchedule database), which stay as they are.
     ``vnni``: int8 pointwise convs on AVX-512 VNNI (:mod:`kernels.tvm.pointwise`) when ``target`` has
-    it (None or True); False turns the rule off. ``depthwise``: depthwise convs in channel blocks
-    (:mod:`kernels.tvm.depthwise`); False leaves them to the simple rules."""
+    it (None or True); False turns the rule off. ``without``: names of :data:`SHAPE_RULES` to leave
+    out ("depthwise": depthwise convs in channel blocks, :mod:`kernels.tvm.depthwise`; "gemv":
+    matrix-vector products, :mod:`kernels.tvm.gemv`); their blocks then get the simple rules."""
+    unknown = sorted(set(without) - set(SHAPE_RULES))
+    if unknown:
+        raise ValueError(f"without: unknown schedule rule(s) {unknown}; expected names from {list(SHAPE_RULES)}")
     _tvm()
     from tvm import tirx
     from tvm.target.codegen import llvm_get_vector_width
@@ -65,7 +75,7 @@ def schedule_legalized(mod, target, *, vnni: bool | None = None, depthwise: bool
         lanes = 4
     cores = int(target.attrs.get("num-cores", 0) or 0) or os.cpu_count() or 1
     rules = _special_rules(vnni=has_vnni(target) and vnni is not False,  # never vpdpbusd without VNNI
-                           depthwise=depthwise)
+                           shape_rules=[name for name in SHAPE_RULES if name not in without])
     try:
         updated = {}
         for gvar, func in mod.functions_items():
@@ -123,16 +133,18 @@ def _schedule_func(func, lanes: int, cores: int, rules: list):
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
 
 
-def _special_rules(vnni: bool, depthwise: bool) -> list:
+def _special_rules(vnni: bool, shape_rules) -> list:
     """``(qualifies(sch, block, lanes), schedule(sch, block, cores=, lanes=))`` pairs to offer blocks to
-    before the simple rules: int8 pointwise convs on VNNI, depthwise convs in channel blocks."""
-    from kernels.tvm import depthwise as channel_blocked, pointwise
+    before the simple rules: int8 pointwise convs on VNNI, then the ``shape_rules`` named."""
+    from kernels.tvm import depthwise, gemv, pointwise
 
     rules = []
     if vnni:
         rules.append((lambda sch, block, lanes: pointwise.qualifies(sch, block), pointwise.schedule_pointwise))
-    if depthwise:
-        rules.append((channel_blocked.qualifies, channel_blocked.schedule_depthwise))
+    if "depthwise" in shape_rules:
+        rules.append((depthwise.qualifies, depthwise.schedule_depthwise))
+    if "gemv" in shape_rules:
+        rules.append((gemv.qualifies, functools.partial(gemv.schedule_gemv, min_parallel_work=MIN_PARALLEL_WORK)))
     return rules
 
 
