@@ -26,7 +26,7 @@ slower, hence the two-block minimum: the copies cost as much as the k x k sums t
 from __future__ import annotations
 
 MARK = "hwnas_channel_blocked_depthwise"  # annotation on the conv blocks this rule scheduled
-PIXEL_TILE = (4, 5, 3, 2)  # output pixels per register tile: the first that divides the row, else 1
+PIXEL_TILE = (4, 5, 7, 3, 2)  # output pixels per register tile: the first that divides the row, else 1
 MIN_CHANNEL_BLOCKS = 2
 
 
@@ -110,10 +110,10 @@ def schedule_depthwise(sch, block, *, cores: int, lanes: int):
     sch.unroll(rx)
     for epilogue in consumers:  # bias, activation, requantize: per tile, vectorised over channels
         sch.reverse_compute_at(epilogue, w_outer)
-        channel_loop, pixel_loop = sch.get_loops(epilogue)[-2:]
-        if tile > 1:
-            sch.reorder(pixel_loop, channel_loop)
-        sch.vectorize(channel_loop)
+        inner = sch.get_loops(epilogue)[2:]  # below (rows, w_outer): channels, then pixels if tile > 1
+        if len(inner) == 2:
+            sch.reorder(inner[1], inner[0])
+        sch.vectorize(inner[0])
     _by_channel_block(sch, copy, lanes, channel_loop=1, parallel=cores > 1)  # (n, c, h, w)
     _by_channel_block(sch, weights, lanes, channel_loop=0, parallel=False)  # (o, i, y, x): small
     sch.annotate(block, MARK, 1)

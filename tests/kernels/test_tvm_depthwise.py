@@ -67,7 +67,10 @@ def _torch_reference(x, w, bias, stride):
     (32, 5, 5, 7, 1),     # a 5x5 map under a 7x7 window: mostly padding
     (64, 16, 16, 5, 1),   # 16-wide rows: 4-pixel tiles
     (32, 7, 7, 3, 2),     # 4-wide output, odd input
-    (32, 6, 14, 3, 1),    # 14-wide rows: 2-pixel tiles; height != width
+    (32, 6, 14, 3, 1),    # 14-wide rows: 7-pixel tiles; height != width
+    (96, 9, 9, 3, 1),     # 9-wide rows: 3-pixel tiles
+    (32, 11, 11, 3, 1),   # 11-wide rows: 1-pixel tiles (no tile divides 11)
+    (32, 12, 22, 3, 2),   # stride 2 to 11-wide rows
 ])
 def test_float_depthwise_convs_in_channel_blocks_match(channels, height, width, kernel, stride):
     mod, w, bias = _depthwise_module(channels, height, width, kernel, stride)
@@ -80,7 +83,8 @@ def test_float_depthwise_convs_in_channel_blocks_match(channels, height, width, 
     np.testing.assert_allclose(got, plain, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("channels,height,width,kernel,stride", [(32, 10, 10, 5, 1), (48, 12, 12, 3, 2)])
+@pytest.mark.parametrize("channels,height,width,kernel,stride", [(32, 10, 10, 5, 1), (48, 12, 12, 3, 2),
+                                                                 (96, 7, 7, 3, 1)])
 def test_integer_depthwise_convs_in_channel_blocks_are_exact(channels, height, width, kernel, stride):
     mod, w, bias = _depthwise_module(channels, height, width, kernel, stride, dtype="int8")
     x = np.random.default_rng(2).integers(0, 256, (1, channels, height, width)).astype(np.uint8)
