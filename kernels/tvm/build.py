@@ -4,7 +4,8 @@ Contract: every function imports tvm lazily (``import kernels`` stays light) and
 :class:`KernelError` naming the step: import, schedule, build or run. Without TVM each raises
 :data:`TVM_MISSING`. The path is ``host_target(threads)`` → ``import_onnx(path)`` (static shape) →
 ``default_schedule(mod, target)`` → ``build(mod, target)`` → ``TvmModel(executable, threads=)``;
-:func:`compile_onnx` chains them. :func:`legalize` alone (no schedule) is the untuned "zero"-like
+:func:`compile_onnx` chains them (through ``kernels.tvm.schedule.build_scheduled``, which rebuilds
+with the simple rules alone, and warns, should the special rules give code TVM cannot lower). :func:`legalize` alone (no schedule) is the untuned "zero"-like
 build that DESIGN.md measured, kept for comparison. :func:`export_library` writes a built
 executable as a shared library (atomic) and :func:`load_library` reloads it for ``TvmModel``.
 
@@ -66,7 +67,8 @@ import numpy as np
 
 from kernels.errors import KernelError
 from kernels.tvm._common import TVM_MISSING, _tvm  # noqa: F401 - TVM_MISSING is part of the API
-from kernels.tvm.schedule import default_schedule, legalize, schedule_summary  # noqa: F401 - re-exported
+from kernels.tvm.schedule import (  # noqa: F401 - default_schedule and schedule_summary are re-exported
+    build_scheduled, default_schedule, legalize, schedule_summary)
 
 _KIND_BIG = 1  # threading::ThreadGroup::kBig, TVM's default affinity mode
 _thread_state = threading.local()
@@ -259,15 +261,20 @@ class TvmModel:
 def compile_onnx(path, *, threads: int, schedule: bool = True, input_shape=None, integer: bool = False,
                  vnni: bool | None = None, without=()) -> TvmModel:
     """Import (``integer``: QDQ convolutions in integer compute, :func:`import_for_build`), schedule
-    (``default_schedule``, its int8 pointwise convs on VNNI per ``vnni``, leaving out the shape rules
-    named in ``without``; or plain ``legalize`` when not ``schedule``), build and load the ONNX model at ``path`` for this CPU. An ``integer`` build's model
-    says in ``vnni_functions`` how many of its PrimFuncs run on ``vpdpbusd``."""
+    (``build_scheduled``: the default rules, int8 pointwise convs on VNNI per ``vnni``, leaving out the
+    shape rules named in ``without``; or plain ``legalize`` when not ``schedule``), build and load the
+    ONNX model at ``path`` for this CPU. An ``integer`` build's model says in ``vnni_functions`` how
+    many of its PrimFuncs run on ``vpdpbusd``."""
     target = host_target(threads)
     mod = import_for_build(path, input_shape=input_shape, integer=integer)
-    mod = default_schedule(mod, target, vnni=vnni, without=without) if schedule else legalize(mod, target)
-    model = TvmModel(build(mod, target), threads=threads)
+    scheduled = legalize(mod, target)
+    if schedule:
+        executable, scheduled = build_scheduled(scheduled, target, vnni=vnni, without=without)
+    else:
+        executable = build(scheduled, target)
+    model = TvmModel(executable, threads=threads)
     if integer:
         from kernels.tvm.pointwise import vnni_functions
 
-        model.vnni_functions = vnni_functions(mod)
+        model.vnni_functions = vnni_functions(scheduled)
     return model

@@ -273,8 +273,7 @@ def compile_relax(mod, target, database=None, *, only=None):
     tvm = _tvm()
     from tvm import relax
 
-    from kernels.tvm.build import build
-    from kernels.tvm.schedule import schedule_legalized
+    from kernels.tvm.schedule import build_scheduled
 
     prepared = mod if isinstance(mod, Legalized) else legalize_tasks(mod, target)
     mod, tasks = prepared.mod.clone(), prepared.tasks  # a copy: scheduling updates its module in place
@@ -291,8 +290,7 @@ def compile_relax(mod, target, database=None, *, only=None):
             except Exception as err:  # noqa: BLE001
                 raise KernelError(f"TVM build failed: applying the tuning database: {type(err).__name__}: "
                                   f"{err}") from err
-    mod = schedule_legalized(mod, target)
-    return build(mod, target), stats
+    return build_scheduled(mod, target)[0], stats
 
 
 def compile_onnx_tuned(path, target, database=None, *, input_shape=None, only=None):

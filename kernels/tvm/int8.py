@@ -9,7 +9,8 @@ qualify into integer compute with int32 accumulation:
     y   = float32(acc) * (s_x * s_w[o])
 
 which is the same sum as the float conv of the dequantized operands, taken exactly in integers (padding
-with the zero point is padding with a real 0), then scaled once. The model's own bias add, activation
+with the zero point is padding with a real 0), then scaled once. Where ``z_x`` is 0 (after a ReLU) the
+conv pads itself (``padding`` kept): no pad op, so no kernel of its own for the padding. The model's own bias add, activation
 and ``quantize`` follow unchanged, so the result is requantized as onnxruntime's int8 kernels do.
 
 Qualifying operands: ``x_q`` (u)int8 with a per-tensor constant scale and zero point; ``W_q`` an int8
@@ -88,10 +89,13 @@ def _integer_conv(call, transpose, x, sx, zx, w, sw):
         return None
     zero = int(zx.reshape(-1)[0])
     top, left, bottom, right = (int(p) for p in attrs.padding)
-    data = x
-    if top or left or bottom or right:
+    data, padding = x, [top, left, bottom, right]
+    if zero and (top or left or bottom or right):
+        # the zero point pads (it dequantizes to 0.0): a pad op of its own, which is a kernel of its own;
+        # a zero point of 0 (after a ReLU) pads inside the conv's function, as a float conv does
         data = relax.op.nn.pad(x, [0, 0, 0, 0, top, bottom, left, right], pad_value=float(zero))
-    acc = relax.op.nn.conv2d(data, relax.const(w.astype("int8")), strides=attrs.strides, padding=[0, 0, 0, 0],
+        padding = [0, 0, 0, 0]
+    acc = relax.op.nn.conv2d(data, relax.const(w.astype("int8")), strides=attrs.strides, padding=padding,
                              dilation=attrs.dilation, groups=attrs.groups, out_dtype="int32")
     if zero:
         correction = (zero * w.astype(np.int64).reshape(out_channels, -1).sum(axis=1)).astype(np.int32)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,6 +87,25 @@ def schedule_legalized(mod, target, *, vnni: bool | None = None, without=()):
         return mod
     except Exception as err:  # noqa: BLE001
         raise KernelError(f"TVM schedule failed: {type(err).__name__}: {err}") from err
+
+
+def build_scheduled(mod, target, *, vnni: bool | None = None, without=()):
+    """``(executable, scheduled module)``: a copy of the legalised ``mod`` scheduled by
+    :func:`schedule_legalized` and built. Should that build fail with the special rules in it, the
+    copy is scheduled by the simple rules alone and built, and a ``RuntimeWarning`` names the first
+    error: a rule that schedules some shape into code TVM cannot lower costs speed, never the build."""
+    from kernels.tvm.build import build
+
+    scheduled = schedule_legalized(mod.clone(), target, vnni=vnni, without=without)
+    try:
+        return build(scheduled, target), scheduled
+    except KernelError as err:
+        if vnni is False and set(without) >= set(SHAPE_RULES):
+            raise
+        warnings.warn(f"TVM build with the special schedule rules failed, built with the simple rules alone: "
+                      f"{str(err).splitlines()[0][:300]}", RuntimeWarning, stacklevel=2)
+    scheduled = schedule_legalized(mod.clone(), target, vnni=False, without=SHAPE_RULES)
+    return build(scheduled, target), scheduled
 
 
 def _is_scheduled(func) -> bool:

@@ -30,7 +30,7 @@ from pathlib import Path
 from kernels.errors import KernelError
 from kernels.tvm.build import build, export_library, host_target
 from kernels.tvm._common import _tvm
-from kernels.tvm.schedule import legalize, schedule_legalized
+from kernels.tvm.schedule import build_scheduled, legalize, schedule_legalized
 
 KINDS = ("llvm", "cuda", "c")
 
@@ -147,6 +147,8 @@ def build_for(mod, spec: TargetSpec):
     if spec.kind == "cuda" and nvcc_missing_reason():
         raise KernelError(f"TVM build failed: a CUDA build needs {nvcc_missing_reason()}")
     target = make_target(spec)
+    if spec.kind not in ("c", "cuda"):  # a CPU: the default rules, the simple ones alone should those not build
+        return build_scheduled(legalize(mod, target), target)[0]
     return build(schedule_for(mod, spec, target), target)
 
 

@@ -132,3 +132,38 @@ def test_a_rule_that_fails_half_way_leaves_the_simple_rules(monkeypatch):
     assert uses == 0
     np.testing.assert_array_equal(got, expected)
 
+
+
+def test_a_rule_whose_code_does_not_build_costs_speed_not_the_build(monkeypatch):
+    """A build that fails with a special rule's code in it (as one did: an allocation inside a vectorised loop,
+    "VectorizeLoop before LiftStorageAlloc", raised by TVM only when lowering) is built again with the simple
+    rules alone, with a warning. The failure is simulated; the rebuild and the results are real."""
+    import tvm
+
+    from kernels.errors import KernelError
+    from kernels.tvm.schedule import build_scheduled, legalize
+
+    real_build = tvm_build.build
+
+    def fails_on_the_rule(mod, target):
+        if depthwise_functions(mod):
+            raise KernelError("TVM build failed: InternalError: Check failed: VectorizeLoop before LiftStorageAlloc")
+        return real_build(mod, target)
+
+    mod, _, _ = _depthwise_module(32, 10, 10, 3, 1)
+    x = np.random.default_rng(5).standard_normal((1, 32, 10, 10)).astype(np.float32)
+    expected, _ = _run(mod, x, without=("depthwise",))
+    monkeypatch.setattr(tvm_build, "build", fails_on_the_rule)
+    target = tvm_build.host_target(2)
+    with pytest.warns(RuntimeWarning, match="built with the simple rules alone: TVM build failed: InternalError"):
+        executable, scheduled = build_scheduled(legalize(mod, target), target)
+    assert depthwise_functions(scheduled) == 0
+    model = tvm_build.TvmModel(executable, threads=2)
+    np.testing.assert_array_equal(model.invoke(tvm.runtime.tensor(x, model.device)).numpy(), expected)
+
+    def always_fails(mod, target):
+        raise KernelError("TVM build failed: InternalError: LiftStorageAlloc")
+
+    monkeypatch.setattr(tvm_build, "build", always_fails)
+    with pytest.raises(KernelError, match="LiftStorageAlloc"):  # the simple rules alone: nothing left to drop
+        build_scheduled(legalize(mod, target), target, vnni=False, without=("depthwise", "gemv"))

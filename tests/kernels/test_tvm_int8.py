@@ -10,6 +10,7 @@ import torch
 from kernels.quantize import QuantRecipe, quantize_module
 from kernels.runners import OrtFileRunner, make_runner
 from kernels.tvm import build as tvm_build
+from kernels.tvm.depthwise import depthwise_functions
 from kernels.tvm.int8 import integer_compute
 from kernels.tvm.pointwise import has_vnni, vnni_functions
 from kernels.tvm.schedule import default_schedule
@@ -19,10 +20,14 @@ from supernets.layer_module import layer_input_shape, layer_module
 
 pytestmark = [pytest.mark.tvm, pytest.mark.slow]
 
-# the depthwise conv comes first: its padded input is the quantized network input, whose zero point is not 0
+# the depthwise conv comes first: its padded input is the quantized network input, whose zero point is not 0;
+# the second pads an h-swish output (zero point not 0: a pad op), the third a ReLU output (uint8: zero point 0,
+# the conv pads; int8: -128, a pad op) and has two blocks of 16 channels (kernels.tvm.depthwise)
 SPECS = [LayerSpec("dwconv", 8, 8, 3, 1, 8, (12, 12), "relu", bn=True),
          LayerSpec("pwconv", 8, 24, 1, 1, 1, (12, 12), "hswish", bn=True),
-         LayerSpec("dwconv", 24, 24, 5, 2, 24, (12, 12), "relu", bn=True)]
+         LayerSpec("dwconv", 24, 24, 5, 2, 24, (12, 12), "relu", bn=True),
+         LayerSpec("pwconv", 24, 32, 1, 1, 1, (6, 6), "relu", bn=True),
+         LayerSpec("dwconv", 32, 32, 3, 1, 32, (6, 6), "hswish", bn=True)]
 
 
 def _network():
@@ -51,13 +56,14 @@ def test_qdq_convolutions_compute_in_integers_and_match_onnxruntime(tmp_path, ac
     mod, rewritten = integer_compute(tvm_build.import_onnx(q.path))
     assert rewritten == len(SPECS) + 1  # the convolutions and the classifier
     text = mod.script()
-    assert text.count('out_dtype="int32"') == len(SPECS) + 1 and "R.nn.pad" in text
+    assert text.count('out_dtype="int32"') == len(SPECS) + 1 and text.count("R.nn.pad(") == (2 if activation_type == "uint8" else 3)
     report = relax_compute_ops(tvm_build.relax_text(q.path, integer=True))
     assert report["computes_in"] == "int8" and report["integer_ops"] == len(SPECS) + 1
     assert relax_compute_ops(tvm_build.relax_text(q.path))["integer_ops"] == 0  # the import alone stays float
 
     scheduled = default_schedule(integer_compute(tvm_build.import_onnx(q.path))[0], tvm_build.host_target(1), vnni=vnni)
-    assert vnni_functions(scheduled) == int(vnni and activation_type == "uint8")  # the pointwise conv (vpdpbusd takes uint8 data)
+    assert vnni_functions(scheduled) == 2 * int(vnni and activation_type == "uint8")  # pointwise convs (vpdpbusd takes uint8 data)
+    assert depthwise_functions(scheduled) == 1  # the 32-channel one, in channel blocks
 
     x = np.random.default_rng(1).standard_normal((6, *q.input_shape[1:])).astype(np.float32) + 0.5
     ort = OrtFileRunner(q.path, x[:1], threads=1, spin=False)
