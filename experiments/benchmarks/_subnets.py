@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,3 +34,12 @@ def subnet_files(space, i: int, r: int, work: Path, rng) -> SubnetFiles:
     calibration = np.random.default_rng(i).standard_normal((16, *shape[1:])).astype(np.float32)
     quantized = quantize_module(module, torch.zeros(shape), work / f"q{i}.onnx", calibration, dynamic_batch=False)
     return SubnetFiles(arch.arch_id, shape, export_onnx(module, torch.zeros(shape), work / f"f{i}.onnx"), quantized)
+
+
+def subnet_arguments(doc: str) -> argparse.Namespace:
+    """The command line of a benchmark over seeded subnets: ``--subnets``, ``--resolution``, ``--repeats``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--subnets", type=int, default=3)
+    parser.add_argument("--resolution", type=int, default=160)
+    parser.add_argument("--repeats", type=int, default=30)
+    return parser.parse_args()

@@ -17,7 +17,6 @@ Prints one JSON object: {"subnets": [...], "median_ratio_tvm_int8_over_ort_int8"
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from _report import machine, timing_ms
-from _subnets import subnet_files
+from _subnets import subnet_arguments, subnet_files
 
 
 def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng, vnni: bool) -> dict:
@@ -70,11 +69,7 @@ def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng, vnni: boo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--subnets", type=int, default=3)
-    parser.add_argument("--resolution", type=int, default=160)
-    parser.add_argument("--repeats", type=int, default=30)
-    args = parser.parse_args()
+    args = subnet_arguments(__doc__)
     from kernels.quantize import cpu_isa
     from kernels.tvm.build import host_target
     from kernels.tvm.pointwise import has_vnni

@@ -15,7 +15,6 @@ float: the matrix-vector rule sums in another order). Run it alone on the machin
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from _report import machine, timing_ms
-from _subnets import subnet_files
+from _subnets import subnet_arguments, subnet_files
 
 VARIANTS = {"": (), "_no_depthwise": ("depthwise",), "_no_gemv": ("gemv",), "_simple": ("depthwise", "gemv")}
 
@@ -65,11 +64,7 @@ def _kind(name: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--subnets", type=int, default=3)
-    parser.add_argument("--resolution", type=int, default=160)
-    parser.add_argument("--repeats", type=int, default=30)
-    args = parser.parse_args()
+    args = subnet_arguments(__doc__)
     from kernels.quantize import cpu_isa
     from search_spaces import get_space
 
