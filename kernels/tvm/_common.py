@@ -1,4 +1,4 @@
-"""The one guarded ``import tvm`` of the TVM modules in ``kernels``."""
+"""The one guarded ``import tvm`` of the TVM modules in ``kernels``, and what their schedule rules share."""
 
 from __future__ import annotations
 
@@ -17,3 +17,11 @@ def _tvm():
     except Exception as err:  # noqa: BLE001 - a broken install (e.g. an incompatible tvm-ffi)
         raise KernelError(f"TVM import failed: {type(err).__name__}: {err}") from err
     return tvm
+
+
+def functions_containing(mod, text: str) -> int:
+    """How many PrimFuncs of ``mod`` have ``text`` in their TVMScript (a schedule rule's mark or intrinsic)."""
+    _tvm()
+    from tvm import tirx
+
+    return sum(text in func.script() for _, func in mod.functions_items() if isinstance(func, tirx.PrimFunc))

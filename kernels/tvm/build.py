@@ -4,10 +4,11 @@ Contract: every function imports tvm lazily (``import kernels`` stays light) and
 :class:`KernelError` naming the step: import, schedule, build or run. Without TVM each raises
 :data:`TVM_MISSING`. The path is ``host_target(threads)`` → ``import_onnx(path)`` (static shape) →
 ``default_schedule(mod, target)`` → ``build(mod, target)`` → ``TvmModel(executable, threads=)``;
-:func:`compile_onnx` chains them (through ``kernels.tvm.schedule.build_scheduled``, which rebuilds
-with the simple rules alone, and warns, should the special rules give code TVM cannot lower). :func:`legalize` alone (no schedule) is the untuned "zero"-like
-build that DESIGN.md measured, kept for comparison. :func:`export_library` writes a built
-executable as a shared library (atomic) and :func:`load_library` reloads it for ``TvmModel``.
+:func:`compile_onnx` chains them (through ``kernels.tvm.schedule.build_scheduled``, which rebuilds with
+the simple rules alone, and warns, should the special rules give code TVM cannot lower).
+:func:`legalize` alone (no schedule) is the untuned "zero"-like build that DESIGN.md measured, kept for
+comparison. :func:`export_library` writes a built executable as a shared library (atomic) and
+:func:`load_library` reloads it for ``TvmModel``.
 
 ``default_schedule`` legalises Relax ops to TIR and fuses them (as the "zero" pipeline does), then
 schedules every PrimFunc with a few fixed rules (no tuning, no search):

@@ -1,9 +1,9 @@
 """Depthwise convolutions in channel blocks: a schedule rule of the default CPU schedule (Apache TVM 0.27).
 
 Contract: :func:`schedule_depthwise` takes a legalised PrimFunc's depthwise conv block (batch 1, one
-input channel per group, a k x k window with k > 1, float32 or integer sums; ``qualifies``) whose
-channel count is a multiple of ``lanes`` with at least two blocks of channels, and schedules it so that
-one vector holds ``lanes`` channels of one output pixel. It returns the names of the blocks it
+input channel per group, a window of more than one tap, float32 or int32 sums; ``qualifies``) whose
+channel count is a multiple of ``lanes`` and at least ``MIN_CHANNELS`` (and two vectors), and
+schedules it so that one vector holds ``lanes`` channels of one output pixel. It returns the names of the blocks it
 scheduled, or None (``sch`` untouched) when the block does not qualify; a step TVM refuses raises half
 way through, so the caller works on a fresh schedule and keeps the simple rules then. Results equal the
 simple rules' (the same sums in the same order per output).
@@ -14,20 +14,23 @@ loads and stores the accumulator again. Here the (padded) input is copied once i
 buffer ``(1, C/lanes, H, W, lanes)`` and the weights into ``(C/lanes, 1, k, k, lanes)``. The
 accumulator is a register tile of :data:`PIXEL_TILE` output pixels x ``lanes`` channels, summed over
 the whole window (unrolled along the window's row). The epilogue (bias, activation, requantize) runs
-per tile, vectorised over the channels, and writes NCHW back. The two copies run in parallel, and so
-do the tiles (channel block x output row).
+per tile, vectorised over the channels, and writes NCHW back. The input's copy and the tiles (channel
+block x output row) run in parallel from ``min_parallel_work`` multiply-adds.
 
 Measured on an AMD EPYC (znver4, AVX-512), 2 threads, ofa_mbv3 at 160 px: each depthwise task of a
-subnet alone 0.42-0.96x of the simple rules (0.27x for 7x7 stride 2 on an 80x80 map; 11 tasks: 963 us
-against 1759 us in all). A single block of 16 channels (the first block's 80x80 map) came out 1.4x
-slower, hence the two-block minimum: the copies cost as much as the k x k sums there.
+subnet alone 0.40-1.0x of the simple rules (0.25x for 7x7 stride 2 on an 80x80 map; 11 tasks: 833 us
+against 1640 us in all). A single block of 16 channels (the first block's 80x80 map) came out 1.4x
+slower, hence the 32-channel minimum: the copies cost as much as the k x k sums there.
 """
 
 from __future__ import annotations
 
+from kernels.tvm._common import functions_containing
+
 MARK = "hwnas_channel_blocked_depthwise"  # annotation on the conv blocks this rule scheduled
 PIXEL_TILE = (4, 5, 7, 3, 2)  # output pixels per register tile: the first that divides the row, else 1
-MIN_CHANNEL_BLOCKS = 2
+MIN_CHANNELS = 32  # and at least two vectors of them
+DTYPES = ("float32", "int32")  # of the sums
 
 
 def _shapes(sch, block):
@@ -45,6 +48,8 @@ def _shapes(sch, block):
     if weight_at is None:
         return None
     data, weight, out = stmt.reads[1 - weight_at].source, stmt.reads[weight_at].source, stmt.writes[0].source
+    if str(out.dtype) not in DTYPES:
+        return None
     try:
         channels, _, kh, kw = (int(d) for d in weight.shape)
         n, c, height, width = (int(d) for d in out.shape)
@@ -74,14 +79,15 @@ def _depthwise_weight(buffer) -> bool:
 def qualifies(sch, block, lanes: int) -> bool:
     """Whether ``block`` of ``sch`` is a depthwise conv :func:`schedule_depthwise` takes (read only)."""
     shapes = _shapes(sch, block)
-    return (shapes is not None and shapes[0] % lanes == 0 and shapes[0] // lanes >= MIN_CHANNEL_BLOCKS
+    return (shapes is not None and shapes[0] % lanes == 0 and shapes[0] >= max(MIN_CHANNELS, 2 * lanes)
             and len(sch.get_consumers(block)) <= 1)
 
 
-def schedule_depthwise(sch, block, *, cores: int, lanes: int):
-    """Schedule a qualifying depthwise conv block (module docstring) with ``lanes`` channels per vector:
-    the names of the blocks scheduled, or None (``sch`` untouched) when it does not qualify. Raises
-    where TVM refuses a step (``sch`` then half-changed: pass a fresh schedule)."""
+def schedule_depthwise(sch, block, *, cores: int, lanes: int, min_parallel_work: int):
+    """Schedule a qualifying depthwise conv block (module docstring) with ``lanes`` channels per vector,
+    in parallel from ``min_parallel_work`` multiply-adds: the names of the blocks scheduled, or None
+    (``sch`` untouched) when it does not qualify. Raises where TVM refuses a step (``sch`` then
+    half-changed: pass a fresh schedule)."""
     if not qualifies(sch, block, lanes):
         return None
     channels, kh, kw, height, width, data_at, weight_at = _shapes(sch, block)
@@ -103,7 +109,8 @@ def schedule_depthwise(sch, block, *, cores: int, lanes: int):
     w_outer, w_inner = sch.split(w, [None, tile])
     sch.reorder(n, c_outer, h, w_outer, rc, ry, rx, w_inner, c_inner)
     rows = sch.fuse(n, c_outer, h)
-    if cores > 1:
+    parallel = cores > 1 and channels * height * width * kh * kw >= min_parallel_work
+    if parallel:
         sch.parallel(rows)
     sch.vectorize(c_inner)
     sch.unroll(w_inner)
@@ -114,7 +121,7 @@ def schedule_depthwise(sch, block, *, cores: int, lanes: int):
         if len(inner) == 2:
             sch.reorder(inner[1], inner[0])
         sch.vectorize(inner[0])
-    _by_channel_block(sch, copy, lanes, channel_loop=1, parallel=cores > 1)  # (n, c, h, w)
+    _by_channel_block(sch, copy, lanes, channel_loop=1, parallel=parallel)  # (n, c, h, w)
     _by_channel_block(sch, weights, lanes, channel_loop=0, parallel=False)  # (o, i, y, x): small
     sch.annotate(block, MARK, 1)
     sch.decompose_reduction(block, rc)
@@ -123,9 +130,7 @@ def schedule_depthwise(sch, block, *, cores: int, lanes: int):
 
 def depthwise_functions(mod) -> int:
     """How many PrimFuncs of a scheduled ``mod`` have a depthwise conv in channel blocks (this rule's)."""
-    from tvm import tirx
-
-    return sum(MARK in func.script() for _, func in mod.functions_items() if isinstance(func, tirx.PrimFunc))
+    return functions_containing(mod, MARK)
 
 
 def _data_copy(sch, block, data_at: int):

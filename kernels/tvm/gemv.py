@@ -4,12 +4,12 @@ Two kinds of block are matrix-vector products in a MobileNetV3 at batch 1, and t
 vectorise both along the wrong axis for it:
 
 - a pointwise conv on a 1x1 map (squeeze-excite, the head's feature mix): the simple rules vectorise
-  the output channels, so each vector of weights (``OIHW``: one row per output channel) is a gather
-  of 16 rows. Here the input channels are split into vectors (16, 8 or 4 wide, whichever divides
-  them) and summed in that many partial sums (``rfactor``), a tile of :data:`ROW_TILE` output channels sharing each data vector, and the partial
-  sums are added up per tile, with the epilogue after them.
-- a dense layer ``x[1, K] @ W[K, N]`` (the classifier): the simple rules give each parallel chunk one
-  vector of columns, so every row of ``W`` is read in pieces of 32 bytes. Here a chunk is up to
+  the output channels, so each vector of weights (``OIHW``: one row per output channel) is a gather of
+  16 rows. Here the input channels are split into vectors (16, 8 or 4 wide, whichever divides them)
+  and summed in that many partial sums (``rfactor``), a tile of :data:`ROW_TILE` output channels
+  sharing each data vector, and the partial sums are added up per tile, with the epilogue after them.
+- a dense layer ``x[1, K] @ W[K, N]`` (the classifier): the simple rules give each parallel chunk
+  one vector of columns, so every row of ``W`` is read in pieces of 32 bytes. Here a chunk is up to
   :data:`COLUMN_VECTORS` vectors wide, summed in registers over all of ``K``.
 
 Contract: :func:`schedule_gemv` takes such a block (:func:`qualifies`; float32 or integer sums) and
@@ -25,6 +25,9 @@ Measured on an AMD EPYC (znver4, AVX-512), each task alone, ofa_mbv3 at 160 px: 
 
 from __future__ import annotations
 
+from kernels.tvm._common import functions_containing
+
+MARK = "hwnas_gemv"  # annotation on the blocks this rule scheduled
 ROW_TILE = 4  # output channels sharing one data vector in a 1x1-map conv
 COLUMN_VECTORS = 8  # most vectors of columns per chunk of a dense layer (accumulators in registers)
 
@@ -79,6 +82,7 @@ def schedule_gemv(sch, block, *, cores: int, lanes: int, min_parallel_work: int)
         names |= extra
     else:
         outer = _columns(sch, block, kind[2], lanes, parallel)
+    sch.annotate(block, MARK, 1)
     for epilogue in consumers:
         sch.reverse_compute_at(epilogue, outer)
         loop = sch.get_loops(epilogue)[-1]
@@ -121,3 +125,8 @@ def _columns(sch, block, n_columns: int, lanes: int, parallel: bool):
     sch.vectorize(lane)
     sch.decompose_reduction(block, k)
     return outer
+
+
+def gemv_functions(mod) -> int:
+    """How many PrimFuncs of a scheduled ``mod`` have a matrix-vector product of this rule's."""
+    return functions_containing(mod, MARK)

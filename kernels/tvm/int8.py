@@ -10,8 +10,9 @@ qualify into integer compute with int32 accumulation:
 
 which is the same sum as the float conv of the dequantized operands, taken exactly in integers (padding
 with the zero point is padding with a real 0), then scaled once. Where ``z_x`` is 0 (after a ReLU) the
-conv pads itself (``padding`` kept): no pad op, so no kernel of its own for the padding. The model's own bias add, activation
-and ``quantize`` follow unchanged, so the result is requantized as onnxruntime's int8 kernels do.
+conv pads itself (``padding`` kept): no pad op, so no kernel of its own for the padding. The model's own
+bias add, activation and ``quantize`` follow unchanged, so the result is requantized as onnxruntime's
+int8 kernels do.
 
 Qualifying operands: ``x_q`` (u)int8 with a per-tensor constant scale and zero point; ``W_q`` an int8
 constant with zero points all 0 (onnxruntime's symmetric weights) and a per-tensor or per-output-channel (axis 0)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.errors import KernelError
-from kernels.tvm._common import _tvm
+from kernels.tvm._common import _tvm, functions_containing
 
 VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
 INTRIN = "hwnas_vpdpbusd_16px_x4"  # C[16] += A[16 pixels, 4 u8] . B[4 s8] broadcast
@@ -58,10 +58,7 @@ def has_vnni(target) -> bool:
 
 def vnni_functions(mod) -> int:
     """How many PrimFuncs of a scheduled ``mod`` call ``vpdpbusd`` (pointwise convs on VNNI)."""
-    _tvm()
-    from tvm import tirx
-
-    return sum(VPDPBUSD in func.script() for _, func in mod.functions_items() if isinstance(func, tirx.PrimFunc))
+    return functions_containing(mod, VPDPBUSD)
 
 
 def _register_intrinsic() -> None:

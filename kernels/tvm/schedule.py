@@ -61,19 +61,17 @@ def schedule_legalized(mod, target, *, vnni: bool | None = None, without=()):
     it (None or True); False turns the rule off. ``without``: names of :data:`SHAPE_RULES` to leave
     out ("depthwise": depthwise convs in channel blocks, :mod:`kernels.tvm.depthwise`; "gemv":
     matrix-vector products, :mod:`kernels.tvm.gemv`); their blocks then get the simple rules."""
+    if isinstance(without, str):
+        raise ValueError(f"without: a list of rule names, got the string {without!r}; e.g. without=({without!r},)")
     unknown = sorted(set(without) - set(SHAPE_RULES))
     if unknown:
         raise ValueError(f"without: unknown schedule rule(s) {unknown}; expected names from {list(SHAPE_RULES)}")
     _tvm()
     from tvm import tirx
-    from tvm.target.codegen import llvm_get_vector_width
 
     from kernels.tvm.pointwise import has_vnni
 
-    try:
-        lanes = max(int(llvm_get_vector_width(target)) // 32, 4)
-    except Exception:  # noqa: BLE001 - a target LLVM cannot describe
-        lanes = 4
+    lanes = vector_lanes(target)
     cores = int(target.attrs.get("num-cores", 0) or 0) or os.cpu_count() or 1
     rules = _special_rules(vnni=has_vnni(target) and vnni is not False,  # never vpdpbusd without VNNI
                            shape_rules=[name for name in SHAPE_RULES if name not in without])
@@ -89,6 +87,17 @@ def schedule_legalized(mod, target, *, vnni: bool | None = None, without=()):
         raise KernelError(f"TVM schedule failed: {type(err).__name__}: {err}") from err
 
 
+def vector_lanes(target) -> int:
+    """float32 (and int32) lanes of the target's widest vector register, at least 4 (4 for a target LLVM
+    cannot describe): 16 with AVX-512, 8 with AVX2, 4 with NEON."""
+    from tvm.target.codegen import llvm_get_vector_width
+
+    try:
+        return max(int(llvm_get_vector_width(target)) // 32, 4)
+    except Exception:  # noqa: BLE001
+        return 4
+
+
 def build_scheduled(mod, target, *, vnni: bool | None = None, without=()):
     """``(executable, scheduled module)``: a copy of the legalised ``mod`` scheduled by
     :func:`schedule_legalized` and built. Should that build fail with the special rules in it, the
@@ -100,12 +109,19 @@ def build_scheduled(mod, target, *, vnni: bool | None = None, without=()):
     try:
         return build(scheduled, target), scheduled
     except KernelError as err:
-        if vnni is False and set(without) >= set(SHAPE_RULES):
-            raise
+        if not _special_functions(scheduled):
+            raise  # no special rule in it: the simple rules alone fail the same way
         warnings.warn(f"TVM build with the special schedule rules failed, built with the simple rules alone: "
                       f"{str(err).splitlines()[0][:300]}", RuntimeWarning, stacklevel=2)
     scheduled = schedule_legalized(mod.clone(), target, vnni=False, without=SHAPE_RULES)
     return build(scheduled, target), scheduled
+
+
+def _special_functions(mod) -> int:
+    """How many PrimFuncs of a scheduled ``mod`` carry a special rule's work (only read on a failure)."""
+    from kernels.tvm import depthwise, gemv, pointwise
+
+    return depthwise.depthwise_functions(mod) + gemv.gemv_functions(mod) + pointwise.vnni_functions(mod)
 
 
 def _is_scheduled(func) -> bool:
@@ -162,7 +178,8 @@ def _special_rules(vnni: bool, shape_rules) -> list:
     if vnni:
         rules.append((lambda sch, block, lanes: pointwise.qualifies(sch, block), pointwise.schedule_pointwise))
     if "depthwise" in shape_rules:
-        rules.append((depthwise.qualifies, depthwise.schedule_depthwise))
+        rules.append((depthwise.qualifies,
+                      functools.partial(depthwise.schedule_depthwise, min_parallel_work=MIN_PARALLEL_WORK)))
     if "gemv" in shape_rules:
         rules.append((gemv.qualifies, functools.partial(gemv.schedule_gemv, min_parallel_work=MIN_PARALLEL_WORK)))
     return rules

@@ -10,9 +10,10 @@ import torch
 
 from kernels.tvm import build as tvm_build
 from kernels.tvm.depthwise import depthwise_functions
-from kernels.tvm.schedule import default_schedule
+from kernels.tvm.schedule import default_schedule, vector_lanes
 
 pytestmark = [pytest.mark.tvm]
+LANES = vector_lanes(tvm_build.host_target(1))  # 16 with AVX-512, 8 with AVX2
 
 
 def _depthwise_module(channels, height, width, kernel, stride, *, dtype="float32", groups=None, seed=0):
@@ -80,7 +81,7 @@ def test_float_depthwise_convs_in_channel_blocks_match(channels, height, width, 
     np.testing.assert_allclose(got, _torch_reference(x, w, bias, stride), rtol=1e-4, atol=1e-4)
     plain, plain_uses = _run(mod, x, without=("depthwise",))
     assert plain_uses == 0
-    np.testing.assert_allclose(got, plain, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(got, plain)  # the same sums in the same order
 
 
 @pytest.mark.parametrize("channels,height,width,kernel,stride", [(32, 10, 10, 5, 1), (48, 12, 12, 3, 2),
@@ -103,8 +104,9 @@ def test_integer_depthwise_convs_in_channel_blocks_are_exact(channels, height, w
 
 
 @pytest.mark.parametrize("channels,kernel,groups", [
-    (16, 3, None),  # one block of 16 channels: the copies would cost as much as the sums
-    (24, 3, None),  # not a multiple of the vector width
+    (16, 3, None),  # under 32 channels: the copies would cost as much as the sums
+    (24, 3, None),  # under 32 channels
+    (4 * LANES + LANES // 2, 3, None),  # not a multiple of the vector width
     (32, 3, 1),     # an ordinary 3x3 conv
     (32, 3, 16),    # grouped, two channels per group
     (32, 1, None),  # a 1x1 depthwise conv (a per-channel scale)

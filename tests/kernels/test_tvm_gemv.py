@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels.tvm import build as tvm_build
+from kernels.tvm import build as tvm_build, gemv
 from kernels.tvm.schedule import default_schedule
 
 pytestmark = [pytest.mark.tvm]
@@ -29,7 +29,8 @@ def _se_module(channels, out_channels, *, dtype="float32", map_size=1, seed=0):
             acc = builder.emit(relax.op.nn.conv2d(x, relax.const(w), out_dtype="int32" if integer else "float32"))
             y = builder.emit(relax.op.astype(acc, "float32") if integer else acc)
             gate = relax.op.divide(relax.op.clip(relax.op.add(y, relax.const(3.0)), 0, 6), relax.const(6.0))
-            out = builder.emit_output(relax.op.multiply(features, gate) if map_size == 1 else relax.op.multiply(y, gate))
+            gated = relax.op.multiply(features, gate) if map_size == 1 else relax.op.multiply(y, gate)
+            out = builder.emit_output(gated)
         builder.emit_func_output(out)
     return builder.get(), w
 
@@ -71,7 +72,7 @@ def test_squeeze_excite_convs_sum_input_channel_vectors(channels, out_channels):
     x = rng.standard_normal((1, channels, 1, 1)).astype(np.float32)
     features = rng.standard_normal((1, out_channels, 6, 6)).astype(np.float32)
     got, text = _run(mod, [x, features])
-    assert "_rf" in text  # the partial sums of the rfactor
+    assert "_rf" in text and gemv.MARK in text  # the partial sums of the rfactor
     assert ("T.parallel" in text) == (channels * out_channels >= 1 << 18)
     y = (w[:, :, 0, 0].astype(np.float64) @ x[0, :, 0, 0].astype(np.float64))[None, :, None, None]
     np.testing.assert_allclose(got, features * _hsigmoid(y), rtol=1e-4, atol=1e-5)
@@ -96,8 +97,10 @@ def test_dense_layers_in_wide_column_chunks(k, n):
     mod, w, b = _dense_module(k, n)
     x = np.random.default_rng(3).standard_normal((1, k)).astype(np.float32)
     got, text = _run(mod, [x])
+    assert gemv.MARK in text
     np.testing.assert_allclose(got, (x.astype(np.float64) @ w + b)[:], rtol=1e-4, atol=1e-4)
-    plain, _ = _run(mod, [x], without=("gemv",))
+    plain, plain_text = _run(mod, [x], without=("gemv",))
+    assert gemv.MARK not in plain_text
     np.testing.assert_allclose(got, plain, rtol=1e-5, atol=1e-5)
     assert ("T.parallel" in text) == (k * n >= 1 << 18)
 
@@ -118,3 +121,5 @@ def test_unknown_rule_names_are_refused():
     mod, _ = _se_module(64, 32)
     with pytest.raises(ValueError, match="unknown schedule rule"):
         default_schedule(mod, tvm_build.host_target(1), without=("gemm",))
+    with pytest.raises(ValueError, match="a list of rule names"):  # not split into letters
+        default_schedule(mod, tvm_build.host_target(1), without="gemv")

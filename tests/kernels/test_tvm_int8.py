@@ -56,7 +56,8 @@ def test_qdq_convolutions_compute_in_integers_and_match_onnxruntime(tmp_path, ac
     mod, rewritten = integer_compute(tvm_build.import_onnx(q.path))
     assert rewritten == len(SPECS) + 1  # the convolutions and the classifier
     text = mod.script()
-    assert text.count('out_dtype="int32"') == len(SPECS) + 1 and text.count("R.nn.pad(") == (2 if activation_type == "uint8" else 3)
+    assert text.count('out_dtype="int32"') == len(SPECS) + 1
+    assert text.count("R.nn.pad(") == (2 if activation_type == "uint8" else 3)
     report = relax_compute_ops(tvm_build.relax_text(q.path, integer=True))
     assert report["computes_in"] == "int8" and report["integer_ops"] == len(SPECS) + 1
     assert relax_compute_ops(tvm_build.relax_text(q.path))["integer_ops"] == 0  # the import alone stays float
