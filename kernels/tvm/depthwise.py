@@ -76,11 +76,19 @@ def _depthwise_weight(buffer) -> bool:
         return False
 
 
+def _taken(sch, block, lanes: int):
+    """``(shapes, consumers)`` of a block this rule takes (channels to fill vectors, at most one
+    epilogue), else None."""
+    shapes = _shapes(sch, block)
+    if shapes is None or shapes[0] % lanes or shapes[0] < max(MIN_CHANNELS, 2 * lanes):
+        return None
+    consumers = sch.get_consumers(block)
+    return (shapes, consumers) if len(consumers) <= 1 else None
+
+
 def qualifies(sch, block, lanes: int) -> bool:
     """Whether ``block`` of ``sch`` is a depthwise conv :func:`schedule_depthwise` takes (read only)."""
-    shapes = _shapes(sch, block)
-    return (shapes is not None and shapes[0] % lanes == 0 and shapes[0] >= max(MIN_CHANNELS, 2 * lanes)
-            and len(sch.get_consumers(block)) <= 1)
+    return _taken(sch, block, lanes) is not None
 
 
 def schedule_depthwise(sch, block, *, cores: int, lanes: int, min_parallel_work: int):
@@ -88,10 +96,10 @@ def schedule_depthwise(sch, block, *, cores: int, lanes: int, min_parallel_work:
     in parallel from ``min_parallel_work`` multiply-adds: the names of the blocks scheduled, or None
     (``sch`` untouched) when it does not qualify. Raises where TVM refuses a step (``sch`` then
     half-changed: pass a fresh schedule)."""
-    if not qualifies(sch, block, lanes):
+    taken = _taken(sch, block, lanes)
+    if taken is None:
         return None
-    channels, kh, kw, height, width, data_at, weight_at = _shapes(sch, block)
-    consumers = sch.get_consumers(block)
+    (channels, kh, kw, height, width, data_at, weight_at), consumers = taken
 
     def blocked(n, c, h, w):
         return n, c // lanes, h, w, c % lanes

@@ -15,7 +15,6 @@ matrix-vector product (a pointwise conv on a 1x1 map, a batch-1 dense layer) goe
 
 from __future__ import annotations
 
-import functools
 import os
 import warnings
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 
 from kernels.errors import KernelError
 from kernels.tvm._common import _tvm
+from kernels.tvm.special_rules import SHAPE_RULES, apply_special, special_functions, special_rules
 
 # Knobs of the default schedule (module docstring); measured on ofa_mbv3 at 160 px, one thread.
 MIN_PARALLEL_WORK = 1 << 18  # loop iterations below which a block stays serial (a launch costs ~10 us)
@@ -44,9 +44,6 @@ def legalize(mod, target):
             return tvm.transform.Sequential(passes)(mod)
     except Exception as err:  # noqa: BLE001
         raise KernelError(f"TVM schedule failed: legalising to TIR: {type(err).__name__}: {err}") from err
-
-
-SHAPE_RULES = ("depthwise", "gemv")  # the rules ``without=`` can leave out (module docstring)
 
 
 def default_schedule(mod, target, *, vnni: bool | None = None, without=()):
@@ -73,8 +70,9 @@ def schedule_legalized(mod, target, *, vnni: bool | None = None, without=()):
 
     lanes = vector_lanes(target)
     cores = int(target.attrs.get("num-cores", 0) or 0) or os.cpu_count() or 1
-    rules = _special_rules(vnni=has_vnni(target) and vnni is not False,  # never vpdpbusd without VNNI
-                           shape_rules=[name for name in SHAPE_RULES if name not in without])
+    rules = special_rules(vnni=has_vnni(target) and vnni is not False,  # never vpdpbusd without VNNI
+                          shape_rules=[name for name in SHAPE_RULES if name not in without],
+                          min_parallel_work=MIN_PARALLEL_WORK)
     try:
         updated = {}
         for gvar, func in mod.functions_items():
@@ -109,19 +107,12 @@ def build_scheduled(mod, target, *, vnni: bool | None = None, without=()):
     try:
         return build(scheduled, target), scheduled
     except KernelError as err:
-        if not _special_functions(scheduled):
+        if not special_functions(scheduled):
             raise  # no special rule in it: the simple rules alone fail the same way
         warnings.warn(f"TVM build with the special schedule rules failed, built with the simple rules alone: "
                       f"{str(err).splitlines()[0][:300]}", RuntimeWarning, stacklevel=2)
     scheduled = schedule_legalized(mod.clone(), target, vnni=False, without=SHAPE_RULES)
     return build(scheduled, target), scheduled
-
-
-def _special_functions(mod) -> int:
-    """How many PrimFuncs of a scheduled ``mod`` carry a special rule's work (only read on a failure)."""
-    from kernels.tvm import depthwise, gemv, pointwise
-
-    return depthwise.depthwise_functions(mod) + gemv.gemv_functions(mod) + pointwise.vnni_functions(mod)
 
 
 def _is_scheduled(func) -> bool:
@@ -156,7 +147,7 @@ def _schedule_func(func, lanes: int, cores: int, rules: list):
         _inline_injective(sch, root)
     except Exception:  # noqa: BLE001 - not a block-form PrimFunc: leave it
         return func
-    sch, root, done = _apply_special(sch, root, lanes, cores, rules)
+    sch, root, done = apply_special(sch, root, lanes, cores, rules)
     for block in list(sch.get_child_blocks(root)):
         name = sch.get(block).name_hint
         if name in done:
@@ -167,45 +158,6 @@ def _schedule_func(func, lanes: int, cores: int, rules: list):
             pass
         done.add(name)
     return sch.mod["main"].with_attr("tirx.is_scheduled", True)
-
-
-def _special_rules(vnni: bool, shape_rules) -> list:
-    """``(qualifies(sch, block, lanes), schedule(sch, block, cores=, lanes=))`` pairs to offer blocks to
-    before the simple rules: int8 pointwise convs on VNNI, then the ``shape_rules`` named."""
-    from kernels.tvm import depthwise, gemv, pointwise
-
-    rules = []
-    if vnni:
-        rules.append((lambda sch, block, lanes: pointwise.qualifies(sch, block), pointwise.schedule_pointwise))
-    if "depthwise" in shape_rules:
-        rules.append((depthwise.qualifies,
-                      functools.partial(depthwise.schedule_depthwise, min_parallel_work=MIN_PARALLEL_WORK)))
-    if "gemv" in shape_rules:
-        rules.append((gemv.qualifies, functools.partial(gemv.schedule_gemv, min_parallel_work=MIN_PARALLEL_WORK)))
-    return rules
-
-
-def _apply_special(sch, root, lanes: int, cores: int, rules: list):
-    """``(schedule, root, names of the blocks done)``: each block that a rule of ``rules`` takes,
-    scheduled by it on a fresh schedule of the function so far and kept only when every step applied
-    (``Schedule.copy`` fails on some functions in 0.27)."""
-    from tvm import s_tir
-
-    done: set = set()
-    for qualifies, schedule in rules:
-        for name in [sch.get(b).name_hint for b in sch.get_child_blocks(root) if qualifies(sch, b, lanes)]:
-            if name in done:
-                continue
-            trial = s_tir.Schedule(sch.mod["main"], error_render_level="none")
-            before = {trial.get(b).name_hint for b in trial.get_child_blocks(trial.get_sblock("root"))}
-            try:
-                names = schedule(trial, trial.get_sblock(name), cores=cores, lanes=lanes)
-            except Exception:  # noqa: BLE001 - TVM refused a step: keep the simple rules for this block
-                names = None
-            if names:
-                sch, root = trial, trial.get_sblock("root")
-                done |= names | ({sch.get(b).name_hint for b in sch.get_child_blocks(root)} - before)
-    return sch, root, done
 
 
 def _inline_injective(sch, root) -> None:
