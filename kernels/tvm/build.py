@@ -29,7 +29,7 @@ Each step is tried on its own and skipped when TVM refuses it, so a rule that do
 never fails the build; a PrimFunc the rules cannot handle keeps its legalised loops. Between 1 and
 2, for a target with AVX-512 VNNI (``vnni=False`` turns it off): an int8 pointwise conv of an
 ``integer=True`` build runs on ``vpdpbusd`` (:mod:`kernels.tvm.pointwise`), its epilogue per
-register tile; a depthwise conv with at least two blocks of vector-width channels runs in
+register tile; a depthwise conv with at least 32 channels, a multiple of the vector width, runs in
 channel blocks (:mod:`kernels.tvm.depthwise`); a matrix-vector product (a pointwise conv on a 1x1
 map, the classifier) sums vectors of its reduction axis or of wide column chunks
 (:mod:`kernels.tvm.gemv`). ``without=("depthwise", "gemv")`` leaves those two out. Each of these

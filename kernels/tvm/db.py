@@ -276,7 +276,7 @@ def compile_relax(mod, target, database=None, *, only=None):
     from kernels.tvm.schedule import build_scheduled
 
     prepared = mod if isinstance(mod, Legalized) else legalize_tasks(mod, target)
-    mod, tasks = prepared.mod.clone(), prepared.tasks  # a copy: scheduling updates its module in place
+    mod, tasks = prepared.mod, prepared.tasks  # build_scheduled schedules a copy: prepared stays as it is
     if database is None:
         stats = HitStats(len(tasks), 0, sum(t.total_flops for t in tasks), 0.0)
     else:
