@@ -190,16 +190,15 @@ class TvmOnnxRunner(TvmRunner):
         self._x = self.model.tensor(example_input)
 
 
-class TvmLibraryRunner(Runner):
-    """A TVM shared library already exported (``kernels.tvm.build.export_library``), reloaded and run."""
+class TvmModelRunner(Runner):
+    """A loaded ``kernels.tvm.build.TvmModel`` (e.g. the build ``kernels.tvm.select`` chose), run on
+    ``example_input`` with the model's threads."""
 
     backend = "tvm"
 
-    def __init__(self, path, example_input: np.ndarray, *, threads: int) -> None:
-        from kernels.tvm import build as tvm_build
-
-        self.threads = _check_threads(threads)
-        self.model = tvm_build.TvmModel(tvm_build.load_library(path), threads=self.threads)
+    def __init__(self, model, example_input: np.ndarray) -> None:
+        self.threads = model.threads
+        self.model = model
         self._x = self.model.tensor(example_input)
 
     def __call__(self) -> object:
@@ -207,6 +206,16 @@ class TvmLibraryRunner(Runner):
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.model.run(x)
+
+
+class TvmLibraryRunner(TvmModelRunner):
+    """A TVM shared library already exported (``kernels.tvm.build.export_library``), reloaded and run."""
+
+    def __init__(self, path, example_input: np.ndarray, *, threads: int) -> None:
+        from kernels.tvm import build as tvm_build
+
+        super().__init__(tvm_build.TvmModel(tvm_build.load_library(path), threads=_check_threads(threads)),
+                         example_input)
 
 
 CUDA_BACKENDS = ("torch-cuda", "torch-cuda-fp32", "torch-cuda-graph", "torch-cuda-graph-fp32")

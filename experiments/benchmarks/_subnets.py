@@ -36,10 +36,13 @@ def subnet_files(space, i: int, r: int, work: Path, rng) -> SubnetFiles:
     return SubnetFiles(arch.arch_id, shape, export_onnx(module, torch.zeros(shape), work / f"f{i}.onnx"), quantized)
 
 
-def subnet_arguments(doc: str) -> argparse.Namespace:
-    """The command line of a benchmark over seeded subnets: ``--subnets``, ``--resolution``, ``--repeats``."""
+def subnet_arguments(doc: str, *, tune: bool = False) -> argparse.Namespace:
+    """The command line of a benchmark over seeded subnets: ``--subnets``, ``--resolution``, ``--repeats``, and
+    with ``tune`` ``--tune-minutes`` (per subnet, default 0)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--subnets", type=int, default=3)
     parser.add_argument("--resolution", type=int, default=160)
     parser.add_argument("--repeats", type=int, default=30)
+    if tune:
+        parser.add_argument("--tune-minutes", type=float, default=0.0)
     return parser.parse_args()

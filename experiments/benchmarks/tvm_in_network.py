@@ -69,8 +69,8 @@ def diagnose(arch, space, database, db: Path, threads: int, top: int, work: Path
     defaults = tvm_db.load_default_times(db)
     records = {t.key: r for t in tasks if (r := tvm_db.best_record(database, t, target)) is not None}
     symbols = keys_by_symbol(legalized.mod)
-    builds = {"record": tvm_db.compile_relax(legalized, target, database, only=set(records))[0],
-              "default": tvm_db.compile_relax(legalized, target, None)[0]}
+    builds = {"record": tvm_db.compile_relax(legalized, target, database, only=set(records)).executable,
+              "default": tvm_db.compile_relax(legalized, target, None).executable}
     network = {}
     for n in sorted({1, threads}):
         models = {k: tvm_build.TvmModel(e, threads=n) for k, e in builds.items()}

@@ -9,7 +9,12 @@ int8 file (``ort_int8``, spin off) with the same threads (``kernels.timing.measu
 ``tvm_int8`` is compared with ``ort_int8`` on 8 seeded inputs: max difference in output quantization steps
 and top-1 agreement. Run it alone on the machine.
 
-    python experiments/benchmarks/tvm_int8.py [--subnets 3] [--resolution 160] [--repeats 30]
+    python experiments/benchmarks/tvm_int8.py [--subnets 3] [--resolution 160] [--repeats 30] [--tune-minutes 0]
+
+With ``--tune-minutes M`` each subnet's int8 module is also tuned for M minutes (its own tasks, a fresh
+database) and built with the records that make the whole network faster (``tvm_int8_tuned``, as ``nas export
+--quantize --tune-minutes`` builds it): ``ratio_tvm_int8_tuned_over_tvm_int8`` (tuned / untuned, per subnet) and
+``ratio_tvm_int8_tuned_over_ort_int8``.
 
 Prints one JSON object: {"subnets": [...], "median_ratio_tvm_int8_over_ort_int8": ...,
 "median_ratio_tvm_int8_over_tvm_float": ..., "machine": {...}}.
@@ -27,7 +32,19 @@ from _report import machine, timing_ms
 from _subnets import subnet_arguments, subnet_files
 
 
-def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng, vnni: bool) -> dict:
+def tuned_int8(q, x1: np.ndarray, minutes: float, work: Path):
+    """``(TvmModel, selection dict, tune summary dict)``: the int8 module's own tasks tuned for ``minutes`` into a
+    fresh database, built with the records that make the whole network faster (as ``nas export`` does)."""
+    from kernels.tvm import build as tvm_build
+    from nas.export._formats import TvmTuning, tune_and_select
+
+    mod = tvm_build.import_for_build(q.path, integer=True)
+    selection, summary = tune_and_select(mod, tvm_build.host_target(2), TvmTuning(db=work, minutes=minutes),
+                                         x=x1, threads=2, log=lambda msg: None, what="int8")
+    return tvm_build.TvmModel(selection.executable, threads=2), selection.to_dict(), summary.to_dict()
+
+
+def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng, vnni: bool, tune_minutes: float) -> dict:
     import onnx
 
     from kernels.runners import OrtFileRunner
@@ -43,6 +60,12 @@ def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng, vnni: boo
               "tvm_int8_plain": tvm_build.compile_onnx(q.path, threads=2, integer=True, vnni=False),
               "tvm_qdq_float": tvm_build.compile_onnx(q.path, threads=2),
               "tvm_float": tvm_build.compile_onnx(float_path, threads=2)}
+    tuned = None
+    if tune_minutes > 0:
+        models["tvm_int8_tuned"], selection, summary = tuned_int8(q, x[:1], tune_minutes, work / f"db{i}")
+        tuned = {"selection": selection, "tuning": summary,
+                 "output_equal_to_untuned_max_abs": float(np.abs(models["tvm_int8_tuned"].run(x[:1])
+                                                                 - models["tvm_int8"].run(x[:1])).max())}
     ort = OrtFileRunner(q.path, x[:1], threads=2, spin=False)
     reference = np.concatenate([ort.run(x[k:k + 1]) for k in range(len(x))])
     got = np.concatenate([models["tvm_int8"].run(x[k:k + 1]) for k in range(len(x))])
@@ -65,11 +88,18 @@ def bench_subnet(space, i: int, r: int, repeats: int, work: Path, rng, vnni: boo
             "ratio_tvm_int8_over_ort_int8": round(t["tvm_int8"].median_s / t["ort_int8"].median_s, 3),
             "ratio_tvm_int8_over_tvm_float": round(t["tvm_int8"].median_s / t["tvm_float"].median_s, 3),
             "ratio_tvm_int8_over_tvm_int8_plain": round(t["tvm_int8"].median_s / t["tvm_int8_plain"].median_s, 3),
-            "ratio_tvm_int8_over_tvm_qdq_float": round(t["tvm_int8"].median_s / t["tvm_qdq_float"].median_s, 3)}
+            "ratio_tvm_int8_over_tvm_qdq_float": round(t["tvm_int8"].median_s / t["tvm_qdq_float"].median_s, 3),
+            **(_tuned_ratios(t, tuned) if tuned is not None else {})}
+
+
+def _tuned_ratios(t: dict, tuned: dict) -> dict:
+    return {"tuned": tuned,
+            "ratio_tvm_int8_tuned_over_tvm_int8": round(t["tvm_int8_tuned"].median_s / t["tvm_int8"].median_s, 3),
+            "ratio_tvm_int8_tuned_over_ort_int8": round(t["tvm_int8_tuned"].median_s / t["ort_int8"].median_s, 3)}
 
 
 def main() -> None:
-    args = subnet_arguments(__doc__)
+    args = subnet_arguments(__doc__, tune=True)
     from kernels.quantize import cpu_isa
     from kernels.tvm.build import host_target
     from kernels.tvm.pointwise import has_vnni
@@ -79,15 +109,22 @@ def main() -> None:
     vnni = has_vnni(host_target(1))
     rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory(prefix="hwnas-tvm-int8-") as tmp:
-        rows = [bench_subnet(space, i, args.resolution, args.repeats, Path(tmp), rng, vnni) for i in range(args.subnets)]
+        rows = [bench_subnet(space, i, args.resolution, args.repeats, Path(tmp), rng, vnni, args.tune_minutes)
+                for i in range(args.subnets)]
+    tuned = {key: [r[key] for r in rows] for key in ("ratio_tvm_int8_tuned_over_tvm_int8",
+                                                      "ratio_tvm_int8_tuned_over_ort_int8") if args.tune_minutes > 0}
     print(json.dumps({"subnets": rows,
                       "median_ratio_tvm_int8_over_ort_int8": statistics.median(r["ratio_tvm_int8_over_ort_int8"] for r in rows),
                       "median_ratio_tvm_int8_over_tvm_float": statistics.median(r["ratio_tvm_int8_over_tvm_float"] for r in rows),
                       "median_ratio_tvm_int8_over_tvm_int8_plain": statistics.median(
                           r["ratio_tvm_int8_over_tvm_int8_plain"] for r in rows),
+                      **tuned,
                       "schedule": ("untuned default schedule (kernels.tvm.schedule) for every TVM build; tvm_int8: "
                                    "pointwise convs on AVX-512 VNNI (kernels.tvm.pointwise) when the host has it, "
-                                   "tvm_int8_plain: the same integer compute without; threads 2"),
+                                   "tvm_int8_plain: the same integer compute without; tvm_int8_tuned (with "
+                                   f"--tune-minutes, here {args.tune_minutes:g} per subnet): the int8 module's own "
+                                   "tasks tuned into a fresh database, built never-slower (kernels.tvm.select) as "
+                                   "nas export does; threads 2"),
                       "machine": machine(cpu_isa=cpu_isa())}, indent=2))
 
 

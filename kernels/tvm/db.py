@@ -40,6 +40,7 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from kernels.errors import KernelError
 from kernels.tvm._common import _tvm
@@ -265,11 +266,20 @@ def legalize_tasks(mod, target) -> Legalized:
     return Legalized(legalized, tuple(merge_tasks(extract_tasks(legalized, target))))
 
 
+class Compiled(NamedTuple):
+    """A build of :func:`compile_relax`: the VM executable, which tasks had records, and the scheduled
+    module that was built (e.g. for ``kernels.tvm.pointwise.vnni_functions``)."""
+
+    executable: object
+    stats: HitStats
+    scheduled: object
+
+
 def compile_relax(mod, target, database=None, *, only=None):
     """Legalise ``mod`` (or take a :class:`Legalized` as it is), apply ``database``'s records (with
     ``only``, a set of task keys, just those tasks' records: ``kernels.tvm.select`` decides per subnet
-    which make the whole network faster), schedule the rest by the default rules and build. Returns
-    ``(executable, HitStats)``; without a database every task is default-scheduled."""
+    which make the whole network faster), schedule the rest by the default rules and build. Returns a
+    :class:`Compiled`; without a database every task is default-scheduled."""
     tvm = _tvm()
     from tvm import relax
 
@@ -290,11 +300,12 @@ def compile_relax(mod, target, database=None, *, only=None):
             except Exception as err:  # noqa: BLE001
                 raise KernelError(f"TVM build failed: applying the tuning database: {type(err).__name__}: "
                                   f"{err}") from err
-    return build_scheduled(mod, target)[0], stats
+    executable, scheduled = build_scheduled(mod, target)
+    return Compiled(executable, stats, scheduled)
 
 
 def compile_onnx_tuned(path, target, database=None, *, input_shape=None, only=None):
-    """:func:`compile_relax` of the ONNX model at ``path`` (static shape): ``(executable, HitStats)``."""
+    """:func:`compile_relax` of the ONNX model at ``path`` (static shape): a :class:`Compiled`."""
     from kernels.tvm.build import import_onnx
 
     return compile_relax(import_onnx(path, input_shape=input_shape), target, database, only=only)

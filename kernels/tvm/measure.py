@@ -81,7 +81,7 @@ def measure_tvm(module, example_input, spec, *, database=None, rpc: RpcEndpoint 
             selection = compile_never_slower(mod, target, database, x=x, threads=spec.threads)
             executable, stats = selection.executable, selection.stats
         else:
-            executable, stats = compile_relax(mod, target, database)
+            executable, stats, _ = compile_relax(mod, target, database)
         if rpc is not None:
             from kernels.tvm.rpc import measure_remote
 

@@ -49,7 +49,8 @@ class Selection:
     ``candidates`` tasks had a record, ``kept`` of them were faster inside the network; ``tuned`` and
     ``default`` are the whole-network timings of the A/B (None when no A/B ran: no candidate, or none
     kept); ``rejected`` lists the candidates dropped, with their in-network microseconds;
-    ``default_executable`` is the default build (``executable`` itself when the default was chosen)."""
+    ``default_executable`` is the default build (``executable`` itself when the default was chosen) and
+    ``scheduled`` the scheduled module of the chosen build (``kernels.tvm.db.Compiled.scheduled``)."""
 
     executable: object
     stats: object  # kernels.tvm.db.HitStats
@@ -60,6 +61,7 @@ class Selection:
     default: Timing | None = None
     rejected: list = field(default_factory=list)
     default_executable: object = None
+    scheduled: object = None
 
     def to_dict(self) -> dict:
         """JSON-ready: the decision, both whole-network timings (ms, median and IQR) and the rejected records."""
@@ -157,8 +159,9 @@ def compile_never_slower(mod, target, database, *, x: np.ndarray, threads: int, 
         raise ValueError(f"margin must be in [-100, 1), got {margin!r}")
     log = log or (lambda msg: None)
     if database is None:
-        executable, stats = compile_relax(mod, target, None)
-        return Selection(executable, stats, "default", 0, 0, default_executable=executable)
+        built = compile_relax(mod, target, None)
+        return Selection(built.executable, built.stats, "default", 0, 0, default_executable=built.executable,
+                         scheduled=built.scheduled)
     try:
         return _select(mod, target, database, x, threads, rounds, ab_repeats, margin, log)
     except KernelError:
@@ -175,14 +178,17 @@ def _select(mod, target, database, x, threads: int, rounds: int, ab_repeats: int
     tasks = legalized.tasks
     stats = hit_stats(tasks, database, target)
     candidates = set(useful_records(tasks, database, target, {}))
-    default_exe, _ = compile_relax(legalized, target, None)
+    default = compile_relax(legalized, target, None)
+    default_exe = default.executable
     if not candidates:
-        return Selection(default_exe, stats, "default", 0, 0, default_executable=default_exe)
+        return Selection(default_exe, stats, "default", 0, 0, default_executable=default_exe,
+                         scheduled=default.scheduled)
     symbols = keys_by_symbol(legalized.mod)
     if candidates - set(symbols.values()):
         raise KernelError(f"TVM select failed: {len(candidates - set(symbols.values()))} tuned tasks have no function "
                           "in the built network (task keys and PrimFunc names disagree)")
-    tuned_exe, _ = compile_relax(legalized, target, database, only=candidates)
+    tuned = compile_relax(legalized, target, database, only=candidates)
+    tuned_exe = tuned.executable
     models = {"tuned": TvmModel(tuned_exe, threads=threads), "default": TvmModel(default_exe, threads=threads)}
     times = task_times_in_network(models, x, symbols, rounds=rounds)
     kept = keep_records(candidates, times["tuned"], times["default"], margin)
@@ -193,9 +199,10 @@ def _select(mod, target, database, x, threads: int, rounds: int, ab_repeats: int
     log(f"{len(kept)}/{len(candidates)} tuning records are faster inside the network")
     if not kept:
         return Selection(default_exe, stats, "default", len(candidates), 0, rejected=rejected,
-                         default_executable=default_exe)
+                         default_executable=default_exe, scheduled=default.scheduled)
     if kept != candidates:
-        tuned_exe, _ = compile_relax(legalized, target, database, only=kept)
+        tuned = compile_relax(legalized, target, database, only=kept)
+        tuned_exe = tuned.executable
         models["tuned"] = TvmModel(tuned_exe, threads=threads)
     tensors = {name: model.tensor(x) for name, model in models.items()}
     timing = measure({name: (lambda m=model, t=tensors[name]: m.invoke(t)) for name, model in models.items()},
@@ -204,4 +211,5 @@ def _select(mod, target, database, x, threads: int, rounds: int, ab_repeats: int
     log(f"whole network: tuned {timing['tuned'].median_ms:.3f} ms, default {timing['default'].median_ms:.3f} ms "
         f"-> {'tuned' if faster else 'default'}")
     return Selection(tuned_exe if faster else default_exe, stats, "metaschedule-db" if faster else "default",
-                     len(candidates), len(kept), timing["tuned"], timing["default"], rejected, default_exe)
+                     len(candidates), len(kept), timing["tuned"], timing["default"], rejected, default_exe,
+                     (tuned if faster else default).scheduled)

@@ -99,46 +99,60 @@ def export_tvm(subnet: Subnet, folder: Path, *, threads: int, tuning: TvmTuning,
 
     target = tvm_build.host_target(threads)
     selection, summary = _compile_tvm(subnet, folder, target, tuning, threads, log)
-    stats = selection.stats
     tvm_build.export_library(selection.executable, folder / FILES["tvm"])
     x = subnet.x.numpy()
     runner = TvmLibraryRunner(folder / FILES["tvm"], x, threads=threads)  # reloaded from disk
     result = verified("TVM (reloaded model.so)", subnet.reference, runner.run(x))
-    provenance = {"db": str(tuning.db) if tuning.db is not None else None, "tasks_hit": stats.tasks_hit,
-                  "tasks_total": stats.tasks_total, "flops_coverage": round(stats.flops_coverage, 4),
-                  "minutes_tuned": round(summary.elapsed_s / 60.0, 3) if summary is not None else 0.0,
-                  "trials": summary.trials if summary is not None else 0}
     tuned = selection.chosen == "metaschedule-db"
-    if selection.candidates:
-        provenance["selection"] = selection.to_dict()  # both whole-network timings when both were built
     return {"schedule": ("MetaSchedule records that make this subnet faster, default schedule for the other tasks"
                          if tuned else "untuned (kernels.tvm.build.default_schedule)"),
-            "tvm_schedule": selection.chosen, "tuning": provenance,
+            "tvm_schedule": selection.chosen, "tuning": tuning_provenance(tuning, selection, summary),
             "target": str(target), "batch": int(subnet.x.shape[0]), "runtime": "relax.VirtualMachine",
             "parity": {**result, "against": "the extracted subnet (torch)", "reloaded": True}}, runner
 
 
+def tuning_provenance(tuning: TvmTuning, selection, summary) -> dict:
+    """The report's ``tuning`` of a TVM build: the database, its hits, the minutes tuned first and, when some
+    task had a record, the selection with both whole-network timings (``kernels.tvm.select``)."""
+    stats = selection.stats
+    provenance = {"db": str(tuning.db) if tuning.db is not None else None, "tasks_hit": stats.tasks_hit,
+                  "tasks_total": stats.tasks_total, "flops_coverage": round(stats.flops_coverage, 4),
+                  "minutes_tuned": round(summary.elapsed_s / 60.0, 3) if summary is not None else 0.0,
+                  "trials": summary.trials if summary is not None else 0}
+    if selection.candidates:
+        provenance["selection"] = selection.to_dict()  # both whole-network timings when both were built
+    return provenance
+
+
 def _compile_tvm(subnet: Subnet, folder: Path, target, tuning: TvmTuning, threads: int, log: Callable[[str], None]):
-    """``(kernels.tvm.select.Selection, tune summary or None)``: the static-shape ONNX model in Relax, its tasks
-    tuned for ``tuning.minutes`` first, compiled with the database's records that make the whole subnet
-    faster (``kernels.tvm.select``)."""
+    """``(kernels.tvm.select.Selection, tune summary or None)``: the static-shape ONNX model in Relax through
+    :func:`tune_and_select`."""
     from kernels.onnx_export import export_onnx as write_onnx
-    from kernels.tvm import build as tvm_build, db as tvm_db
+    from kernels.tvm import build as tvm_build
+
+    with tempfile.TemporaryDirectory(prefix="tvm-", dir=folder) as work:
+        onnx_path = write_onnx(subnet.module, subnet.x, Path(work) / "static.onnx", opset=OPSET)  # TVM: static shapes
+        return tune_and_select(tvm_build.import_onnx(onnx_path), target, tuning, x=subnet.x.numpy(), threads=threads,
+                               log=log)
+
+
+def tune_and_select(mod, target, tuning: TvmTuning, *, x: np.ndarray, threads: int, log: Callable[[str], None],
+                    what: str = "TVM"):
+    """``(kernels.tvm.select.Selection, tune summary or None)`` of the Relax module ``mod``: its tasks tuned into
+    ``tuning.db`` for ``tuning.minutes`` first (when > 0), then built with the database's records that make the
+    whole network faster (``kernels.tvm.select.compile_never_slower``); ``what`` names the build in the log."""
+    from kernels.tvm import db as tvm_db
     from kernels.tvm.schedule import legalize
     from kernels.tvm.select import compile_never_slower
 
     db_dir, summary = tuning.db, None
-    with tempfile.TemporaryDirectory(prefix="tvm-", dir=folder) as work:
-        onnx_path = write_onnx(subnet.module, subnet.x, Path(work) / "static.onnx", opset=OPSET)  # TVM: static shapes
-        mod = tvm_build.import_onnx(onnx_path)
-        if tuning.minutes > 0:
-            from kernels.tvm.tune import tune
+    if tuning.minutes > 0:
+        from kernels.tvm.tune import tune
 
-            tasks = tvm_db.merge_tasks(tvm_db.extract_tasks(legalize(mod, target), target))
-            log(f"tuning {len(tasks)} TVM tasks for {tuning.minutes:g} min into {db_dir}")
-            summary = tune(tasks, target, db_dir, budget_s=tuning.minutes * 60.0)
-        database = None
-        if db_dir is not None and (db_dir / tvm_db.RECORD_FILE).exists():
-            database = tvm_db.open_database(db_dir, create=False)
-        selection = compile_never_slower(mod, target, database, x=subnet.x.numpy(), threads=threads, log=log)
-    return selection, summary
+        tasks = tvm_db.merge_tasks(tvm_db.extract_tasks(legalize(mod, target), target))
+        log(f"tuning {len(tasks)} {what} tasks for {tuning.minutes:g} min into {db_dir}")
+        summary = tune(tasks, target, db_dir, budget_s=tuning.minutes * 60.0)
+    database = None
+    if db_dir is not None and (db_dir / tvm_db.RECORD_FILE).exists():
+        database = tvm_db.open_database(db_dir, create=False)
+    return compile_never_slower(mod, target, database, x=x, threads=threads, log=log), summary

@@ -293,9 +293,10 @@ def _write(subnet, folder: Path, calibration: _Calibration, recipe):
 
 
 def export_int8(subnet, folder: Path, *, supernet, target: QuantTarget, options, device, runners: dict,
-                evaluator=None, log: Callable[[str], None] = lambda msg: None) -> Int8Report:
+                evaluator=None, log: Callable[[str], None] = lambda msg: None, tvm_tuning=None) -> Int8Report:
     """Write ``model.int8.onnx`` into ``folder`` (beside ``model.onnx``), check and measure it (module docstring).
-    ``runners`` are the float formats' runners of the reloaded files (this host only)."""
+    ``runners`` are the float formats' runners of the reloaded files (this host only); ``tvm_tuning``
+    (``nas.export._formats.TvmTuning``) is where the int8 TVM build finds and tunes records."""
     from kernels.runners import OrtFileRunner
     from supernets.checkpoint import file_sha256
 
@@ -320,7 +321,7 @@ def export_int8(subnet, folder: Path, *, supernet, target: QuantTarget, options,
     else:
         note = f"not timed: {device.profile.ref} is not this host"
     if "tvm" in options.formats:
-        tvm = _tvm_entry(q, subnet, runner, options, device, runners, target.policy.label, log)
+        tvm = _tvm_entry(q, subnet, runner, options, device, runners, target.policy.label, log, tvm_tuning)
     return Int8Report(
         file=INT8_FILE, sha256=file_sha256(q.path), quantize=target.mode, space=target.qspace.name,
         arch_id=target.qarch.arch_id, network_arch_id=target.network.arch_id, policy=target.policy.to_dict(),
@@ -336,7 +337,8 @@ def export_int8(subnet, folder: Path, *, supernet, target: QuantTarget, options,
         latency_note=note, tvm=tvm, verified=True)
 
 
-def _tvm_entry(q, subnet, runner, options, device, runners: dict, precision: str, log: Callable[[str], None]) -> dict:
+def _tvm_entry(q, subnet, runner, options, device, runners: dict, precision: str, log: Callable[[str], None],
+               tuning) -> dict:
     if not device.on_host:
         return {"verified": False, "reason": f"the int8 TVM build is checked on this host only; the TVM library for "
                                              f"{device.profile.ref} is built from the float network"}
@@ -345,7 +347,7 @@ def _tvm_entry(q, subnet, runner, options, device, runners: dict, precision: str
     log("building the int8 model with TVM")
     return check_tvm_int8(q, subnet.x.numpy(), ort_int8=runner, threads=device.threads,
                           float_tvm=runners.get("tvm"), warmup=options.warmup, repeats=options.repeats,
-                          profile=device.profile.ref, precision=precision)
+                          profile=device.profile.ref, precision=precision, tuning=tuning, log=log)
 
 
 def mcu_policy(target: QuantTarget, int8: Int8Report | None) -> dict:
@@ -394,8 +396,12 @@ def _tvm_line(tvm: dict) -> str:
     p = tvm["parity"]
     vnni = tvm.get("vnni_pointwise_functions")
     on_vnni = f" ({vnni} pointwise convs on AVX-512 VNNI)" if isinstance(vnni, int) and vnni > 0 else ""
-    return (f"computes in {tvm['computes_in']}{on_vnni}; vs onnxruntime int8: max abs diff {p['max_abs_diff']:.3g}, "
-            f"agreement {p['agreement']:.3f} on {p['n']} inputs")
+    selection = (tvm.get("tuning") or {}).get("selection") or {}
+    timed = (f" (tuned {selection['tuned_ms']['median']:.3g} ms, default {selection['default_ms']['median']:.3g} ms)"
+             if selection.get("tuned_ms") and selection.get("default_ms") else "")
+    return (f"computes in {tvm['computes_in']}{on_vnni}; schedule {tvm.get('tvm_schedule', 'default')}{timed}; "
+            f"vs onnxruntime int8: max abs diff {p['max_abs_diff']:.3g}, agreement {p['agreement']:.3f} on {p['n']} "
+            "inputs")
 
 
 def as_int8_report(value: Any) -> Int8Report | None:

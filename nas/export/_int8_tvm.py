@@ -1,21 +1,26 @@
 """What Apache TVM does with the int8 QDQ model of ``nas export --quantize``: the ``int8.tvm`` report entry.
 
 Contract: :func:`check_tvm_int8` imports ``model.int8.onnx`` into Relax with its QDQ convolutions and
-matmuls rewritten to integer compute (``kernels.tvm.int8``, through ``kernels.tvm.build.relax_text(...,
-integer=True)``), reads the dtypes its conv/matmul ops compute in (:func:`relax_compute_ops`, from that
-module's TVMScript text), builds it for this host with the untuned default schedule
-(``kernels.runners.make_runner("tvm", quantized_onnx, ...)``), runs it on ``TVM_PARITY_BATCH`` seeded inputs
-(batch 1, one at a time) against onnxruntime on the same int8 file (verified when the max abs diff is
-within ``INT8_PARITY_RTOL`` × max(1, output magnitude) and top-1 agrees on ``MIN_AGREEMENT`` of them),
-and times it beside the float ``model.so`` (taking turns). Any failure, a
-parity failure included, gives ``"verified": false`` and the reason; it never fails the export. The check
-writes no file: the int8 TVM build is evidence about TVM, not a deliverable (untuned, its integer
-convolutions run slower than the float build: ``experiments/benchmarks/tvm_int8.py``).
+matmuls rewritten to integer compute (``kernels.tvm.int8``, through ``kernels.tvm.build.import_for_build(...,
+integer=True)``) and reads the dtypes its conv/matmul ops compute in (:func:`relax_compute_ops`, from that
+module's TVMScript text). It builds it for this host as the float ``model.so`` is built
+(``nas.export._formats.tune_and_select``): with ``nas export --tune-minutes N`` the int8 module's own tasks
+are tuned for N minutes into the same database after the float ones (an int8 task never has the hash of a
+float one), and the database's records go into the build only where they make the whole int8 network faster
+(``kernels.tvm.select``; ``tvm_schedule`` and ``tuning.selection`` say what was chosen, with both
+whole-network timings). It runs the build on ``TVM_PARITY_BATCH`` seeded inputs (batch 1, one at a time)
+against onnxruntime on the same int8 file (verified when the max abs diff is within ``INT8_PARITY_RTOL`` ×
+max(1, output magnitude) and top-1 agrees on ``MIN_AGREEMENT`` of them), and times it beside the float
+``model.so`` (taking turns). Any failure, a parity failure included, gives ``"verified": false`` and the
+reason; it never fails the export. The check writes no file: the int8 TVM build is evidence about TVM, not
+a deliverable (``experiments/benchmarks/tvm_int8.py`` compares it with onnxruntime's int8 and TVM float).
 """
 
 from __future__ import annotations
 
 import re
+import time
+from typing import Callable
 
 import numpy as np
 
@@ -36,6 +41,9 @@ MIN_AGREEMENT = 0.9
 TVM_PARITY_SEED = 2
 SCHEDULE = ("untuned (kernels.tvm.build.default_schedule; int8 pointwise convs on AVX-512 VNNI where the CPU "
             "has it, kernels.tvm.pointwise: how many in vnni_pointwise_functions)")
+TUNED_SCHEDULE = ("MetaSchedule records that make this int8 subnet faster (kernels.tvm.select), the default schedule "
+                  "for the other tasks (int8 pointwise convs on AVX-512 VNNI where the CPU has it: how many in "
+                  "vnni_pointwise_functions)")
 COMPUTE_OPS = ("nn.conv1d", "nn.conv2d", "nn.conv3d", "nn.conv1d_transpose", "nn.conv2d_transpose", "matmul",
                "linear", "nn.dense")
 FLOAT_QDQ = "float (Q/DQ lowered to float arithmetic)"
@@ -142,22 +150,34 @@ def _latency(tvm_runner, float_tvm, *, threads: int, warmup: int, repeats: int, 
 
 
 def check_tvm_int8(q, x: np.ndarray, *, ort_int8, threads: int, float_tvm=None, warmup: int = 3, repeats: int = 20,
-                   profile: str, precision: str = "int8") -> dict:
+                   profile: str, precision: str = "int8", tuning=None, log: Callable[[str], None] | None = None) -> dict:
     """The ``int8.tvm`` entry of the QDQ model ``q`` (a ``kernels.quantize.QuantizedOnnx``), module docstring;
-    ``precision`` labels its latency (the policy's format: int8 or mixed)."""
-    from kernels.runners import make_runner
-    from kernels.tvm.build import relax_text
+    ``precision`` labels its latency (the policy's format: int8 or mixed); ``tuning``
+    (``nas.export._formats.TvmTuning``, None: no database) is where its tasks are tuned and records found."""
+    from kernels.runners import TvmModelRunner
+    from kernels.tvm.build import TvmModel, host_target, import_for_build
+    from kernels.tvm.pointwise import vnni_functions
+    from nas.export._formats import TvmTuning, tune_and_select, tuning_provenance
 
     entry: dict = {"verified": False, "imported_from": f"{q.path.name} (QDQ) through the Relax ONNX frontend",
                    "schedule": SCHEDULE, "runtime": "relax.VirtualMachine", "batch": 1,
                    "note": "a check, not a format: no file is written"}
+    tuning = tuning if tuning is not None else TvmTuning(db=None)
     try:
-        relax = relax_compute_ops(relax_text(q.path, input_shape=q.input_shape, integer=True))
+        mod = import_for_build(q.path, input_shape=q.input_shape, integer=True)
+        relax = relax_compute_ops(mod.script())
         entry["computes_in"] = relax.pop("computes_in")
         entry["relax"] = relax
-        runner = make_runner("tvm", q, x, threads=threads)
-        entry["build_s"] = round(runner.build_s, 3)
-        entry["vnni_pointwise_functions"] = runner.model.vnni_functions  # int8 pointwise convs on vpdpbusd
+        start = time.perf_counter()
+        selection, summary = tune_and_select(mod, host_target(threads), tuning, x=x, threads=threads,
+                                             log=log or (lambda msg: None), what="int8 TVM")
+        entry["build_s"] = round(time.perf_counter() - start - (summary.elapsed_s if summary is not None else 0.0), 3)
+        entry["tvm_schedule"] = selection.chosen
+        if selection.chosen == "metaschedule-db":
+            entry["schedule"] = TUNED_SCHEDULE
+        entry["tuning"] = tuning_provenance(tuning, selection, summary)
+        runner = TvmModelRunner(TvmModel(selection.executable, threads=threads), x)
+        entry["vnni_pointwise_functions"] = vnni_functions(selection.scheduled)  # int8 pointwise convs on vpdpbusd
         entry["parity"] = _parity(runner, ort_int8, q.input_shape)
         failure = _parity_failure(entry["parity"])
         if failure is not None:  # the figures stay in the entry

@@ -221,7 +221,7 @@ def export_with_options(supernet, arch: ArchConfig, out: Path, options: ExportOp
         for fmt, latency in _time_files(runners, options, device).items():
             entries[fmt].update(latency_ms=latency, backend=BACKEND[fmt])
         steps["latency_s"] = time.perf_counter() - t
-        int8 = _export_int8(subnet, folder, supernet, target, options, device, runners, evaluator, log, steps)
+        int8 = _export_int8(subnet, folder, supernet, target, options, device, runners, evaluator, log, steps, space)
         runners.clear()  # the reloaded files are released before the folder is renamed
         if target.qarch is not None and "tvm" in entries and device.profile.kind == "mcu":
             from nas.export._int8 import mcu_policy
@@ -234,8 +234,17 @@ def export_with_options(supernet, arch: ArchConfig, out: Path, options: ExportOp
     return result
 
 
+def _tvm_tuning(options: ExportOptions, device: "_Device", space: SearchSpace):
+    """Where this host's TVM builds (float and int8) find tuning records, and how long each tunes first."""
+    from nas._cache import default_db_dir
+    from nas.export._formats import TvmTuning
+
+    db = Path(options.tuning_db) if options.tuning_db is not None else default_db_dir(device.profile, space)
+    return TvmTuning(db=db, minutes=options.tune_minutes)
+
+
 def _export_int8(subnet, folder: Path, supernet, target, options: ExportOptions, device: "_Device", runners: dict,
-                 evaluator, log: Callable[[str], None], steps: dict):
+                 evaluator, log: Callable[[str], None], steps: dict, space: SearchSpace):
     """The ``--quantize`` step (:func:`nas.export._int8.export_int8`), timed into ``steps``; None without it."""
     if options.quantize is None:
         return None
@@ -243,7 +252,8 @@ def _export_int8(subnet, folder: Path, supernet, target, options: ExportOptions,
 
     t = time.perf_counter()
     int8 = export_int8(subnet, folder, supernet=supernet, target=target, options=options, device=device,
-                       runners=runners, evaluator=evaluator, log=log)
+                       runners=runners, evaluator=evaluator, log=log,
+                       tvm_tuning=_tvm_tuning(options, device, space) if device.on_host else None)
     steps["int8_s"] = time.perf_counter() - t
     return int8
 
@@ -322,11 +332,8 @@ def _export_format(fmt: str, subnet, folder: Path, options: ExportOptions, devic
                 parity=lambda reference, got: verified(label, reference, got), rpc_tracker=options.rpc_tracker,
                 warmup=options.warmup, repeats=options.repeats), None
         elif fmt == "tvm":
-            from nas._cache import default_db_dir
-
-            db = Path(options.tuning_db) if options.tuning_db is not None else default_db_dir(device.profile, space)
             entry, runner = _formats.export_tvm(subnet, folder, threads=device.threads, log=log,
-                                                tuning=_formats.TvmTuning(db=db, minutes=options.tune_minutes))
+                                                tuning=_tvm_tuning(options, device, space))
         elif fmt == "onnx":
             entry, runner = _formats.export_onnx(subnet, folder, threads=device.threads,
                                                  dynamic_batch=options.dynamic_batch)

@@ -69,8 +69,8 @@ def test_a_record_that_loses_inside_the_network_is_not_applied(model, forged):
     times = {str(t.key): 1e-3 for t in model["tasks"]}  # the runner's default times: the forged 1 ns beats them
     assert set(tvm_db.useful_records(model["tasks"], database, model["target"], times)) == {conv.key}
     # the old rule (the runner's verdict, above) applied it, and the network gets slower
-    applied, _ = tvm_db.compile_relax(model["mod"], model["target"], database, only={conv.key})
-    default, _ = tvm_db.compile_relax(model["mod"], model["target"], None)
+    applied = tvm_db.compile_relax(model["mod"], model["target"], database, only={conv.key}).executable
+    default = tvm_db.compile_relax(model["mod"], model["target"], None).executable
     models = {"applied": tvm_build.TvmModel(applied, threads=2), "default": tvm_build.TvmModel(default, threads=2)}
     symbols = keys_by_symbol(legalize(model["mod"], model["target"]))
     inside = task_times_in_network(models, model["x"], symbols, rounds=5)

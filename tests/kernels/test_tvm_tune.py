@@ -42,7 +42,7 @@ def test_tasks_are_deduped_and_ordered_by_flops(model):
 
 
 def test_untuned_compile_has_no_hits_and_parity(model):
-    executable, stats = tvm_db.compile_onnx_tuned(model["path"], model["target"], None)
+    executable, stats, _ = tvm_db.compile_onnx_tuned(model["path"], model["target"], None)
     assert stats.tasks_hit == 0 and stats.tasks_total == len(model["tasks"]) and stats.flops_coverage == 0.0
     out = tvm_build.TvmModel(executable, threads=2).run(model["x"])
     np.testing.assert_allclose(out, model["ref"], atol=1e-4 * max(1.0, np.abs(model["ref"]).max()))
@@ -61,7 +61,7 @@ def test_tuning_covers_every_task_and_persists(model, tuned):
 
 
 def test_compile_from_database_hits_everything_with_parity(model, tuned):
-    executable, stats = tvm_db.compile_onnx_tuned(model["path"], model["target"], tvm_db.open_database(tuned[0]))
+    executable, stats, _ = tvm_db.compile_onnx_tuned(model["path"], model["target"], tvm_db.open_database(tuned[0]))
     assert stats.hit_rate == 1.0
     out = tvm_build.TvmModel(executable, threads=2).run(model["x"])
     assert np.abs(model["ref"]).max() > 0.1
@@ -100,7 +100,7 @@ def test_default_schedule_times_are_measured_and_give_the_runners_verdict(model,
     never = {key: 0.0 for key in times}  # a default schedule faster than any record: none is applied
     _, used = tvm_db._useful_records(model["tasks"], database, model["target"], never)
     assert used == 0
-    executable, stats = tvm_db.compile_onnx_tuned(model["path"], model["target"], database, only=set())
+    executable, stats, _ = tvm_db.compile_onnx_tuned(model["path"], model["target"], database, only=set())
     assert stats.hit_rate == 1.0  # hits count records, applied or not; the build still has parity
     out = tvm_build.TvmModel(executable, threads=2).run(model["x"])
     np.testing.assert_allclose(out, model["ref"], atol=1e-4 * max(1.0, np.abs(model["ref"]).max()))

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from _never_slower import assert_never_slower
+
 import nas
 from kernels.errors import KernelError
 from nas.cli import main
 from nas.export._int8 import Int8Report
-from nas.export._int8_tvm import FLOAT_QDQ, relax_compute_ops
+from nas.export._int8_tvm import FLOAT_QDQ, TUNED_SCHEDULE, relax_compute_ops
 from nas.export.subnet import ExportResult, export_subnet
 from search_spaces import QuantPolicy, get_space
 from supernets import create_supernet
@@ -220,6 +222,27 @@ def test_a_trial_of_a_quantized_job_exports_with_its_policy_and_checkpoint(check
     assert report["int8"]["policy"] == QSPACE.policy(trial).to_dict()
     assert report["int8"]["calibration"]["samples"] == 24  # the job's [quantization] settings
     assert report["int8"]["accuracy"]["int8_top1"] is not None
+
+
+@pytest.mark.tvm
+@pytest.mark.slow
+def test_tune_minutes_tunes_the_int8_build_too_and_keeps_it_never_slower(supernet, tmp_path):
+    db = tmp_path / "db"
+    report = export_subnet(supernet, _qarch(fp32=()), tmp_path / "out", formats="onnx,tvm", quantize="policy",
+                           calibration_samples=32, warmup=1, repeats=5, tune_minutes=0.5, tuning_db=db)
+    tvm = report.int8.tvm
+    assert tvm["verified"] is True, tvm.get("reason")
+    tuning, float_tuning = tvm["tuning"], report.formats["tvm"]["tuning"]
+    assert tuning["db"] == float_tuning["db"] == str(db)  # one database; int8 and float tasks never share a hash
+    assert tuning["minutes_tuned"] > 0 and tuning["trials"] > 0 and float_tuning["minutes_tuned"] > 0
+    assert_never_slower(tvm["tvm_schedule"], tuning)
+    assert (tvm["schedule"] == TUNED_SCHEDULE) == (tvm["tvm_schedule"] == "metaschedule-db")
+    from nas.export._int8 import summary_lines
+
+    tvm_line = next(line for line in summary_lines(report.int8) if line.strip().startswith("tvm:"))
+    timed = tuning["selection"]["tuned_ms"] is not None  # both builds were timed whole when a record was kept
+    assert (f"schedule {tvm['tvm_schedule']} (tuned " in tvm_line) == timed, tvm_line
+    assert tvm["latency_ms"]["tvm_int8"]["source"] == "measured"
 
 
 @pytest.mark.tvm
