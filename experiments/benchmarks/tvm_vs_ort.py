@@ -6,12 +6,16 @@ database by the never-slower rule (``tvm_tuned``: ``kernels.tvm.select.compile_n
 ``nas export`` makes; its own whole-network A/B is in ``selection``) and with the default schedule only
 (``tvm_untuned``; where the rule chose the default build, ``tvm_tuned`` is that same build, timed once:
 ``tuned_is_default_build``), and timed beside onnxruntime (no spinning) in ``--runs`` repeated runs, each interleaved
-in one process with the same thread count (``kernels.timing.measure``: median and IQR). torch (denormals
+in one process with the same thread count (``kernels.timing.measure``: median and IQR), each timed call after
+``--warm-calls`` untimed calls of the same build (default 1: each runs with its own weights in the caches, as a
+deployed model running back-to-back does, as ``nas export`` times a file alone and as the never-slower A/B
+times both builds; 0 times each right after its neighbour, the protocol of the results before 2026-12-07,
+which read tiny_mbv3 subnets up to 2x slower than alone). torch (denormals
 flushed) is timed once, alone, after them: interleaved, its busy-waiting OpenMP threads slowed tuned TVM ~70x.
 Outputs are parity-checked. ``--keep-db DIR`` keeps the tuning databases (DIR/<space>@<resolution>).
 Run it alone on the machine (e.g. under ``flock /tmp/hwnas-bench.lock``).
 
-    python experiments/benchmarks/tvm_vs_ort.py [--minutes 10] [--tiny-minutes 4] [--repeats 30] [--runs 3]
+    python experiments/benchmarks/tvm_vs_ort.py [--minutes 10] [--tiny-minutes 4] [--repeats 30] [--runs 3] [--warm-calls 1]
 
 Prints one JSON object: {"spaces": {...}, "subnets": [...], "targets": {...}, "machine": {...}}; ``targets``
 says, per space, the median tuned/onnxruntime ratio of each run against 0.8 and the worst tuned/untuned
@@ -50,7 +54,8 @@ def _subnet(space, supernet_name: str, r: int, rng, i: int, work: Path):
     return arch, module, x, export_onnx(module, x, work / f"{supernet_name}-{r}-{i}.onnx")
 
 
-def bench_space(name: str, r: int, minutes: float, repeats: int, runs: int, work: Path, db: Path) -> tuple[dict, list]:
+def bench_space(name: str, r: int, minutes: float, repeats: int, runs: int, work: Path, db: Path,
+                warm_calls: int) -> tuple[dict, list]:
     from kernels.runners import OrtFileRunner, TorchRunner, denormals_flushed
     from kernels.timing import measure
     from kernels.tvm import build as tvm_build, db as tvm_db
@@ -82,7 +87,8 @@ def bench_space(name: str, r: int, minutes: float, repeats: int, runs: int, work
         fns = {"tvm_untuned": lambda: models["tvm_untuned"].invoke(xs["tvm_untuned"]), "ort": ort}
         if not same:
             fns["tvm_tuned"] = lambda: models["tvm_tuned"].invoke(xs["tvm_tuned"])
-        per_run = [measure(fns, warmup=5, repeats=repeats, threads=threads) for _ in range(runs)]
+        per_run = [measure(fns, warmup=5, repeats=repeats, threads=threads, warm_calls=warm_calls)
+                   for _ in range(runs)]
         for timings in per_run:
             timings.setdefault("tvm_tuned", timings["tvm_untuned"])
         with denormals_flushed():  # alone: its OpenMP threads busy-wait after each call (module docstring)
@@ -132,6 +138,7 @@ def main() -> None:
     parser.add_argument("--tiny-minutes", type=float, default=4.0, help="tune-space budget for tiny_mbv3 and for tiny_vit (default 4 each)")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--runs", type=int, default=3, help="repeated timing runs per subnet (default 3)")
+    parser.add_argument("--warm-calls", type=int, default=1, help="untimed calls before each timed one (default 1)")
     parser.add_argument("--only", choices=sorted({f"{s[0]}@{s[1]}" for s in SPACES}), action="append",
                         help="benchmark this space@resolution only (repeatable)")
     parser.add_argument("--keep-db", type=Path, help="write the tuning databases to DIR/<space>@<resolution> (kept)")
@@ -143,14 +150,16 @@ def main() -> None:
             if args.only and key not in args.only:
                 continue
             db = (args.keep_db / key) if args.keep_db else Path(tmp) / f"db-{key}"
-            summary, rows = bench_space(name, r, getattr(args, budget), args.repeats, args.runs, Path(tmp), db)
+            summary, rows = bench_space(name, r, getattr(args, budget), args.repeats, args.runs, Path(tmp), db,
+                                        args.warm_calls)
             spaces[key] = {"space": name, "resolution": r, **summary}
             subnets += rows
     print(json.dumps({"spaces": spaces, "subnets": subnets, "targets": targets(spaces, subnets, args.runs),
                       "tuning_minutes": {key: s["tuning_minutes"] for key, s in spaces.items()},
                       "timing": {"protocol": "kernels.timing.measure, warmup 5: tvm_tuned, tvm_untuned, ort (spin off) "
-                                            "interleaved, repeated --runs times; torch once after, alone",
-                                 "repeats": args.repeats, "runs": args.runs},
+                                            "interleaved, repeated --runs times, each timed call after --warm-calls "
+                                            "untimed calls of the same build; torch once after, alone",
+                                 "repeats": args.repeats, "runs": args.runs, "warm_calls": args.warm_calls},
                       "machine": machine()}, indent=2))
 
 
