@@ -72,7 +72,8 @@ TVM (Apache TVM 0.27, Relax ONNX frontend, observed 2026-12 on the test CNN of
   0.019: the difference comes from onnxruntime's fused int8 kernels, not from TVM.
 - So the imported QDQ file has int8 *accuracy* but float *compute*. ``kernels.tvm.int8`` rewrites its
   convolutions and matmuls to integer compute (int32 accumulation), which ``make_runner("tvm", q)``
-  builds; untuned, that build is slower than the float one (``experiments/benchmarks/tvm_int8.py``).
+  builds; untuned, on AVX-512 VNNI, that build ran at 0.72-0.98x of the float one
+  (``experiments/benchmarks/tvm_int8.py``).
 """
 
 from __future__ import annotations

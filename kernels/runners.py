@@ -15,8 +15,9 @@ only, restoring the caller's setting after it.
 for this CPU, untuned (:mod:`kernels.tvm.build`: the simple default schedule, ``relax``
 VirtualMachine, exactly ``threads`` TVM threads); ``build_s`` is how long that took.
 ``OrtFileRunner``, ``TvmOnnxRunner`` and ``TvmLibraryRunner`` run artefacts already on disk (an
-ONNX file, the same built by TVM, a TVM shared library) with the same settings; their example
-input is a numpy array. :func:`make_runner` also takes a :class:`kernels.quantize.QuantizedOnnx`
+ONNX file, the same built by TVM, a TVM shared library) with the same settings, and
+``TvmModelRunner`` a ``kernels.tvm.build.TvmModel`` already loaded; their example input is a numpy
+array. :func:`make_runner` also takes a :class:`kernels.quantize.QuantizedOnnx`
 (an int8 QDQ file) as the module, for onnxruntime and tvm only.
 """
 

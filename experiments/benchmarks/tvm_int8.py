@@ -2,10 +2,12 @@
 and against TVM float32, on seeded random ofa_mbv3 subnets.
 
 Each subnet is quantized by onnxruntime (``kernels.quantize.quantize_module``: U8S8, per-channel weights,
-MinMax over 16 seeded normal images), then built by TVM (untuned default schedule) three ways: the int8 file
-with its convolutions rewritten to integer compute (``tvm_int8``), the same file as imported (Q/DQ in float,
-``tvm_qdq_float``) and the float model (``tvm_float``). They are timed interleaved with onnxruntime on the
-int8 file (``ort_int8``, spin off) with the same threads (``kernels.timing.measure``: median and IQR), and
+MinMax over 16 seeded normal images), then built by TVM (untuned default schedule) four ways: the int8 file
+with its convolutions rewritten to integer compute (``tvm_int8``), the same without VNNI (``tvm_int8_plain``),
+the same file as imported (Q/DQ in float, ``tvm_qdq_float``) and the float model (``tvm_float``). They are
+timed interleaved with onnxruntime on the int8 file (``ort_int8``, spin off) with the same threads
+(``kernels.timing.measure``: median and IQR; taking turns call by call, no warm call, so each build runs
+after its neighbour evicted some of its weights: slower than alone, alike for all), and
 ``tvm_int8`` is compared with ``ort_int8`` on 8 seeded inputs: max difference in output quantization steps
 and top-1 agreement. Run it alone on the machine.
 
@@ -14,10 +16,13 @@ and top-1 agreement. Run it alone on the machine.
 With ``--tune-minutes M`` each subnet's int8 module is also tuned for M minutes (its own tasks, a fresh
 database) and built with the records that make the whole network faster (``tvm_int8_tuned``, as ``nas export
 --quantize --tune-minutes`` builds it): ``ratio_tvm_int8_tuned_over_tvm_int8`` (tuned / untuned, per subnet) and
-``ratio_tvm_int8_tuned_over_ort_int8``.
+``ratio_tvm_int8_tuned_over_ort_int8``; per subnet ``tuned`` holds the selection, the tuning summary and the
+max abs difference of the tuned build's output from the untuned one's on one seeded input.
 
 Prints one JSON object: {"subnets": [...], "median_ratio_tvm_int8_over_ort_int8": ...,
-"median_ratio_tvm_int8_over_tvm_float": ..., "machine": {...}}.
+"median_ratio_tvm_int8_over_tvm_float": ..., "median_ratio_tvm_int8_over_tvm_int8_plain": ...,
+with --tune-minutes "ratio_tvm_int8_tuned_over_tvm_int8": [...], "ratio_tvm_int8_tuned_over_ort_int8": [...],
+"schedule": ..., "machine": {...}}.
 """
 
 from __future__ import annotations

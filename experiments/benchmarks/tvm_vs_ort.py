@@ -9,8 +9,9 @@ database by the never-slower rule (``tvm_tuned``: ``kernels.tvm.select.compile_n
 in one process with the same thread count (``kernels.timing.measure``: median and IQR), each timed call after
 ``--warm-calls`` untimed calls of the same build (default 1: each runs with its own weights in the caches, as a
 deployed model running back-to-back does, as ``nas export`` times a file alone and as the never-slower A/B
-times both builds; 0 times each right after its neighbour, the protocol of the results before 2026-12-07,
-which read tiny_mbv3 subnets up to 2x slower than alone). torch (denormals
+times both builds; 0 times each right after its neighbour, the protocol of every result committed before
+this option existed, whose ``timing`` has no ``warm_calls``: it read tiny_mbv3 subnets up to 2x slower than
+alone). torch (denormals
 flushed) is timed once, alone, after them: interleaved, its busy-waiting OpenMP threads slowed tuned TVM ~70x.
 Outputs are parity-checked. ``--keep-db DIR`` keeps the tuning databases (DIR/<space>@<resolution>).
 Run it alone on the machine (e.g. under ``flock /tmp/hwnas-bench.lock``).

@@ -275,7 +275,7 @@ class Compiled(NamedTuple):
     scheduled: object
 
 
-def compile_relax(mod, target, database=None, *, only=None):
+def compile_relax(mod, target, database=None, *, only=None) -> Compiled:
     """Legalise ``mod`` (or take a :class:`Legalized` as it is), apply ``database``'s records (with
     ``only``, a set of task keys, just those tasks' records: ``kernels.tvm.select`` decides per subnet
     which make the whole network faster), schedule the rest by the default rules and build. Returns a
@@ -304,7 +304,7 @@ def compile_relax(mod, target, database=None, *, only=None):
     return Compiled(executable, stats, scheduled)
 
 
-def compile_onnx_tuned(path, target, database=None, *, input_shape=None, only=None):
+def compile_onnx_tuned(path, target, database=None, *, input_shape=None, only=None) -> Compiled:
     """:func:`compile_relax` of the ONNX model at ``path`` (static shape): a :class:`Compiled`."""
     from kernels.tvm.build import import_onnx
 

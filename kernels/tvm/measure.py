@@ -67,7 +67,7 @@ def measure_tvm(module, example_input, spec, *, database=None, rpc: RpcEndpoint 
     check_protocol(warmup=warmup, repeats=repeats, threads=spec.threads)
     if not hasattr(module, "eval"):  # e.g. a kernels.quantize.QuantizedOnnx
         raise KernelError("TVM run refused: a search measures int8 (QDQ) models with onnxruntime; TVM's int8 build "
-                          "is checked and tuned per subnet at export (nas export --quantize --format tvm): its tasks "
+                          "is checked at export (nas export --quantize --format tvm, tuned with --tune-minutes): its tasks "
                           "carry the subnet's quantization scales, so no space tuning database covers them")
     if rpc is None and not spec.is_host:
         raise KernelError(f"TVM run failed: a {spec.kind} {spec.mtriple} build cannot run on this host; "

@@ -38,7 +38,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--tune-minutes", type=float_in(0, MAX_TUNE_MINUTES), default=0.0,
                    help="first tune the subnet's TVM tasks for this long into the (device, space) database; with "
-                        "--quantize, the int8 build's tasks for as long again (default 0)")
+                        "--quantize (tvm format, this host), the int8 build's own tasks for as long again "
+                        "(default 0)")
     p.add_argument("--tuning-db", help="TVM tuning database folder (default: the cache's, see `nas tune-space`)")
     p.add_argument("--quantize", nargs="?", const="policy", metavar="policy|int8",
                    help="also write model.int8.onnx (post-training int8, QDQ; implies the onnx format): 'policy' (the "

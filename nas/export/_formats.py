@@ -42,6 +42,14 @@ class TvmTuning:
     minutes: float = 0.0
 
 
+def host_tuning(tuning_db, minutes: float, profile, space) -> TvmTuning:
+    """Where this host's TVM builds find and tune records: ``tuning_db`` (a path, None: the (device, space)
+    database of ``nas._cache.default_db_dir``), tuning ``minutes`` first."""
+    from nas._cache import default_db_dir
+
+    return TvmTuning(db=Path(tuning_db) if tuning_db is not None else default_db_dir(profile, space), minutes=minutes)
+
+
 def build_subnet(supernet, arch, *, dynamic_batch: bool) -> Subnet:
     """``supernet.extract(arch)`` with its parity inputs (``torch.randn`` seeded ``PARITY_SEED``) and outputs."""
     import torch
@@ -137,10 +145,14 @@ def _compile_tvm(subnet: Subnet, folder: Path, target, tuning: TvmTuning, thread
 
 
 def tune_and_select(mod, target, tuning: TvmTuning, *, x: np.ndarray, threads: int, log: Callable[[str], None],
-                    what: str = "TVM"):
+                    what: str = "TVM", on_tune_error: Callable[[Exception], None] | None = None):
     """``(kernels.tvm.select.Selection, tune summary or None)`` of the Relax module ``mod``: its tasks tuned into
     ``tuning.db`` for ``tuning.minutes`` first (when > 0), then built with the database's records that make the
-    whole network faster (``kernels.tvm.select.compile_never_slower``); ``what`` names the build in the log."""
+    whole network faster (``kernels.tvm.select.compile_never_slower``); ``what`` names the build in the log.
+    A ``KernelError`` of the tuning (another process tuning that database, a database file that breaks its
+    schema) propagates, unless ``on_tune_error`` is given: it hears the error and the build goes on from the
+    database as it is."""
+    from kernels.errors import KernelError
     from kernels.tvm import db as tvm_db
     from kernels.tvm.schedule import legalize
     from kernels.tvm.select import compile_never_slower
@@ -149,9 +161,16 @@ def tune_and_select(mod, target, tuning: TvmTuning, *, x: np.ndarray, threads: i
     if tuning.minutes > 0:
         from kernels.tvm.tune import tune
 
+        if db_dir is None:
+            raise ValueError("tuning.minutes > 0 needs a database folder (tuning.db), got None")
         tasks = tvm_db.merge_tasks(tvm_db.extract_tasks(legalize(mod, target), target))
         log(f"tuning {len(tasks)} {what} tasks for {tuning.minutes:g} min into {db_dir}")
-        summary = tune(tasks, target, db_dir, budget_s=tuning.minutes * 60.0)
+        try:
+            summary = tune(tasks, target, db_dir, budget_s=tuning.minutes * 60.0)
+        except KernelError as err:
+            if on_tune_error is None:
+                raise
+            on_tune_error(err)
     database = None
     if db_dir is not None and (db_dir / tvm_db.RECORD_FILE).exists():
         database = tvm_db.open_database(db_dir, create=False)

@@ -293,10 +293,10 @@ def _write(subnet, folder: Path, calibration: _Calibration, recipe):
 
 
 def export_int8(subnet, folder: Path, *, supernet, target: QuantTarget, options, device, runners: dict,
-                evaluator=None, log: Callable[[str], None] = lambda msg: None, tvm_tuning=None) -> Int8Report:
+                evaluator=None, log: Callable[[str], None] = lambda msg: None, space=None) -> Int8Report:
     """Write ``model.int8.onnx`` into ``folder`` (beside ``model.onnx``), check and measure it (module docstring).
-    ``runners`` are the float formats' runners of the reloaded files (this host only); ``tvm_tuning``
-    (``nas.export._formats.TvmTuning``) is where the int8 TVM build finds and tunes records."""
+    ``runners`` are the float formats' runners of the reloaded files (this host only); ``space`` (the
+    exported network's) names the tuning database the int8 TVM build's own one sits in."""
     from kernels.runners import OrtFileRunner
     from supernets.checkpoint import file_sha256
 
@@ -321,7 +321,10 @@ def export_int8(subnet, folder: Path, *, supernet, target: QuantTarget, options,
     else:
         note = f"not timed: {device.profile.ref} is not this host"
     if "tvm" in options.formats:
-        tvm = _tvm_entry(q, subnet, runner, options, device, runners, target.policy.label, log, tvm_tuning)
+        from nas.export._int8_tvm import tvm_entry
+
+        tvm = tvm_entry(q, subnet.x.numpy(), ort_int8=runner, float_tvm=runners.get("tvm"), options=options,
+                        device=device, space=space, precision=target.policy.label, log=log)
     return Int8Report(
         file=INT8_FILE, sha256=file_sha256(q.path), quantize=target.mode, space=target.qspace.name,
         arch_id=target.qarch.arch_id, network_arch_id=target.network.arch_id, policy=target.policy.to_dict(),
@@ -335,19 +338,6 @@ def export_int8(subnet, folder: Path, *, supernet, target: QuantTarget, options,
         nodes={"quantized": len(q.quantized_nodes), "float": len(q.float_nodes), "float_names": list(q.float_nodes)},
         size_bytes=_sizes(folder), cpu_isa=q.cpu_isa, quantize_s=round(q.seconds, 3), latency_ms=latency,
         latency_note=note, tvm=tvm, verified=True)
-
-
-def _tvm_entry(q, subnet, runner, options, device, runners: dict, precision: str, log: Callable[[str], None],
-               tuning) -> dict:
-    if not device.on_host:
-        return {"verified": False, "reason": f"the int8 TVM build is checked on this host only; the TVM library for "
-                                             f"{device.profile.ref} is built from the float network"}
-    from nas.export._int8_tvm import check_tvm_int8
-
-    log("building the int8 model with TVM")
-    return check_tvm_int8(q, subnet.x.numpy(), ort_int8=runner, threads=device.threads,
-                          float_tvm=runners.get("tvm"), warmup=options.warmup, repeats=options.repeats,
-                          profile=device.profile.ref, precision=precision, tuning=tuning, log=log)
 
 
 def mcu_policy(target: QuantTarget, int8: Int8Report | None) -> dict:

@@ -4,22 +4,27 @@ Contract: :func:`check_tvm_int8` imports ``model.int8.onnx`` into Relax with its
 matmuls rewritten to integer compute (``kernels.tvm.int8``, through ``kernels.tvm.build.import_for_build(...,
 integer=True)``) and reads the dtypes its conv/matmul ops compute in (:func:`relax_compute_ops`, from that
 module's TVMScript text). It builds it for this host as the float ``model.so`` is built
-(``nas.export._formats.tune_and_select``): with ``nas export --tune-minutes N`` the int8 module's own tasks
-are tuned for N minutes into the same database after the float ones (an int8 task never has the hash of a
-float one), and the database's records go into the build only where they make the whole int8 network faster
-(``kernels.tvm.select``; ``tvm_schedule`` and ``tuning.selection`` say what was chosen, with both
-whole-network timings). It runs the build on ``TVM_PARITY_BATCH`` seeded inputs (batch 1, one at a time)
-against onnxruntime on the same int8 file (verified when the max abs diff is within ``INT8_PARITY_RTOL`` ×
-max(1, output magnitude) and top-1 agrees on ``MIN_AGREEMENT`` of them), and times it beside the float
-``model.so`` (taking turns). Any failure, a parity failure included, gives ``"verified": false`` and the
-reason; it never fails the export. The check writes no file: the int8 TVM build is evidence about TVM, not
-a deliverable (``experiments/benchmarks/tvm_int8.py`` compares it with onnxruntime's int8 and TVM float).
+(``nas.export._formats.tune_and_select``): records go into the build only where they make the whole int8
+network faster (``kernels.tvm.select``; ``tvm_schedule`` and ``tuning.selection`` say what was chosen, with
+both whole-network timings). The records come from the int8 file's own database (:func:`int8_tuning`: a
+folder of the host's tuning database named by the file's SHA-256), which ``nas export --tune-minutes N``
+tunes for N minutes after the float build: an int8 task carries its file's quantization scales as
+constants (two calibrations of one ofa_mbv3 arch shared 1 of 67 int8 tasks and all 55 float ones,
+``experiments/benchmarks/int8_task_sharing.py``), so the (device, space) database could not reuse them.
+It runs the build on ``TVM_PARITY_BATCH`` seeded inputs (batch 1, one at a time) against onnxruntime on the
+same int8 file (verified when the max abs diff is within ``INT8_PARITY_RTOL`` × max(1, output magnitude)
+and top-1 agrees on ``MIN_AGREEMENT`` of them), and times it beside the float ``model.so`` (taking turns).
+Any failure, a parity failure included, gives ``"verified": false`` and the reason; it never fails the
+export. The check writes nothing into the export folder (tuning writes records into the int8 database):
+the int8 TVM build is evidence about TVM, not a deliverable (``experiments/benchmarks/tvm_int8.py``
+compares it with onnxruntime's int8 and TVM float).
 """
 
 from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -27,6 +32,7 @@ import numpy as np
 from nas.export._common import one_line, parity
 
 TVM_PARITY_BATCH = 16
+INT8_DB = "int8"  # the int8 builds' databases sit in this folder of the host's tuning database
 # TVM computes convolutions and matmuls in integers but runs the other Q/DQ pairs as written (h-swish
 # in float between a dequantize and a quantize); onnxruntime fuses them into int8 kernels that round
 # intermediate values otherwise. Measured, Q/DQ all in float: on a random-init tiny_mbv3 subnet with a
@@ -153,7 +159,9 @@ def check_tvm_int8(q, x: np.ndarray, *, ort_int8, threads: int, float_tvm=None, 
                    profile: str, precision: str = "int8", tuning=None, log: Callable[[str], None] | None = None) -> dict:
     """The ``int8.tvm`` entry of the QDQ model ``q`` (a ``kernels.quantize.QuantizedOnnx``), module docstring;
     ``precision`` labels its latency (the policy's format: int8 or mixed); ``tuning``
-    (``nas.export._formats.TvmTuning``, None: no database) is where its tasks are tuned and records found."""
+    (``nas.export._formats.TvmTuning``, None: no database) is where its tasks are tuned and records found. A
+    tuning that fails (e.g. another process tuning that database) is reported in ``tuning.error`` and the
+    check goes on with the records already there."""
     from kernels.runners import TvmModelRunner
     from kernels.tvm.build import TvmModel, host_target, import_for_build
     from kernels.tvm.pointwise import vnni_functions
@@ -161,21 +169,26 @@ def check_tvm_int8(q, x: np.ndarray, *, ort_int8, threads: int, float_tvm=None, 
 
     entry: dict = {"verified": False, "imported_from": f"{q.path.name} (QDQ) through the Relax ONNX frontend",
                    "schedule": SCHEDULE, "runtime": "relax.VirtualMachine", "batch": 1,
-                   "note": "a check, not a format: no file is written"}
+                   "note": "a check, not a format: no file is written into the export"}
     tuning = tuning if tuning is not None else TvmTuning(db=None)
+    tune_errors: list[str] = []
     try:
+        start = time.perf_counter()
         mod = import_for_build(q.path, input_shape=q.input_shape, integer=True)
         relax = relax_compute_ops(mod.script())
         entry["computes_in"] = relax.pop("computes_in")
         entry["relax"] = relax
-        start = time.perf_counter()
         selection, summary = tune_and_select(mod, host_target(threads), tuning, x=x, threads=threads,
-                                             log=log or (lambda msg: None), what="int8 TVM")
+                                             log=log or (lambda msg: None), what="int8 TVM",
+                                             on_tune_error=lambda err: tune_errors.append(one_line(err)))
+        # import, builds and (with records) the never-slower selection's timing; tuning not included
         entry["build_s"] = round(time.perf_counter() - start - (summary.elapsed_s if summary is not None else 0.0), 3)
         entry["tvm_schedule"] = selection.chosen
         if selection.chosen == "metaschedule-db":
             entry["schedule"] = TUNED_SCHEDULE
         entry["tuning"] = tuning_provenance(tuning, selection, summary)
+        if tune_errors:  # the build went on from the database as it was
+            entry["tuning"]["error"] = tune_errors[0]
         runner = TvmModelRunner(TvmModel(selection.executable, threads=threads), x)
         entry["vnni_pointwise_functions"] = vnni_functions(selection.scheduled)  # int8 pointwise convs on vpdpbusd
         entry["parity"] = _parity(runner, ort_int8, q.input_shape)
@@ -190,3 +203,34 @@ def check_tvm_int8(q, x: np.ndarray, *, ort_int8, threads: int, float_tvm=None, 
         return entry
     entry["verified"] = True
     return entry
+
+
+def int8_tuning(tuning, path):
+    """The int8 build's own database: ``<tuning.db>/int8/<first 16 hex of the int8 file's SHA-256>``, tuned
+    ``tuning.minutes``. Its tasks carry that file's quantization scales, so no other file's build could use
+    its records: they stay out of the (device, space) database that searches open."""
+    from nas.export._formats import TvmTuning
+    from supernets.checkpoint import file_sha256
+
+    if tuning.db is None:
+        return tuning
+    return TvmTuning(db=Path(tuning.db) / INT8_DB / file_sha256(path)[:16], minutes=tuning.minutes)
+
+
+def tvm_entry(q, x: np.ndarray, *, ort_int8, float_tvm, options, device, space, precision: str,
+              log: Callable[[str], None]) -> dict:
+    """The export's ``int8.tvm`` entry: :func:`check_tvm_int8` on this host with the export's tuning minutes and
+    the int8 database of :func:`int8_tuning`; for another device, why not."""
+    if not device.on_host:
+        return {"verified": False, "reason": f"the int8 TVM build is checked on this host only; the TVM library for "
+                                             f"{device.profile.ref} is built from the float network"}
+    from nas.export._formats import host_tuning
+
+    log("building the int8 model with TVM")
+    try:
+        tuning = int8_tuning(host_tuning(options.tuning_db, options.tune_minutes, device.profile, space), q.path)
+    except Exception as err:  # noqa: BLE001 - reported in the entry, as every failure of the check is
+        return {"verified": False, "reason": f"{type(err).__name__}: {one_line(err)}"}
+    return check_tvm_int8(q, x, ort_int8=ort_int8, threads=device.threads, float_tvm=float_tvm,
+                          warmup=options.warmup, repeats=options.repeats, profile=device.profile.ref,
+                          precision=precision, tuning=tuning, log=log)

@@ -10,7 +10,8 @@ Contract:
   ``model.pt`` (the extracted subnet's ``state_dict``, weights only), ``model.onnx`` (opset 17,
   input ``"input"``, output ``"logits"``), ``model.so`` (TVM, static batch 1, built for this host:
   MetaSchedule records from the (device, space) tuning database where they beat the default
-  schedule, the default schedule elsewhere; ``--tune-minutes`` tunes the subnet's tasks first) and
+  schedule, the default schedule elsewhere; ``--tune-minutes`` tunes the subnet's tasks first, and with
+  ``quantize`` the int8 build's own tasks as long again, ``nas.export._int8_tvm``) and
   ``report.json`` (:class:`ExportResult`, with ``tvm_schedule``: "metaschedule-db" or "default", and
   ``tuning``: db path, tasks hit/total, FLOPs coverage, minutes tuned). With ``quantize`` also
   ``model.int8.onnx`` (QDQ) and the report's ``int8`` section (:mod:`nas.export._int8`).
@@ -174,7 +175,8 @@ def export_subnet(supernet, arch: ArchConfig, out: Path, *, formats: Sequence[st
     those of :class:`ExportOptions`. ``arch`` may be of the supernet's space or of its quantized space
     (``<space>+q``): the network part is exported. ``supernet`` should already have BN statistics fit for
     the network (``recalibrate_bn``). ``tune_minutes`` > 0 first tunes the subnet's TVM tasks (missing ones
-    first, seeded from the database) for that long and stores the records. ``quantize`` also writes
+    first, seeded from the database) for that long and stores the records (with ``quantize`` and the tvm
+    format, the int8 build's tasks too, into its own database). ``quantize`` also writes
     ``model.int8.onnx``, calibrated on seeded random inputs (``resolve_and_export`` calibrates on a
     checkpoint's data). ``log`` hears each step's name."""
     options = ExportOptions(formats=formats, device=device, dynamic_batch=dynamic_batch, weights=weights,
@@ -234,15 +236,6 @@ def export_with_options(supernet, arch: ArchConfig, out: Path, options: ExportOp
     return result
 
 
-def _tvm_tuning(options: ExportOptions, device: "_Device", space: SearchSpace):
-    """Where this host's TVM builds (float and int8) find tuning records, and how long each tunes first."""
-    from nas._cache import default_db_dir
-    from nas.export._formats import TvmTuning
-
-    db = Path(options.tuning_db) if options.tuning_db is not None else default_db_dir(device.profile, space)
-    return TvmTuning(db=db, minutes=options.tune_minutes)
-
-
 def _export_int8(subnet, folder: Path, supernet, target, options: ExportOptions, device: "_Device", runners: dict,
                  evaluator, log: Callable[[str], None], steps: dict, space: SearchSpace):
     """The ``--quantize`` step (:func:`nas.export._int8.export_int8`), timed into ``steps``; None without it."""
@@ -252,8 +245,7 @@ def _export_int8(subnet, folder: Path, supernet, target, options: ExportOptions,
 
     t = time.perf_counter()
     int8 = export_int8(subnet, folder, supernet=supernet, target=target, options=options, device=device,
-                       runners=runners, evaluator=evaluator, log=log,
-                       tvm_tuning=_tvm_tuning(options, device, space) if device.on_host else None)
+                       runners=runners, evaluator=evaluator, log=log, space=space)
     steps["int8_s"] = time.perf_counter() - t
     return int8
 
@@ -333,7 +325,8 @@ def _export_format(fmt: str, subnet, folder: Path, options: ExportOptions, devic
                 warmup=options.warmup, repeats=options.repeats), None
         elif fmt == "tvm":
             entry, runner = _formats.export_tvm(subnet, folder, threads=device.threads, log=log,
-                                                tuning=_tvm_tuning(options, device, space))
+                                                tuning=_formats.host_tuning(options.tuning_db, options.tune_minutes,
+                                                                            device.profile, space))
         elif fmt == "onnx":
             entry, runner = _formats.export_onnx(subnet, folder, threads=device.threads,
                                                  dynamic_batch=options.dynamic_batch)

@@ -105,13 +105,14 @@ def measured_for(space: SearchSpace, model_factory, profile, **kwargs):
 
 def check_backend(space: SearchSpace, backend: str, where: str) -> None:
     """``QuantizationError`` when a quantized space would be measured with TVM: its int8 build (integer
-    convolutions, ``kernels.tvm.int8``) is untuned and has no tuning database, so the figure would not be
-    the int8 latency a deployment gets."""
+    convolutions, ``kernels.tvm.int8``) has no space tuning database (an int8 task carries its file's
+    quantization scales, ``nas.export._int8_tvm``), so a search would time untuned builds beside tuned
+    float ones; int8 is tuned per file at export."""
     if isinstance(space, QuantizedSpace) and backend.startswith("tvm"):
         raise QuantizedBackendError(
-            f"{where}: space {space.name!r} is measured with onnxruntime only: TVM's int8 (QDQ) build is untuned "
-            "and slower than onnxruntime's int8, so its latency would not be a deployable int8 one; use latency_ms "
-            "with backend onnxruntime")
+            f"{where}: space {space.name!r} is measured with onnxruntime only: TVM's int8 (QDQ) builds have no "
+            "space tuning database (they are tuned per file by nas export --quantize --tune-minutes); use "
+            "latency_ms with backend onnxruntime")
 
 
 def layer_build(spec: LayerSpec, folder: Path) -> tuple[object, tuple[int, ...]]:

@@ -69,9 +69,10 @@ def test_a_record_that_loses_inside_the_network_is_not_applied(model, forged):
     times = {str(t.key): 1e-3 for t in model["tasks"]}  # the runner's default times: the forged 1 ns beats them
     assert set(tvm_db.useful_records(model["tasks"], database, model["target"], times)) == {conv.key}
     # the old rule (the runner's verdict, above) applied it, and the network gets slower
-    applied = tvm_db.compile_relax(model["mod"], model["target"], database, only={conv.key}).executable
-    default = tvm_db.compile_relax(model["mod"], model["target"], None).executable
-    models = {"applied": tvm_build.TvmModel(applied, threads=2), "default": tvm_build.TvmModel(default, threads=2)}
+    applied = tvm_db.compile_relax(model["mod"], model["target"], database, only={conv.key})
+    default = tvm_db.compile_relax(model["mod"], model["target"], None)
+    models = {"applied": tvm_build.TvmModel(applied.executable, threads=2),
+              "default": tvm_build.TvmModel(default.executable, threads=2)}
     symbols = keys_by_symbol(legalize(model["mod"], model["target"]))
     inside = task_times_in_network(models, model["x"], symbols, rounds=5)
     assert inside["applied"][conv.key] > 1.3 * inside["default"][conv.key]
@@ -81,6 +82,9 @@ def test_a_record_that_loses_inside_the_network_is_not_applied(model, forged):
     assert selection.chosen == "default" and selection.candidates == 1 and selection.kept == 0
     assert selection.rejected[0]["record_us"] > 1.3 * selection.rejected[0]["default_us"]
     assert selection.to_dict()["records_kept"] == 0 and "0/1" in logs[0]
+    # the chosen build's scheduled module is the default build's: the conv as the default rules scheduled it
+    name = next(s for s, k in symbols.items() if k == conv.key)
+    assert selection.scheduled[name].script() == default.scheduled[name].script() != applied.scheduled[name].script()
     out = tvm_build.TvmModel(selection.executable, threads=2).run(model["x"])
     np.testing.assert_allclose(out, model["ref"], atol=1e-4 * max(1.0, np.abs(model["ref"]).max()))
 

@@ -16,7 +16,7 @@ import nas
 from kernels.errors import KernelError
 from nas.cli import main
 from nas.export._int8 import Int8Report
-from nas.export._int8_tvm import FLOAT_QDQ, TUNED_SCHEDULE, relax_compute_ops
+from nas.export._int8_tvm import FLOAT_QDQ, INT8_DB, SCHEDULE, TUNED_SCHEDULE, relax_compute_ops
 from nas.export.subnet import ExportResult, export_subnet
 from search_spaces import QuantPolicy, get_space
 from supernets import create_supernet
@@ -233,10 +233,16 @@ def test_tune_minutes_tunes_the_int8_build_too_and_keeps_it_never_slower(superne
     tvm = report.int8.tvm
     assert tvm["verified"] is True, tvm.get("reason")
     tuning, float_tuning = tvm["tuning"], report.formats["tvm"]["tuning"]
-    assert tuning["db"] == float_tuning["db"] == str(db)  # one database; int8 and float tasks never share a hash
+    # the int8 file's own database, beside the space's: its tasks carry this file's quantization scales
+    assert float_tuning["db"] == str(db) and tuning["db"] == str(db / INT8_DB / report.int8.sha256[:16])
     assert tuning["minutes_tuned"] > 0 and tuning["trials"] > 0 and float_tuning["minutes_tuned"] > 0
+    assert "error" not in tuning
     assert_never_slower(tvm["tvm_schedule"], tuning)
     assert (tvm["schedule"] == TUNED_SCHEDULE) == (tvm["tvm_schedule"] == "metaschedule-db")
+    from kernels.tvm.build import host_target
+    from kernels.tvm.pointwise import has_vnni
+
+    assert (tvm["vnni_pointwise_functions"] > 0) == has_vnni(host_target(1))  # counted on the chosen build
     from nas.export._int8 import summary_lines
 
     tvm_line = next(line for line in summary_lines(report.int8) if line.strip().startswith("tvm:"))
@@ -246,8 +252,35 @@ def test_tune_minutes_tunes_the_int8_build_too_and_keeps_it_never_slower(superne
 
 
 @pytest.mark.tvm
+def test_a_failed_int8_tuning_is_reported_and_the_check_goes_on(supernet, tmp_path):
+    import fcntl
+
+    from kernels.quantize import quantize_module
+    from kernels.runners import OrtFileRunner
+    from nas.export._formats import TvmTuning
+    from nas.export._int8_tvm import check_tvm_int8
+
+    module = supernet.extract(NET).eval()
+    shape = (1, *get_space("tiny_mbv3").input_shape(NET))
+    calibration = np.random.default_rng(0).standard_normal((8, *shape[1:])).astype(np.float32)
+    q = quantize_module(module, torch.zeros(shape), tmp_path / "q.onnx", calibration)  # dynamic batch, as exported
+    x = calibration[:1]
+    db = tmp_path / "db"
+    db.mkdir()
+    with open(db / ".tune.lock", "w") as held:  # another process tuning this database (kernels.tvm.tune)
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        entry = check_tvm_int8(q, x, ort_int8=OrtFileRunner(q.path, x, threads=1), threads=1, warmup=1, repeats=2,
+                               profile="host-cpu@1", tuning=TvmTuning(db=db, minutes=0.1))
+    assert entry["verified"] is True, entry.get("reason")
+    assert "being tuned by another process" in entry["tuning"]["error"] and entry["tuning"]["minutes_tuned"] == 0.0
+    assert entry["tvm_schedule"] == "default" and entry["schedule"] == SCHEDULE
+    assert entry["parity"]["agreement"] >= 0.9 and entry["latency_ms"]["tvm_int8"]["source"] == "measured"
+
+
+@pytest.mark.tvm
 @pytest.mark.slow
-def test_tvm_builds_the_int8_model_in_integer_compute(supernet, tmp_path):
+def test_tvm_builds_the_int8_model_in_integer_compute(supernet, tmp_path, monkeypatch):
+    monkeypatch.setenv("HWNAS_CACHE_DIR", str(tmp_path / "cache"))  # no tuning database: the default schedule
     report = export_subnet(supernet, _qarch(fp32=()), tmp_path / "tvm", formats="onnx,tvm", quantize="policy",
                            calibration_samples=32, warmup=1, repeats=5)
     assert _left(tmp_path / "tvm") == ["arch.json", "model.int8.onnx", "model.onnx", "model.so", "report.json"]
@@ -260,6 +293,8 @@ def test_tvm_builds_the_int8_model_in_integer_compute(supernet, tmp_path):
     from kernels.tvm.pointwise import has_vnni
 
     assert (tvm["vnni_pointwise_functions"] > 0) == has_vnni(host_target(1))  # pointwise convs on vpdpbusd
+    assert tvm["tvm_schedule"] == "default" and tvm["schedule"] == SCHEDULE
+    assert tvm["tuning"]["minutes_tuned"] == 0 and tvm["tuning"]["tasks_hit"] == 0 and "selection" not in tvm["tuning"]
     from nas.export._int8 import summary_lines
 
     tvm_line = next(line for line in summary_lines(report.int8) if line.strip().startswith("tvm:"))

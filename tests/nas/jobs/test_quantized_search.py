@@ -93,7 +93,7 @@ def test_bad_quantization_settings_are_one_line_errors(tmp_path, capsys):
     config = tmp_path / "q.toml"
     for edit, message in ((('samples = 64', 'samples = 0'), "[quantization]: samples must be"),
                           (('metric = "stm32f746.flash_kb"', 'metric = "host-cpu.tvm_latency_ms"'),
-                           "TVM's int8 (QDQ) build is untuned"),
+                           "TVM's int8 (QDQ) builds have no space tuning database"),
                           (('space = "tiny_mbv3+q"', 'space = "tiny_mbv3+q(fp32)"'), "offers no int8"),
                           (('samples = 64', 'method = "median"'), "calibration method 'median'"),
                           (('space = "tiny_mbv3+q"', 'space = "tiny_mbv3+q(int3)"'), "int3")):
