@@ -18,15 +18,16 @@ class SubnetFiles:
     quantized: object  # kernels.quantize.QuantizedOnnx
 
 
-def subnet_files(space, i: int, r: int, work: Path, rng) -> SubnetFiles:
-    """Subnet ``i`` (architecture drawn from ``rng`` at ``r`` px, weights seeded by ``i``) exported to ONNX
-    and quantized by onnxruntime (U8S8, per-channel weights, MinMax over 16 seeded normal images)."""
+def subnet_files(space, i: int, r: int, work: Path, rng, arch=None) -> SubnetFiles:
+    """Subnet ``i`` (architecture drawn from ``rng`` at ``r`` px, or ``arch`` as given; weights seeded by ``i``)
+    exported to ONNX and quantized by onnxruntime (U8S8, per-channel weights, MinMax over 16 seeded normal
+    images)."""
     from kernels.onnx_export import export_onnx
     from kernels.quantize import quantize_module
     from supernets import create_supernet
     from supernets.testing import enliven
 
-    arch = space.with_resolution(space.sample(rng), r)
+    arch = arch if arch is not None else space.with_resolution(space.sample(rng), r)
     supernet = create_supernet(space.name, seed=i)
     enliven(supernet, arch, seed=i)
     module = supernet.extract(arch).eval()

@@ -21,26 +21,20 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 from _report import machine
+from _subnets import subnet_files
+
+RESOLUTION = 160
 
 
 def _builds(space, arch, seed: int, work: Path, target) -> dict:
-    from kernels.onnx_export import export_onnx
-    from kernels.quantize import quantize_module
+    """Per kind (``int8``, ``float``): task key -> task of ``arch`` with weights and calibration seeded ``seed``."""
     from kernels.tvm import build as tvm_build, db as tvm_db
     from kernels.tvm.schedule import legalize
-    from supernets import create_supernet
-    from supernets.testing import enliven
 
-    supernet = create_supernet(space.name, seed=seed)
-    enliven(supernet, arch, seed=seed)
-    module = supernet.extract(arch).eval()
-    shape = (1, *space.input_shape(arch))
-    calibration = np.random.default_rng(seed).standard_normal((16, *shape[1:])).astype(np.float32)
-    q = quantize_module(module, torch.zeros(shape), work / f"q{seed}.onnx", calibration, dynamic_batch=False)
-    mods = {"int8": tvm_build.import_for_build(q.path, integer=True),
-            "float": tvm_build.import_onnx(export_onnx(module, torch.zeros(shape), work / f"f{seed}.onnx"))}
+    files = subnet_files(space, seed, RESOLUTION, work, None, arch=arch)
+    mods = {"int8": tvm_build.import_for_build(files.quantized.path, integer=True),
+            "float": tvm_build.import_onnx(files.float_path)}
     return {kind: {t.key: t for t in tvm_db.merge_tasks(tvm_db.extract_tasks(legalize(mod, target), target))}
             for kind, mod in mods.items()}
 
@@ -50,7 +44,7 @@ def main() -> None:
     from search_spaces import get_space
 
     space = get_space("ofa_mbv3")
-    arch = space.with_resolution(space.sample(np.random.default_rng(0)), 160)
+    arch = space.with_resolution(space.sample(np.random.default_rng(0)), RESOLUTION)
     target = host_target(2)
     with tempfile.TemporaryDirectory(prefix="hwnas-int8-tasks-") as tmp:
         a, b = (_builds(space, arch, seed, Path(tmp), target) for seed in (1, 2))
