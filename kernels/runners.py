@@ -144,26 +144,35 @@ class TorchRunner(Runner):
         return self._forward(x).numpy()
 
 
-class TvmRunner(Runner):
+class TvmModelRunner(Runner):
+    """A loaded ``kernels.tvm.build.TvmModel`` (e.g. the build ``kernels.tvm.select`` chose), run on
+    ``example_input`` with the model's threads."""
+
     backend = "tvm"
 
-    def __init__(self, module, example_input, *, threads: int, opset: int = 17) -> None:
-        from kernels.tvm import build as tvm_build
-
-        self.threads = _check_threads(threads)
-        start = time.perf_counter()
-        tvm_build.host_target(self.threads)  # fails fast, before the export, when TVM is missing
-        with tempfile.TemporaryDirectory(prefix="hwnas-tvm-") as tmp:
-            path = export_onnx(module, example_input, Path(tmp) / "model.onnx", opset=opset)
-            self.model = tvm_build.compile_onnx(path, threads=self.threads)
-        self.build_s = time.perf_counter() - start
-        self._x = self.model.tensor(example_input.detach().cpu().numpy())
+    def __init__(self, model, example_input: np.ndarray) -> None:
+        self.threads = model.threads
+        self.model = model
+        self._x = self.model.tensor(example_input)
 
     def __call__(self) -> object:
         return self.model.invoke(self._x)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.model.run(x)
+
+
+class TvmRunner(TvmModelRunner):
+    def __init__(self, module, example_input, *, threads: int, opset: int = 17) -> None:
+        from kernels.tvm import build as tvm_build
+
+        start = time.perf_counter()
+        tvm_build.host_target(_check_threads(threads))  # fails fast, before the export, when TVM is missing
+        with tempfile.TemporaryDirectory(prefix="hwnas-tvm-") as tmp:
+            path = export_onnx(module, example_input, Path(tmp) / "model.onnx", opset=opset)
+            model = tvm_build.compile_onnx(path, threads=threads)
+        self.build_s = time.perf_counter() - start
+        super().__init__(model, example_input.detach().cpu().numpy())
 
 
 class OrtFileRunner(OrtRunner):
@@ -184,29 +193,10 @@ class TvmOnnxRunner(TvmRunner):
                  integer: bool = False) -> None:
         from kernels.tvm import build as tvm_build
 
-        self.threads = _check_threads(threads)
         start = time.perf_counter()
-        self.model = tvm_build.compile_onnx(path, threads=self.threads, input_shape=input_shape, integer=integer)
+        model = tvm_build.compile_onnx(path, threads=_check_threads(threads), input_shape=input_shape, integer=integer)
         self.build_s = time.perf_counter() - start
-        self._x = self.model.tensor(example_input)
-
-
-class TvmModelRunner(Runner):
-    """A loaded ``kernels.tvm.build.TvmModel`` (e.g. the build ``kernels.tvm.select`` chose), run on
-    ``example_input`` with the model's threads."""
-
-    backend = "tvm"
-
-    def __init__(self, model, example_input: np.ndarray) -> None:
-        self.threads = model.threads
-        self.model = model
-        self._x = self.model.tensor(example_input)
-
-    def __call__(self) -> object:
-        return self.model.invoke(self._x)
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        return self.model.run(x)
+        TvmModelRunner.__init__(self, model, example_input)
 
 
 class TvmLibraryRunner(TvmModelRunner):
